@@ -1,0 +1,145 @@
+"""Offline data sets as tensors, and seeded mini-batching.
+
+Defaults need no download: scikit-learn's bundled handwritten digits (1,797 real 8x8
+images) and synthetic sets generated from a seed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterator
+
+import numpy as np
+import torch
+
+__all__ = ["Dataset", "load_digits", "make_spirals", "batch_indices", "iterate_batches"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train/test split held as tensors; inputs are standardized with training statistics."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one example, e.g. (64,) for flat digits or (1, 8, 8) for images."""
+        return tuple(self.x_train.shape[1:])
+
+    def to(self, device: torch.device | str) -> "Dataset":
+        """The same data on another device."""
+        return replace(
+            self,
+            x_train=self.x_train.to(device),
+            y_train=self.y_train.to(device),
+            x_test=self.x_test.to(device),
+            y_test=self.y_test.to(device),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset({self.name!r}: {len(self.x_train)} train / {len(self.x_test)} test, "
+            f"input shape {self.input_shape}, {self.num_classes} classes)"
+        )
+
+
+def _split_and_standardize(name, x, y, num_classes, test_fraction, seed, dtype) -> Dataset:
+    """Seeded shuffle into train/test; standardize each feature with the training mean/std."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = int(round(test_fraction * len(x)))
+    test, train = order[:n_test], order[n_test:]
+    mean = x[train].mean(axis=0)
+    std = x[train].std(axis=0)
+    std[std == 0] = 1.0  # constant features (e.g. always-blank corner pixels) stay at 0
+    x = (x - mean) / std
+    return Dataset(
+        name,
+        x_train=torch.tensor(x[train], dtype=dtype),
+        y_train=torch.tensor(y[train], dtype=torch.long),
+        x_test=torch.tensor(x[test], dtype=dtype),
+        y_test=torch.tensor(y[test], dtype=torch.long),
+        num_classes=num_classes,
+    )
+
+
+def load_digits(
+    *, test_fraction: float = 0.25, seed: int = 0, images: bool = False, dtype=torch.float32
+) -> Dataset:
+    """scikit-learn's handwritten digits (bundled, no download), split and standardized.
+
+    ``images=False`` gives flat vectors (N, 64) for MLPs; ``images=True`` gives (N, 1, 8, 8)
+    for conv nets. The split depends only on ``seed``.
+    """
+    from sklearn.datasets import load_digits as _sklearn_digits
+
+    bunch = _sklearn_digits()
+    data = _split_and_standardize(
+        "digits", bunch.data.astype(np.float64), bunch.target, 10, test_fraction, seed, dtype
+    )
+    if images:
+        data = replace(
+            data,
+            x_train=data.x_train.reshape(-1, 1, 8, 8),
+            x_test=data.x_test.reshape(-1, 1, 8, 8),
+        )
+    return data
+
+
+def make_spirals(
+    *,
+    num_classes: int = 3,
+    points_per_class: int = 300,
+    noise: float = 0.2,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    dtype=torch.float32,
+) -> Dataset:
+    """Interleaved 2-D spirals, one arm per class: a small nonlinear problem with a known answer."""
+    if num_classes < 2 or points_per_class < 2:
+        raise ValueError(
+            f"need num_classes >= 2 and points_per_class >= 2, got {num_classes} and {points_per_class}"
+        )
+    rng = np.random.default_rng(seed)
+    radius = np.tile(np.linspace(0.05, 1.0, points_per_class), num_classes)
+    label = np.repeat(np.arange(num_classes), points_per_class)
+    angle = 4.0 * radius + label * 2 * np.pi / num_classes + rng.normal(0, noise, len(label))
+    x = np.stack([radius * np.sin(angle), radius * np.cos(angle)], axis=1)
+    return _split_and_standardize("spirals", x, label, num_classes, test_fraction, seed, dtype)
+
+
+def batch_indices(
+    num_examples: int, batch_size: int, *, seed: int, epoch: int = 0, drop_last: bool = True
+) -> list[torch.Tensor]:
+    """A seeded random partition of range(num_examples) into mini-batches of indices.
+
+    The same (seed, epoch) gives the same batches on any machine (a CPU generator).
+    ``drop_last`` drops a short final batch, which could hold a single example: batch norm
+    cannot train on a batch of one.
+    """
+    if batch_size < 1 or batch_size > num_examples:
+        raise ValueError(
+            f"batch_size must be between 1 and the number of examples ({num_examples}), got {batch_size}"
+        )
+    generator = torch.Generator().manual_seed(1_000_003 * seed + epoch)
+    order = torch.randperm(num_examples, generator=generator)
+    batches = list(order.split(batch_size))
+    if drop_last and len(batches[-1]) < batch_size:
+        batches.pop()
+    return batches
+
+
+def iterate_batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, *, seed: int, epoch: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (inputs, labels) mini-batches in the order given by :func:`batch_indices`."""
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    for idx in batch_indices(len(x), batch_size, seed=seed, epoch=epoch):
+        idx = idx.to(x.device)
+        yield x[idx], y[idx]

@@ -1,0 +1,138 @@
+"""Batch normalization as pure functions: the maths, no state (like ``torch.nn.functional``).
+
+The forward pass normalizes each channel with the batch's mean and *biased* variance
+(training) or with given running statistics (inference). The backward pass is the
+closed form derived by hand in the chapter "Batch normalization from scratch", not
+autograd through the forward ops.
+"""
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+__all__ = ["batch_norm", "batch_statistics"]
+
+
+def _reduce_dims(x: torch.Tensor) -> list[int]:
+    """Every dimension except the channel dimension 1: N, and L or H, W when present."""
+    return [0, *range(2, x.dim())]
+
+
+def _per_channel(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reshape a (C,) tensor so that it broadcasts against x of shape (N, C, *)."""
+    return t.reshape(1, -1, *([1] * (x.dim() - 2)))
+
+
+def batch_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and biased variance of x (N, C, *) over N and the spatial dims."""
+    dims = _reduce_dims(x)
+    mean = x.mean(dim=dims)
+    var = x.var(dim=dims, unbiased=False)
+    return mean, var
+
+
+class _BatchNormFunction(torch.autograd.Function):
+    """y = weight * (x - mean) / sqrt(var + eps) + bias, with the hand-derived backward.
+
+    With ``use_batch_stats`` the mean and variance are the batch's own, so gradients flow
+    through them; otherwise they are constants (the running estimates).
+    Returns (y, batch mean, biased batch var) so the caller can update running statistics
+    without computing them twice; the last two are empty when running statistics are used.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, mean, var, eps, use_batch_stats):
+        if use_batch_stats:
+            mean, var = batch_statistics(x)
+        inv_std = torch.rsqrt(var + eps)
+        x_hat = (x - _per_channel(mean, x)) * _per_channel(inv_std, x)
+        y = x_hat
+        if weight is not None:
+            y = y * _per_channel(weight, x)
+        if bias is not None:
+            y = y + _per_channel(bias, x)
+        ctx.save_for_backward(x_hat, inv_std, weight)
+        ctx.use_batch_stats = use_batch_stats
+        if not use_batch_stats:  # never hand the caller's running buffers back as outputs
+            mean, var = x.new_empty(0), x.new_empty(0)
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y, _grad_mean, _grad_var):
+        x_hat, inv_std, weight = ctx.saved_tensors
+        dims = _reduce_dims(grad_y)
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = (grad_y * x_hat).sum(dim=dims)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad_y.sum(dim=dims)
+        if ctx.needs_input_grad[0]:
+            grad_x_hat = grad_y if weight is None else grad_y * _per_channel(weight, grad_y)
+            scale = _per_channel(inv_std, grad_y)
+            if ctx.use_batch_stats:
+                # dL/dx = inv_std * (g - mean(g) - x_hat * mean(g * x_hat)), g = dL/dx_hat,
+                # means taken per channel over the n = N * L (or N * H * W) values.
+                mean_g = grad_x_hat.mean(dim=dims, keepdim=True)
+                mean_g_xhat = (grad_x_hat * x_hat).mean(dim=dims, keepdim=True)
+                grad_x = scale * (grad_x_hat - mean_g - x_hat * mean_g_xhat)
+            else:
+                grad_x = scale * grad_x_hat
+        return grad_x, grad_weight, grad_bias, None, None, None, None
+
+
+def _check_input(x, running_mean, weight, training):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"batch_norm expected a torch.Tensor input, got {type(x).__name__}")
+    if x.dim() < 2:
+        raise ValueError(
+            f"batch_norm expected input of shape (N, C) or (N, C, *), got shape {tuple(x.shape)}"
+        )
+    channels = next((t.numel() for t in (running_mean, weight) if t is not None), None)
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"batch_norm expected {channels} channels in dimension 1, i.e. shape "
+            f"(N, {channels}, ...), got shape {tuple(x.shape)}"
+        )
+    values_per_channel = x.numel() // max(x.shape[1], 1)
+    if training and values_per_channel < 2:
+        raise ValueError(
+            "batch_norm needs more than one value per channel when training (the batch "
+            f"variance of a single value is 0), got input of shape {tuple(x.shape)}; "
+            "use a batch of at least 2, or call model.eval() to use running statistics"
+        )
+
+
+def batch_norm(
+    x: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """Batch-normalize x (N, C, *) per channel; same signature and semantics as
+    ``torch.nn.functional.batch_norm``.
+
+    Training: normalize with the batch mean and biased variance, and update the running
+    estimates in place as ``running = (1 - momentum) * running + momentum * batch``, storing
+    the *unbiased* batch variance in ``running_var``. Inference: normalize with the
+    running estimates.
+    """
+    _check_input(x, running_mean, weight, training)
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("batch_norm in inference mode needs running_mean and running_var")
+    if training:
+        placeholder = x.new_empty(0)
+        y, mean, var = _BatchNormFunction.apply(x, weight, bias, placeholder, placeholder, eps, True)
+        if running_mean is not None and running_var is not None:
+            n = x.numel() // x.shape[1]
+            with torch.no_grad():
+                running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+                running_var.mul_(1 - momentum).add_(var.detach() * (n / (n - 1)), alpha=momentum)
+        return y
+    y, _, _ = _BatchNormFunction.apply(x, weight, bias, running_mean, running_var, eps, False)
+    return y

@@ -1,0 +1,72 @@
+"""Batch norm at inference: how running estimates track the data, and what goes wrong
+when a model predicts in training mode (a forgotten ``model.eval()``)."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .layers import BatchNorm1d
+
+__all__ = ["RunningStatsTrace", "running_stats_trace", "accuracy_in_mode"]
+
+
+@dataclass
+class RunningStatsTrace:
+    """Per-step batch and running estimates of one channel's mean and variance."""
+
+    batch_mean: np.ndarray
+    batch_var: np.ndarray  # unbiased, the quantity running_var averages
+    running_mean: np.ndarray
+    running_var: np.ndarray
+    true_mean: float
+    true_var: float
+
+    def final_relative_error(self) -> tuple[float, float]:
+        """|running - true| / true_std for the mean, and / true_var for the variance, at the end."""
+        true_std = self.true_var**0.5
+        return (abs(self.running_mean[-1] - self.true_mean) / true_std,
+                abs(self.running_var[-1] - self.true_var) / self.true_var)
+
+
+def running_stats_trace(
+    *,
+    batch_size: int = 32,
+    momentum: float | None = 0.1,
+    steps: int = 200,
+    true_mean: float = 2.0,
+    true_std: float = 3.0,
+    seed: int = 0,
+) -> RunningStatsTrace:
+    """Feed ``steps`` Gaussian batches through a 1-channel :class:`BatchNorm1d` in training
+    mode and record its running estimates after each step (``momentum=None``: cumulative
+    average)."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    generator = torch.Generator().manual_seed(seed)
+    bn = BatchNorm1d(1, momentum=momentum, affine=False).double()
+    batches = true_mean + true_std * torch.randn(steps, batch_size, 1, generator=generator, dtype=torch.float64)
+    rows = []
+    for batch in batches:
+        bn(batch)
+        rows.append((batch.mean().item(), batch.var().item(), bn.running_mean.item(), bn.running_var.item()))
+    cols = np.array(rows).T
+    return RunningStatsTrace(*cols, true_mean=true_mean, true_var=true_std**2)
+
+
+@torch.no_grad()
+def accuracy_in_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
+                     train_mode: bool) -> float:
+    """Accuracy when predicting ``x`` in chunks of ``batch_size`` with the model in training
+    mode (batch statistics: what a forgotten ``model.eval()`` does) or eval mode (running
+    statistics). The model itself is left untouched: a copy predicts, so its running
+    statistics are not polluted by the test data."""
+    probe = copy.deepcopy(model).train(train_mode)
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        logits = probe(x[start : start + batch_size])
+        correct += (logits.argmax(dim=1) == y[start : start + batch_size]).sum().item()
+    return correct / len(x)

@@ -1,0 +1,132 @@
+"""Batch-norm modules built on :mod:`bn_utils.functional`: the state and bookkeeping
+(parameters, running buffers, train/eval switch), like ``torch.nn``.
+
+``BatchNorm1d`` and ``BatchNorm2d`` are drop-ins for their torch namesakes: same
+constructor arguments, same parameters and buffers (so ``state_dict``s move both ways),
+same train/eval behaviour.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .functional import batch_norm
+
+__all__ = ["BatchNorm1d", "BatchNorm2d"]
+
+
+class _BatchNorm(nn.Module):
+    """Shared state and forward; subclasses only say which input shapes they accept."""
+
+    _version = 2  # the state_dict version of torch's batch norm, so loading either way agrees
+    _input_dims: tuple[int, ...] = ()  # accepted numbers of input dimensions
+    _shapes: str = ""  # the same, for error messages
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_features, int) or num_features < 1:
+            raise ValueError(f"num_features must be a positive int, got {num_features!r}")
+        factory = {"device": device, "dtype": dtype}
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features, **factory))
+            if bias:
+                self.bias = nn.Parameter(torch.zeros(num_features, **factory))
+            else:  # scale only, as torch allows since 2.13
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features, **factory))
+            self.register_buffer("running_var", torch.ones(num_features, **factory))
+            self.register_buffer(
+                "num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device)
+            )
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def reset_running_stats(self) -> None:
+        """Forget the running estimates: mean 0, variance 1, no batches seen."""
+        if self.track_running_stats:
+            self.running_mean.zero_()
+            self.running_var.fill_(1)
+            self.num_batches_tracked.zero_()
+
+    def reset_parameters(self) -> None:
+        """Reset running estimates and the affine parameters (gamma = 1, beta = 0)."""
+        self.reset_running_stats()
+        if self.affine:
+            nn.init.ones_(self.weight)
+            if self.bias is not None:
+                nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        name = type(self).__name__
+        if x.dim() not in self._input_dims:
+            raise ValueError(
+                f"{name} expected {self._shapes} input, got {x.dim()}D input of shape "
+                f"{tuple(x.shape)}"
+            )
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{name}({self.num_features}) expected input of shape "
+                f"{self._shapes} with C={self.num_features}, got shape {tuple(x.shape)}"
+            )
+        # momentum=None means a cumulative moving average: factor 1/k at the k-th batch.
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                factor = 1.0 / float(self.num_batches_tracked)
+        # Batch statistics in training, and in eval too when there are no running ones.
+        use_batch_stats = self.training or not self.track_running_stats
+        track = not self.training or self.track_running_stats
+        return batch_norm(
+            x,
+            self.running_mean if track else None,
+            self.running_var if track else None,
+            self.weight,
+            self.bias,
+            use_batch_stats,
+            factor,
+            self.eps,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, bias={self.bias is not None}, "
+            f"track_running_stats={self.track_running_stats}"
+        )
+
+
+class BatchNorm1d(_BatchNorm):
+    """From-scratch drop-in for ``torch.nn.BatchNorm1d``: input (N, C) or (N, C, L)."""
+
+    _input_dims = (2, 3)
+    _shapes = "2D (N, C) or 3D (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """From-scratch drop-in for ``torch.nn.BatchNorm2d``: input (N, C, H, W)."""
+
+    _input_dims = (4,)
+    _shapes = "4D (N, C, H, W)"

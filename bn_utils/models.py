@@ -1,0 +1,143 @@
+"""Model builders with a ``norm`` switch, so one experiment compares normalizations.
+
+Each hidden block is ``linear (or conv) -> norm -> activation``: batch norm sits before the
+nonlinearity as in Ioffe & Szegedy (2015), and the layer before a norm has no bias (the
+norm's shift beta replaces it). Blocks are named ``blocks[i].linear / .norm / .act`` so
+probes can hook any of them.
+
+To add a normalization (layer norm, group norm, noisy batch norm...), add one entry to
+``NORM_LAYERS``; every builder and the error messages pick it up.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .layers import BatchNorm1d, BatchNorm2d
+
+__all__ = ["NORM_LAYERS", "ACTIVATIONS", "make_norm", "make_activation", "make_mlp", "make_convnet"]
+
+# name -> factory(num_features, spatial_dims) building the layer for 1-D (0) or 2-D (2) inputs.
+NORM_LAYERS: dict[str, Callable[[int, int], nn.Module]] = {
+    "none": lambda features, spatial: nn.Identity(),
+    "batch": lambda features, spatial: (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(features),
+    "batch_scratch": lambda features, spatial: (BatchNorm2d if spatial else BatchNorm1d)(features),
+}
+
+# name -> (module factory, gain): the gain keeps activations' scale through depth at
+# init_scale=1 (He et al. 2015 for ReLU; 1 for the saturating ones, as in LeCun init).
+ACTIVATIONS: dict[str, tuple[Callable[[], nn.Module], float]] = {
+    "relu": (nn.ReLU, math.sqrt(2.0)),
+    "tanh": (nn.Tanh, 1.0),
+    "sigmoid": (nn.Sigmoid, 1.0),
+    "identity": (nn.Identity, 1.0),
+}
+
+
+def _lookup(table: dict, name: str, what: str):
+    if name not in table:
+        raise ValueError(f"unknown {what} {name!r}; valid names are: {', '.join(sorted(table))}")
+    return table[name]
+
+
+def make_norm(name: str, num_features: int, *, spatial: bool = False) -> nn.Module:
+    """The normalization layer called ``name`` for ``num_features`` channels (2-D maps if spatial)."""
+    return _lookup(NORM_LAYERS, name, "norm")(num_features, 2 if spatial else 0)
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh activation module by name (see ``ACTIVATIONS``)."""
+    return _lookup(ACTIVATIONS, name, "activation")[0]()
+
+
+def _init_weight(layer: nn.Module, activation: str, init_scale: float, weight_std: float | None):
+    """Gaussian weights: a fixed ``weight_std``, or init_scale * gain / sqrt(fan_in)."""
+    fan_in = layer.weight[0].numel()
+    std = weight_std if weight_std is not None else init_scale * ACTIVATIONS[activation][1] / math.sqrt(fan_in)
+    with torch.no_grad():
+        layer.weight.normal_(0.0, std)
+        if layer.bias is not None:
+            layer.bias.zero_()
+
+
+def _check_common(norm: str, activation: str, init_scale: float, weight_std: float | None):
+    _lookup(NORM_LAYERS, norm, "norm")
+    _lookup(ACTIVATIONS, activation, "activation")
+    if init_scale <= 0 or (weight_std is not None and weight_std <= 0):
+        raise ValueError(f"init_scale and weight_std must be positive, got {init_scale} and {weight_std}")
+
+
+def make_mlp(
+    in_features: int,
+    num_classes: int,
+    *,
+    depth: int = 3,
+    width: int = 100,
+    norm: str = "none",
+    activation: str = "relu",
+    init_scale: float = 1.0,
+    weight_std: float | None = None,
+) -> nn.Sequential:
+    """A fully connected net: ``depth`` hidden blocks of ``width`` units, then a linear head.
+
+    Weights are Gaussian with std ``init_scale * gain / sqrt(fan_in)`` (gain sqrt(2) for
+    ReLU, 1 otherwise), or exactly ``weight_std`` when given (e.g. the "small Gaussian"
+    initialisation of the BN paper). ``model.blocks[i]`` is the i-th hidden block.
+    """
+    _check_common(norm, activation, init_scale, weight_std)
+    if depth < 0 or width < 1:
+        raise ValueError(f"need depth >= 0 and width >= 1, got depth={depth}, width={width}")
+    blocks, features = [], in_features
+    for _ in range(depth):
+        linear = nn.Linear(features, width, bias=(norm == "none"))
+        _init_weight(linear, activation, init_scale, weight_std)
+        blocks.append(
+            nn.Sequential(
+                OrderedDict(linear=linear, norm=make_norm(norm, width), act=make_activation(activation))
+            )
+        )
+        features = width
+    head = nn.Linear(features, num_classes)
+    _init_weight(head, "identity", init_scale, weight_std)
+    return nn.Sequential(OrderedDict(blocks=nn.Sequential(*blocks), head=head))
+
+
+def make_convnet(
+    in_channels: int = 1,
+    num_classes: int = 10,
+    *,
+    channels: tuple[int, ...] = (16, 32),
+    norm: str = "none",
+    activation: str = "relu",
+    init_scale: float = 1.0,
+    weight_std: float | None = None,
+) -> nn.Sequential:
+    """A small conv net for 8x8 images: per entry of ``channels`` a 3x3 conv -> norm ->
+    activation -> 2x2 max-pool block, then global average pooling and a linear head."""
+    _check_common(norm, activation, init_scale, weight_std)
+    if not channels:
+        raise ValueError("channels must name at least one conv block, e.g. (16, 32)")
+    blocks, features = [], in_channels
+    for width in channels:
+        conv = nn.Conv2d(features, width, kernel_size=3, padding=1, bias=(norm == "none"))
+        _init_weight(conv, activation, init_scale, weight_std)
+        blocks.append(
+            nn.Sequential(
+                OrderedDict(
+                    linear=conv,
+                    norm=make_norm(norm, width, spatial=True),
+                    act=make_activation(activation),
+                    pool=nn.MaxPool2d(2),
+                )
+            )
+        )
+        features = width
+    head = nn.Linear(features, num_classes)
+    _init_weight(head, "identity", init_scale, weight_std)
+    return nn.Sequential(
+        OrderedDict(blocks=nn.Sequential(*blocks), pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), head=head)
+    )

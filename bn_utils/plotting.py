@@ -1,0 +1,118 @@
+"""One house style for every figure: colour-blind-safe colours, labelled axes, bands over seeds.
+
+Plot helpers take results (histories, arrays), never models.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .training import History, stack_metric
+
+__all__ = ["PALETTE", "NORM_COLORS", "use_house_style", "color_for", "plot_band", "plot_histories", "save_figure"]
+
+# Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
+PALETTE = {
+    "blue": "#0072B2",
+    "orange": "#E69F00",
+    "green": "#009E73",
+    "vermillion": "#D55E00",
+    "purple": "#CC79A7",
+    "sky": "#56B4E9",
+    "yellow": "#F0E442",
+    "black": "#000000",
+}
+# The same normalization has the same colour in every chapter.
+NORM_COLORS = {
+    "none": PALETTE["vermillion"],
+    "batch": PALETTE["blue"],
+    "batch_scratch": PALETTE["sky"],
+}
+_CYCLE = [PALETTE[k] for k in ("blue", "orange", "green", "vermillion", "purple", "sky", "black")]
+
+METRIC_LABELS = {
+    "loss": "training loss (per step)",
+    "train_acc": "train accuracy",
+    "test_acc": "test accuracy",
+    "test_loss": "test loss",
+}
+
+
+def use_house_style() -> None:
+    """Apply the course's matplotlib style (call once, in a notebook's setup cell)."""
+    mpl.rcParams.update(
+        {
+            "figure.figsize": (6.4, 3.8),
+            "figure.dpi": 100,
+            "savefig.dpi": 150,
+            "savefig.bbox": "tight",
+            "font.size": 11,
+            "axes.titlesize": 12,
+            "axes.labelsize": 11,
+            "legend.fontsize": 10,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.prop_cycle": mpl.cycler(color=_CYCLE),
+            "lines.linewidth": 2.0,
+        }
+    )
+
+
+def color_for(label: str, index: int = 0) -> str:
+    """The colour of a normalization name, or the index-th house colour for other labels."""
+    return NORM_COLORS.get(label, _CYCLE[index % len(_CYCLE)])
+
+
+def plot_band(ax, x: np.ndarray, values: np.ndarray, *, label: str, color: str | None = None,
+              band: str = "std") -> None:
+    """Mean over seeds (rows of ``values``) as a line with a shaded band.
+
+    ``band="std"`` shades mean +/- one standard deviation, ``"minmax"`` the range over
+    seeds. NaNs (runs that stopped) are left out of each point's statistics.
+    """
+    if band not in ("std", "minmax"):
+        raise ValueError(f"band must be 'std' or 'minmax', got {band!r}")
+    values = np.atleast_2d(np.asarray(values, dtype=float))
+    if values.shape[1] != len(x):
+        raise ValueError(f"values has {values.shape[1]} columns but x has {len(x)} points")
+    keep = ~np.all(np.isnan(values), axis=0)
+    x, values = np.asarray(x)[keep], values[:, keep]
+    mean = np.nanmean(values, axis=0)
+    if band == "std":
+        low, high = mean - np.nanstd(values, axis=0), mean + np.nanstd(values, axis=0)
+    else:
+        low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+    (line,) = ax.plot(x, mean, label=f"{label} (n={len(values)})", color=color)
+    ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+
+
+def plot_histories(runs: Mapping[str, Sequence[History]], metric: str = "test_acc", *, ax=None,
+                   band: str = "std", title: str | None = None):
+    """One band per entry of ``runs`` (label -> histories over seeds); returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    for i, (label, histories) in enumerate(runs.items()):
+        steps, values = stack_metric(histories, metric)
+        plot_band(ax, steps, values, label=label, color=color_for(label, i), band=band)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return ax
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save ``fig`` (PNG by default, by the path's suffix), creating folders; returns the path."""
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path

@@ -1,0 +1,232 @@
+"""Training loop, seeding, device choice and multi-seed runs.
+
+``train`` returns a :class:`History` instead of printing: notebooks plot it, tests assert
+on it. A run whose loss becomes NaN or infinite is stopped and recorded as diverged, not
+raised, because "this learning rate diverges" is a result the course reports.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import Dataset, batch_indices
+
+__all__ = ["seed_everything", "get_device", "History", "train", "evaluate", "run_seeds", "stack_metric"]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so a run repeats exactly."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def get_device() -> torch.device:
+    """CUDA when present, else CPU; ``BN_COURSE_DEVICE=cpu`` (or ``cuda``) forces a choice."""
+    wanted = os.environ.get("BN_COURSE_DEVICE")
+    if wanted:
+        if wanted.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"BN_COURSE_DEVICE={wanted} but torch sees no CUDA device")
+        return torch.device(wanted)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class History:
+    """What one training run measured.
+
+    ``loss`` has one entry per optimisation step. Evaluations happen every ``eval_every``
+    steps (and at step 0): ``eval_steps[i]`` is the number of steps taken when
+    ``train_acc[i]``, ``test_acc[i]`` and ``test_loss[i]`` were measured.
+    """
+
+    loss: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    steps_per_epoch: int = 0
+    diverged_at: int | None = None  # step at which the loss became NaN/inf, if it did
+    wall_time: float = 0.0
+    config: dict = field(default_factory=dict)
+
+    @property
+    def diverged(self) -> bool:
+        """True when training stopped because the loss became NaN or infinite."""
+        return self.diverged_at is not None
+
+    @property
+    def steps(self) -> int:
+        """Number of optimisation steps taken."""
+        return len(self.loss)
+
+    def steps_to(self, threshold: float, metric: str = "test_acc") -> int | None:
+        """First evaluated step at which ``metric`` reached ``threshold`` (None if never).
+
+        For accuracies "reached" means >= threshold; for ``test_loss`` it means <= threshold.
+        """
+        values = getattr(self, metric)
+        hit = (lambda v: v <= threshold) if metric.endswith("loss") else (lambda v: v >= threshold)
+        return next((s for s, v in zip(self.eval_steps, values) if hit(v)), None)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``model`` in eval mode; restores its previous mode."""
+    was_training = model.training
+    model.eval()
+    correct, total_loss = 0, 0.0
+    for start in range(0, len(x), batch_size):
+        logits = model(x[start : start + batch_size])
+        target = y[start : start + batch_size]
+        total_loss += nn.functional.cross_entropy(logits, target, reduction="sum").item()
+        correct += (logits.argmax(dim=1) == target).sum().item()
+    model.train(was_training)
+    return correct / len(x), total_loss / len(x)
+
+
+def _make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; valid names are: adam, sgd")
+
+
+def train(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    lr: float,
+    epochs: int | None = None,
+    steps: int | None = None,
+    batch_size: int = 64,
+    optimizer: str = "sgd",
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    eval_every: int | None = None,
+    on_step: Callable[[nn.Module, int], None] | None = None,
+    progress: bool = False,
+) -> History:
+    """Train ``model`` on ``data`` with mini-batch cross-entropy; return its :class:`History`.
+
+    Give either ``epochs`` or ``steps``. Batches come from :func:`bn_utils.data.batch_indices`
+    with ``seed``, so the same seed sees the same batches. ``eval_every`` (default: once per
+    epoch) sets how often train/test accuracy is measured. ``on_step(model, step)`` runs
+    after every optimisation step (probes use it). The model must already be on the data's
+    device.
+    """
+    if (epochs is None) == (steps is None):
+        raise ValueError("give exactly one of epochs= or steps=")
+    steps_per_epoch = len(data.x_train) // batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {batch_size} is larger than the training set ({len(data.x_train)})")
+    total = steps if steps is not None else epochs * steps_per_epoch
+    eval_every = eval_every or steps_per_epoch
+    opt = _make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
+    history = History(
+        steps_per_epoch=steps_per_epoch,
+        config=dict(lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
+                    weight_decay=weight_decay, seed=seed, steps=total),
+    )
+
+    def record(step: int) -> None:
+        train_acc, _ = evaluate(model, data.x_train, data.y_train)
+        test_acc, test_loss = evaluate(model, data.x_test, data.y_test)
+        history.eval_steps.append(step)
+        history.train_acc.append(train_acc)
+        history.test_acc.append(test_acc)
+        history.test_loss.append(test_loss)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=f"lr={lr:g}", leave=False)
+    start_time = time.perf_counter()
+    model.train()
+    record(0)
+    step, epoch = 0, 0
+    while step < total and not history.diverged:
+        for idx in batch_indices(len(data.x_train), batch_size, seed=seed, epoch=epoch):
+            idx = idx.to(data.x_train.device)
+            loss = nn.functional.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+            value = loss.item()
+            if not math.isfinite(value):
+                history.diverged_at = step
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            history.loss.append(value)
+            if on_step is not None:
+                on_step(model, step)
+            if bar is not None:
+                bar.update()
+            if step % eval_every == 0 or step == total:
+                record(step)
+            if step == total:
+                break
+        epoch += 1
+    history.wall_time = time.perf_counter() - start_time
+    if bar is not None:
+        bar.close()
+    return history
+
+
+def run_seeds(
+    build_model: Callable[[], nn.Module],
+    data: Dataset,
+    seeds: Sequence[int],
+    *,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    **train_kwargs,
+) -> list[History]:
+    """Train a fresh model per seed and return the histories, one per seed.
+
+    Before each run the seed is set with :func:`seed_everything`, so ``build_model()``
+    draws its initial weights from that seed and ``train`` its batch order.
+    """
+    device = torch.device(device) if device is not None else get_device()
+    data = data.to(device)
+    histories = []
+    seeds = list(seeds)
+    iterator = seeds
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(seeds, desc="seeds", leave=False)
+    for seed in iterator:
+        seed_everything(seed)
+        model = build_model().to(device)
+        histories.append(train(model, data, seed=seed, **train_kwargs))
+    return histories
+
+
+def stack_metric(histories: Sequence[History], metric: str = "test_acc") -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) for plotting over seeds: ``values`` is (seeds, points), NaN-padded
+    where a run stopped early (diverged). ``metric`` is ``loss`` (per step) or an
+    evaluated metric (``train_acc``, ``test_acc``, ``test_loss``)."""
+    if not histories:
+        raise ValueError("stack_metric needs at least one History")
+    if metric == "loss":
+        series = [h.loss for h in histories]
+        steps = np.arange(1, max(len(s) for s in series) + 1)
+    else:
+        series = [getattr(h, metric) for h in histories]
+        steps = np.asarray(max((h.eval_steps for h in histories), key=len))
+    values = np.full((len(series), len(steps)), np.nan)
+    for row, s in zip(values, series):
+        row[: len(s)] = s
+    return steps, values

@@ -1,0 +1,203 @@
+"""The from-scratch batch norm against torch's, in float64: forward, backward, running
+statistics, eval mode, state_dict exchange, and the errors on bad input."""
+import pytest
+import torch
+from torch import nn
+
+import bn_utils
+from bn_utils import BatchNorm1d, BatchNorm2d, batch_norm
+
+TOL = 1e-9
+SHAPES = {  # input shape -> (ours, torch's)
+    (16, 5): (BatchNorm1d, nn.BatchNorm1d),
+    (8, 5, 7): (BatchNorm1d, nn.BatchNorm1d),
+    (4, 5, 3, 6): (BatchNorm2d, nn.BatchNorm2d),
+}
+
+
+def make_pair(shape, seed=0, **kwargs):
+    """Our module and torch's, same arguments, same random affine parameters, float64."""
+    ours_cls, torch_cls = SHAPES[shape]
+    ours, ref = ours_cls(shape[1], **kwargs).double(), torch_cls(shape[1], **kwargs).double()
+    if ref.affine:
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            ref.weight.copy_(1 + 0.5 * torch.randn(shape[1], generator=g, dtype=torch.float64))
+            if ref.bias is not None:
+                ref.bias.copy_(torch.randn(shape[1], generator=g, dtype=torch.float64))
+    ours.load_state_dict(ref.state_dict())
+    return ours, ref
+
+
+def random_input(shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (3 + 2 * torch.randn(shape, generator=g, dtype=torch.float64)).requires_grad_()
+
+
+def max_err(a, b):
+    return (a - b).abs().max().item()
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_training_forward_and_gradients_match_torch(shape):
+    ours, ref = make_pair(shape)
+    x = random_input(shape, 1)
+    x_ref = x.detach().clone().requires_grad_()
+    upstream = torch.randn(shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    y, y_ref = ours(x), ref(x_ref)
+    (y * upstream).sum().backward()
+    (y_ref * upstream).sum().backward()
+    assert max_err(y, y_ref) < TOL
+    assert max_err(x.grad, x_ref.grad) < TOL, "input gradient differs"
+    assert max_err(ours.weight.grad, ref.weight.grad) < TOL, "weight gradient differs"
+    assert max_err(ours.bias.grad, ref.bias.grad) < TOL, "bias gradient differs"
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("momentum", [0.1, 0.7, None])
+def test_running_statistics_and_eval_match_torch_after_several_steps(shape, momentum):
+    ours, ref = make_pair(shape, momentum=momentum)
+    for step in range(5):
+        x = random_input(shape, 10 + step).detach()
+        ours(x), ref(x)
+    for key in ("running_mean", "running_var"):
+        assert max_err(getattr(ours, key), getattr(ref, key)) < TOL, key
+    assert ours.num_batches_tracked.item() == ref.num_batches_tracked.item() == 5
+    ours.eval(), ref.eval()
+    x = random_input(shape, 99)
+    x_ref = x.detach().clone().requires_grad_()
+    y, y_ref = ours(x), ref(x_ref)
+    y.sum().backward(), y_ref.sum().backward()
+    assert max_err(y, y_ref) < TOL
+    assert max_err(x.grad, x_ref.grad) < TOL
+    assert max_err(ours.weight.grad, ref.weight.grad) < TOL
+
+
+def test_running_variance_is_unbiased_and_normalization_biased():
+    bn = BatchNorm1d(1, momentum=1.0, affine=False).double()
+    x = torch.tensor([[1.0], [2.0], [3.0], [6.0]], dtype=torch.float64)
+    y = bn(x)
+    assert bn.running_var.item() == pytest.approx(x.var(unbiased=True).item())
+    expected = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + bn.eps)
+    assert max_err(y, expected) < TOL
+
+
+def test_momentum_none_is_cumulative_average():
+    bn = BatchNorm1d(2, momentum=None)
+    means = []
+    for step in range(4):
+        x = torch.randn(32, 2, generator=torch.Generator().manual_seed(step)) + step
+        means.append(x.mean(0))
+        bn(x)
+    assert torch.allclose(bn.running_mean, torch.stack(means).mean(0), atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [dict(affine=False), dict(track_running_stats=False),
+                                    dict(affine=False, track_running_stats=False), dict(bias=False),
+                                    dict(eps=1e-3, momentum=0.5)])
+def test_constructor_variants_match_torch_in_both_modes(kwargs):
+    shape = (8, 5, 7)
+    ours, ref = make_pair(shape, **kwargs)
+    assert set(ours.state_dict()) == set(ref.state_dict())
+    assert repr(ours).split("(", 1)[1] == repr(ref).split("(", 1)[1]
+    for training in (True, False):
+        ours.train(training), ref.train(training)
+        x = random_input(shape, 3).detach()
+        assert max_err(ours(x), ref(x)) < TOL
+
+
+def test_state_dict_moves_both_ways():
+    ours, ref = BatchNorm2d(4), nn.BatchNorm2d(4)
+    assert list(ours.state_dict()) == list(ref.state_dict()) == [
+        "weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    ref.train()
+    ref(torch.randn(8, 4, 3, 3))
+    ours.load_state_dict(ref.state_dict())  # torch -> ours
+    ours(torch.randn(8, 4, 3, 3) * 5)
+    back = nn.BatchNorm2d(4)
+    back.load_state_dict(ours.state_dict())  # ours -> torch
+    for key, value in ours.state_dict().items():
+        assert torch.equal(value, back.state_dict()[key]), key
+    assert back.num_batches_tracked.item() == 2
+
+
+def test_reset_parameters_restores_initial_state():
+    bn = BatchNorm1d(3)
+    with torch.no_grad():
+        bn.weight.fill_(2.0)
+    bn(torch.randn(10, 3) + 4)
+    bn.reset_parameters()
+    fresh = BatchNorm1d(3)
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(bn.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_gradcheck_passes(shape):
+    small = (shape[0] // 2, *shape[1:])
+    ours, _ = make_pair(shape)
+    x = random_input(small, 5)
+    assert torch.autograd.gradcheck(lambda inp, w, b: ours(inp), (x, ours.weight, ours.bias))
+    assert torch.autograd.gradcheck(
+        lambda inp, w, b: batch_norm(inp, None, None, w, b, training=True),
+        (x, ours.weight, ours.bias))
+
+
+def test_backward_is_the_closed_form_not_autograd_through_the_forward():
+    x = random_input((6, 3), 0)
+    y = batch_norm(x, None, None, training=True)
+    assert type(y.grad_fn).__name__ == "_BatchNormFunctionBackward"
+
+
+def test_functional_matches_torch_functional_and_updates_buffers_in_place():
+    x = random_input((10, 4, 5), 7).detach()
+    mean, var = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
+    mean_ref, var_ref = mean.clone(), var.clone()
+    y = batch_norm(x, mean, var, training=True, momentum=0.3)
+    y_ref = nn.functional.batch_norm(x, mean_ref, var_ref, training=True, momentum=0.3)
+    assert max_err(y, y_ref) < TOL
+    assert max_err(mean, mean_ref) < TOL and max_err(var, var_ref) < TOL
+    assert not torch.equal(mean, torch.zeros(4, dtype=torch.float64)), "buffers were not updated"
+
+
+def test_matches_torch_in_float32_to_float32_precision():
+    x = torch.randn(64, 10) * 4 + 1
+    ours, ref = BatchNorm1d(10), nn.BatchNorm1d(10)
+    assert max_err(ours(x), ref(x)) < 1e-5
+
+
+@pytest.mark.parametrize("module, bad_shape, expected_words", [
+    (BatchNorm1d(4), (1, 4), "more than one value per channel"),
+    (BatchNorm2d(4), (1, 4, 1, 1), "more than one value per channel"),
+    (BatchNorm1d(4), (8, 3), "C=4"),
+    (BatchNorm2d(4), (8, 3, 5, 5), "C=4"),
+    (BatchNorm1d(4), (8, 4, 2, 2), "2D (N, C) or 3D (N, C, L)"),
+    (BatchNorm2d(4), (8, 4), "4D (N, C, H, W)"),
+    (BatchNorm1d(4), (4,), "2D (N, C) or 3D (N, C, L)"),
+])
+def test_bad_input_raises_valueerror_naming_shapes(module, bad_shape, expected_words):
+    with pytest.raises(ValueError) as info:
+        module.train()(torch.randn(bad_shape))
+    message = str(info.value)
+    assert expected_words in message
+    assert str(tuple(bad_shape)) in message, "the message must name the shape received"
+
+
+def test_batch_of_one_is_fine_in_eval_mode():
+    bn = BatchNorm1d(4).eval()
+    assert bn(torch.randn(1, 4)).shape == (1, 4)
+
+
+def test_functional_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        batch_norm(torch.randn(3), None, None, training=True)
+    with pytest.raises(ValueError, match="running_mean and running_var"):
+        batch_norm(torch.randn(4, 3), None, None, training=False)
+    with pytest.raises(ValueError, match=r"expected 3 channels"):
+        batch_norm(torch.randn(4, 5), torch.zeros(3), torch.ones(3), training=True)
+    with pytest.raises(ValueError, match="num_features"):
+        BatchNorm1d(0)
+
+
+def test_public_names_are_exported():
+    assert bn_utils.BatchNorm1d is BatchNorm1d and bn_utils.BatchNorm2d is BatchNorm2d
