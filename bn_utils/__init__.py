@@ -5,7 +5,7 @@ Logic lives here, unit-tested; the notebooks import it, run it, plot and explain
 from .checks import check_close, check_range, max_abs_error
 from .data import Dataset, batch_indices, iterate_batches, load_digits, make_spirals
 from .functional import batch_norm, batch_statistics
-from .inference import accuracy_in_mode, running_stats_trace
+from .inference import accuracy_in_mode, forgotten_eval_study, running_stats_trace
 from .layers import BatchNorm1d, BatchNorm2d
 from .models import ACTIVATIONS, NORM_LAYERS, make_activation, make_convnet, make_mlp, make_norm
 from .training import History, evaluate, get_device, run_seeds, seed_everything, stack_metric, train

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from .data import Dataset
 from .layers import BatchNorm1d
+from .training import get_device, run_seeds
 
-__all__ = ["RunningStatsTrace", "running_stats_trace", "accuracy_in_mode"]
+__all__ = ["RunningStatsTrace", "running_stats_trace", "accuracy_in_mode", "forgotten_eval_study"]
 
 
 @dataclass
@@ -63,10 +66,41 @@ def accuracy_in_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batc
     """Accuracy when predicting ``x`` in chunks of ``batch_size`` with the model in training
     mode (batch statistics: what a forgotten ``model.eval()`` does) or eval mode (running
     statistics). The model itself is left untouched: a copy predicts, so its running
-    statistics are not polluted by the test data."""
+    statistics are not polluted by the test data. With ``batch_size > 1`` a last chunk of a
+    single example joins the chunk before it, so only ``batch_size=1`` predicts alone."""
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"need as many labels as inputs (and at least one), got {len(x)} and {len(y)}")
     probe = copy.deepcopy(model).train(train_mode)
+    starts = list(range(0, len(x), batch_size))
+    if batch_size > 1 and len(starts) > 1 and len(x) - starts[-1] == 1:
+        starts.pop()
     correct = 0
-    for start in range(0, len(x), batch_size):
-        logits = probe(x[start : start + batch_size])
-        correct += (logits.argmax(dim=1) == y[start : start + batch_size]).sum().item()
+    for start, end in zip(starts, starts[1:] + [len(x)]):
+        correct += (probe(x[start:end]).argmax(dim=1) == y[start:end]).sum().item()
     return correct / len(x)
+
+
+def forgotten_eval_study(
+    build_model: Callable[[], nn.Module],
+    data: Dataset,
+    *,
+    seeds: Sequence[int],
+    batch_sizes: Sequence[int],
+    **train_kwargs,
+) -> dict[str, np.ndarray]:
+    """Train one model per seed, then measure test accuracy in eval mode and in training
+    mode at each prediction batch size. Returns ``{"eval": accs, "train@B": accs, ...}``,
+    one accuracy per seed in each array."""
+    device = get_device()
+    data = data.to(device)
+    results: dict[str, list[float]] = {"eval": []} | {f"train@{b}": [] for b in batch_sizes}
+
+    def measure(model: nn.Module, _history) -> None:
+        results["eval"].append(accuracy_in_mode(model, data.x_test, data.y_test, batch_size=len(data.x_test),
+                                                train_mode=False))
+        for b in batch_sizes:
+            results[f"train@{b}"].append(accuracy_in_mode(model, data.x_test, data.y_test, batch_size=b,
+                                                          train_mode=True))
+
+    run_seeds(build_model, data, seeds, device=device, on_trained=measure, **train_kwargs)
+    return {key: np.array(values) for key, values in results.items()}

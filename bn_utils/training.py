@@ -191,12 +191,14 @@ def run_seeds(
     *,
     device: torch.device | str | None = None,
     progress: bool = False,
+    on_trained: Callable[[nn.Module, History], None] | None = None,
     **train_kwargs,
 ) -> list[History]:
     """Train a fresh model per seed and return the histories, one per seed.
 
     Before each run the seed is set with :func:`seed_everything`, so ``build_model()``
     draws its initial weights from that seed and ``train`` its batch order.
+    ``on_trained(model, history)`` is called after each run, to measure the trained model.
     """
     device = torch.device(device) if device is not None else get_device()
     data = data.to(device)
@@ -210,7 +212,10 @@ def run_seeds(
     for seed in iterator:
         seed_everything(seed)
         model = build_model().to(device)
-        histories.append(train(model, data, seed=seed, **train_kwargs))
+        history = train(model, data, seed=seed, **train_kwargs)
+        if on_trained is not None:
+            on_trained(model, history)
+        histories.append(history)
     return histories
 
 

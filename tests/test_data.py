@@ -1,0 +1,79 @@
+"""Offline data sets and seeded batching."""
+import pytest
+import torch
+
+from bn_utils import batch_indices, iterate_batches, load_digits, make_spirals
+
+
+def test_digits_split_is_real_standardized_and_seeded():
+    data = load_digits(seed=0)
+    assert data.input_shape == (64,) and data.num_classes == 10
+    assert len(data.x_train) + len(data.x_test) == 1797
+    assert len(data.x_test) == round(0.25 * 1797)
+    assert set(data.y_train.unique().tolist()) == set(range(10))
+    # standardized with training statistics: each non-constant pixel has mean 0, std 1 on train
+    mean, std = data.x_train.mean(0), data.x_train.std(0, unbiased=False)
+    varying = std > 0
+    assert mean.abs().max() < 1e-5
+    assert torch.allclose(std[varying], torch.ones(int(varying.sum())), atol=1e-4)
+    assert varying.sum() >= 60
+    again, other = load_digits(seed=0), load_digits(seed=1)
+    assert torch.equal(data.x_test, again.x_test) and torch.equal(data.y_train, again.y_train)
+    assert not torch.equal(data.y_test, other.y_test)
+
+
+def test_digits_as_images_and_no_test_leak():
+    flat, images = load_digits(), load_digits(images=True)
+    assert images.input_shape == (1, 8, 8)
+    assert torch.equal(images.x_train.reshape(len(images.x_train), -1), flat.x_train)
+    train_rows = {tuple(r.tolist()) for r in flat.x_train}
+    overlap = sum(tuple(r.tolist()) in train_rows for r in flat.x_test)
+    assert overlap < 5, "train and test must be disjoint examples (a few digits are exact duplicates)"
+
+
+def test_spirals_are_balanced_seeded_and_validated():
+    data = make_spirals(num_classes=4, points_per_class=100, seed=3)
+    assert data.input_shape == (2,) and data.num_classes == 4
+    assert len(data.x_train) + len(data.x_test) == 400
+    assert torch.equal(data.x_train, make_spirals(num_classes=4, points_per_class=100, seed=3).x_train)
+    with pytest.raises(ValueError, match="num_classes >= 2"):
+        make_spirals(num_classes=1)
+    with pytest.raises(ValueError, match="test_fraction"):
+        make_spirals(test_fraction=1.5)
+
+
+def test_batch_indices_partition_is_seeded_and_drops_short_batch():
+    batches = batch_indices(10, 3, seed=0, epoch=0)
+    assert [len(b) for b in batches] == [3, 3, 3]
+    flat = torch.cat(batches)
+    assert len(set(flat.tolist())) == 9
+    assert all(torch.equal(a, b) for a, b in zip(batches, batch_indices(10, 3, seed=0, epoch=0)))
+    assert not torch.equal(torch.cat(batch_indices(10, 3, seed=0, epoch=1)), flat)
+    assert not torch.equal(torch.cat(batch_indices(10, 3, seed=1, epoch=0)), flat)
+    assert [len(b) for b in batch_indices(10, 3, seed=0, drop_last=False)] == [3, 3, 3, 1]
+    # Pinned values: the same seed must give the same batches on any machine.
+    assert batch_indices(6, 6, seed=0)[0].tolist() == torch.randperm(
+        6, generator=torch.Generator().manual_seed(0)).tolist()
+
+
+def test_batch_indices_rejects_impossible_sizes():
+    with pytest.raises(ValueError, match="between 1 and the number of examples"):
+        batch_indices(5, 6, seed=0)
+    with pytest.raises(ValueError, match="between 1"):
+        batch_indices(5, 0, seed=0)
+
+
+def test_iterate_batches_pairs_inputs_with_their_labels():
+    x = torch.arange(20.0).reshape(10, 2)
+    y = torch.arange(10)
+    for xb, yb in iterate_batches(x, y, 4, seed=2):
+        assert torch.equal(xb[:, 0], 2.0 * yb)
+    with pytest.raises(ValueError, match="same length"):
+        next(iterate_batches(x, y[:5], 2, seed=0))
+
+
+def test_dataset_to_device_and_repr():
+    data = make_spirals(points_per_class=10)
+    moved = data.to("cpu")
+    assert torch.equal(moved.x_train, data.x_train)
+    assert "spirals" in repr(data) and "3 classes" in repr(data)

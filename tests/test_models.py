@@ -1,0 +1,72 @@
+"""Model builders: structure, norm placement, initialisation, and errors."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from bn_utils import BatchNorm1d, BatchNorm2d, make_convnet, make_mlp, make_norm
+from bn_utils.models import NORM_LAYERS
+
+
+@pytest.mark.parametrize("norm, norm_type", [("none", nn.Identity), ("batch", nn.BatchNorm1d),
+                                             ("batch_scratch", BatchNorm1d)])
+def test_mlp_blocks_are_linear_norm_activation(norm, norm_type):
+    model = make_mlp(64, 10, depth=3, width=20, norm=norm, activation="sigmoid")
+    assert len(model.blocks) == 3
+    for block in model.blocks:
+        assert list(dict(block.named_children())) == ["linear", "norm", "act"]
+        assert isinstance(block.norm, norm_type) and isinstance(block.act, nn.Sigmoid)
+        # a bias before a batch norm is wasted: the norm subtracts it again
+        assert (block.linear.bias is None) == (norm != "none")
+    assert model(torch.randn(5, 64)).shape == (5, 10)
+
+
+def test_convnet_shapes_and_norms():
+    model = make_convnet(1, 10, channels=(8, 16), norm="batch_scratch")
+    assert all(isinstance(b.norm, BatchNorm2d) and b.linear.bias is None for b in model.blocks)
+    assert model(torch.randn(4, 1, 8, 8)).shape == (4, 10)
+    assert isinstance(make_convnet(norm="batch").blocks[0].norm, nn.BatchNorm2d)
+
+
+def test_init_scale_sets_weight_std():
+    torch.manual_seed(0)
+    model = make_mlp(400, 10, depth=2, width=400, activation="relu", init_scale=0.5)
+    std = model.blocks[1].linear.weight.std().item()
+    assert std == pytest.approx(0.5 * math.sqrt(2 / 400), rel=0.05)
+    fixed = make_mlp(400, 10, depth=1, width=400, activation="sigmoid", weight_std=0.01)
+    assert fixed.blocks[0].linear.weight.std().item() == pytest.approx(0.01, rel=0.05)
+
+
+def test_he_init_keeps_relu_activations_from_vanishing_without_norm():
+    torch.manual_seed(0)
+    model = make_mlp(100, 10, depth=20, width=200, activation="relu")
+    x = torch.randn(256, 100)
+    out = model.blocks(x)
+    # second moment is preserved through ReLU layers by He init: E[h^2] stays ~ E[x^2] = 1
+    assert 0.3 < out.pow(2).mean().item() * 2 < 3
+
+
+def test_same_seed_same_model():
+    torch.manual_seed(3)
+    a = make_mlp(8, 3, depth=2, width=5)
+    torch.manual_seed(3)
+    b = make_mlp(8, 3, depth=2, width=5)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown norm 'batchnorm'; valid names are: batch, batch_scratch, none"):
+        make_mlp(4, 2, norm="batchnorm")
+    with pytest.raises(ValueError, match="unknown activation 'gelu'.*relu"):
+        make_convnet(activation="gelu")
+    with pytest.raises(ValueError, match="depth >= 0"):
+        make_mlp(4, 2, depth=-1)
+    with pytest.raises(ValueError, match="positive"):
+        make_mlp(4, 2, init_scale=0)
+
+
+def test_norm_registry_builds_every_entry_for_both_kinds():
+    for name in NORM_LAYERS:
+        assert make_norm(name, 6)(torch.randn(4, 6)).shape == (4, 6)
+        assert make_norm(name, 6, spatial=True)(torch.randn(4, 6, 3, 3)).shape == (4, 6, 3, 3)

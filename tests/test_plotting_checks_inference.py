@@ -1,0 +1,86 @@
+"""Plot helpers, check-cell printers, and the train/inference helpers."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from bn_utils import accuracy_in_mode, check_close, check_range, make_mlp, max_abs_error, running_stats_trace  # noqa: E402
+from bn_utils.plotting import NORM_COLORS, color_for, plot_band, plot_histories, save_figure, use_house_style  # noqa: E402
+from bn_utils.training import History  # noqa: E402
+
+
+def test_plot_band_draws_mean_and_band_ignoring_nan():
+    fig, ax = plt.subplots()
+    values = np.array([[0.0, 1.0, np.nan], [2.0, 3.0, np.nan]])
+    plot_band(ax, np.array([1, 2, 3]), values, label="runs")
+    line = ax.lines[0]
+    assert line.get_xdata().tolist() == [1, 2] and line.get_ydata().tolist() == [1.0, 2.0]
+    assert line.get_label() == "runs (n=2)"
+    assert len(ax.collections) == 1
+    with pytest.raises(ValueError, match="band"):
+        plot_band(ax, np.arange(3), values, label="x", band="iqr")
+    with pytest.raises(ValueError, match="columns"):
+        plot_band(ax, np.arange(2), values, label="x")
+    plt.close(fig)
+
+
+def test_plot_histories_labels_axes_and_uses_norm_colours(tmp_path):
+    use_house_style()
+    h = History(eval_steps=[0, 5], test_acc=[0.1, 0.9])
+    ax = plot_histories({"batch": [h, h], "none": [h]}, "test_acc", title="t")
+    assert ax.get_xlabel() == "training step" and ax.get_ylabel() == "test accuracy"
+    assert matplotlib.colors.to_hex(ax.lines[0].get_color()) == NORM_COLORS["batch"].lower()
+    assert color_for("something else", 1) != color_for("something else", 0)
+    path = save_figure(ax.figure, tmp_path / "figs" / "curve")
+    assert path.suffix == ".png" and path.stat().st_size > 1000
+    plt.close(ax.figure)
+
+
+def test_check_printers(capsys):
+    a = torch.tensor([1.0, 2.0])
+    assert check_close("same", a, a + 1e-12, 1e-9)
+    assert not check_close("far", a, a + 1e-3, 1e-9)
+    assert check_range("acc", 0.934, 0.9, 1.0)
+    assert not check_range("acc", 0.5, 0.9, 1.0, digits=1, unit="%")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "same: max |error| below 1e-09 as expected: OK"
+    assert out[1] == "far: max |error| = 1.00e-03, expected below 1e-09: FAILED"
+    assert out[2] == "acc = 0.93 (expected 0.9 to 1): OK"
+    assert out[3].endswith("OUT OF RANGE")
+    assert max_abs_error(a, a * 2) == 2.0
+    with pytest.raises(ValueError, match="shapes differ"):
+        max_abs_error(a, a[:1])
+
+
+def test_running_estimates_converge_and_momentum_trades_noise_for_lag():
+    fast = running_stats_trace(batch_size=32, momentum=0.5, steps=300, seed=1)
+    slow = running_stats_trace(batch_size=32, momentum=0.02, steps=300, seed=1)
+    cumulative = running_stats_trace(batch_size=32, momentum=None, steps=300, seed=1)
+    # the cumulative average over 300 * 32 samples is close to the truth
+    assert cumulative.final_relative_error()[0] < 0.05 and cumulative.final_relative_error()[1] < 0.05
+    # a small momentum lags at first (running mean starts at 0, the truth is 2) but is smooth later
+    assert slow.running_mean[9] < 1.0 < fast.running_mean[9]
+    assert np.std(slow.running_mean[200:]) < 0.5 * np.std(fast.running_mean[200:])
+    assert len(fast.batch_mean) == 300
+    with pytest.raises(ValueError, match="steps"):
+        running_stats_trace(steps=0)
+
+
+def test_accuracy_in_mode_leaves_model_untouched():
+    torch.manual_seed(0)
+    model = make_mlp(4, 3, depth=1, width=8, norm="batch_scratch").eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(9, 4), torch.randint(0, 3, (9,))
+    train_acc = accuracy_in_mode(model, x, y, batch_size=2, train_mode=True)  # last chunk of 1 folds in
+    eval_acc = accuracy_in_mode(model, x, y, batch_size=2, train_mode=False)
+    assert 0 <= train_acc <= 1
+    assert eval_acc == pytest.approx((model(x).argmax(1) == y).float().mean().item())
+    assert not model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        accuracy_in_mode(model, x, y, batch_size=1, train_mode=True)
+    with pytest.raises(ValueError, match="as many labels"):
+        accuracy_in_mode(model, x, y[:3], batch_size=2, train_mode=False)
