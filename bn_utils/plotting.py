@@ -13,7 +13,10 @@ import numpy as np
 
 from .training import History, stack_metric
 
-__all__ = ["PALETTE", "NORM_COLORS", "use_house_style", "color_for", "plot_band", "plot_histories", "save_figure"]
+__all__ = [
+    "PALETTE", "NORM_COLORS", "use_house_style", "color_for", "plot_band", "plot_histories",
+    "plot_running_stats", "plot_mode_accuracy", "publish", "save_figure",
+]
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
 PALETTE = {
@@ -116,3 +119,53 @@ def save_figure(fig, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
+
+
+def plot_running_stats(trace, *, ax=None, label: str = ""):
+    """The batch means (dots), the running mean (line) and the true mean (dashed) over steps,
+    from a :class:`bn_utils.inference.RunningStatsTrace`; returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    steps = np.arange(1, len(trace.batch_mean) + 1)
+    ax.plot(steps, trace.batch_mean, ".", color=PALETTE["orange"], alpha=0.5, markersize=4,
+            label="batch mean")
+    ax.plot(steps, trace.running_mean, color=PALETTE["blue"], label=f"running mean{label}")
+    ax.axhline(trace.true_mean, color=PALETTE["black"], linestyle="--", linewidth=1, label="true mean")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("estimate of the channel mean")
+    ax.legend(loc="lower right")
+    return ax
+
+
+def plot_mode_accuracy(results: Mapping[str, np.ndarray], *, ax=None, title: str | None = None):
+    """Test accuracy in training mode against the prediction batch size, with the eval-mode
+    accuracy as a reference band; ``results`` as returned by
+    :func:`bn_utils.inference.forgotten_eval_study`. Bars are mean +/- std over seeds."""
+    if ax is None:
+        _, ax = plt.subplots()
+    keys = [k for k in results if k.startswith("train@")]
+    sizes = [k.split("@", 1)[1] for k in keys]
+    means = [100 * np.mean(results[k]) for k in keys]
+    errors = [100 * np.std(results[k]) for k in keys]
+    ax.bar(range(len(keys)), means, yerr=errors, capsize=4, color=PALETTE["vermillion"],
+           label="training mode (forgot model.eval())")
+    eval_mean, eval_std = 100 * np.mean(results["eval"]), 100 * np.std(results["eval"])
+    ax.axhspan(eval_mean - eval_std, eval_mean + eval_std, color=PALETTE["blue"], alpha=0.25, linewidth=0)
+    ax.axhline(eval_mean, color=PALETTE["blue"], label="eval mode (running statistics)")
+    ax.set_xticks(range(len(keys)), sizes)
+    ax.set_xlabel("examples predicted together (batch size)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(loc="lower right")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def publish(fig, name: str) -> None:
+    """Show ``fig`` in the notebook and glue it under ``name`` so the book's prose can paste
+    it (myst-nb glue); closes it so it is not shown twice."""
+    from myst_nb import glue
+
+    glue(name, fig, display=True)
+    plt.close(fig)

@@ -8,7 +8,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from bn_utils import accuracy_in_mode, check_close, check_range, make_mlp, max_abs_error, running_stats_trace  # noqa: E402
-from bn_utils.plotting import NORM_COLORS, color_for, plot_band, plot_histories, save_figure, use_house_style  # noqa: E402
+from bn_utils.plotting import (NORM_COLORS, color_for, plot_band, plot_histories, plot_mode_accuracy,  # noqa: E402
+                               plot_running_stats, save_figure, use_house_style)
 from bn_utils.training import History  # noqa: E402
 
 
@@ -84,3 +85,31 @@ def test_accuracy_in_mode_leaves_model_untouched():
         accuracy_in_mode(model, x, y, batch_size=1, train_mode=True)
     with pytest.raises(ValueError, match="as many labels"):
         accuracy_in_mode(model, x, y[:3], batch_size=2, train_mode=False)
+
+
+def test_plot_running_stats_and_mode_accuracy():
+    trace = running_stats_trace(steps=20)
+    ax = plot_running_stats(trace)
+    assert [line.get_label() for line in ax.lines][:2] == ["batch mean", "running mean"]
+    assert len(ax.lines[1].get_ydata()) == 20
+    plt.close(ax.figure)
+    results = {"eval": np.array([0.95, 0.97]), "train@1": np.array([0.5, 0.6]), "train@64": np.array([0.9, 0.94])}
+    ax = plot_mode_accuracy(results)
+    heights = [bar.get_height() for bar in ax.containers[0]]
+    assert heights == pytest.approx([55.0, 92.0])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "64"]
+    plt.close(ax.figure)
+
+
+def test_running_stats_explorer_builds_and_redraws_quickly():
+    import time
+
+    from bn_utils.widgets import running_stats_explorer
+
+    explorer = running_stats_explorer()
+    start = time.perf_counter()
+    explorer.children[0].value = 8  # moving a slider redraws
+    explorer.children[2].value = True
+    assert time.perf_counter() - start < 1.0
+    assert explorer.result.final_relative_error()[0] < 1.0
+    plt.close("all")
