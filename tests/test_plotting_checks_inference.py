@@ -95,7 +95,8 @@ def test_plot_running_stats_and_mode_accuracy():
     plt.close(ax.figure)
     results = {"eval": np.array([0.95, 0.97]), "train@1": np.array([0.5, 0.6]), "train@64": np.array([0.9, 0.94])}
     ax = plot_mode_accuracy(results)
-    heights = [bar.get_height() for bar in ax.containers[0]]
+    bars = next(c for c in ax.containers if isinstance(c, matplotlib.container.BarContainer))
+    heights = [bar.get_height() for bar in bars.patches]
     assert heights == pytest.approx([55.0, 92.0])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "64"]
     plt.close(ax.figure)
