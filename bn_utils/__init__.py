@@ -2,7 +2,7 @@
 
 Logic lives here, unit-tested; the notebooks import it, run it, plot and explain.
 """
-from .checks import check_close, check_range, max_abs_error
+from .checks import Check, check_below, check_close, check_range, max_abs_error
 from .data import Dataset, batch_indices, iterate_batches, load_digits, make_spirals
 from .functional import batch_norm, batch_statistics
 from .inference import accuracy_in_mode, forgotten_eval_study, running_stats_trace

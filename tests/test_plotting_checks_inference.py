@@ -7,7 +7,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from bn_utils import accuracy_in_mode, check_close, check_range, make_mlp, max_abs_error, running_stats_trace  # noqa: E402
+from bn_utils import accuracy_in_mode, check_below, check_close, check_range, make_mlp, max_abs_error, running_stats_trace  # noqa: E402
 from bn_utils.plotting import (NORM_COLORS, color_for, plot_band, plot_histories, plot_mode_accuracy,  # noqa: E402
                                plot_running_stats, save_figure, use_house_style)
 from bn_utils.training import History  # noqa: E402
@@ -47,10 +47,13 @@ def test_check_printers(capsys):
     assert check_range("acc", 0.934, 0.9, 1.0)
     assert not check_range("acc", 0.5, 0.9, 1.0, digits=1, unit="%")
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "same: max |error| below 1e-09 as expected: OK"
-    assert out[1] == "far: max |error| = 1.00e-03, expected below 1e-09: FAILED"
+    assert out[0] == "same: max |error|: below 1e-09 as expected: OK"
+    assert out[1] == "far: max |error|: 1.00e-03, expected below 1e-09: FAILED"
     assert out[2] == "acc = 0.93 (expected 0.9 to 1): OK"
     assert out[3].endswith("OUT OF RANGE")
+    assert check_below("tiny", 3e-17, 1e-12).message == "tiny: below 1e-12 as expected: OK"
+    result = check_range("x", 2.0, 0, 1)
+    assert not result and result.message.startswith("x = 2.00") and result._ipython_display_() is None
     assert max_abs_error(a, a * 2) == 2.0
     with pytest.raises(ValueError, match="shapes differ"):
         max_abs_error(a, a[:1])
