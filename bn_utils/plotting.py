@@ -156,7 +156,7 @@ def plot_mode_accuracy(results: Mapping[str, np.ndarray], *, ax=None, title: str
     ax.set_xlabel("examples predicted together (batch size)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
     if title:
         ax.set_title(title)
     return ax
