@@ -25,7 +25,12 @@ def execute(path: Path) -> float:
     """Execute one notebook top to bottom in a new kernel and save it; return the seconds taken."""
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    # Widget state is not kept: the explorers need a live kernel, and a stored state would make
+    # the book load a widget manager from a CDN to show sliders that cannot redraw anything.
+    nb.metadata.pop("widgets", None)
     seconds = time.perf_counter() - start
     nb.metadata.setdefault("bn_course", {})["execution_seconds"] = round(seconds, 1)
     nbformat.write(nb, path)
