@@ -5,11 +5,13 @@
 
 This is the one command that produces the outputs committed with the notebooks (execution
 counts 1..n); nbval then re-runs them and compares. Each notebook runs with the notebooks/
-folder as its working directory. The time is stored in the notebook's metadata
-(``bn_course.execution_seconds``) and printed, to keep an eye on the 60 s budget.
+folder as its working directory. The time and date are stored in the notebook's metadata
+(``bn_course.execution_seconds``, ``bn_course.executed_on``), printed, and shown on the book's
+status page, to keep an eye on the 60 s budget.
 """
 from __future__ import annotations
 
+import datetime
 import sys
 import time
 from pathlib import Path
@@ -32,7 +34,10 @@ def execute(path: Path) -> float:
     # the book load a widget manager from a CDN to show sliders that cannot redraw anything.
     nb.metadata.pop("widgets", None)
     seconds = time.perf_counter() - start
-    nb.metadata.setdefault("bn_course", {})["execution_seconds"] = round(seconds, 1)
+    nb.metadata["bn_course"] = {
+        "execution_seconds": round(seconds, 1),
+        "executed_on": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+    }
     nbformat.write(nb, path)
     return seconds
 
