@@ -7,12 +7,14 @@ same train/eval behaviour.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from .functional import batch_norm
 
-__all__ = ["BatchNorm1d", "BatchNorm2d"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "NoisyBatchNorm"]
 
 
 class _BatchNorm(nn.Module):
@@ -130,3 +132,34 @@ class BatchNorm2d(_BatchNorm):
 
     _input_dims = (4,)
     _shapes = "4D (N, C, H, W)"
+
+
+class NoisyBatchNorm(nn.Module):
+    """Batch norm followed by deliberate, ever-changing covariate shift (Santurkar et al., 2018).
+
+    In training mode, at every forward pass each unit j gets a fresh random shift
+    m_j ~ U(-max_shift, max_shift) and scale s_j = exp(u), u ~ U(-ln max_scale, ln max_scale),
+    so its output is ``s_j * BN(x)_j + m_j``: the next layer's input has a non-zero mean and a
+    non-unit variance, and both change every step. In eval mode it is the plain batch norm.
+    ``spatial=True`` wraps a ``BatchNorm2d`` (noise per channel).
+    """
+
+    def __init__(self, num_features: int, *, max_shift: float = 1.0, max_scale: float = 2.0,
+                 spatial: bool = False, **batch_norm_kwargs) -> None:
+        super().__init__()
+        if max_shift < 0 or max_scale < 1:
+            raise ValueError(f"need max_shift >= 0 and max_scale >= 1, got {max_shift} and {max_scale}")
+        self.bn = (BatchNorm2d if spatial else BatchNorm1d)(num_features, **batch_norm_kwargs)
+        self.max_shift, self.max_scale = max_shift, max_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(x)
+        if not self.training:
+            return y
+        shape = (1, y.shape[1]) + (1,) * (y.dim() - 2)
+        shift = (2 * torch.rand(shape, device=y.device, dtype=y.dtype) - 1) * self.max_shift
+        log_scale = (2 * torch.rand(shape, device=y.device, dtype=y.dtype) - 1) * math.log(self.max_scale)
+        return y * log_scale.exp() + shift
+
+    def extra_repr(self) -> str:
+        return f"max_shift={self.max_shift}, max_scale={self.max_scale}"

@@ -17,15 +17,17 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .layers import BatchNorm1d, BatchNorm2d
+from .layers import BatchNorm1d, BatchNorm2d, NoisyBatchNorm
 
 __all__ = ["NORM_LAYERS", "ACTIVATIONS", "make_norm", "make_activation", "make_mlp", "make_convnet"]
 
-# name -> factory(num_features, spatial_dims) building the layer for 1-D (0) or 2-D (2) inputs.
-NORM_LAYERS: dict[str, Callable[[int, int], nn.Module]] = {
+# name -> factory(num_features, spatial_dims, **options) building the layer for 1-D (0) or
+# 2-D (2) inputs; options are the layer's own keyword arguments (``norm_kwargs`` of the builders).
+NORM_LAYERS: dict[str, Callable[..., nn.Module]] = {
     "none": lambda features, spatial: nn.Identity(),
-    "batch": lambda features, spatial: (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(features),
-    "batch_scratch": lambda features, spatial: (BatchNorm2d if spatial else BatchNorm1d)(features),
+    "batch": lambda features, spatial, **kw: (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(features, **kw),
+    "batch_scratch": lambda features, spatial, **kw: (BatchNorm2d if spatial else BatchNorm1d)(features, **kw),
+    "batch_noisy": lambda features, spatial, **kw: NoisyBatchNorm(features, spatial=bool(spatial), **kw),
 }
 
 # name -> (module factory, gain): the gain keeps activations' scale through depth at
@@ -44,9 +46,14 @@ def _lookup(table: dict, name: str, what: str):
     return table[name]
 
 
-def make_norm(name: str, num_features: int, *, spatial: bool = False) -> nn.Module:
-    """The normalization layer called ``name`` for ``num_features`` channels (2-D maps if spatial)."""
-    return _lookup(NORM_LAYERS, name, "norm")(num_features, 2 if spatial else 0)
+def make_norm(name: str, num_features: int, *, spatial: bool = False, **options) -> nn.Module:
+    """The normalization layer called ``name`` for ``num_features`` channels (2-D maps if
+    spatial); ``options`` go to the layer (e.g. ``max_shift`` for ``batch_noisy``)."""
+    factory = _lookup(NORM_LAYERS, name, "norm")
+    try:
+        return factory(num_features, 2 if spatial else 0, **options)
+    except TypeError as exc:
+        raise ValueError(f"norm {name!r} does not take the options {sorted(options)}: {exc}") from None
 
 
 def make_activation(name: str) -> nn.Module:
@@ -81,12 +88,14 @@ def make_mlp(
     activation: str = "relu",
     init_scale: float = 1.0,
     weight_std: float | None = None,
+    norm_kwargs: dict | None = None,
 ) -> nn.Sequential:
     """A fully connected net: ``depth`` hidden blocks of ``width`` units, then a linear head.
 
     Weights are Gaussian with std ``init_scale * gain / sqrt(fan_in)`` (gain sqrt(2) for
     ReLU, 1 otherwise), or exactly ``weight_std`` when given (e.g. the "small Gaussian"
-    initialisation of the BN paper). ``model.blocks[i]`` is the i-th hidden block.
+    initialisation of the BN paper). ``norm_kwargs`` go to every norm layer.
+    ``model.blocks[i]`` is the i-th hidden block.
     """
     _check_common(norm, activation, init_scale, weight_std)
     if depth < 0 or width < 1:
@@ -97,7 +106,8 @@ def make_mlp(
         _init_weight(linear, activation, init_scale, weight_std)
         blocks.append(
             nn.Sequential(
-                OrderedDict(linear=linear, norm=make_norm(norm, width), act=make_activation(activation))
+                OrderedDict(linear=linear, norm=make_norm(norm, width, **(norm_kwargs or {})),
+                            act=make_activation(activation))
             )
         )
         features = width
@@ -115,6 +125,7 @@ def make_convnet(
     activation: str = "relu",
     init_scale: float = 1.0,
     weight_std: float | None = None,
+    norm_kwargs: dict | None = None,
 ) -> nn.Sequential:
     """A small conv net for 8x8 images: per entry of ``channels`` a 3x3 conv -> norm ->
     activation -> 2x2 max-pool block, then global average pooling and a linear head."""
@@ -129,7 +140,7 @@ def make_convnet(
             nn.Sequential(
                 OrderedDict(
                     linear=conv,
-                    norm=make_norm(norm, width, spatial=True),
+                    norm=make_norm(norm, width, spatial=True, **(norm_kwargs or {})),
                     act=make_activation(activation),
                     pool=nn.MaxPool2d(2),
                 )

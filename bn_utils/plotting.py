@@ -15,7 +15,8 @@ from .training import History, stack_metric
 
 __all__ = [
     "PALETTE", "NORM_COLORS", "use_house_style", "color_for", "plot_band", "plot_histories",
-    "plot_running_stats", "plot_mode_accuracy", "publish", "save_figure",
+    "plot_running_stats", "plot_mode_accuracy", "plot_percentiles", "plot_distribution_snapshots",
+    "plot_layer_bars", "publish", "save_figure",
 ]
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
@@ -34,6 +35,7 @@ NORM_COLORS = {
     "none": PALETTE["vermillion"],
     "batch": PALETTE["blue"],
     "batch_scratch": PALETTE["sky"],
+    "batch_noisy": PALETTE["green"],
 }
 _CYCLE = [PALETTE[k] for k in ("blue", "orange", "green", "vermillion", "purple", "sky", "black")]
 
@@ -159,6 +161,57 @@ def plot_mode_accuracy(results: Mapping[str, np.ndarray], *, ax=None, title: str
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
     if title:
         ax.set_title(title)
+    return ax
+
+
+def plot_percentiles(record, *, unit: int = 0, ax=None, color: str | None = None, title: str | None = None):
+    """The 15th, 50th and 85th percentiles of one unit's input over training, as in Figure 1
+    (b, c) of the BN paper, from a :class:`bn_utils.probes.ActivationRecord`; returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    color = color or PALETTE["blue"]
+    low, mid, high = (record.percentiles[p][:, unit] for p in (15, 50, 85))
+    ax.fill_between(record.steps, low, high, color=color, alpha=0.25, linewidth=0, label="15th to 85th")
+    ax.plot(record.steps, mid, color=color, label="median (50th)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"input to sigmoid unit {unit}")
+    ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_distribution_snapshots(record, *, unit: int = 0, at: Sequence[int] = (0, -1), ax=None):
+    """One unit's input distribution at a few recorded moments, drawn as Gaussians with the
+    recorded mean and standard deviation (``at`` indexes the records); returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    means, stds = record.mean[list(at), unit], record.std[list(at), unit]
+    grid = np.linspace((means - 3 * stds).min(), (means + 3 * stds).max(), 300)
+    for i, (index, mu, sd) in enumerate(zip(at, means, stds)):
+        density = np.exp(-0.5 * ((grid - mu) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
+        ax.plot(grid, density, color=_CYCLE[i % len(_CYCLE)], label=f"after {record.steps[index]} steps")
+        ax.fill_between(grid, density, color=_CYCLE[i % len(_CYCLE)], alpha=0.15, linewidth=0)
+    ax.set_xlabel(f"input to unit {unit}")
+    ax.set_ylabel("density (Gaussian fit)")
+    ax.legend()
+    return ax
+
+
+def plot_layer_bars(values: Mapping[str, np.ndarray], *, ax=None, ylabel: str = "", layer_names=None):
+    """Grouped bars: one group per layer, one bar per label; ``values[label]`` is an array
+    (runs, layers) whose mean is the bar and std the error bar; returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    width = 0.8 / len(values)
+    for i, (label, array) in enumerate(values.items()):
+        array = np.atleast_2d(array)
+        x = np.arange(array.shape[1]) + (i - (len(values) - 1) / 2) * width
+        ax.bar(x, array.mean(0), width, yerr=array.std(0), capsize=3, color=color_for(label, i), label=label)
+    layers = array.shape[1]
+    ax.set_xticks(range(layers), layer_names or [f"layer {k + 1}" for k in range(layers)])
+    ax.set_ylabel(ylabel)
+    ax.legend()
     return ax
 
 

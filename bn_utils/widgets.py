@@ -4,9 +4,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 from .inference import running_stats_trace
-from .plotting import plot_running_stats
+from .plotting import PALETTE, color_for, plot_percentiles, plot_running_stats
 
-__all__ = ["running_stats_explorer"]
+__all__ = ["running_stats_explorer", "covariate_shift_explorer", "precompute_shift_runs"]
 
 
 def _draw_running_stats(batch_size: int, momentum: float, cumulative: bool, steps: int = 200):
@@ -33,4 +33,52 @@ def running_stats_explorer():
         momentum=widgets.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.1, description="momentum"),
         cumulative=widgets.Checkbox(value=False, description="momentum=None (cumulative)"),
         steps=widgets.fixed(200),
+    )
+
+
+def precompute_shift_runs(data, *, seed: int = 0, steps: int = 600, noise_levels=(0.5, 1.0, 2.0)) -> dict:
+    """One run per setting for :func:`covariate_shift_explorer`: plain, BN, and noisy BN at
+    each noise level (shift up to +/- level, scale between 1/(1+level) and 1+level)."""
+    from .covariate_shift import covariate_shift_run
+
+    runs = {("none", 0.0): covariate_shift_run("none", data, seed=seed, steps=steps, ics_every=None),
+            ("batch", 0.0): covariate_shift_run("batch", data, seed=seed, steps=steps, ics_every=None)}
+    for level in noise_levels:
+        runs[("batch", level)] = covariate_shift_run(
+            "batch_noisy", data, seed=seed, steps=steps, ics_every=None,
+            norm_kwargs={"max_shift": level, "max_scale": 1 + level})
+    return runs
+
+
+def _draw_shift(runs: dict, layer: int, batch_norm: bool, noise: float, unit: int = 0):
+    key = ("batch", noise) if batch_norm else ("none", 0.0)
+    run, plain = runs[key], runs[("none", 0.0)]
+    label = "plain" if not batch_norm else ("BN" if noise == 0 else f"noisy BN (level {noise:g})")
+    color = color_for("none" if not batch_norm else ("batch" if noise == 0 else "batch_noisy"))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    plot_percentiles(run.records[layer - 1], unit=unit, ax=left, color=color,
+                     title=f"{label}, hidden layer {layer}, unit {unit}")
+    for name, r, c in (("plain", plain, PALETTE["vermillion"]), (label, run, color)):
+        right.plot(r.history.eval_steps, r.history.test_acc, color=c, label=name)
+    right.set_xlabel("training step")
+    right.set_ylabel("test accuracy")
+    right.legend(loc="lower right")
+    right.set_title(f"drift {run.drift(layer - 1):.2f}, jitter {run.jitter(layer - 1):.3f} (median over units)",
+                    fontsize=10)
+    plt.show()
+
+
+def covariate_shift_explorer(runs: dict):
+    """Choose the hidden layer, BN on/off and the noise level; the percentile plot and the test
+    accuracy redraw from ``runs`` (see :func:`precompute_shift_runs`), with no training."""
+    import ipywidgets as widgets
+
+    levels = sorted({level for _, level in runs})
+    return widgets.interactive(
+        _draw_shift,
+        runs=widgets.fixed(runs),
+        layer=widgets.Dropdown(options=[1, 2, 3], value=3, description="hidden layer"),
+        batch_norm=widgets.Checkbox(value=True, description="batch norm"),
+        noise=widgets.SelectionSlider(options=levels, value=levels[0], description="noise level"),
+        unit=widgets.IntSlider(value=0, min=0, max=99, description="unit"),
     )

@@ -56,7 +56,7 @@ def test_same_seed_same_model():
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown norm 'batchnorm'; valid names are: batch, batch_scratch, none"):
+    with pytest.raises(ValueError, match="unknown norm 'batchnorm'; valid names are: batch, batch_noisy, batch_scratch, none"):
         make_mlp(4, 2, norm="batchnorm")
     with pytest.raises(ValueError, match="unknown activation 'gelu'.*relu"):
         make_convnet(activation="gelu")

@@ -1,0 +1,158 @@
+"""Activation probes, noisy batch norm and the covariate-shift measures."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from bn_utils import ActivationProbe, NoisyBatchNorm, drift_ratio, load_digits, make_mlp  # noqa: E402
+from bn_utils.covariate_shift import covariate_shift_run, gradient_shift, ioffe_mlp, summarize_runs  # noqa: E402
+from bn_utils.plotting import plot_percentiles  # noqa: E402
+from bn_utils.probes import ActivationRecord, jitter_ratio  # noqa: E402
+
+
+def test_probe_records_training_passes_only_and_detaches():
+    layer = nn.Linear(3, 4)
+    probe = ActivationProbe(layer, every=2, percentiles=(10, 50, 90))
+    with probe:
+        for _ in range(5):
+            layer(torch.randn(200, 3))
+        layer.eval()(torch.randn(10, 3))  # ignored: evaluation pass
+    layer.train()(torch.randn(10, 3))  # ignored: probe removed
+    rec = probe.record()
+    assert rec.steps.tolist() == [1, 3, 5]
+    assert rec.percentiles[50].shape == rec.mean.shape == rec.std.shape == (3, 4)
+    assert (rec.percentiles[10] < rec.percentiles[50]).all() and (rec.percentiles[50] < rec.percentiles[90]).all()
+    assert len(layer._forward_hooks) == 0
+
+
+def test_probe_statistics_are_right_for_known_data_and_feature_maps():
+    ident = nn.Identity()
+    x = torch.arange(100.0).reshape(100, 1).repeat(1, 2)
+    x[:, 1] *= 2
+    with ActivationProbe(ident) as probe:
+        ident(x)
+    rec = probe.record()
+    assert rec.percentiles[50][0].tolist() == pytest.approx([49.5, 99.0])
+    assert rec.mean[0].tolist() == pytest.approx([49.5, 99.0])
+    maps = torch.randn(8, 3, 5, 5)
+    with ActivationProbe(ident) as probe:
+        ident(maps)
+    assert probe.record().mean.shape == (1, 3)
+    with pytest.raises(RuntimeError, match="recorded nothing"):
+        ActivationProbe(ident).record()
+    with pytest.raises(ValueError):
+        ActivationProbe(ident, every=0)
+
+
+def test_drift_and_jitter_ratios():
+    steps = np.arange(4)
+    still = ActivationRecord(steps, {15: np.full((4, 1), -1.0), 50: np.zeros((4, 1)), 85: np.ones((4, 1))},
+                             np.zeros((4, 1)), np.ones((4, 1)))
+    assert drift_ratio(still).tolist() == [0.0] and jitter_ratio(still).tolist() == [0.0]
+    median = np.array([[0.0], [2.0], [0.0], [2.0]])
+    moving = ActivationRecord(steps, {15: median - 1, 50: median, 85: median + 1}, median, np.ones((4, 1)))
+    assert drift_ratio(moving).tolist() == [1.0]  # range 2 over spread 2
+    assert jitter_ratio(moving).tolist() == [1.0]  # every step moves 2
+
+
+def test_noisy_batch_norm_shifts_and_scales_every_step_in_training_only():
+    torch.manual_seed(0)
+    layer = NoisyBatchNorm(5, max_shift=1.0, max_scale=2.0)
+    x = torch.randn(256, 5) * 3 + 7
+    a, b = layer(x), layer(x)
+    assert not torch.allclose(a, b), "the noise must change from one step to the next"
+    assert (a.mean(0).abs() <= 1.0 + 1e-5).all() and (a.mean(0).abs() > 1e-3).any()
+    std = a.std(0, unbiased=False)
+    assert ((std >= 0.5 - 1e-3) & (std <= 2.0 + 1e-3)).all()
+    layer.eval()
+    assert torch.allclose(layer(x), layer.bn(x))
+    assert NoisyBatchNorm(4, spatial=True)(torch.randn(6, 4, 3, 3)).shape == (6, 4, 3, 3)
+    with pytest.raises(ValueError, match="max_scale >= 1"):
+        NoisyBatchNorm(3, max_scale=0.5)
+    model = make_mlp(4, 2, depth=1, width=8, norm="batch_noisy", norm_kwargs={"max_shift": 0.25})
+    assert model.blocks[0].norm.max_shift == 0.25
+    with pytest.raises(ValueError, match="does not take the options"):
+        make_mlp(4, 2, norm="none", norm_kwargs={"max_shift": 1.0})
+
+
+def test_gradient_shift_is_zero_for_zero_step_and_leaves_model_alone():
+    torch.manual_seed(0)
+    model = ioffe_mlp("batch")
+    x, y = torch.randn(60, 64), torch.randint(0, 10, (60,))
+    before = [p.clone() for p in model.parameters()]
+    l2, cosine = gradient_shift(model, x, y, lr=0.0)
+    assert l2.shape == cosine.shape == (3,)  # hidden layers 2 and 3, and the head
+    assert np.allclose(l2, 0, atol=1e-7) and np.allclose(cosine, 1, atol=1e-6)
+    l2, cosine = gradient_shift(model, x, y, lr=1.0)
+    assert (l2 > 0).all() and (cosine < 1).all()
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+
+
+def test_gradient_shift_uses_the_same_noise_for_both_gradients():
+    torch.manual_seed(0)
+    model = ioffe_mlp("batch_noisy")
+    x, y = torch.randn(60, 64), torch.randint(0, 10, (60,))
+    l2, _ = gradient_shift(model, x, y, lr=0.0, noise_seed=3)
+    assert np.allclose(l2, 0, atol=1e-7), "noise must not count as covariate shift"
+
+
+def test_covariate_shift_run_records_every_layer_and_summarizes():
+    data = load_digits()
+    runs = [covariate_shift_run("batch", data, seed=s, steps=40, probe_every=5, ics_every=20) for s in (0, 1)]
+    run = runs[0]
+    assert len(run.records) == 3 and run.records[0].steps.tolist() == [1, 6, 11, 16, 21, 26, 31, 36]
+    assert run.ics_steps == [20, 40] and run.ics_l2[0].shape == (3,)
+    assert run.history.steps == 40 and run.history.eval_steps[-1] == 40
+    summary = summarize_runs(runs, accuracy=0.5, loss=10.0)
+    assert summary["steps_to_loss"] == 0 and summary["drift_min"] <= summary["drift"] <= summary["drift_max"]
+    assert summarize_runs(runs, accuracy=1.01)["steps_to_acc"] == np.inf
+    ax = plot_percentiles(run.records[2], unit=3, title="t")
+    assert ax.get_ylabel() == "input to sigmoid unit 3" and len(ax.lines) == 1
+    plt.close(ax.figure)
+
+
+def test_covariate_shift_explorer_redraws_quickly():
+    import time
+
+    from bn_utils.widgets import covariate_shift_explorer, precompute_shift_runs
+
+    runs = precompute_shift_runs(load_digits(), steps=40, noise_levels=(1.0,))
+    assert set(runs) == {("none", 0.0), ("batch", 0.0), ("batch", 1.0)}
+    explorer = covariate_shift_explorer(runs)
+    start = time.perf_counter()
+    explorer.children[0].value = 1
+    explorer.children[1].value = False
+    assert time.perf_counter() - start < 1.0
+    plt.close("all")
+
+
+def test_paused_probe_neither_records_nor_counts():
+    layer = nn.Linear(2, 2)
+    with ActivationProbe(layer, every=2) as probe:
+        layer(torch.randn(4, 2))
+        with probe.paused():
+            layer(torch.randn(4, 2))
+        layer(torch.randn(4, 2))
+        layer(torch.randn(4, 2))
+    assert probe.record().steps.tolist() == [1, 3]
+
+
+def test_snapshot_and_layer_bar_plots():
+    from bn_utils.plotting import plot_distribution_snapshots, plot_layer_bars
+
+    steps = np.array([1, 6, 11])
+    record = ActivationRecord(steps, {}, np.array([[0.0], [1.0], [2.0]]), np.array([[1.0], [1.0], [0.5]]))
+    ax = plot_distribution_snapshots(record, at=(0, 2))
+    assert [line.get_label() for line in ax.lines] == ["after 1 steps", "after 11 steps"]
+    peak = ax.lines[1].get_xdata()[np.argmax(ax.lines[1].get_ydata())]
+    assert abs(peak - 2.0) < 0.05
+    plt.close(ax.figure)
+    ax = plot_layer_bars({"none": np.array([[1.0, 2.0], [3.0, 4.0]]), "batch": np.array([[0.5, 0.5]])})
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == pytest.approx([2.0, 3.0, 0.5, 0.5])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["layer 1", "layer 2"]
+    plt.close(ax.figure)
