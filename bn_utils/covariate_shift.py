@@ -49,9 +49,10 @@ def gradient_shift(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, lr: f
 
     For each hidden block k >= 1 and the head: G = d loss / d W_k at the current weights;
     G' = the same gradient after all blocks before k took the SGD step ``-lr * grad``.
-    Returns (||G - G'||, cos(G, G')), one entry per such layer. The model is not changed
-    (copies take the steps; training mode is used, as during training).
+    Returns (||G - G'||, cos(G, G')), one entry per such layer. The model is not changed, not
+    even its running statistics (copies do the work, in training mode, as during training).
     """
+    model = copy.deepcopy(model)  # even a forward pass would update BN's running statistics
     blocks = list(model.blocks)
     targets = [b.linear.weight for b in blocks[1:]] + [model.head.weight]
     all_params = [p for p in model.parameters() if p.requires_grad]
