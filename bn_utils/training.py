@@ -199,6 +199,7 @@ def run_seeds(
     Before each run the seed is set with :func:`seed_everything`, so ``build_model()``
     draws its initial weights from that seed and ``train`` its batch order.
     ``on_trained(model, history)`` is called after each run, to measure the trained model.
+    ``progress`` shows a bar over seeds and one over each run's steps.
     """
     device = torch.device(device) if device is not None else get_device()
     data = data.to(device)
@@ -212,7 +213,7 @@ def run_seeds(
     for seed in iterator:
         seed_everything(seed)
         model = build_model().to(device)
-        history = train(model, data, seed=seed, **train_kwargs)
+        history = train(model, data, seed=seed, progress=progress, **train_kwargs)
         if on_trained is not None:
             on_trained(model, history)
         histories.append(history)

@@ -97,3 +97,12 @@ def test_get_device_defaults_and_override(monkeypatch):
         monkeypatch.setenv("BN_COURSE_DEVICE", "cuda")
         with pytest.raises(RuntimeError, match="no CUDA device"):
             get_device()
+
+
+def test_progress_bars_show_and_can_be_silenced(digits, capsys):
+    run_seeds(lambda: make_mlp(64, 10, depth=1, width=8), digits, [0], lr=0.1, steps=5, device="cpu",
+              progress=True)
+    shown = capsys.readouterr().err
+    assert "seeds" in shown and "lr=0.1" in shown
+    run_seeds(lambda: make_mlp(64, 10, depth=1, width=8), digits, [0], lr=0.1, steps=5, device="cpu")
+    assert capsys.readouterr().err == ""
