@@ -52,20 +52,21 @@ def gradient_shift(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, lr: f
     Returns (||G - G'||, cos(G, G')), one entry per such layer. The model is not changed, not
     even its running statistics (copies do the work, in training mode, as during training).
     """
+    def layer_weights(net):  # the layers that have layers below them
+        return [block.linear.weight for block in net.blocks[1:]] + [net.head.weight]
+
     model = copy.deepcopy(model)  # even a forward pass would update BN's running statistics
-    blocks = list(model.blocks)
-    targets = [b.linear.weight for b in blocks[1:]] + [model.head.weight]
     all_params = [p for p in model.parameters() if p.requires_grad]
     grads = dict(zip(map(id, all_params), _loss_and_grads(model, x, y, all_params, noise_seed)))
     l2, cosine = [], []
-    for k, target in enumerate(targets, start=1):
+    for k, target in enumerate(layer_weights(model), start=1):
         shifted = copy.deepcopy(model)
         with torch.no_grad():
             for original, moved in zip(model.blocks[:k].parameters(), shifted.blocks[:k].parameters()):
                 moved -= lr * grads[id(original)]
-        index = next(i for i, p in enumerate(model.parameters()) if p is target)
-        moved_target = list(shifted.parameters())[index]
-        g, g_after = grads[id(target)].flatten(), _loss_and_grads(shifted, x, y, [moved_target], noise_seed)[0].flatten()
+        moved_target = layer_weights(shifted)[k - 1]
+        g = grads[id(target)].flatten()
+        g_after = _loss_and_grads(shifted, x, y, [moved_target], noise_seed)[0].flatten()
         l2.append((g - g_after).norm().item())
         cosine.append(nn.functional.cosine_similarity(g, g_after, dim=0).item())
     return np.array(l2), np.array(cosine)

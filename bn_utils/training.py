@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import Dataset, batch_indices
+from .data import Dataset, iterate_batches
 
 __all__ = ["seed_everything", "get_device", "History", "train", "evaluate", "run_seeds", "stack_metric"]
 
@@ -119,7 +119,7 @@ def train(
 ) -> History:
     """Train ``model`` on ``data`` with mini-batch cross-entropy; return its :class:`History`.
 
-    Give either ``epochs`` or ``steps``. Batches come from :func:`bn_utils.data.batch_indices`
+    Give either ``epochs`` or ``steps``. Batches come from :func:`bn_utils.data.iterate_batches`
     with ``seed``, so the same seed sees the same batches. ``eval_every`` (default: once per
     epoch) sets how often train/test accuracy is measured. ``on_step(model, step)`` runs
     after every optimisation step (probes use it). The model must already be on the data's
@@ -157,9 +157,8 @@ def train(
     record(0)
     step, epoch = 0, 0
     while step < total and not history.diverged:
-        for idx in batch_indices(len(data.x_train), batch_size, seed=seed, epoch=epoch):
-            idx = idx.to(data.x_train.device)
-            loss = nn.functional.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+        for inputs, labels in iterate_batches(data.x_train, data.y_train, batch_size, seed=seed, epoch=epoch):
+            loss = nn.functional.cross_entropy(model(inputs), labels)
             value = loss.item()
             if not math.isfinite(value):
                 history.diverged_at = step
