@@ -23,7 +23,7 @@ from torch import nn
 from .data import Dataset
 from .models import make_mlp
 from .probes import ActivationProbe, ActivationRecord, drift_ratio, jitter_ratio
-from .training import History, get_device, seed_everything, train
+from .training import History, get_device, loss_and_gradients, seed_everything, train
 
 __all__ = ["ShiftRun", "ioffe_mlp", "gradient_shift", "covariate_shift_run", "summarize_runs"]
 
@@ -34,13 +34,6 @@ def ioffe_mlp(norm: str = "none", *, in_features: int = 64, num_classes: int = 1
     Gaussian initial weights (std ``weight_std``), BN (if any) before each sigmoid."""
     return make_mlp(in_features, num_classes, depth=3, width=100, norm=norm, activation=activation,
                     weight_std=weight_std, norm_kwargs=norm_kwargs)
-
-
-def _loss_and_grads(model: nn.Module, x, y, params: list[torch.Tensor], noise_seed: int) -> list[torch.Tensor]:
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(noise_seed)  # the same noise draw (noisy BN) for G and G'
-        loss = nn.functional.cross_entropy(model(x), y)
-    return list(torch.autograd.grad(loss, params))
 
 
 def gradient_shift(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, lr: float,
@@ -57,7 +50,7 @@ def gradient_shift(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, lr: f
 
     model = copy.deepcopy(model)  # even a forward pass would update BN's running statistics
     all_params = [p for p in model.parameters() if p.requires_grad]
-    grads = dict(zip(map(id, all_params), _loss_and_grads(model, x, y, all_params, noise_seed)))
+    grads = dict(zip(map(id, all_params), loss_and_gradients(model, x, y, all_params, noise_seed)[1]))
     l2, cosine = [], []
     for k, target in enumerate(layer_weights(model), start=1):
         shifted = copy.deepcopy(model)
@@ -66,7 +59,7 @@ def gradient_shift(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, lr: f
                 moved -= lr * grads[id(original)]
         moved_target = layer_weights(shifted)[k - 1]
         g = grads[id(target)].flatten()
-        g_after = _loss_and_grads(shifted, x, y, [moved_target], noise_seed)[0].flatten()
+        g_after = loss_and_gradients(shifted, x, y, [moved_target], noise_seed)[1][0].flatten()
         l2.append((g - g_after).norm().item())
         cosine.append(nn.functional.cosine_similarity(g, g_after, dim=0).item())
     return np.array(l2), np.array(cosine)

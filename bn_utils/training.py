@@ -19,7 +19,8 @@ from torch import nn
 
 from .data import Dataset, iterate_batches
 
-__all__ = ["seed_everything", "get_device", "History", "train", "evaluate", "run_seeds", "stack_metric"]
+__all__ = ["seed_everything", "get_device", "History", "train", "evaluate", "loss_and_gradients", "run_seeds",
+           "stack_metric"]
 
 
 def seed_everything(seed: int) -> None:
@@ -74,6 +75,9 @@ class History:
         For accuracies "reached" means >= threshold; for ``test_loss`` it means <= threshold.
         """
         values = getattr(self, metric)
+        if len(values) != len(self.eval_steps):
+            raise ValueError(f"{metric} was not recorded at every evaluation of this run "
+                             f"({len(values)} values, {len(self.eval_steps)} evaluations)")
         hit = (lambda v: v <= threshold) if metric.endswith("loss") else (lambda v: v >= threshold)
         return next((s for s, v in zip(self.eval_steps, values) if hit(v)), None)
 
@@ -91,6 +95,18 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         correct += (logits.argmax(dim=1) == target).sum().item()
     model.train(was_training)
     return correct / len(x), total_loss / len(x)
+
+
+def loss_and_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: Sequence[torch.Tensor],
+                       noise_seed: int = 0) -> tuple[float, list[torch.Tensor]]:
+    """Mini-batch cross-entropy of ``model`` (in its current mode) and its gradients with
+    respect to ``params``, without touching ``.grad``. The forward pass draws its random
+    numbers (noisy BN) from ``noise_seed`` in a forked generator, so two calls see the same
+    noise and the global random stream is left as it was."""
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(noise_seed)
+        loss = nn.functional.cross_entropy(model(x), y)
+    return loss.item(), list(torch.autograd.grad(loss, list(params)))
 
 
 def _make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
@@ -230,6 +246,8 @@ def stack_metric(histories: Sequence[History], metric: str = "test_acc") -> tupl
         steps = np.arange(1, max(len(s) for s in series) + 1)
     else:
         series = [getattr(h, metric) for h in histories]
+        if any(len(s) != len(h.eval_steps) for s, h in zip(series, histories)):
+            raise ValueError(f"{metric} was not recorded at every evaluation of these runs")
         steps = np.asarray(max((h.eval_steps for h in histories), key=len))
     values = np.full((len(series), len(steps)), np.nan)
     for row, s in zip(values, series):
