@@ -1,0 +1,317 @@
+"""Many MLPs trained at once: a learning-rate sweep as one batched network.
+
+A sweep trains dozens of MLPs of the same shape (one per learning rate and seed). Trained one
+at a time, each step is a handful of tiny matrix products and Python overhead dominates. Stacked
+along a leading *model* dimension, the same arithmetic runs as batched matrix products
+(``torch.bmm``), and batch norm normalizes each model's own batch (one ``F.batch_norm`` call
+over models x channels). On the course's 2-core CPU this is about 4x faster for a
+54-model sweep.
+
+Each model in the stack is still exactly the model :func:`bn_utils.training.train` would train
+on its own, with its own learning rate and batch order: the tests check that both give the same
+losses, accuracies and weights (in float64). So a sweep's results are ordinary
+:class:`~bn_utils.training.History` objects.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .data import Dataset, batch_indices
+from .layers import BatchNorm1d
+from .training import History
+
+__all__ = ["StackedMLP", "train_stacked", "evaluate_stacked"]
+
+
+def _is_batch_norm(module: nn.Module) -> bool:
+    """A 1-D batch norm with running statistics, torch's or the course's own drop-in."""
+    return isinstance(module, (nn.BatchNorm1d, BatchNorm1d)) and module.track_running_stats
+
+
+class StackedMLP:
+    """M MLPs built by :func:`bn_utils.models.make_mlp` with the same arguments (only their
+    weights differ), evaluated together on inputs of shape (M, batch, features).
+
+    Parameters and buffers are held by ``state_dict`` key, each with a leading model dimension:
+    ``params["blocks.0.linear.weight"]`` has shape (M, width, in_features). ``ids[j]`` is the
+    position, in the list given to the constructor, of the model now in slot j (``keep`` drops
+    models, e.g. diverged ones). ``model(j)`` gives slot j back as an ordinary ``nn.Module``.
+    """
+
+    def __init__(self, models: Sequence[nn.Module]):
+        models = list(models)
+        if not models:
+            raise ValueError("StackedMLP needs at least one model")
+        template = models[0]
+        self._check_structure(template)
+        keys = list(template.state_dict())
+        for i, model in enumerate(models[1:], start=1):
+            if str(model) != str(template) or list(model.state_dict()) != keys:
+                raise ValueError(f"model {i} differs in structure from model 0; stack models built by "
+                                 "make_mlp with the same arguments")
+        self._template = copy.deepcopy(template)
+        parameter_names = {name for name, _ in template.named_parameters()}
+        states = [model.state_dict() for model in models]
+        self.params: dict[str, torch.Tensor] = {}
+        self.buffers: dict[str, torch.Tensor] = {}
+        for key in keys:
+            stacked = torch.stack([state[key].detach() for state in states]).clone()
+            if key in parameter_names:
+                self.params[key] = stacked.requires_grad_(True)
+            else:
+                self.buffers[key] = stacked
+        self.ids = list(range(len(models)))
+        self.training = True
+        self._blocks = list(template.blocks)
+
+    @staticmethod
+    def _check_structure(model: nn.Module) -> None:
+        blocks = getattr(model, "blocks", None)
+        if blocks is None or not isinstance(getattr(model, "head", None), nn.Linear):
+            raise ValueError("StackedMLP stacks MLPs built by bn_utils.make_mlp (with .blocks and .head)")
+        for i, block in enumerate(blocks):
+            if not isinstance(getattr(block, "linear", None), nn.Linear):
+                raise ValueError(f"block {i} has no nn.Linear; StackedMLP stacks MLPs, not conv nets")
+            if not (isinstance(block.norm, nn.Identity) or _is_batch_norm(block.norm)):
+                raise ValueError(f"block {i} has norm {block.norm.__class__.__name__}; StackedMLP supports "
+                                 "norm='none', 'batch' and 'batch_scratch' (with running statistics)")
+            if _is_batch_norm(block.norm) and block.norm.momentum is None:
+                raise ValueError("StackedMLP needs a batch-norm momentum (momentum=None is not supported)")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def train(self, mode: bool = True) -> "StackedMLP":
+        """Training mode (batch statistics, running averages updated) or not, as ``nn.Module.train``."""
+        self.training = mode
+        return self
+
+    def eval(self) -> "StackedMLP":
+        """Evaluation mode: batch norm uses the running statistics."""
+        return self.train(False)
+
+    def parameters(self) -> list[torch.Tensor]:
+        """The stacked trainable tensors (leading dimension: model)."""
+        return list(self.params.values())
+
+    def _batch_norm(self, h: torch.Tensor, prefix: str, layer: nn.Module) -> torch.Tensor:
+        """BN of each model's batch: (M, B, C) viewed as (B, M*C), so each of the M*C
+        columns is normalized over its own model's batch."""
+        models, batch, channels = h.shape
+        if self.training and batch < 2:
+            raise ValueError(f"batch norm in training mode needs at least 2 examples per batch, got {batch}")
+        flat = h.transpose(0, 1).reshape(batch, models * channels)
+        weight, bias = self.params.get(prefix + "weight"), self.params.get(prefix + "bias")
+        out = F.batch_norm(
+            flat, self.buffers[prefix + "running_mean"].view(-1), self.buffers[prefix + "running_var"].view(-1),
+            None if weight is None else weight.reshape(-1), None if bias is None else bias.reshape(-1),
+            training=self.training, momentum=layer.momentum, eps=layer.eps,
+        )
+        if self.training:
+            self.buffers[prefix + "num_batches_tracked"] += 1
+        return out.reshape(batch, models, channels).transpose(0, 1)
+
+    @staticmethod
+    def _linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if bias is None:
+            return torch.bmm(h, weight.transpose(1, 2))
+        return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (M, B, classes) for inputs (M, B, features), or (B, features) shared by all."""
+        in_features = self.params["blocks.0.linear.weight" if self._blocks else "head.weight"].shape[-1]
+        if x.dim() == 2:
+            x = x.expand(len(self), *x.shape)
+        if x.dim() != 3 or x.shape[0] != len(self) or x.shape[2] != in_features:
+            raise ValueError(f"expected inputs of shape ({len(self)}, batch, {in_features}) or "
+                             f"(batch, {in_features}), got {tuple(x.shape)}")
+        h = x
+        for i, block in enumerate(self._blocks):
+            prefix = f"blocks.{i}."
+            h = self._linear(h, self.params[prefix + "linear.weight"], self.params.get(prefix + "linear.bias"))
+            if _is_batch_norm(block.norm):
+                h = self._batch_norm(h, prefix + "norm.", block.norm)
+            h = block.act(h)
+        return self._linear(h, self.params["head.weight"], self.params["head.bias"])
+
+    def keep(self, slots: Sequence[int]) -> None:
+        """Keep only the models in these slots (in this order), e.g. to drop diverged ones."""
+        index = torch.as_tensor(list(slots), dtype=torch.long)
+        for key, value in self.params.items():
+            self.params[key] = value.detach()[index.to(value.device)].requires_grad_(True)
+        for key, value in self.buffers.items():
+            self.buffers[key] = value[index.to(value.device)]
+        self.ids = [self.ids[s] for s in slots]
+
+    def model(self, slot: int) -> nn.Module:
+        """The model in ``slot`` as an ordinary module (a copy: changing it leaves the stack alone)."""
+        if not 0 <= slot < len(self):
+            raise IndexError(f"slot {slot} out of range for a stack of {len(self)} models")
+        model = copy.deepcopy(self._template)
+        state = {key: value[slot].detach() for key, value in {**self.params, **self.buffers}.items()}
+        model.load_state_dict(state)
+        model.train(self.training)
+        return model
+
+
+@torch.no_grad()
+def evaluate_stacked(stack: StackedMLP, x: torch.Tensor, y: torch.Tensor,
+                     batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per model (accuracy, mean cross-entropy) in eval mode, as
+    :func:`bn_utils.training.evaluate` gives for one model; restores the stack's mode."""
+    was_training = stack.training
+    stack.eval()
+    correct = torch.zeros(len(stack), device=x.device, dtype=torch.long)
+    total_loss = torch.zeros(len(stack), device=x.device, dtype=torch.float64)
+    for start in range(0, len(x), batch_size):
+        logits = stack(x[start: start + batch_size])
+        target = y[start: start + batch_size].expand(len(stack), -1)
+        total_loss += F.cross_entropy(logits.transpose(1, 2), target, reduction="none").sum(1).double()
+        correct += (logits.argmax(dim=2) == target).sum(1)
+    stack.train(was_training)
+    return correct.double() / len(x), total_loss / len(x)
+
+
+class _StackedOptimizer:
+    """SGD (with PyTorch's momentum convention) or Adam (PyTorch's defaults), with one learning
+    rate per model, on a :class:`StackedMLP`'s parameters; the state follows ``keep``."""
+
+    def __init__(self, name: str, lrs: torch.Tensor, momentum: float):
+        if name not in ("sgd", "adam"):
+            raise ValueError(f"unknown optimizer {name!r}; valid names are: adam, sgd")
+        self.name, self.lrs, self.momentum = name, lrs, momentum
+        self.state: dict[str, dict[str, torch.Tensor]] = {}
+        self.steps = 0
+
+    def _lr(self, like: torch.Tensor) -> torch.Tensor:
+        return self.lrs.view(-1, *([1] * (like.dim() - 1)))
+
+    @torch.no_grad()
+    def step(self, stack: StackedMLP, grads: dict[str, torch.Tensor]) -> None:
+        self.steps += 1
+        for key, grad in grads.items():
+            param, state = stack.params[key], self.state.setdefault(key, {})
+            if self.name == "sgd":
+                if self.momentum:
+                    buffer = state.get("momentum")
+                    state["momentum"] = buffer = grad.clone() if buffer is None else buffer.mul_(self.momentum).add_(grad)
+                    grad = buffer
+                param.sub_(self._lr(param) * grad)
+            else:  # Adam, computed as torch.optim.Adam does (betas 0.9, 0.999; eps 1e-8)
+                beta1, beta2, eps = 0.9, 0.999, 1e-8
+                m = state.setdefault("exp_avg", torch.zeros_like(param)).lerp_(grad, 1 - beta1)
+                v = state.setdefault("exp_avg_sq", torch.zeros_like(param)).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                correction1, correction2 = 1 - beta1 ** self.steps, 1 - beta2 ** self.steps
+                denominator = (v.sqrt() / math.sqrt(correction2)).add_(eps)
+                param.sub_(self._lr(param) / correction1 * m / denominator)
+
+    def keep(self, slots: Sequence[int]) -> None:
+        index = torch.as_tensor(list(slots), dtype=torch.long, device=self.lrs.device)
+        self.lrs = self.lrs[index]
+        for state in self.state.values():
+            for name, value in state.items():
+                state[name] = value[index]
+
+
+def train_stacked(
+    models: Sequence[nn.Module],
+    data: Dataset,
+    *,
+    lrs: Sequence[float],
+    seeds: Sequence[int],
+    epochs: int | None = None,
+    steps: int | None = None,
+    batch_size: int = 64,
+    optimizer: str = "sgd",
+    momentum: float = 0.0,
+    eval_every: int | None = None,
+    eval_train: bool = True,
+    on_step: Callable[[StackedMLP, int], None] | None = None,
+) -> list[History]:
+    """Train each ``models[i]`` with learning rate ``lrs[i]`` and batch order ``seeds[i]``, all
+    at once; return one :class:`History` per model, as :func:`bn_utils.training.train` would.
+
+    A model whose loss becomes NaN or infinite is recorded as diverged and dropped from the
+    stack; the others go on. ``eval_train=False`` skips the training-set accuracy at each
+    evaluation (``History.train_acc`` stays empty), which saves three quarters of the evaluation
+    time on the digits. ``on_step(stack, step)`` runs after every step (``stack.ids`` says
+    which models are still in it). The models themselves are not changed.
+    """
+    if (epochs is None) == (steps is None):
+        raise ValueError("give exactly one of epochs= or steps=")
+    if not (len(models) == len(lrs) == len(seeds)):
+        raise ValueError(f"need one learning rate and one seed per model: got {len(models)} models, "
+                         f"{len(lrs)} learning rates and {len(seeds)} seeds")
+    steps_per_epoch = len(data.x_train) // batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {batch_size} is larger than the training set ({len(data.x_train)})")
+    total = steps if steps is not None else epochs * steps_per_epoch
+    eval_every = eval_every or steps_per_epoch
+    stack = StackedMLP(models).train()
+    device = data.x_train.device
+    opt = _StackedOptimizer(optimizer, torch.tensor(list(lrs), dtype=data.x_train.dtype, device=device),
+                            momentum)
+    seeds = list(seeds)
+    histories = [
+        History(steps_per_epoch=steps_per_epoch,
+                config=dict(lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
+                            weight_decay=0.0, seed=seed, steps=total, stacked_with=len(models)))
+        for lr, seed in zip(lrs, seeds)
+    ]
+
+    def record(step: int) -> None:
+        if eval_train:
+            train_acc, _ = evaluate_stacked(stack, data.x_train, data.y_train)
+        test_acc, test_loss = evaluate_stacked(stack, data.x_test, data.y_test)
+        for slot, i in enumerate(stack.ids):
+            histories[i].eval_steps.append(step)
+            if eval_train:
+                histories[i].train_acc.append(train_acc[slot].item())
+            histories[i].test_acc.append(test_acc[slot].item())
+            histories[i].test_loss.append(test_loss[slot].item())
+
+    start_time = time.perf_counter()
+    record(0)
+    step, epoch = 0, 0
+    while step < total and len(stack):
+        orders = {seed: batch_indices(len(data.x_train), batch_size, seed=seed, epoch=epoch) for seed in set(seeds)}
+        for b in range(steps_per_epoch):
+            index = torch.stack([orders[seeds[i]][b] for i in stack.ids]).to(device)
+            logits = stack(data.x_train[index])
+            losses = F.cross_entropy(logits.transpose(1, 2), data.y_train[index], reduction="none").mean(1)
+            values = losses.tolist()
+            finite = [slot for slot, v in enumerate(values) if math.isfinite(v)]
+            keys = list(stack.params)
+            grads = dict(zip(keys, torch.autograd.grad(losses[finite].sum(), [stack.params[k] for k in keys])))
+            if len(finite) < len(stack):  # diverged: record, and drop from the stack
+                for slot in sorted(set(range(len(stack))) - set(finite)):
+                    histories[stack.ids[slot]].diverged_at = step
+                survivors = torch.tensor(finite, dtype=torch.long, device=device)
+                grads = {key: grad[survivors] for key, grad in grads.items()}
+                values = [values[slot] for slot in finite]
+                stack.keep(finite)
+                opt.keep(finite)
+                if not len(stack):
+                    break
+            opt.step(stack, grads)
+            step += 1
+            for slot, i in enumerate(stack.ids):
+                histories[i].loss.append(values[slot])
+            if on_step is not None:
+                on_step(stack, step)
+            if step % eval_every == 0 or step == total:
+                record(step)
+            if step == total:
+                break
+        epoch += 1
+    wall_time = time.perf_counter() - start_time
+    for history in histories:
+        history.wall_time = wall_time / len(histories)  # the stack's time, shared out
+    return histories

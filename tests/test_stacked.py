@@ -1,0 +1,134 @@
+"""The stacked trainer gives each model exactly what `train` gives it alone."""
+import numpy as np
+import pytest
+import torch
+
+import bn_utils as bu
+from bn_utils.stacked import StackedMLP, evaluate_stacked, train_stacked
+
+
+@pytest.fixture(scope="module")
+def digits64():
+    return bu.load_digits(dtype=torch.float64)
+
+
+def build(seed, norm="batch", depth=3, width=24, dtype=torch.float64, **kw):
+    bu.seed_everything(seed)
+    return bu.make_mlp(64, 10, depth=depth, width=width, norm=norm, **kw).to(dtype)
+
+
+@pytest.mark.parametrize("norm", ["none", "batch", "batch_scratch"])
+@pytest.mark.parametrize("optimizer,momentum,lrs", [("sgd", 0.0, [0.05, 0.3, 0.1]), ("sgd", 0.9, [0.01, 0.05, 0.02]),
+                                                     ("adam", 0.0, [1e-3, 1e-2, 3e-3])])
+def test_each_stacked_model_trains_exactly_as_alone(digits64, norm, optimizer, momentum, lrs):
+    seeds = [0, 1, 0]
+    final = {}
+
+    def keep_final(stack, step):
+        if step == 45:
+            final.update({i: stack.model(slot) for slot, i in enumerate(stack.ids)})
+
+    stacked = train_stacked([build(s, norm) for s in seeds], digits64, lrs=lrs, seeds=seeds, steps=45,
+                            optimizer=optimizer, momentum=momentum, eval_every=20, on_step=keep_final)
+    for i, (lr, seed, h) in enumerate(zip(lrs, seeds, stacked)):
+        model = build(seed, norm)
+        alone = bu.train(model, digits64, lr=lr, steps=45, seed=seed, optimizer=optimizer, momentum=momentum,
+                         eval_every=20)
+        np.testing.assert_allclose(h.loss, alone.loss, rtol=0, atol=1e-10)
+        assert h.eval_steps == alone.eval_steps == [0, 20, 40, 45]
+        np.testing.assert_allclose(h.test_loss, alone.test_loss, rtol=0, atol=1e-10)
+        assert h.test_acc == alone.test_acc and h.train_acc == alone.train_acc
+        assert h.config["lr"] == lr and h.config["seed"] == seed and h.config["stacked_with"] == 3
+        for (key, a), b in zip(final[i].state_dict().items(), model.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f"{key} differs")
+
+
+def test_diverged_models_are_dropped_and_the_others_go_on():
+    data = bu.load_digits()
+    lrs, seeds = [0.05, 1e4, 0.1, 1e4], [0, 0, 1, 1]
+
+    def make(seed, lr):  # the exploding ones start from large weights too
+        return build(seed, "none", depth=4, width=64, dtype=torch.float32, init_scale=3.0 if lr > 1 else 1.0)
+
+    stacked = train_stacked([make(s, lr) for s, lr in zip(seeds, lrs)], data, lrs=lrs, seeds=seeds, steps=60,
+                            eval_every=20)
+    for lr, seed, h in zip(lrs, seeds, stacked):
+        alone = bu.train(make(seed, lr), data, lr=lr, steps=60, seed=seed, eval_every=20)
+        assert h.diverged_at == alone.diverged_at
+        assert h.steps == alone.steps and h.eval_steps == alone.eval_steps
+        np.testing.assert_allclose(h.loss, alone.loss, rtol=1e-4, atol=1e-5)
+    assert [h.diverged for h in stacked] == [False, True, False, True]
+
+
+def test_stack_forward_matches_each_model_and_round_trips(digits64):
+    models = [build(s) for s in range(3)]
+    stack = StackedMLP(models)
+    x = digits64.x_test[:32]
+    for mode in (True, False):
+        for m in models:
+            m.train(mode)
+        stack.train(mode)
+        logits = stack(x)  # (B, features) inputs are shared by all models
+        for j, m in enumerate(models):
+            torch.testing.assert_close(logits[j], m(x), rtol=0, atol=1e-12)
+    per_model = torch.stack([digits64.x_test[j: j + 16] for j in range(3)])
+    stack.train()
+    logits = stack(per_model)
+    for j, m in enumerate(models):
+        m.train()
+        torch.testing.assert_close(logits[j], m(per_model[j]), rtol=0, atol=1e-12)
+    stack.keep([2, 0])
+    assert stack.ids == [2, 0] and len(stack) == 2
+    for slot, original in enumerate([models[2], models[0]]):
+        for (key, a), b in zip(stack.model(slot).state_dict().items(), original.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{key} differs")
+
+
+def test_evaluate_stacked_matches_evaluate(digits64):
+    models = [build(s) for s in range(2)]
+    accuracy, loss = evaluate_stacked(StackedMLP(models), digits64.x_test, digits64.y_test, batch_size=100)
+    for j, m in enumerate(models):
+        acc_alone, loss_alone = bu.evaluate(m, digits64.x_test, digits64.y_test)
+        assert accuracy[j].item() == pytest.approx(acc_alone, abs=1e-12)
+        assert loss[j].item() == pytest.approx(loss_alone, abs=1e-10)
+
+
+def test_eval_train_false_skips_training_accuracy_and_says_so(digits64):
+    (h,) = train_stacked([build(0)], digits64, lrs=[0.1], seeds=[0], steps=10, eval_every=5, eval_train=False)
+    assert h.eval_steps == [0, 5, 10] and len(h.test_acc) == 3 and h.train_acc == []
+    with pytest.raises(ValueError, match="train_acc was not recorded"):
+        h.steps_to(0.5, metric="train_acc")
+    with pytest.raises(ValueError, match="train_acc was not recorded"):
+        bu.stack_metric([h], "train_acc")
+
+
+def test_stack_rejects_what_it_cannot_stack(digits64):
+    with pytest.raises(ValueError, match="at least one model"):
+        StackedMLP([])
+    with pytest.raises(ValueError, match="not conv nets"):
+        StackedMLP([bu.make_convnet()])
+    with pytest.raises(ValueError, match="supports norm='none', 'batch'"):
+        StackedMLP([bu.make_mlp(64, 10, norm="batch_noisy")])
+    with pytest.raises(ValueError, match="model 1 differs in structure"):
+        StackedMLP([build(0, width=24), build(0, width=32)])
+    with pytest.raises(ValueError, match="momentum=None"):
+        StackedMLP([bu.make_mlp(64, 10, norm="batch", norm_kwargs={"momentum": None})])
+    stack = StackedMLP([build(0), build(1)])
+    with pytest.raises(ValueError, match=r"expected inputs of shape \(2, batch, 64\)"):
+        stack(torch.zeros(3, 8, 64, dtype=torch.float64))
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        stack(torch.zeros(1, 64, dtype=torch.float64))
+    with pytest.raises(IndexError, match="slot 2 out of range"):
+        stack.model(2)
+
+
+def test_train_stacked_rejects_bad_arguments(digits64):
+    models = [build(0), build(1)]
+    with pytest.raises(ValueError, match="one learning rate and one seed per model"):
+        train_stacked(models, digits64, lrs=[0.1], seeds=[0, 1], steps=1)
+    with pytest.raises(ValueError, match="exactly one of epochs= or steps="):
+        train_stacked(models, digits64, lrs=[0.1, 0.1], seeds=[0, 1])
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        train_stacked(models, digits64, lrs=[0.1, 0.1], seeds=[0, 1], steps=1, optimizer="rmsprop")
+    with pytest.raises(ValueError, match="larger than the training set"):
+        train_stacked(models, digits64, lrs=[0.1, 0.1], seeds=[0, 1], steps=1, batch_size=10_000)
