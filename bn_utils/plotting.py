@@ -16,7 +16,7 @@ from .training import History, stack_metric
 __all__ = [
     "PALETTE", "NORM_COLORS", "use_house_style", "color_for", "plot_band", "plot_histories",
     "plot_running_stats", "plot_mode_accuracy", "plot_percentiles", "plot_distribution_snapshots",
-    "plot_layer_bars", "publish", "save_figure",
+    "plot_layer_bars", "plot_lr_sweep", "plot_landscape", "publish", "save_figure",
 ]
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
@@ -45,6 +45,17 @@ METRIC_LABELS = {
     "test_acc": "test accuracy",
     "test_loss": "test loss",
 }
+SWEEP_LABELS = {
+    "loss": "final training loss (last epoch)",
+    "test_acc": "final test accuracy",
+    "test_loss": "final test loss",
+}
+LANDSCAPE_LABELS = {
+    "loss_range": "loss range along the gradient",
+    "gradient_change": "‖∇L(w) − ∇L(w − η∇L)‖",
+    "beta_smoothness": "effective β-smoothness",
+}
+NORM_LABELS = {"none": "no BN", "batch": "BN", "batch_scratch": "BN (from scratch)", "batch_noisy": "noisy BN"}
 
 
 def use_house_style() -> None:
@@ -99,12 +110,13 @@ def plot_band(ax, x: np.ndarray, values: np.ndarray, *, label: str, color: str |
 
 def plot_histories(runs: Mapping[str, Sequence[History]], metric: str = "test_acc", *, ax=None,
                    band: str = "std", title: str | None = None):
-    """One band per entry of ``runs`` (label -> histories over seeds); returns the axes."""
+    """One band per entry of ``runs`` (label -> histories over seeds); a norm name as label gets
+    the norm's colour and display name ("batch" -> "BN"). Returns the axes."""
     if ax is None:
         _, ax = plt.subplots()
     for i, (label, histories) in enumerate(runs.items()):
         steps, values = stack_metric(histories, metric)
-        plot_band(ax, steps, values, label=label, color=color_for(label, i), band=band)
+        plot_band(ax, steps, values, label=NORM_LABELS.get(label, label), color=color_for(label, i), band=band)
     ax.set_xlabel("training step")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     if title:
@@ -212,6 +224,85 @@ def plot_layer_bars(values: Mapping[str, np.ndarray], *, ax=None, ylabel: str = 
     ax.set_xticks(range(layers), layer_names or [f"layer {k + 1}" for k in range(layers)])
     ax.set_ylabel(ylabel)
     ax.legend()
+    return ax
+
+
+def plot_lr_sweep(sweep, metric: str = "test_acc", *, ax=None, title: str | None = None):
+    """Final ``metric`` against learning rate, one line per norm (mean +/- std over the seeds
+    that did not diverge), from a :class:`bn_utils.convergence.LRSweep`. Each learning rate
+    at which some seed diverged gets a cross at the top, labelled with how many; a dotted line
+    marks each norm's largest learning rate at which every seed trains. Returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    lrs = np.asarray(sweep.lrs)
+    ax.set_xscale("log")
+    if metric.endswith("loss"):
+        ax.set_yscale("log")
+    for i, norm in enumerate(sweep.norms):
+        values = sweep.final(norm, metric)
+        alive = ~np.all(np.isnan(values), axis=1)
+        with np.errstate(invalid="ignore"):
+            mean, std = np.nanmean(values[alive], axis=1), np.nanstd(values[alive], axis=1)
+        label = NORM_LABELS.get(norm, norm)
+        ax.errorbar(lrs[alive], mean, yerr=std, color=color_for(norm, i), marker="o", capsize=3,
+                    label=f"{label} (n={len(sweep.seeds)})")
+    _reserve_top(ax, 0.8)  # the data keep the lower 80%; the crosses get the strip above
+    crosses = mpl.transforms.blended_transform_factory(ax.transData, ax.transAxes)
+    for i, norm in enumerate(sweep.norms):
+        color, label = color_for(norm, i), NORM_LABELS.get(norm, norm)
+        for lr, count in zip(lrs, sweep.diverged(norm).sum(axis=1)):
+            if count:
+                y = 0.94 - 0.08 * i
+                ax.plot(lr, y, marker="x", markersize=9, mew=2.5, color=color, transform=crosses)
+                ax.annotate(f"{count}/{len(sweep.seeds)}", (lr, y), xycoords=crosses, xytext=(7, -4),
+                            textcoords="offset points", fontsize=8, color=color)
+        stable = sweep.largest_stable_lr(norm)
+        if stable is not None:
+            ax.axvline(stable, color=color, linestyle=":", linewidth=1.5,
+                       label=f"largest stable lr, {label}: {stable:g}")
+    ax.plot([], [], "kx", mew=2.5, linestyle="none", label="diverged (seeds)")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(SWEEP_LABELS.get(metric, metric))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def _reserve_top(ax, fraction: float) -> None:
+    """Raise the top of the y axis so the current data span only the lower ``fraction``."""
+    low, high = ax.get_ylim()
+    if ax.get_yscale() == "log":
+        ax.set_ylim(low, 10 ** (np.log10(low) + (np.log10(high) - np.log10(low)) / fraction))
+    else:
+        ax.set_ylim(low, low + (high - low) / fraction)
+
+
+def plot_landscape(runs: Mapping[str, object], measure: str = "loss_range", *, ax=None, title: str | None = None):
+    """A landscape measure over training, one band per entry of ``runs`` (label ->
+    :class:`bn_utils.landscape.LandscapeRun`). ``loss_range`` and ``beta_smoothness``: mean
+    and range over seeds; ``gradient_change``: the range over step sizes (as in Santurkar et al.'s
+    Figure 4b), averaged over seeds. Log scale; returns the axes."""
+    if measure not in LANDSCAPE_LABELS:
+        raise ValueError(f"unknown measure {measure!r}; valid names are: {', '.join(sorted(LANDSCAPE_LABELS))}")
+    if ax is None:
+        _, ax = plt.subplots()
+    for i, (label, run) in enumerate(runs.items()):
+        color = color_for(run.norm, i)
+        steps = np.asarray(run.probe_steps)
+        if measure == "gradient_change":
+            low, high = run.gradient_change_band()
+            ax.fill_between(steps, low, high, color=color, alpha=0.3, linewidth=0)
+            ax.plot(steps, high, color=color, label=f"{label} (n={len(run.probes)})")
+        else:
+            plot_band(ax, steps, run.measure(measure), label=label, color=color, band="minmax")
+    ax.set_yscale("log")
+    ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())  # label the decades only
+    ax.set_xlabel("training step")
+    ax.set_ylabel(LANDSCAPE_LABELS[measure])
+    ax.legend()
+    if title:
+        ax.set_title(title)
     return ax
 
 

@@ -1,0 +1,149 @@
+"""How smooth is the loss along the way training goes? The probes of Santurkar et al. (2018), Figure 4.
+
+At weights w with mini-batch gradient g = grad L(w), walk along the descent direction and, for
+each step size eta, look at the loss and the gradient at w - eta g:
+
+- **loss range**: max over eta of L(w - eta g) minus the min. A small range means a step's
+  outcome hardly depends on its size: the landscape is flat and predictable along the step;
+- **gradient predictiveness**: ||g - grad L(w - eta g)||. Small means the gradient here still
+  says what the gradient there will be, so a larger step is safe;
+- **effective beta-smoothness**: max over eta of ||g - grad L(w - eta g)|| / ||eta g||, the
+  largest local Lipschitz constant of the gradient seen along the step.
+
+:func:`probe_gradient_step` measures one point; :func:`landscape_run` trains networks (a
+:class:`~bn_utils.stacked.StackedMLP`) and probes each one every few steps.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import Dataset
+from .stacked import StackedMLP, train_stacked
+from .training import History, get_device, loss_and_gradients, seed_everything
+
+__all__ = ["StepProbe", "probe_gradient_step", "LandscapeRun", "landscape_run", "summarize_landscape"]
+
+
+@dataclass(frozen=True)
+class StepProbe:
+    """Loss and gradient change along the negative gradient from one point, one entry per step size."""
+
+    step_sizes: np.ndarray
+    loss: float  # L(w)
+    gradient_norm: float  # ||g||
+    losses: np.ndarray  # L(w - eta g)
+    gradient_changes: np.ndarray  # ||g - grad L(w - eta g)||
+
+    @property
+    def loss_range(self) -> float:
+        """max - min of the loss over the step sizes."""
+        return float(self.losses.max() - self.losses.min())
+
+    @property
+    def beta_smoothness(self) -> float:
+        """Effective beta-smoothness: max over step sizes of ||g - g'|| / ||eta g||."""
+        return float(np.max(self.gradient_changes / (self.step_sizes * self.gradient_norm)))
+
+
+def probe_gradient_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                        step_sizes: Sequence[float], noise_seed: int = 0) -> StepProbe:
+    """Walk from ``model``'s weights along minus the gradient of the loss on (x, y), and record
+    the loss and the gradient change at each step size. The model is evaluated in training mode
+    (batch statistics, as the optimizer sees it) on a copy, so it is not changed at all."""
+    step_sizes = np.asarray(step_sizes, dtype=float)
+    if step_sizes.ndim != 1 or len(step_sizes) == 0 or np.any(step_sizes <= 0):
+        raise ValueError(f"step_sizes must be a non-empty list of positive numbers, got {step_sizes.tolist()}")
+    model = copy.deepcopy(model).train()  # a forward pass in training mode updates running statistics
+    params = [p for p in model.parameters() if p.requires_grad]
+    start = [p.detach().clone() for p in params]
+    loss, grads = loss_and_gradients(model, x, y, params, noise_seed)
+    flat = torch.cat([g.flatten() for g in grads])
+    losses, changes = [], []
+    for eta in step_sizes:
+        with torch.no_grad():
+            for p, p0, g in zip(params, start, grads):
+                p.copy_(p0 - eta * g)
+        loss_there, grads_there = loss_and_gradients(model, x, y, params, noise_seed)
+        losses.append(loss_there)
+        changes.append((flat - torch.cat([g.flatten() for g in grads_there])).norm().item())
+    return StepProbe(step_sizes, loss, flat.norm().item(), np.array(losses), np.array(changes))
+
+
+@dataclass
+class LandscapeRun:
+    """Training runs of one configuration (one per seed), probed along their trajectories."""
+
+    norm: str
+    histories: list[History]
+    probe_steps: list[int] = field(default_factory=list)
+    probes: list[list[StepProbe]] = field(default_factory=list)  # probes[seed index][checkpoint]
+
+    def measure(self, name: str) -> np.ndarray:
+        """(seeds, checkpoints) array of ``loss_range``, ``beta_smoothness`` or
+        ``gradient_change`` (the largest ||g - g'|| over step sizes); NaN after a divergence."""
+        getters = {
+            "loss_range": lambda p: p.loss_range,
+            "beta_smoothness": lambda p: p.beta_smoothness,
+            "gradient_change": lambda p: float(p.gradient_changes.max()),
+        }
+        if name not in getters:
+            raise ValueError(f"unknown measure {name!r}; valid names are: {', '.join(sorted(getters))}")
+        values = np.full((len(self.probes), len(self.probe_steps)), np.nan)
+        for row, probes in zip(values, self.probes):
+            row[: len(probes)] = [getters[name](p) for p in probes]
+        return values
+
+    def gradient_change_band(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per checkpoint, the (min, max) over step sizes of ||g - g'||, averaged over seeds:
+        the shaded band of Santurkar et al.'s Figure 4(b)."""
+        low = np.full((len(self.probes), len(self.probe_steps)), np.nan)
+        high = low.copy()
+        for i, probes in enumerate(self.probes):
+            low[i, : len(probes)] = [p.gradient_changes.min() for p in probes]
+            high[i, : len(probes)] = [p.gradient_changes.max() for p in probes]
+        return np.nanmean(low, axis=0), np.nanmean(high, axis=0)
+
+
+def landscape_run(norm: str, data: Dataset, *, seeds: Sequence[int], lr: float = 0.1, steps: int = 200,
+                  batch_size: int = 64, probe_every: int = 20, probe_batch: int = 256,
+                  step_multiples: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0), depth: int = 10,
+                  width: int = 100) -> LandscapeRun:
+    """Train a ``depth`` x ``width`` ReLU MLP (He init) with SGD at ``lr``, one per seed, and every
+    ``probe_every`` steps (and at step 0) probe each one with :func:`probe_gradient_step` on a fixed
+    batch of ``probe_batch`` training examples, at step sizes ``lr * step_multiples``."""
+    from .models import make_mlp
+
+    device = get_device()
+    data = data.to(device)
+    models = []
+    for seed in seeds:
+        seed_everything(seed)
+        models.append(make_mlp(data.input_shape[0], data.num_classes, depth=depth, width=width, norm=norm).to(device))
+    x_probe, y_probe = data.x_train[:probe_batch], data.y_train[:probe_batch]
+    step_sizes = lr * np.asarray(step_multiples, dtype=float)
+    run = LandscapeRun(norm=norm, histories=[], probes=[[] for _ in seeds])
+
+    def probe(stack: StackedMLP, step: int) -> None:
+        if step % probe_every:
+            return
+        run.probe_steps.append(step)
+        for slot, i in enumerate(stack.ids):
+            run.probes[i].append(probe_gradient_step(stack.model(slot), x_probe, y_probe, step_sizes))
+
+    probe(StackedMLP(models), 0)
+    run.histories = train_stacked(models, data, lrs=[lr] * len(models), seeds=list(seeds), steps=steps,
+                                  batch_size=batch_size, eval_every=probe_every, on_step=probe)
+    return run
+
+
+def summarize_landscape(run: LandscapeRun) -> dict[str, float]:
+    """Medians over seeds and checkpoints (after step 0) of the three landscape measures."""
+    after_start = np.asarray(run.probe_steps) > 0
+    return {name: float(np.nanmedian(run.measure(name)[:, after_start]))
+            for name in ("loss_range", "beta_smoothness", "gradient_change")}

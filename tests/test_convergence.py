@@ -1,0 +1,117 @@
+"""LRSweep's answers (which learning rates train, the largest stable one, the best one), its
+sweep runner, plot and explorer."""
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import bn_utils as bu  # noqa: E402
+from bn_utils.convergence import LRSweep, lr_sweep  # noqa: E402
+from bn_utils.plotting import plot_lr_sweep  # noqa: E402
+
+
+def history(test_acc, *, diverged_at=None, every=10, loss=1.0):
+    """A made-up History: test accuracy at steps 0, every, 2*every, ..."""
+    steps = len(test_acc) - 1
+    h = bu.History(loss=[loss] * (steps * every if diverged_at is None else diverged_at),
+                   eval_steps=[every * i for i in range(len(test_acc))], test_acc=list(test_acc),
+                   test_loss=[1.0] * len(test_acc), steps_per_epoch=5, diverged_at=diverged_at)
+    return h
+
+
+@pytest.fixture
+def sweep():
+    """lr 0.1: both seeds train, 95% at step 30 and 40; lr 1: both train, faster (20, 20);
+    lr 10: one seed diverges. For 'batch' lr 10 trains too, but never reaches 95%."""
+    grid = {
+        "none": [[history([0.1, 0.5, 0.9, 0.95, 0.96]), history([0.1, 0.5, 0.9, 0.9, 0.97])],
+                 [history([0.1, 0.8, 0.95, 0.97, 0.97]), history([0.1, 0.8, 0.96, 0.96, 0.96])],
+                 [history([0.1, 0.3], diverged_at=12), history([0.1, 0.2, 0.3, 0.6, 0.7])]],
+        "batch": [[history([0.1, 0.2, 0.3, 0.4, 0.45]), history([0.1, 0.2, 0.3, 0.5, 0.6])],
+                  [history([0.1, 0.95, 0.96, 0.97, 0.98]), history([0.1, 0.9, 0.95, 0.97, 0.98])],
+                  [history([0.1, 0.6, 0.8, 0.9, 0.92]), history([0.1, 0.7, 0.8, 0.9, 0.91])]],
+    }
+    return LRSweep((0.1, 1.0, 10.0), (0, 1), grid, target=0.95, min_accuracy=0.5)
+
+
+def test_which_runs_train_and_the_largest_stable_lr(sweep):
+    assert sweep.diverged("none").tolist() == [[False, False], [False, False], [True, False]]
+    assert np.isnan(sweep.final("none")[2, 0]) and sweep.final("none")[2, 1] == 0.7
+    assert sweep.trained("none").tolist() == [[True, True], [True, True], [False, True]]
+    assert sweep.trained("batch").tolist() == [[False, True], [True, True], [True, True]]
+    assert sweep.largest_stable_lr("none") == 1.0
+    assert sweep.largest_stable_lr("batch") == 10.0
+    assert sweep.final("none", "loss")[0, 0] == 1.0  # mean of the last epoch's training losses
+
+
+def test_best_lr_is_the_fastest_to_target_among_stable_ones(sweep):
+    steps = sweep.steps_to_target("none")
+    assert steps[0].tolist() == [30, 40] and steps[1].tolist() == [20, 20] and steps[2].tolist() == [np.inf] * 2
+    assert sweep.best_lr("none") == 1.0 and sweep.median_steps_to_target("none") == 20
+    # batch: lr 0.1 is not stable (one seed ends at 45%), lr 1 reaches 95% after 10 and 20 steps
+    assert sweep.best_lr("batch") == 1.0 and sweep.median_steps_to_target("batch") == 15
+    assert sweep.median_steps_to_target("batch", 10.0) == np.inf
+    assert sweep.median_steps_to_target("batch", 10.0, target=0.9) == 30  # an easier target
+    assert sweep.steps_to_target("none", target=0.5)[0].tolist() == [10, 10]
+
+
+def test_sweep_errors_name_what_is_valid(sweep):
+    with pytest.raises(ValueError, match="norm 'layer' was not swept; the sweep has: none, batch"):
+        sweep.trained("layer")
+    with pytest.raises(ValueError, match="learning rate 0.3 is not on the grid"):
+        sweep.runs("none", 0.3)
+    with pytest.raises(ValueError, match="learning rate 0.3 is not on the grid"):
+        sweep.median_steps_to_target("none", 0.3)
+    with pytest.raises(ValueError, match="positive learning rate"):
+        lr_sweep(bu.load_digits(), lrs=[0.1, -1.0])
+
+
+def test_lr_sweep_runs_a_small_grid_on_paired_seeds():
+    data = bu.load_digits()
+    result = lr_sweep(data, lrs=(0.1, 1e3), seeds=(0, 1), steps=20, eval_every=10, depth=3, width=32)
+    assert result.norms == ["none", "batch"] and result.lrs == (0.1, 1000.0)
+    for norm in result.norms:
+        runs = result.runs(norm, 0.1)
+        assert [h.config["seed"] for h in runs] == [0, 1] and all(h.steps == 20 for h in runs)
+        assert runs[0].eval_steps == [0, 10, 20] and runs[0].train_acc == []
+    assert result.diverged("none")[1].all()  # lr 1000 without BN blows up
+    assert result.largest_stable_lr("none") == 0.1
+
+
+def test_plot_lr_sweep_marks_divergence_and_stable_lr(sweep):
+    ax = plot_lr_sweep(sweep, "test_acc")
+    crosses = [line for line in ax.lines if line.get_marker() == "x" and len(line.get_xdata())]
+    assert len(crosses) == 1 and crosses[0].get_xdata()[0] == 10.0
+    assert any(t.get_text() == "1/2" for t in ax.texts)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "largest stable lr, no BN: 1" in labels and "largest stable lr, BN: 10" in labels
+    assert ax.get_xscale() == "log"
+    assert plot_lr_sweep(sweep, "loss").get_yscale() == "log"
+
+
+def test_learning_rate_explorer_redraws_quickly(sweep, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from bn_utils.widgets import learning_rate_explorer
+
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
+    explorer = learning_rate_explorer(sweep)
+    lr, batch_norm = explorer.children[0], explorer.children[1]
+    assert list(lr.options) == [0.1, 1.0, 10.0] and batch_norm.value is True
+    start = time.perf_counter()
+    lr.value, batch_norm.value = 10.0, False  # one seed of the plain network diverged here
+    explorer.update()
+    assert time.perf_counter() - start < 1.0
+    loss_axes, accuracy_axes = shown[-1].axes
+    assert loss_axes.get_title() == "no BN, lr 10"
+    assert accuracy_axes.get_title() == "1/2 seeds diverged; median seed never reached 95%"
+    lr.value, batch_norm.value = 1.0, True
+    explorer.update()
+    assert shown[-1].axes[1].get_title() == "0/2 seeds diverged; 95% after 15 steps (median)"
+    with pytest.raises(ValueError, match="lacks \\['batch'\\]"):
+        learning_rate_explorer(LRSweep((0.1,), (0,), {"none": [[history([0.1, 0.9])]]}))

@@ -1,0 +1,89 @@
+"""Landscape probes: what they measure, and that measuring changes nothing."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+import bn_utils as bu  # noqa: E402
+from bn_utils.landscape import landscape_run, probe_gradient_step, summarize_landscape  # noqa: E402
+from bn_utils.plotting import plot_landscape  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def batch():
+    data = bu.load_digits(dtype=torch.float64)
+    return data.x_train[:128], data.y_train[:128]
+
+
+def model(norm="batch"):
+    bu.seed_everything(0)
+    return bu.make_mlp(64, 10, depth=3, width=32, norm=norm).double()
+
+
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_small_steps_follow_the_taylor_expansion(batch, norm):
+    """For a tiny step eta: L(w - eta g) ~ L(w) - eta ||g||^2, and ||g - g'|| / (eta ||g||) ~
+    ||H g|| / ||g|| (H the Hessian), computed independently with a Hessian-vector product."""
+    x, y = batch
+    net = model(norm).train()
+    params = list(net.parameters())
+    eta = 1e-6
+    probe = probe_gradient_step(net, x, y, [eta])
+    loss = nn.functional.cross_entropy(net(x), y)
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    g = torch.cat([v.flatten() for v in grads])
+    hessian_g = torch.cat([v.flatten() for v in torch.autograd.grad(g @ g.detach(), params)])
+    assert probe.loss == pytest.approx(loss.item(), abs=1e-12)
+    assert probe.gradient_norm == pytest.approx(g.norm().item(), rel=1e-10)
+    assert probe.losses[0] == pytest.approx(loss.item() - eta * g.norm().item() ** 2, abs=1e-9)
+    assert probe.beta_smoothness == pytest.approx(hessian_g.norm().item() / g.norm().item(), rel=1e-4)
+    assert probe.loss_range == 0.0  # a single step size has no range
+
+
+def test_probe_leaves_the_model_alone(batch):
+    x, y = batch
+    net = model().train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    probe = probe_gradient_step(net, x, y, [0.01, 0.1, 1.0])
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, before[key]), f"{key} changed"
+    assert len(probe.losses) == len(probe.gradient_changes) == 3
+    assert probe.loss_range == pytest.approx(probe.losses.max() - probe.losses.min())
+    # a small step along minus the gradient lowers the loss
+    assert probe.losses[0] < probe.loss
+
+
+def test_probe_rejects_bad_step_sizes(batch):
+    with pytest.raises(ValueError, match="positive numbers"):
+        probe_gradient_step(model(), *batch, [0.1, -0.1])
+    with pytest.raises(ValueError, match="positive numbers"):
+        probe_gradient_step(model(), *batch, [])
+
+
+def test_landscape_run_probes_without_changing_training():
+    data = bu.load_digits()
+    run = landscape_run("batch", data, seeds=[0, 1], steps=20, probe_every=10, depth=3, width=32, probe_batch=64)
+    assert run.probe_steps == [0, 10, 20]
+    assert [len(p) for p in run.probes] == [3, 3]
+    for name in ("loss_range", "beta_smoothness", "gradient_change"):
+        values = run.measure(name)
+        assert values.shape == (2, 3) and np.all(np.isfinite(values)) and np.all(values >= 0)
+    low, high = run.gradient_change_band()
+    assert np.all(low <= high)
+    summary = summarize_landscape(run)
+    assert summary["loss_range"] == pytest.approx(np.median(run.measure("loss_range")[:, 1:]))
+    # the probes ran on copies: training is what it is without them
+    bu.seed_everything(0)
+    alone = bu.train(bu.make_mlp(64, 10, depth=3, width=32, norm="batch"), data, lr=0.1, steps=20, seed=0,
+                     eval_every=10)
+    np.testing.assert_allclose(run.histories[0].loss, alone.loss, rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown measure 'sharpness'"):
+        run.measure("sharpness")
+    ax = plot_landscape({"BN": run}, "gradient_change")
+    assert ax.get_yscale() == "log" and ax.get_legend().get_texts()[0].get_text() == "BN (n=2)"
+    with pytest.raises(ValueError, match="unknown measure"):
+        plot_landscape({"BN": run}, "sharpness")
