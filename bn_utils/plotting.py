@@ -16,7 +16,7 @@ from .training import History, stack_metric
 __all__ = [
     "PALETTE", "NORM_COLORS", "use_house_style", "color_for", "plot_band", "plot_histories",
     "plot_running_stats", "plot_mode_accuracy", "plot_percentiles", "plot_distribution_snapshots",
-    "plot_layer_bars", "plot_lr_sweep", "plot_landscape", "publish", "save_figure",
+    "plot_layer_bars", "plot_sweep", "plot_landscape", "publish", "save_figure",
 ]
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
@@ -227,41 +227,52 @@ def plot_layer_bars(values: Mapping[str, np.ndarray], *, ax=None, ylabel: str = 
     return ax
 
 
-def plot_lr_sweep(sweep, metric: str = "test_acc", *, ax=None, title: str | None = None):
-    """Final ``metric`` against learning rate, one line per norm (mean +/- std over the seeds
-    that did not diverge), from a :class:`bn_utils.convergence.LRSweep`. Each learning rate
-    at which some seed diverged gets a cross at the top, labelled with how many; a dotted line
-    marks each norm's largest learning rate at which every seed trains. Returns the axes."""
+def plot_sweep(sweep, metric: str = "test_acc", *, ax=None, title: str | None = None, mark: str = "largest"):
+    """Final ``metric`` against the swept setting, one line per norm (mean +/- std over the
+    seeds that did not diverge), from a :class:`bn_utils.sweeps.Sweep`. Each value at which
+    some seed diverged gets a cross at the top, labelled with how many. Dotted lines mark, per
+    norm, the largest value at which every seed trains (``mark="largest"``) or both ends of
+    the range in which every seed trains (``mark="range"``). Returns the axes."""
+    if mark not in ("largest", "range"):
+        raise ValueError(f"mark must be 'largest' or 'range', got {mark!r}")
     if ax is None:
         _, ax = plt.subplots()
-    lrs = np.asarray(sweep.lrs)
+    values = np.asarray(sweep.values)
     ax.set_xscale("log")
     if metric.endswith("loss"):
         ax.set_yscale("log")
     for i, norm in enumerate(sweep.norms):
-        values = sweep.final(norm, metric)
-        alive = ~np.all(np.isnan(values), axis=1)
+        final = sweep.final(norm, metric)
+        alive = ~np.all(np.isnan(final), axis=1)
         with np.errstate(invalid="ignore"):
-            mean, std = np.nanmean(values[alive], axis=1), np.nanstd(values[alive], axis=1)
+            mean, std = np.nanmean(final[alive], axis=1), np.nanstd(final[alive], axis=1)
         label = NORM_LABELS.get(norm, norm)
-        ax.errorbar(lrs[alive], mean, yerr=std, color=color_for(norm, i), marker="o", capsize=3,
+        ax.errorbar(values[alive], mean, yerr=std, color=color_for(norm, i), marker="o", capsize=3,
                     label=f"{label} (n={len(sweep.seeds)})")
     _reserve_top(ax, 0.8)  # the data keep the lower 80%; the crosses get the strip above
     crosses = mpl.transforms.blended_transform_factory(ax.transData, ax.transAxes)
     for i, norm in enumerate(sweep.norms):
         color, label = color_for(norm, i), NORM_LABELS.get(norm, norm)
-        for lr, count in zip(lrs, sweep.diverged(norm).sum(axis=1)):
+        for value, count in zip(values, sweep.diverged(norm).sum(axis=1)):
             if count:
                 y = 0.94 - 0.08 * i
-                ax.plot(lr, y, marker="x", markersize=9, mew=2.5, color=color, transform=crosses)
-                ax.annotate(f"{count}/{len(sweep.seeds)}", (lr, y), xycoords=crosses, xytext=(7, -4),
+                ax.plot(value, y, marker="x", markersize=9, mew=2.5, color=color, transform=crosses)
+                ax.annotate(f"{count}/{len(sweep.seeds)}", (value, y), xycoords=crosses, xytext=(7, -4),
                             textcoords="offset points", fontsize=8, color=color)
-        stable = sweep.largest_stable_lr(norm)
-        if stable is not None:
-            ax.axvline(stable, color=color, linestyle=":", linewidth=1.5,
-                       label=f"largest stable lr, {label}: {stable:g}")
+        stable = sweep.stable_values(norm)
+        if not stable:
+            continue
+        if mark == "largest":
+            ax.axvline(max(stable), color=color, linestyle=":", linewidth=1.5,
+                       label=f"largest stable {sweep.label}, {label}: {max(stable):g}")
+        else:
+            low, high = min(stable), max(stable)
+            for edge in {low, high}:
+                ax.axvline(edge, color=color, linestyle=":", linewidth=1.5)
+            ax.plot([], [], color=color, linestyle=":", linewidth=1.5,
+                    label=f"every seed trains, {label}: {low:g} to {high:g}")
     ax.plot([], [], "kx", mew=2.5, linestyle="none", label="diverged (seeds)")
-    ax.set_xlabel("learning rate")
+    ax.set_xlabel(sweep.label)
     ax.set_ylabel(SWEEP_LABELS.get(metric, metric))
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     if title:

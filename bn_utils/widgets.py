@@ -7,7 +7,7 @@ import numpy as np
 from .inference import running_stats_trace
 from .plotting import NORM_LABELS, PALETTE, color_for, plot_histories, plot_percentiles, plot_running_stats
 
-__all__ = ["running_stats_explorer", "covariate_shift_explorer", "precompute_shift_runs", "learning_rate_explorer"]
+__all__ = ["running_stats_explorer", "covariate_shift_explorer", "precompute_shift_runs", "sweep_explorer"]
 
 
 def _draw_running_stats(batch_size: int, momentum: float, cumulative: bool, steps: int = 200):
@@ -85,37 +85,38 @@ def covariate_shift_explorer(runs: dict):
     )
 
 
-def _draw_learning_rate(sweep, lr: float, batch_norm: bool):
+def _draw_sweep(sweep, value: float, batch_norm: bool):
     norm = "batch" if batch_norm else "none"
-    runs = sweep.runs(norm, lr)
-    label = f"{NORM_LABELS[norm]}, lr {lr:g}"
+    runs = sweep.runs(norm, value)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
-    plot_histories({norm: runs}, "loss", ax=left, title=label, band="minmax")
+    plot_histories({norm: runs}, "loss", ax=left, title=f"{NORM_LABELS[norm]}, {sweep.label} {value:g}",
+                   band="minmax")
     left.set_yscale("log")
     plot_histories({norm: runs}, "test_acc", ax=right)
     right.axhline(sweep.target, color=PALETTE["black"], linestyle="--", linewidth=1)
     right.set_ylim(0, 1)
     diverged = sum(h.diverged for h in runs)
-    steps = sweep.median_steps_to_target(norm, lr)
+    steps = sweep.median_steps_to_target(norm, value)
     target = f"{100 * sweep.target:.0f}%"
     reached = f"{target} after {steps:.0f} steps (median)" if np.isfinite(steps) else f"median seed never reached {target}"
     right.set_title(f"{diverged}/{len(runs)} seeds diverged; {reached}", fontsize=10)
     plt.show()
 
 
-def learning_rate_explorer(sweep):
-    """A learning-rate slider and a BN switch over a precomputed
-    :class:`bn_utils.convergence.LRSweep`: the training-loss and test-accuracy curves (bands
-    over seeds) redraw instantly, with how many seeds diverged and how fast the target came."""
+def sweep_explorer(sweep):
+    """A slider over the swept setting (learning rate or initial weight scale) and a BN switch,
+    over a precomputed :class:`bn_utils.sweeps.Sweep`: the training-loss and test-accuracy
+    curves (bands over seeds) redraw instantly, with how many seeds diverged and how fast the
+    target came."""
     import ipywidgets as widgets
 
     missing = [norm for norm in ("none", "batch") if norm not in sweep.norms]
     if missing:
         raise ValueError(f"the explorer needs a sweep of 'none' and 'batch'; this one lacks {missing}")
     return widgets.interactive(
-        _draw_learning_rate,
+        _draw_sweep,
         sweep=widgets.fixed(sweep),
-        lr=widgets.SelectionSlider(options=list(sweep.lrs), value=sweep.lrs[len(sweep.lrs) // 2],
-                                   description="learning rate"),
+        value=widgets.SelectionSlider(options=list(sweep.values), value=sweep.values[len(sweep.values) // 2],
+                                      description=sweep.label),
         batch_norm=widgets.Checkbox(value=True, description="batch norm"),
     )

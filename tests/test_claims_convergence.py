@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bn_utils import load_digits
-from bn_utils.convergence import lr_sweep
+from bn_utils.sweeps import lr_sweep
 from bn_utils.landscape import landscape_run, summarize_landscape
 
 SEEDS = (0, 1, 2)
@@ -31,22 +31,22 @@ def landscape(data):
 
 
 def test_bn_trains_at_learning_rates_at_least_10x_higher(sweep):
-    plain, bn = sweep.largest_stable_lr("none"), sweep.largest_stable_lr("batch")
+    plain, bn = sweep.largest_stable("none"), sweep.largest_stable("batch")
     assert plain is not None and bn is not None, f"largest stable learning rates: plain {plain}, BN {bn}"
     assert bn >= 10 * plain, f"largest learning rate at which every seed trains: BN {bn:g}, plain {plain:g}"
 
 
 def test_at_their_best_learning_rates_bn_reaches_the_target_sooner(sweep):
     plain, bn = sweep.median_steps_to_target("none"), sweep.median_steps_to_target("batch")
-    assert np.isfinite(bn), f"BN never reached {sweep.target:.0%} at its best learning rate {sweep.best_lr('batch')}"
-    assert bn <= 0.8 * plain, (f"median steps to {sweep.target:.0%}: BN {bn:.0f} at lr {sweep.best_lr('batch'):g}, "
-                               f"plain {plain:.0f} at lr {sweep.best_lr('none'):g}")
+    assert np.isfinite(bn), f"BN never reached {sweep.target:.0%} at its best learning rate {sweep.best('batch')}"
+    assert bn <= 0.8 * plain, (f"median steps to {sweep.target:.0%}: BN {bn:.0f} at lr {sweep.best('batch'):g}, "
+                               f"plain {plain:.0f} at lr {sweep.best('none'):g}")
 
 
 def test_at_a_small_equal_learning_rate_bn_has_no_advantage(sweep):
     """The measured other side of the coin (Bjorck et al. 2018): at learning rate 0.01 the BN
     network ends *behind* the plain one (median test accuracy 0.71 against 0.85 in our runs)."""
-    index = sweep.lrs.index(0.01)
+    index = sweep.values.index(0.01)
     plain, bn = (np.median(sweep.final(norm)[index]) for norm in ("none", "batch"))
     assert bn < plain, f"median final test accuracy at lr 0.01: BN {bn:.3f}, plain {plain:.3f}"
 

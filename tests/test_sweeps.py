@@ -1,5 +1,5 @@
-"""LRSweep's answers (which learning rates train, the largest stable one, the best one), its
-sweep runner, plot and explorer."""
+"""Sweep's answers (which values train, the largest stable one, the best one), the sweep
+runners, the sweep plot and explorer."""
 import time
 
 import matplotlib
@@ -10,8 +10,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import bn_utils as bu  # noqa: E402
-from bn_utils.convergence import LRSweep, lr_sweep  # noqa: E402
-from bn_utils.plotting import plot_lr_sweep  # noqa: E402
+from bn_utils.sweeps import Sweep, init_scale_sweep, lr_sweep, run_sweep  # noqa: E402
+from bn_utils.plotting import plot_sweep  # noqa: E402
 
 
 def history(test_acc, *, diverged_at=None, every=10, loss=1.0):
@@ -35,7 +35,7 @@ def sweep():
                   [history([0.1, 0.95, 0.96, 0.97, 0.98]), history([0.1, 0.9, 0.95, 0.97, 0.98])],
                   [history([0.1, 0.6, 0.8, 0.9, 0.92]), history([0.1, 0.7, 0.8, 0.9, 0.91])]],
     }
-    return LRSweep((0.1, 1.0, 10.0), (0, 1), grid, target=0.95, min_accuracy=0.5)
+    return Sweep("lr", (0.1, 1.0, 10.0), (0, 1), grid, target=0.95, min_accuracy=0.5)
 
 
 def test_which_runs_train_and_the_largest_stable_lr(sweep):
@@ -43,17 +43,17 @@ def test_which_runs_train_and_the_largest_stable_lr(sweep):
     assert np.isnan(sweep.final("none")[2, 0]) and sweep.final("none")[2, 1] == 0.7
     assert sweep.trained("none").tolist() == [[True, True], [True, True], [False, True]]
     assert sweep.trained("batch").tolist() == [[False, True], [True, True], [True, True]]
-    assert sweep.largest_stable_lr("none") == 1.0
-    assert sweep.largest_stable_lr("batch") == 10.0
+    assert sweep.largest_stable("none") == 1.0 and sweep.stable_values("none") == [0.1, 1.0]
+    assert sweep.largest_stable("batch") == 10.0 and sweep.stable_values("batch") == [1.0, 10.0]
     assert sweep.final("none", "loss")[0, 0] == 1.0  # mean of the last epoch's training losses
 
 
 def test_best_lr_is_the_fastest_to_target_among_stable_ones(sweep):
     steps = sweep.steps_to_target("none")
     assert steps[0].tolist() == [30, 40] and steps[1].tolist() == [20, 20] and steps[2].tolist() == [np.inf] * 2
-    assert sweep.best_lr("none") == 1.0 and sweep.median_steps_to_target("none") == 20
+    assert sweep.best("none") == 1.0 and sweep.median_steps_to_target("none") == 20
     # batch: lr 0.1 is not stable (one seed ends at 45%), lr 1 reaches 95% after 10 and 20 steps
-    assert sweep.best_lr("batch") == 1.0 and sweep.median_steps_to_target("batch") == 15
+    assert sweep.best("batch") == 1.0 and sweep.median_steps_to_target("batch") == 15
     assert sweep.median_steps_to_target("batch", 10.0) == np.inf
     assert sweep.median_steps_to_target("batch", 10.0, target=0.9) == 30  # an easier target
     assert sweep.steps_to_target("none", target=0.5)[0].tolist() == [10, 10]
@@ -73,34 +73,56 @@ def test_sweep_errors_name_what_is_valid(sweep):
 def test_lr_sweep_runs_a_small_grid_on_paired_seeds():
     data = bu.load_digits()
     result = lr_sweep(data, lrs=(0.1, 1e3), seeds=(0, 1), steps=20, eval_every=10, depth=3, width=32)
-    assert result.norms == ["none", "batch"] and result.lrs == (0.1, 1000.0)
+    assert result.norms == ["none", "batch"] and result.values == (0.1, 1000.0)
     for norm in result.norms:
         runs = result.runs(norm, 0.1)
         assert [h.config["seed"] for h in runs] == [0, 1] and all(h.steps == 20 for h in runs)
         assert runs[0].eval_steps == [0, 10, 20] and runs[0].train_acc == []
     assert result.diverged("none")[1].all()  # lr 1000 without BN blows up
-    assert result.largest_stable_lr("none") == 0.1
+    assert result.largest_stable("none") == 0.1
 
 
-def test_plot_lr_sweep_marks_divergence_and_stable_lr(sweep):
-    ax = plot_lr_sweep(sweep, "test_acc")
+def test_init_scale_sweep_pairs_runs_with_the_lr_sweep():
+    """Scale 1 of an init-scale sweep at lr 0.1 is the very run that lr 0.1 of a learning-rate
+    sweep trains; other scales start from the same draws, scaled."""
+    data = bu.load_digits()
+    small = dict(seeds=(0,), steps=20, eval_every=10, depth=3, width=32)
+    by_scale = init_scale_sweep(data, scales=(0.5, 1.0), lr=0.1, **small)
+    by_lr = lr_sweep(data, lrs=(0.1,), **small)
+    assert by_scale.parameter == "init_scale" and by_scale.label == "initial weight scale"
+    for norm in ("none", "batch"):
+        assert by_scale.runs(norm, 1.0)[0].loss == by_lr.runs(norm, 0.1)[0].loss
+        assert by_scale.runs(norm, 0.5)[0].config["lr"] == 0.1
+        assert by_scale.runs(norm, 0.5)[0].loss != by_scale.runs(norm, 1.0)[0].loss
+    with pytest.raises(ValueError, match="unknown parameter 'depth'; valid names are: lr, init_scale"):
+        run_sweep(data, "depth", (1, 2))
+    with pytest.raises(ValueError, match="unknown parameter 'depth'"):
+        Sweep("depth", (1.0,), (0,), {})
+
+
+def test_plot_sweep_marks_divergence_and_stable_lr(sweep):
+    ax = plot_sweep(sweep, "test_acc")
     crosses = [line for line in ax.lines if line.get_marker() == "x" and len(line.get_xdata())]
     assert len(crosses) == 1 and crosses[0].get_xdata()[0] == 10.0
     assert any(t.get_text() == "1/2" for t in ax.texts)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "largest stable lr, no BN: 1" in labels and "largest stable lr, BN: 10" in labels
+    assert "largest stable learning rate, no BN: 1" in labels and "largest stable learning rate, BN: 10" in labels
     assert ax.get_xscale() == "log"
-    assert plot_lr_sweep(sweep, "loss").get_yscale() == "log"
+    assert plot_sweep(sweep, "loss").get_yscale() == "log"
+    labels = [t.get_text() for t in plot_sweep(sweep, mark="range").get_legend().get_texts()]
+    assert "every seed trains, no BN: 0.1 to 1" in labels and "every seed trains, BN: 1 to 10" in labels
+    with pytest.raises(ValueError, match="mark must be 'largest' or 'range'"):
+        plot_sweep(sweep, mark="all")
 
 
-def test_learning_rate_explorer_redraws_quickly(sweep, monkeypatch):
+def test_sweep_explorer_redraws_quickly(sweep, monkeypatch):
     import matplotlib.pyplot as plt
 
-    from bn_utils.widgets import learning_rate_explorer
+    from bn_utils.widgets import sweep_explorer
 
     shown = []
     monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
-    explorer = learning_rate_explorer(sweep)
+    explorer = sweep_explorer(sweep)
     lr, batch_norm = explorer.children[0], explorer.children[1]
     assert list(lr.options) == [0.1, 1.0, 10.0] and batch_norm.value is True
     start = time.perf_counter()
@@ -108,10 +130,10 @@ def test_learning_rate_explorer_redraws_quickly(sweep, monkeypatch):
     explorer.update()
     assert time.perf_counter() - start < 1.0
     loss_axes, accuracy_axes = shown[-1].axes
-    assert loss_axes.get_title() == "no BN, lr 10"
+    assert loss_axes.get_title() == "no BN, learning rate 10"
     assert accuracy_axes.get_title() == "1/2 seeds diverged; median seed never reached 95%"
     lr.value, batch_norm.value = 1.0, True
     explorer.update()
     assert shown[-1].axes[1].get_title() == "0/2 seeds diverged; 95% after 15 steps (median)"
     with pytest.raises(ValueError, match="lacks \\['batch'\\]"):
-        learning_rate_explorer(LRSweep((0.1,), (0,), {"none": [[history([0.1, 0.9])]]}))
+        sweep_explorer(Sweep("lr", (0.1,), (0,), {"none": [[history([0.1, 0.9])]]}))

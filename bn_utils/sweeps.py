@@ -1,0 +1,173 @@
+"""Sweeps over one training setting (learning rate, initial weight scale), with and without BN.
+
+:func:`run_sweep` trains a deep MLP at every value of the setting, for every norm and seed; all
+runs of one norm are stacked into one batched network (see :mod:`bn_utils.stacked`).
+:class:`Sweep` answers the chapters' questions from the histories: which values train, the range
+in which every seed trains, the best value, and how fast each configuration reaches a target
+accuracy. :func:`lr_sweep` (chapter "Faster convergence") and :func:`init_scale_sweep` (chapter
+"Initialization robustness") are the two sweeps the course runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .data import Dataset
+from .models import make_mlp
+from .stacked import train_stacked
+from .training import History, get_device, seed_everything
+
+__all__ = ["LR_GRID", "INIT_SCALE_GRID", "PARAMETER_LABELS", "Sweep", "run_sweep", "lr_sweep", "init_scale_sweep"]
+
+# 1-3-10 steps from 1e-3 to 10: nine learning rates, about half a decade apart.
+LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+# 1-2-5 steps from 0.1 to 10 times the He (ReLU) or LeCun (tanh, sigmoid) initial weight scale.
+INIT_SCALE_GRID = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+PARAMETER_LABELS = {"lr": "learning rate", "init_scale": "initial weight scale"}
+
+
+@dataclass
+class Sweep:
+    """Histories of a sweep over ``parameter`` (``"lr"`` or ``"init_scale"``):
+    ``histories[norm][i][j]`` is value ``values[i]``, seed ``seeds[j]``.
+
+    A run *trains* when it does not diverge and ends with test accuracy of at least
+    ``min_accuracy``; ``target`` is the test accuracy whose steps-to-reach measure speed.
+    """
+
+    parameter: str
+    values: tuple[float, ...]
+    seeds: tuple[int, ...]
+    histories: dict[str, list[list[History]]]
+    target: float = 0.95
+    min_accuracy: float = 0.5
+
+    def __post_init__(self):
+        if self.parameter not in PARAMETER_LABELS:
+            raise ValueError(f"unknown parameter {self.parameter!r}; valid names are: {', '.join(PARAMETER_LABELS)}")
+
+    @property
+    def label(self) -> str:
+        """What was swept, in words ("learning rate")."""
+        return PARAMETER_LABELS[self.parameter]
+
+    @property
+    def norms(self) -> list[str]:
+        """The normalizations swept, in order."""
+        return list(self.histories)
+
+    def _grid(self, norm: str) -> list[list[History]]:
+        if norm not in self.histories:
+            raise ValueError(f"norm {norm!r} was not swept; the sweep has: {', '.join(self.histories)}")
+        return self.histories[norm]
+
+    def _index(self, value: float) -> int:
+        if value not in self.values:
+            raise ValueError(f"{self.label} {value:g} is not on the grid {[f'{v:g}' for v in self.values]}")
+        return self.values.index(value)
+
+    def runs(self, norm: str, value: float) -> list[History]:
+        """The histories (one per seed) at one value of the grid."""
+        return self._grid(norm)[self._index(value)]
+
+    def diverged(self, norm: str) -> np.ndarray:
+        """(values, seeds) booleans: the loss became NaN or infinite."""
+        return np.array([[h.diverged for h in row] for row in self._grid(norm)])
+
+    def final(self, norm: str, metric: str = "test_acc") -> np.ndarray:
+        """(values, seeds) final values, NaN for diverged runs. ``metric`` is an evaluated metric
+        (``test_acc``, ``test_loss``, ...) or ``loss``: the mean training loss of the last epoch."""
+        def value(h: History) -> float:
+            if h.diverged:
+                return np.nan
+            if metric == "loss":
+                return float(np.mean(h.loss[-h.steps_per_epoch:]))
+            return getattr(h, metric)[-1]
+        return np.array([[value(h) for h in row] for row in self._grid(norm)], dtype=float)
+
+    def trained(self, norm: str) -> np.ndarray:
+        """(values, seeds) booleans: no divergence and final test accuracy >= ``min_accuracy``."""
+        return ~self.diverged(norm) & (np.nan_to_num(self.final(norm), nan=0.0) >= self.min_accuracy)
+
+    def stable_values(self, norm: str) -> list[float]:
+        """The values at which every seed trains."""
+        return [v for v, row in zip(self.values, self.trained(norm)) if row.all()]
+
+    def largest_stable(self, norm: str) -> float | None:
+        """The largest value at which every seed trains (None if there is none)."""
+        stable = self.stable_values(norm)
+        return max(stable) if stable else None
+
+    def steps_to_target(self, norm: str, target: float | None = None) -> np.ndarray:
+        """(values, seeds) steps to reach ``target`` (default: the sweep's) test accuracy; inf
+        where never reached."""
+        target = self.target if target is None else target
+        return np.array([[np.inf if (s := h.steps_to(target)) is None else s for h in row]
+                         for row in self._grid(norm)], dtype=float)
+
+    def best(self, norm: str) -> float | None:
+        """The value, among those at which every seed trains, with the fewest median steps to
+        ``target``; ties go to the higher median final test accuracy."""
+        steps = np.median(self.steps_to_target(norm), axis=1)
+        accuracy = self.final(norm)  # no NaN in rows where every seed trained
+        candidates = [i for i, row in enumerate(self.trained(norm)) if row.all()]
+        if not candidates:
+            return None
+        return self.values[min(candidates, key=lambda i: (steps[i], -np.median(accuracy[i])))]
+
+    def median_steps_to_target(self, norm: str, value: float | None = None, target: float | None = None) -> float:
+        """Median over seeds of the steps to ``target`` (default: the sweep's) at ``value``
+        (default: the best value)."""
+        value = self.best(norm) if value is None else value
+        if value is None:
+            return np.inf
+        return float(np.median(self.steps_to_target(norm, target)[self._index(value)]))
+
+
+def run_sweep(data: Dataset, parameter: str, values: Sequence[float], *, norms: Sequence[str] = ("none", "batch"),
+              seeds: Sequence[int] = (0, 1, 2), lr: float = 0.1, init_scale: float = 1.0, steps: int = 200,
+              batch_size: int = 64, optimizer: str = "sgd", momentum: float = 0.0, eval_every: int = 10,
+              depth: int = 10, width: int = 100, activation: str = "relu", target: float = 0.95,
+              min_accuracy: float = 0.5) -> Sweep:
+    """Train a ``depth`` x ``width`` MLP (BN before each activation when ``norm`` is ``batch``)
+    for ``steps`` steps at every value of ``parameter`` (``"lr"`` or ``"init_scale"``; the other
+    one is fixed at ``lr`` or ``init_scale``), for every norm and seed. For a given norm, a seed
+    gives the same batch order at every value, and the same initial weights up to their scale,
+    so values are compared on paired runs. Test accuracy is measured every ``eval_every`` steps
+    (training accuracy is not, to save time)."""
+    values, seeds = tuple(float(v) for v in values), tuple(seeds)
+    if parameter not in PARAMETER_LABELS:
+        raise ValueError(f"unknown parameter {parameter!r}; valid names are: {', '.join(PARAMETER_LABELS)}")
+    if not values or not seeds or any(v <= 0 for v in values):
+        raise ValueError(f"need at least one positive {PARAMETER_LABELS[parameter]} and one seed, "
+                         f"got {values} and {seeds}")
+    device = get_device()
+    data = data.to(device)
+    histories = {}
+    for norm in norms:
+        models, run_lrs, run_seeds = [], [], []
+        for value in values:
+            setting = {"lr": lr, "init_scale": init_scale, parameter: value}
+            for seed in seeds:
+                seed_everything(seed)
+                models.append(make_mlp(data.input_shape[0], data.num_classes, depth=depth, width=width, norm=norm,
+                                       activation=activation, init_scale=setting["init_scale"]).to(device))
+                run_lrs.append(setting["lr"])
+                run_seeds.append(seed)
+        flat = train_stacked(models, data, lrs=run_lrs, seeds=run_seeds, steps=steps, batch_size=batch_size,
+                             optimizer=optimizer, momentum=momentum, eval_every=eval_every, eval_train=False)
+        histories[norm] = [flat[i * len(seeds): (i + 1) * len(seeds)] for i in range(len(values))]
+    return Sweep(parameter, values, seeds, histories, target=target, min_accuracy=min_accuracy)
+
+
+def lr_sweep(data: Dataset, *, lrs: Sequence[float] = LR_GRID, **kwargs) -> Sweep:
+    """:func:`run_sweep` over learning rates (default: ``LR_GRID``) at He initialisation."""
+    return run_sweep(data, "lr", lrs, **kwargs)
+
+
+def init_scale_sweep(data: Dataset, *, scales: Sequence[float] = INIT_SCALE_GRID, **kwargs) -> Sweep:
+    """:func:`run_sweep` over initial weight scales (default: ``INIT_SCALE_GRID``, times the
+    He/LeCun scale) at a fixed learning rate (``lr``, default 0.1)."""
+    return run_sweep(data, "init_scale", scales, **kwargs)
