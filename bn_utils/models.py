@@ -87,6 +87,7 @@ def make_mlp(
     norm: str = "none",
     activation: str = "relu",
     init_scale: float = 1.0,
+    head_init_scale: float | None = None,
     weight_std: float | None = None,
     norm_kwargs: dict | None = None,
 ) -> nn.Sequential:
@@ -94,10 +95,14 @@ def make_mlp(
 
     Weights are Gaussian with std ``init_scale * gain / sqrt(fan_in)`` (gain sqrt(2) for
     ReLU, 1 otherwise), or exactly ``weight_std`` when given (e.g. the "small Gaussian"
-    initialisation of the BN paper). ``norm_kwargs`` go to every norm layer.
-    ``model.blocks[i]`` is the i-th hidden block.
+    initialisation of the BN paper). ``head_init_scale`` (default: ``init_scale``) sets the
+    head's scale on its own: no norm follows the head, so BN cannot undo its scale.
+    ``norm_kwargs`` go to every norm layer. ``model.blocks[i]`` is the i-th hidden block.
     """
     _check_common(norm, activation, init_scale, weight_std)
+    head_init_scale = init_scale if head_init_scale is None else head_init_scale
+    if head_init_scale <= 0:
+        raise ValueError(f"head_init_scale must be positive, got {head_init_scale}")
     if depth < 0 or width < 1:
         raise ValueError(f"need depth >= 0 and width >= 1, got depth={depth}, width={width}")
     blocks, features = [], in_features
@@ -112,7 +117,7 @@ def make_mlp(
         )
         features = width
     head = nn.Linear(features, num_classes)
-    _init_weight(head, "identity", init_scale, weight_std)
+    _init_weight(head, "identity", head_init_scale, weight_std)
     return nn.Sequential(OrderedDict(blocks=nn.Sequential(*blocks), head=head))
 
 

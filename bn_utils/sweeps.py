@@ -127,13 +127,15 @@ class Sweep:
 
 
 def run_sweep(data: Dataset, parameter: str, values: Sequence[float], *, norms: Sequence[str] = ("none", "batch"),
-              seeds: Sequence[int] = (0, 1, 2), lr: float = 0.1, init_scale: float = 1.0, steps: int = 200,
+              seeds: Sequence[int] = (0, 1, 2), lr: float = 0.1, init_scale: float = 1.0,
+              head_init_scale: float | None = None, steps: int = 200,
               batch_size: int = 64, optimizer: str = "sgd", momentum: float = 0.0, eval_every: int = 10,
               depth: int = 10, width: int = 100, activation: str = "relu", target: float = 0.95,
               min_accuracy: float = 0.5) -> Sweep:
     """Train a ``depth`` x ``width`` MLP (BN before each activation when ``norm`` is ``batch``)
     for ``steps`` steps at every value of ``parameter`` (``"lr"`` or ``"init_scale"``; the other
-    one is fixed at ``lr`` or ``init_scale``), for every norm and seed. For a given norm, a seed
+    one is fixed at ``lr`` or ``init_scale``; ``head_init_scale`` as in
+    :func:`bn_utils.models.make_mlp`), for every norm and seed. For a given norm, a seed
     gives the same batch order at every value, and the same initial weights up to their scale,
     so values are compared on paired runs. Test accuracy is measured every ``eval_every`` steps
     (training accuracy is not, to save time)."""
@@ -153,7 +155,8 @@ def run_sweep(data: Dataset, parameter: str, values: Sequence[float], *, norms: 
             for seed in seeds:
                 seed_everything(seed)
                 models.append(make_mlp(data.input_shape[0], data.num_classes, depth=depth, width=width, norm=norm,
-                                       activation=activation, init_scale=setting["init_scale"]).to(device))
+                                       activation=activation, init_scale=setting["init_scale"],
+                                       head_init_scale=head_init_scale).to(device))
                 run_lrs.append(setting["lr"])
                 run_seeds.append(seed)
         flat = train_stacked(models, data, lrs=run_lrs, seeds=run_seeds, steps=steps, batch_size=batch_size,
@@ -167,7 +170,9 @@ def lr_sweep(data: Dataset, *, lrs: Sequence[float] = LR_GRID, **kwargs) -> Swee
     return run_sweep(data, "lr", lrs, **kwargs)
 
 
-def init_scale_sweep(data: Dataset, *, scales: Sequence[float] = INIT_SCALE_GRID, **kwargs) -> Sweep:
-    """:func:`run_sweep` over initial weight scales (default: ``INIT_SCALE_GRID``, times the
-    He/LeCun scale) at a fixed learning rate (``lr``, default 0.1)."""
-    return run_sweep(data, "init_scale", scales, **kwargs)
+def init_scale_sweep(data: Dataset, *, scales: Sequence[float] = INIT_SCALE_GRID, scale_head: bool = False,
+                     **kwargs) -> Sweep:
+    """:func:`run_sweep` over the initial weight scale of the hidden layers (default:
+    ``INIT_SCALE_GRID``, times the He/LeCun scale) at a fixed learning rate (``lr``, default
+    0.1). The output layer keeps the standard scale unless ``scale_head``: no BN follows it."""
+    return run_sweep(data, "init_scale", scales, head_init_scale=None if scale_head else 1.0, **kwargs)

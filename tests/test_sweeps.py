@@ -94,6 +94,11 @@ def test_init_scale_sweep_pairs_runs_with_the_lr_sweep():
         assert by_scale.runs(norm, 1.0)[0].loss == by_lr.runs(norm, 0.1)[0].loss
         assert by_scale.runs(norm, 0.5)[0].config["lr"] == 0.1
         assert by_scale.runs(norm, 0.5)[0].loss != by_scale.runs(norm, 1.0)[0].loss
+    # the BN network's hidden layers are scale-invariant: with the head at its standard scale,
+    # its first loss is the same at every scale; scaling the head too changes it
+    assert by_scale.runs("batch", 0.5)[0].loss[0] == pytest.approx(by_scale.runs("batch", 1.0)[0].loss[0], rel=1e-4)
+    with_head = init_scale_sweep(data, scales=(0.5,), scale_head=True, norms=("batch",), **small)
+    assert with_head.runs("batch", 0.5)[0].loss[0] < by_scale.runs("batch", 0.5)[0].loss[0] - 0.05
     with pytest.raises(ValueError, match="unknown parameter 'depth'; valid names are: lr, init_scale"):
         run_sweep(data, "depth", (1, 2))
     with pytest.raises(ValueError, match="unknown parameter 'depth'"):
@@ -111,6 +116,9 @@ def test_plot_sweep_marks_divergence_and_stable_lr(sweep):
     assert plot_sweep(sweep, "loss").get_yscale() == "log"
     labels = [t.get_text() for t in plot_sweep(sweep, mark="range").get_legend().get_texts()]
     assert "every seed trains, no BN: 0.1 to 1" in labels and "every seed trains, BN: 1 to 10" in labels
+    narrow = Sweep("lr", (0.1, 1.0), (0,), {"none": [[history([0.1, 0.9])], [history([0.1, 0.2])]]})
+    labels = [t.get_text() for t in plot_sweep(narrow, mark="range").get_legend().get_texts()]
+    assert "every seed trains, no BN: 0.1 only" in labels
     with pytest.raises(ValueError, match="mark must be 'largest' or 'range'"):
         plot_sweep(sweep, mark="all")
 
