@@ -16,7 +16,7 @@ from .training import History, stack_metric
 __all__ = [
     "PALETTE", "NORM_COLORS", "use_house_style", "color_for", "plot_band", "plot_histories",
     "plot_running_stats", "plot_mode_accuracy", "plot_percentiles", "plot_distribution_snapshots",
-    "plot_layer_bars", "plot_sweep", "plot_landscape", "publish", "save_figure",
+    "plot_layer_bars", "plot_layer_profile", "plot_sweep", "plot_landscape", "publish", "save_figure",
 ]
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
@@ -54,6 +54,11 @@ LANDSCAPE_LABELS = {
     "loss_range": "loss range along the gradient",
     "gradient_change": "‖∇L(w) − ∇L(w − η∇L)‖",
     "beta_smoothness": "effective β-smoothness",
+}
+PROFILE_LABELS = {
+    "activation_std": "activation std",
+    "gradient_norm": "‖∂L/∂W‖",
+    "update_ratio": "update ratio lr·‖∂L/∂W‖ / ‖W‖",
 }
 NORM_LABELS = {"none": "no BN", "batch": "BN", "batch_scratch": "BN (from scratch)", "batch_noisy": "noisy BN"}
 
@@ -269,12 +274,40 @@ def plot_sweep(sweep, metric: str = "test_acc", *, ax=None, title: str | None = 
             low, high = min(stable), max(stable)
             for edge in {low, high}:
                 ax.axvline(edge, color=color, linestyle=":", linewidth=1.5)
-            ax.plot([], [], color=color, linestyle=":", linewidth=1.5,
-                    label=f"every seed trains, {label}: {low:g} to {high:g}")
+            span = f"{low:g} to {high:g}" if low != high else f"{low:g} only"
+            ax.plot([], [], color=color, linestyle=":", linewidth=1.5, label=f"every seed trains, {label}: {span}")
     ax.plot([], [], "kx", mew=2.5, linestyle="none", label="diverged (seeds)")
     ax.set_xlabel(sweep.label)
     ax.set_ylabel(SWEEP_LABELS.get(metric, metric))
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_layer_profile(diagnostics: Mapping[float, object], quantity: str = "activation_std", *, ax=None,
+                       title: str | None = None):
+    """One line per initial weight scale (dark to light as the scale grows): ``quantity`` of
+    each hidden block, from :func:`bn_utils.initialization.diagnose_init_scales`. Log scale;
+    for the update ratio, a dashed, labelled line marks the 1e-3 rule of thumb. Returns the axes."""
+    if quantity not in PROFILE_LABELS:
+        raise ValueError(f"unknown quantity {quantity!r}; valid names are: {', '.join(PROFILE_LABELS)}")
+    if ax is None:
+        _, ax = plt.subplots()
+    cmap = mpl.colormaps["viridis"]
+    scales = list(diagnostics)
+    for i, scale in enumerate(scales):
+        values = getattr(diagnostics[scale], quantity)
+        ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3,
+                color=cmap(i / max(len(scales) - 1, 1) * 0.9), label=f"scale {scale:g}")
+    if quantity == "update_ratio":
+        ax.axhline(1e-3, color=PALETTE["black"], linestyle="--", linewidth=1)
+        ax.annotate("1e-3 rule of thumb", (0, 1e-3), xycoords=("axes fraction", "data"), xytext=(4, 3),
+                    textcoords="offset points", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlabel("hidden layer")
+    ax.set_ylabel(PROFILE_LABELS[quantity])
+    ax.legend(fontsize=8, ncol=2)
     if title:
         ax.set_title(title)
     return ax

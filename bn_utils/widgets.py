@@ -5,9 +5,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .inference import running_stats_trace
-from .plotting import NORM_LABELS, PALETTE, color_for, plot_histories, plot_percentiles, plot_running_stats
+from .plotting import (NORM_LABELS, PALETTE, color_for, plot_histories, plot_layer_profile, plot_percentiles,
+                       plot_running_stats)
 
-__all__ = ["running_stats_explorer", "covariate_shift_explorer", "precompute_shift_runs", "sweep_explorer"]
+__all__ = ["running_stats_explorer", "covariate_shift_explorer", "precompute_shift_runs", "sweep_explorer",
+           "init_explorer"]
 
 
 def _draw_running_stats(batch_size: int, momentum: float, cumulative: bool, steps: int = 200):
@@ -119,4 +121,35 @@ def sweep_explorer(sweep):
         value=widgets.SelectionSlider(options=list(sweep.values), value=sweep.values[len(sweep.values) // 2],
                                       description=sweep.label),
         batch_norm=widgets.Checkbox(value=True, description="batch norm"),
+    )
+
+
+def _draw_init(data, scale: float, batch_norm: bool, depth: int, activation: str):
+    from .initialization import diagnose_init_scales
+
+    norm = "batch" if batch_norm else "none"
+    diagnostics = diagnose_init_scales(data, norm, [1.0, scale], depth=depth, activation=activation)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    label = f"{NORM_LABELS[norm]}, {depth} {activation} layers"
+    plot_layer_profile(diagnostics, "activation_std", ax=left, title=label)
+    plot_layer_profile(diagnostics, "update_ratio", ax=right,
+                       title=f"loss at init: {diagnostics[scale].loss:.3g} (scale {scale:g}), "
+                             f"{diagnostics[1.0].loss:.3g} (scale 1)")
+    plt.show()
+    return diagnostics
+
+
+def init_explorer(data):
+    """Sliders for the initial weight scale and the depth, a BN switch and the activation: the
+    activation size and the update ratio of every hidden layer at initialisation, computed
+    live (one forward and backward pass) against the standard scale 1."""
+    import ipywidgets as widgets
+
+    return widgets.interactive(
+        _draw_init,
+        data=widgets.fixed(data),
+        scale=widgets.FloatLogSlider(value=2.0, base=10, min=-1, max=1, step=0.1, description="weight scale"),
+        batch_norm=widgets.Checkbox(value=False, description="batch norm"),
+        depth=widgets.IntSlider(value=10, min=2, max=30, description="depth"),
+        activation=widgets.Dropdown(options=["relu", "tanh"], value="relu", description="activation"),
     )

@@ -8,7 +8,6 @@ of 256 training examples, at step sizes 0.025 to 0.4.
 import numpy as np
 import pytest
 
-from bn_utils import load_digits
 from bn_utils.sweeps import lr_sweep
 from bn_utils.landscape import landscape_run, summarize_landscape
 
@@ -16,18 +15,13 @@ SEEDS = (0, 1, 2)
 
 
 @pytest.fixture(scope="module")
-def data():
-    return load_digits()
+def sweep(digits):
+    return lr_sweep(digits, seeds=SEEDS)
 
 
 @pytest.fixture(scope="module")
-def sweep(data):
-    return lr_sweep(data, seeds=SEEDS)
-
-
-@pytest.fixture(scope="module")
-def landscape(data):
-    return {norm: summarize_landscape(landscape_run(norm, data, seeds=SEEDS)) for norm in ("none", "batch")}
+def landscape(digits):
+    return {norm: summarize_landscape(landscape_run(norm, digits, seeds=SEEDS)) for norm in ("none", "batch")}
 
 
 def test_bn_trains_at_learning_rates_at_least_10x_higher(sweep):

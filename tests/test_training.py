@@ -5,13 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from bn_utils import (History, evaluate, get_device, load_digits, make_mlp, make_spirals, run_seeds,
+from bn_utils import (History, evaluate, get_device, make_mlp, make_spirals, run_seeds,
                       seed_everything, stack_metric, train)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits()
 
 
 def test_training_learns_digits_and_records_history(digits):

@@ -1,0 +1,84 @@
+"""Layer-by-layer diagnostics at initialisation: the experiments of the chapter
+"Initialization robustness".
+
+Karpathy-style health checks of a deep network before it has taken a step, one number per hidden
+block: how large its activations are, how large the gradient of its weights is, and how much one
+SGD step would change those weights relative to their size (the *update ratio*
+``lr * ||dL/dW|| / ||W||``; about 1e-3 per step is the usual rule of thumb for healthy training).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import Dataset
+from .models import make_mlp
+from .training import get_device, loss_and_gradients, seed_everything
+
+__all__ = ["LayerDiagnostics", "layer_diagnostics", "diagnose_init_scales"]
+
+
+@dataclass(frozen=True)
+class LayerDiagnostics:
+    """One network on one batch: one entry per hidden block, input side first."""
+
+    activation_std: np.ndarray  # standard deviation of the block's output (after its nonlinearity)
+    gradient_norm: np.ndarray  # ||dL/dW|| of the block's linear weight
+    update_ratio: np.ndarray  # lr * ||dL/dW|| / ||W||: the relative change one SGD step makes
+    loss: float
+
+    @property
+    def depth(self) -> int:
+        """Number of hidden blocks."""
+        return len(self.activation_std)
+
+
+def layer_diagnostics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float) -> LayerDiagnostics:
+    """Activation size, weight-gradient size and update ratio of each hidden block of an MLP
+    built by :func:`bn_utils.models.make_mlp`, on the batch (x, y), in training mode (batch
+    statistics, as the first SGD step sees it). Runs on a copy: the model is not changed."""
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or not all(isinstance(getattr(b, "linear", None), nn.Module) for b in blocks):
+        raise ValueError("layer_diagnostics needs a model built by make_mlp or make_convnet (with .blocks[i].linear)")
+    if lr <= 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    model = copy.deepcopy(model).train()  # a forward pass in training mode updates running statistics
+    outputs: list[torch.Tensor] = []
+    hooks = [block.register_forward_hook(lambda module, args, out: outputs.append(out.detach())) for block in model.blocks]
+    weights = [block.linear.weight for block in model.blocks]
+    try:
+        loss, grads = loss_and_gradients(model, x, y, weights)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    gradient_norm = np.array([g.norm().item() for g in grads])
+    weight_norm = np.array([w.detach().norm().item() for w in weights])
+    return LayerDiagnostics(
+        activation_std=np.array([out.float().std().item() for out in outputs]),
+        gradient_norm=gradient_norm,
+        update_ratio=lr * gradient_norm / weight_norm,
+        loss=loss,
+    )
+
+
+def diagnose_init_scales(data: Dataset, norm: str, scales: Sequence[float], *, seed: int = 0, lr: float = 0.1,
+                         depth: int = 10, width: int = 100, activation: str = "relu", batch_size: int = 256,
+                         scale_head: bool = False) -> dict[float, LayerDiagnostics]:
+    """:func:`layer_diagnostics` of a freshly initialised ``depth`` x ``width`` MLP at each hidden
+    weight scale, on the first ``batch_size`` training examples. The same seed draws the same
+    weights at every scale (only their size differs); the head keeps the standard scale unless
+    ``scale_head``, as in :func:`bn_utils.sweeps.init_scale_sweep`."""
+    device = get_device()
+    x, y = data.x_train[:batch_size].to(device), data.y_train[:batch_size].to(device)
+    results = {}
+    for scale in scales:
+        seed_everything(seed)
+        model = make_mlp(data.input_shape[0], data.num_classes, depth=depth, width=width, norm=norm,
+                         activation=activation, init_scale=scale, head_init_scale=None if scale_head else 1.0)
+        results[scale] = layer_diagnostics(model.to(device), x, y, lr)
+    return results

@@ -1,0 +1,10 @@
+"""Fixtures shared by the test files."""
+import pytest
+
+from bn_utils import load_digits
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The handwritten digits (float32, the default split), loaded once per test run."""
+    return load_digits()
