@@ -9,6 +9,7 @@ SGD step would change those weights relative to their size (the *update ratio*
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -20,7 +21,12 @@ from .data import Dataset
 from .models import make_mlp
 from .training import get_device, loss_and_gradients, seed_everything
 
-__all__ = ["LayerDiagnostics", "layer_diagnostics", "diagnose_init_scales"]
+__all__ = ["RELU_BN_GRADIENT_GROWTH", "LayerDiagnostics", "layer_diagnostics", "diagnose_at_init",
+           "diagnose_init_scales", "diagnose_depths"]
+
+# Yang et al. (2019): in a deep ReLU network with BN before each ReLU, at initialisation and for
+# large batches, the squared gradient norm grows by pi / (pi - 1) per layer going back to the input.
+RELU_BN_GRADIENT_GROWTH = math.sqrt(math.pi / (math.pi - 1))
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,16 @@ class LayerDiagnostics:
     def depth(self) -> int:
         """Number of hidden blocks."""
         return len(self.activation_std)
+
+    @property
+    def gradient_growth(self) -> float:
+        """The factor by which the weight-gradient norm grows per layer, going from the last
+        hidden layer back to the first (a least-squares fit of log norm against layer): 1 for a
+        healthy backward pass, above 1 for gradients that explode towards the input."""
+        if self.depth < 2:
+            raise ValueError("gradient growth needs at least 2 hidden layers")
+        slope = np.polyfit(np.arange(self.depth), np.log(self.gradient_norm), 1)[0]
+        return float(np.exp(-slope))
 
 
 def layer_diagnostics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float) -> LayerDiagnostics:
@@ -66,19 +82,25 @@ def layer_diagnostics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: fl
     )
 
 
-def diagnose_init_scales(data: Dataset, norm: str, scales: Sequence[float], *, seed: int = 0, lr: float = 0.1,
-                         depth: int = 10, width: int = 100, activation: str = "relu", batch_size: int = 256,
-                         scale_head: bool = False) -> dict[float, LayerDiagnostics]:
-    """:func:`layer_diagnostics` of a freshly initialised ``depth`` x ``width`` MLP at each hidden
-    weight scale, on the first ``batch_size`` training examples. The same seed draws the same
-    weights at every scale (only their size differs); the head keeps the standard scale unless
-    ``scale_head``, as in :func:`bn_utils.sweeps.init_scale_sweep`."""
+def diagnose_at_init(data: Dataset, norm: str, *, seed: int = 0, lr: float = 0.1, depth: int = 10, width: int = 100,
+                     activation: str = "relu", init_scale: float = 1.0, scale_head: bool = False,
+                     batch_size: int = 256) -> LayerDiagnostics:
+    """:func:`layer_diagnostics` of a freshly initialised ``depth`` x ``width`` MLP whose hidden
+    weights are ``init_scale`` times the He/LeCun scale (the head too if ``scale_head``), on the
+    first ``batch_size`` training examples. The same seed draws the same weights at every scale."""
     device = get_device()
     x, y = data.x_train[:batch_size].to(device), data.y_train[:batch_size].to(device)
-    results = {}
-    for scale in scales:
-        seed_everything(seed)
-        model = make_mlp(data.input_shape[0], data.num_classes, depth=depth, width=width, norm=norm,
-                         activation=activation, init_scale=scale, head_init_scale=None if scale_head else 1.0)
-        results[scale] = layer_diagnostics(model.to(device), x, y, lr)
-    return results
+    seed_everything(seed)
+    model = make_mlp(data.input_shape[0], data.num_classes, depth=depth, width=width, norm=norm,
+                     activation=activation, init_scale=init_scale, head_init_scale=None if scale_head else 1.0)
+    return layer_diagnostics(model.to(device), x, y, lr)
+
+
+def diagnose_init_scales(data: Dataset, norm: str, scales: Sequence[float], **kwargs) -> dict[float, LayerDiagnostics]:
+    """:func:`diagnose_at_init` at each hidden weight scale (other arguments as there)."""
+    return {scale: diagnose_at_init(data, norm, init_scale=scale, **kwargs) for scale in scales}
+
+
+def diagnose_depths(data: Dataset, norm: str, depths: Sequence[int], **kwargs) -> dict[int, LayerDiagnostics]:
+    """:func:`diagnose_at_init` at each depth (other arguments as there)."""
+    return {depth: diagnose_at_init(data, norm, depth=depth, **kwargs) for depth in depths}

@@ -16,7 +16,7 @@ from .training import History, stack_metric
 __all__ = [
     "PALETTE", "NORM_COLORS", "use_house_style", "color_for", "plot_band", "plot_histories",
     "plot_running_stats", "plot_mode_accuracy", "plot_percentiles", "plot_distribution_snapshots",
-    "plot_layer_bars", "plot_layer_profile", "plot_sweep", "plot_landscape", "publish", "save_figure",
+    "plot_layer_bars", "plot_layer_profile", "plot_gradient_growth", "plot_sweep", "plot_landscape", "publish", "save_figure",
 ]
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
@@ -285,21 +285,27 @@ def plot_sweep(sweep, metric: str = "test_acc", *, ax=None, title: str | None = 
     return ax
 
 
-def plot_layer_profile(diagnostics: Mapping[float, object], quantity: str = "activation_std", *, ax=None,
-                       title: str | None = None):
-    """One line per initial weight scale (dark to light as the scale grows): ``quantity`` of
-    each hidden block, from :func:`bn_utils.initialization.diagnose_init_scales`. Log scale;
-    for the update ratio, a dashed, labelled line marks the 1e-3 rule of thumb. Returns the axes."""
+def plot_layer_profile(diagnostics: Mapping[object, object], quantity: str = "activation_std", *, ax=None,
+                       title: str | None = None, key_label: str = "scale"):
+    """One line per entry of ``diagnostics`` (e.g. from
+    :func:`bn_utils.initialization.diagnose_init_scales`): ``quantity`` of each hidden block.
+    Numeric keys (scales, depths) are labelled ``"{key_label} {key}"`` and coloured dark to
+    light as they grow; norm names (``"none"``, ``"batch"``) get the norm's name and colour.
+    Log scale; for the update ratio, a dashed, labelled line marks the 1e-3 rule of thumb.
+    Returns the axes."""
     if quantity not in PROFILE_LABELS:
         raise ValueError(f"unknown quantity {quantity!r}; valid names are: {', '.join(PROFILE_LABELS)}")
     if ax is None:
         _, ax = plt.subplots()
     cmap = mpl.colormaps["viridis"]
-    scales = list(diagnostics)
-    for i, scale in enumerate(scales):
-        values = getattr(diagnostics[scale], quantity)
-        ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3,
-                color=cmap(i / max(len(scales) - 1, 1) * 0.9), label=f"scale {scale:g}")
+    keys = list(diagnostics)
+    for i, key in enumerate(keys):
+        values = getattr(diagnostics[key], quantity)
+        if isinstance(key, str):
+            color, label = color_for(key, i), NORM_LABELS.get(key, key)
+        else:
+            color, label = cmap(i / max(len(keys) - 1, 1) * 0.9), f"{key_label} {key:g}"
+        ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3, color=color, label=label)
     if quantity == "update_ratio":
         ax.axhline(1e-3, color=PALETTE["black"], linestyle="--", linewidth=1)
         ax.annotate("1e-3 rule of thumb", (0, 1e-3), xycoords=("axes fraction", "data"), xytext=(4, 3),
@@ -308,6 +314,37 @@ def plot_layer_profile(diagnostics: Mapping[float, object], quantity: str = "act
     ax.set_xlabel("hidden layer")
     ax.set_ylabel(PROFILE_LABELS[quantity])
     ax.legend(fontsize=8, ncol=2)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_gradient_growth(diagnostics: Mapping[str, Mapping[int, object]], *, ax=None, growth: float | None = None,
+                         title: str | None = None):
+    """The ratio of the first to the last hidden layer's weight-gradient norm at initialisation
+    against depth, one line per norm (``diagnostics[norm][depth]``, e.g. from
+    :func:`bn_utils.initialization.diagnose_depths`; a list of those, one per seed, gives the
+    mean and the range over seeds). ``growth``, if given, draws the prediction ``growth ** (depth - 1)``.
+    Log scale; returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    for i, (norm, by_depth) in enumerate(diagnostics.items()):
+        runs = by_depth if isinstance(by_depth, (list, tuple)) else [by_depth]
+        depths = np.array(sorted(runs[0]))
+        ratios = np.array([[run[d].gradient_norm[0] / run[d].gradient_norm[-1] for d in depths] for run in runs])
+        color = color_for(norm, i)
+        ax.plot(depths, np.exp(np.log(ratios).mean(0)), marker="o", color=color,
+                label=f"{NORM_LABELS.get(norm, norm)} (n={len(runs)})")
+        if len(runs) > 1:
+            ax.fill_between(depths, ratios.min(0), ratios.max(0), color=color, alpha=0.2, linewidth=0)
+    if growth is not None:
+        grid = np.linspace(depths.min(), depths.max(), 100)
+        ax.plot(grid, growth ** (grid - 1), color=PALETTE["black"], linestyle="--", linewidth=1,
+                label=f"{growth:.2f}^(depth - 1)")
+    ax.set_yscale("log")
+    ax.set_xlabel("depth (hidden layers)")
+    ax.set_ylabel("gradient norm, first / last layer")
+    ax.legend()
     if title:
         ax.set_title(title)
     return ax

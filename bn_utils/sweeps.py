@@ -19,13 +19,16 @@ from .models import make_mlp
 from .stacked import train_stacked
 from .training import History, get_device, seed_everything
 
-__all__ = ["LR_GRID", "INIT_SCALE_GRID", "PARAMETER_LABELS", "Sweep", "run_sweep", "lr_sweep", "init_scale_sweep"]
+__all__ = ["LR_GRID", "INIT_SCALE_GRID", "DEPTH_GRID", "PARAMETER_LABELS", "Sweep", "run_sweep", "lr_sweep",
+           "init_scale_sweep", "depth_sweep"]
 
 # 1-3-10 steps from 1e-3 to 10: nine learning rates, about half a decade apart.
 LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 # 1-2-5 steps from 0.1 to 10 times the He (ReLU) or LeCun (tanh, sigmoid) initial weight scale.
 INIT_SCALE_GRID = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
-PARAMETER_LABELS = {"lr": "learning rate", "init_scale": "initial weight scale"}
+# Depths (hidden layers) in doublings from 5 to 40.
+DEPTH_GRID = (5, 10, 20, 40)
+PARAMETER_LABELS = {"lr": "learning rate", "init_scale": "initial weight scale", "depth": "depth (hidden layers)"}
 
 
 @dataclass
@@ -128,40 +131,47 @@ class Sweep:
 
 def run_sweep(data: Dataset, parameter: str, values: Sequence[float], *, norms: Sequence[str] = ("none", "batch"),
               seeds: Sequence[int] = (0, 1, 2), lr: float = 0.1, init_scale: float = 1.0,
-              head_init_scale: float | None = None, steps: int = 200,
+              head_init_scale: float | None = None, depth: int = 10, steps: int = 200,
               batch_size: int = 64, optimizer: str = "sgd", momentum: float = 0.0, eval_every: int = 10,
-              depth: int = 10, width: int = 100, activation: str = "relu", target: float = 0.95,
+              width: int = 100, activation: str = "relu", target: float = 0.95,
               min_accuracy: float = 0.5) -> Sweep:
     """Train a ``depth`` x ``width`` MLP (BN before each activation when ``norm`` is ``batch``)
-    for ``steps`` steps at every value of ``parameter`` (``"lr"`` or ``"init_scale"``; the other
-    one is fixed at ``lr`` or ``init_scale``; ``head_init_scale`` as in
-    :func:`bn_utils.models.make_mlp`), for every norm and seed. For a given norm, a seed
+    for ``steps`` steps at every value of ``parameter`` (``"lr"``, ``"init_scale"`` or
+    ``"depth"``; the others are fixed at ``lr``, ``init_scale``, ``depth``; ``head_init_scale``
+    as in :func:`bn_utils.models.make_mlp`), for every norm and seed. For a given norm, a seed
     gives the same batch order at every value, and the same initial weights up to their scale,
-    so values are compared on paired runs. Test accuracy is measured every ``eval_every`` steps
-    (training accuracy is not, to save time)."""
+    so values are compared on paired runs. Networks of one shape train together as one stack.
+    Test accuracy is measured every ``eval_every`` steps (training accuracy is not, to save time)."""
     values, seeds = tuple(float(v) for v in values), tuple(seeds)
     if parameter not in PARAMETER_LABELS:
         raise ValueError(f"unknown parameter {parameter!r}; valid names are: {', '.join(PARAMETER_LABELS)}")
     if not values or not seeds or any(v <= 0 for v in values):
         raise ValueError(f"need at least one positive {PARAMETER_LABELS[parameter]} and one seed, "
                          f"got {values} and {seeds}")
+    if parameter == "depth" and any(v != int(v) for v in values):
+        raise ValueError(f"depths must be whole numbers, got {values}")
     device = get_device()
     data = data.to(device)
+    # a depth sweep changes the networks' shape: one stack per depth; otherwise one stack per norm
+    groups = [[v] for v in values] if parameter == "depth" else [list(values)]
     histories = {}
     for norm in norms:
-        models, run_lrs, run_seeds = [], [], []
-        for value in values:
-            setting = {"lr": lr, "init_scale": init_scale, parameter: value}
-            for seed in seeds:
-                seed_everything(seed)
-                models.append(make_mlp(data.input_shape[0], data.num_classes, depth=depth, width=width, norm=norm,
-                                       activation=activation, init_scale=setting["init_scale"],
-                                       head_init_scale=head_init_scale).to(device))
-                run_lrs.append(setting["lr"])
-                run_seeds.append(seed)
-        flat = train_stacked(models, data, lrs=run_lrs, seeds=run_seeds, steps=steps, batch_size=batch_size,
-                             optimizer=optimizer, momentum=momentum, eval_every=eval_every, eval_train=False)
-        histories[norm] = [flat[i * len(seeds): (i + 1) * len(seeds)] for i in range(len(values))]
+        histories[norm] = []
+        for group in groups:
+            models, run_lrs, run_seeds = [], [], []
+            for value in group:
+                setting = {"lr": lr, "init_scale": init_scale, "depth": depth, parameter: value}
+                for seed in seeds:
+                    seed_everything(seed)
+                    models.append(make_mlp(data.input_shape[0], data.num_classes, depth=int(setting["depth"]),
+                                           width=width, norm=norm, activation=activation,
+                                           init_scale=setting["init_scale"],
+                                           head_init_scale=head_init_scale).to(device))
+                    run_lrs.append(setting["lr"])
+                    run_seeds.append(seed)
+            flat = train_stacked(models, data, lrs=run_lrs, seeds=run_seeds, steps=steps, batch_size=batch_size,
+                                 optimizer=optimizer, momentum=momentum, eval_every=eval_every, eval_train=False)
+            histories[norm] += [flat[i * len(seeds): (i + 1) * len(seeds)] for i in range(len(group))]
     return Sweep(parameter, values, seeds, histories, target=target, min_accuracy=min_accuracy)
 
 
@@ -176,3 +186,9 @@ def init_scale_sweep(data: Dataset, *, scales: Sequence[float] = INIT_SCALE_GRID
     ``INIT_SCALE_GRID``, times the He/LeCun scale) at a fixed learning rate (``lr``, default
     0.1). The output layer keeps the standard scale unless ``scale_head``: no BN follows it."""
     return run_sweep(data, "init_scale", scales, head_init_scale=None if scale_head else 1.0, **kwargs)
+
+
+def depth_sweep(data: Dataset, *, depths: Sequence[int] = DEPTH_GRID, **kwargs) -> Sweep:
+    """:func:`run_sweep` over the number of hidden layers (default: ``DEPTH_GRID``) at He
+    initialisation and a fixed learning rate (``lr``, default 0.1)."""
+    return run_sweep(data, "depth", depths, **kwargs)

@@ -124,32 +124,35 @@ def sweep_explorer(sweep):
     )
 
 
-def _draw_init(data, scale: float, batch_norm: bool, depth: int, activation: str):
+def _draw_init(data, scale: float, batch_norm: bool, depth: int, activation: str,
+               quantities: tuple[str, str] = ("activation_std", "update_ratio")):
     from .initialization import diagnose_init_scales
 
     norm = "batch" if batch_norm else "none"
     diagnostics = diagnose_init_scales(data, norm, [1.0, scale], depth=depth, activation=activation)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
-    label = f"{NORM_LABELS[norm]}, {depth} {activation} layers"
-    plot_layer_profile(diagnostics, "activation_std", ax=left, title=label)
-    plot_layer_profile(diagnostics, "update_ratio", ax=right,
-                       title=f"loss at init: {diagnostics[scale].loss:.3g} (scale {scale:g}), "
-                             f"{diagnostics[1.0].loss:.3g} (scale 1)")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, quantity in zip(axes, quantities):
+        plot_layer_profile(diagnostics, quantity, ax=ax)
+    axes[0].set_title(f"{NORM_LABELS[norm]}, {depth} {activation} layers")
+    axes[1].set_title(f"loss at init: {diagnostics[scale].loss:.3g} (scale {scale:g}), "
+                      f"{diagnostics[1.0].loss:.3g} (scale 1)")
     plt.show()
     return diagnostics
 
 
-def init_explorer(data):
-    """Sliders for the initial weight scale and the depth, a BN switch and the activation: the
-    activation size and the update ratio of every hidden layer at initialisation, computed
-    live (one forward and backward pass) against the standard scale 1."""
+def init_explorer(data, *, quantities: tuple[str, str] = ("activation_std", "update_ratio"), depth: int = 10,
+                  scale: float = 2.0, batch_norm: bool = False):
+    """Sliders for the initial weight scale and the depth, a BN switch and the activation: two
+    per-layer ``quantities`` (see :func:`bn_utils.plotting.plot_layer_profile`) at
+    initialisation, computed live (one forward and backward pass) against the standard scale 1."""
     import ipywidgets as widgets
 
     return widgets.interactive(
         _draw_init,
         data=widgets.fixed(data),
-        scale=widgets.FloatLogSlider(value=2.0, base=10, min=-1, max=1, step=0.1, description="weight scale"),
-        batch_norm=widgets.Checkbox(value=False, description="batch norm"),
-        depth=widgets.IntSlider(value=10, min=2, max=30, description="depth"),
+        scale=widgets.FloatLogSlider(value=scale, base=10, min=-1, max=1, step=0.1, description="weight scale"),
+        batch_norm=widgets.Checkbox(value=batch_norm, description="batch norm"),
+        depth=widgets.IntSlider(value=depth, min=2, max=60, description="depth"),
         activation=widgets.Dropdown(options=["relu", "tanh"], value="relu", description="activation"),
+        quantities=widgets.fixed(tuple(quantities)),
     )

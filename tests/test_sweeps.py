@@ -99,10 +99,10 @@ def test_init_scale_sweep_pairs_runs_with_the_lr_sweep():
     assert by_scale.runs("batch", 0.5)[0].loss[0] == pytest.approx(by_scale.runs("batch", 1.0)[0].loss[0], rel=1e-4)
     with_head = init_scale_sweep(data, scales=(0.5,), scale_head=True, norms=("batch",), **small)
     assert with_head.runs("batch", 0.5)[0].loss[0] < by_scale.runs("batch", 0.5)[0].loss[0] - 0.05
-    with pytest.raises(ValueError, match="unknown parameter 'depth'; valid names are: lr, init_scale"):
-        run_sweep(data, "depth", (1, 2))
-    with pytest.raises(ValueError, match="unknown parameter 'depth'"):
-        Sweep("depth", (1.0,), (0,), {})
+    with pytest.raises(ValueError, match="unknown parameter 'width'; valid names are: lr, init_scale, depth"):
+        run_sweep(data, "width", (1, 2))
+    with pytest.raises(ValueError, match="unknown parameter 'width'"):
+        Sweep("width", (1.0,), (0,), {})
 
 
 def test_plot_sweep_marks_divergence_and_stable_lr(sweep):

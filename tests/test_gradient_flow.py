@@ -1,0 +1,68 @@
+"""Depth sweeps and gradient-growth diagnostics (chapter "Deep-network gradient flow")."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from bn_utils.initialization import LayerDiagnostics, diagnose_depths  # noqa: E402
+from bn_utils.plotting import plot_gradient_growth, plot_layer_profile  # noqa: E402
+from bn_utils.sweeps import depth_sweep, lr_sweep  # noqa: E402
+
+
+def made_up(gradient_norm):
+    n = len(gradient_norm)
+    return LayerDiagnostics(np.ones(n), np.asarray(gradient_norm, dtype=float), np.ones(n), loss=2.3)
+
+
+def test_gradient_growth_is_the_per_layer_factor_towards_the_input():
+    assert made_up([8.0, 4.0, 2.0, 1.0]).gradient_growth == pytest.approx(2.0)
+    assert made_up([1.0, 1.0, 1.0]).gradient_growth == pytest.approx(1.0)
+    assert made_up([1.0, 3.0, 9.0]).gradient_growth == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="at least 2 hidden layers"):
+        made_up([1.0]).gradient_growth
+
+
+def test_depth_sweep_trains_one_stack_per_depth_on_paired_runs(digits):
+    small = dict(seeds=(0, 1), steps=10, eval_every=5, width=16)
+    sweep = depth_sweep(digits, depths=(2, 3), **small)
+    assert sweep.parameter == "depth" and sweep.values == (2.0, 3.0) and sweep.label == "depth (hidden layers)"
+    for norm in ("none", "batch"):
+        assert [len(runs) for runs in sweep.histories[norm]] == [2, 2]
+        assert [h.config["stacked_with"] for h in sweep.runs(norm, 3.0)] == [2, 2]
+        # depth 3 of the depth sweep is the run that a learning-rate sweep at depth 3 trains
+        same = lr_sweep(digits, lrs=(0.1,), depth=3, norms=(norm,), **small)
+        assert sweep.runs(norm, 3.0)[1].loss == same.runs(norm, 0.1)[1].loss
+    with pytest.raises(ValueError, match="depths must be whole numbers"):
+        depth_sweep(digits, depths=(2.5,))
+
+
+def test_plot_gradient_growth_and_norm_keyed_profiles(digits):
+    runs = [{"none": diagnose_depths(digits, "none", (2, 4), seed=s, width=16),
+             "batch": diagnose_depths(digits, "batch", (2, 4), seed=s, width=16)} for s in (0, 1)]
+    ax = plot_gradient_growth({norm: [r[norm] for r in runs] for norm in ("none", "batch")}, growth=1.21)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["no BN (n=2)", "BN (n=2)", "1.21^(depth - 1)"] and ax.get_yscale() == "log"
+    expected = np.exp(np.mean([np.log(r["batch"][4].gradient_norm[0] / r["batch"][4].gradient_norm[-1])
+                               for r in runs]))
+    assert ax.lines[1].get_ydata()[-1] == pytest.approx(expected)
+    ax = plot_layer_profile({"none": runs[0]["none"][4], "batch": runs[0]["batch"][4]}, "gradient_norm")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["no BN", "BN"]
+    ax = plot_layer_profile(diagnose_depths(digits, "none", (2,), width=16), key_label="depth")
+    assert ax.get_legend().get_texts()[0].get_text() == "depth 2"
+
+
+def test_init_explorer_shows_the_quantities_asked_for(digits, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from bn_utils.widgets import init_explorer
+
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
+    explorer = init_explorer(digits, quantities=("activation_std", "gradient_norm"), depth=30, scale=1.0,
+                             batch_norm=True)
+    explorer.update()
+    left, right = shown[-1].axes
+    assert left.get_ylabel() == "activation std" and right.get_ylabel() == "‖∂L/∂W‖"
+    assert left.get_title() == "BN, 30 relu layers"
