@@ -6,7 +6,7 @@ from .checks import Check, check_below, check_close, check_range, max_abs_error
 from .data import Dataset, batch_indices, iterate_batches, load_digits, make_spirals
 from .functional import batch_norm, batch_statistics
 from .inference import accuracy_in_mode, forgotten_eval_study, running_stats_trace
-from .layers import BatchNorm1d, BatchNorm2d, NoisyBatchNorm
+from .layers import BatchNorm1d, BatchNorm2d, GhostBatchNorm, NoisyBatchNorm
 from .probes import ActivationProbe, drift_ratio
 from .models import ACTIVATIONS, NORM_LAYERS, make_activation, make_convnet, make_mlp, make_norm
 from .training import History, evaluate, get_device, run_seeds, seed_everything, stack_metric, train

@@ -14,7 +14,7 @@ from torch import nn
 
 from .functional import batch_norm
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "NoisyBatchNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "NoisyBatchNorm", "GhostBatchNorm"]
 
 
 class _BatchNorm(nn.Module):
@@ -164,3 +164,32 @@ class NoisyBatchNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"max_shift={self.max_shift}, max_scale={self.max_scale}"
+
+
+class GhostBatchNorm(nn.Module):
+    """Batch norm whose training-mode statistics come from "ghost batches" of ``ghost_batch_size``
+    examples (Hoffer et al., 2017): the mini-batch is split into consecutive chunks, each chunk is
+    normalized with its own mean and variance, and the running statistics are updated once per
+    chunk. The optimizer's batch stays the same; only the noise of the statistics changes, so its
+    effect can be studied on its own. In eval mode it is the plain batch norm. ``spatial=True``
+    wraps a ``BatchNorm2d``. The mini-batch size must be a multiple of ``ghost_batch_size``.
+    """
+
+    def __init__(self, num_features: int, *, ghost_batch_size: int, spatial: bool = False,
+                 **batch_norm_kwargs) -> None:
+        super().__init__()
+        if ghost_batch_size < 2:
+            raise ValueError(f"ghost_batch_size must be at least 2 (batch norm needs 2 examples), got {ghost_batch_size}")
+        self.bn = (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(num_features, **batch_norm_kwargs)
+        self.ghost_batch_size = ghost_batch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return self.bn(x)
+        if len(x) % self.ghost_batch_size:
+            raise ValueError(f"a batch of {len(x)} examples does not split into ghost batches of "
+                             f"{self.ghost_batch_size}; use a batch size that is a multiple of it")
+        return torch.cat([self.bn(chunk) for chunk in x.split(self.ghost_batch_size)])
+
+    def extra_repr(self) -> str:
+        return f"ghost_batch_size={self.ghost_batch_size}"

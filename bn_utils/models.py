@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .layers import BatchNorm1d, BatchNorm2d, NoisyBatchNorm
+from .layers import BatchNorm1d, BatchNorm2d, GhostBatchNorm, NoisyBatchNorm
 
 __all__ = ["NORM_LAYERS", "ACTIVATIONS", "make_norm", "make_activation", "make_mlp", "make_convnet"]
 
@@ -28,6 +28,13 @@ NORM_LAYERS: dict[str, Callable[..., nn.Module]] = {
     "batch": lambda features, spatial, **kw: (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(features, **kw),
     "batch_scratch": lambda features, spatial, **kw: (BatchNorm2d if spatial else BatchNorm1d)(features, **kw),
     "batch_noisy": lambda features, spatial, **kw: NoisyBatchNorm(features, spatial=bool(spatial), **kw),
+    "batch_ghost": lambda features, spatial, **kw: GhostBatchNorm(features, spatial=bool(spatial), **kw),
+    # layer norm (Ba et al., 2016): over a fully connected layer's units, or a feature map's
+    # channels and positions (one group); no batch statistics at all
+    "layer": lambda features, spatial, **kw: nn.GroupNorm(1, features, **kw) if spatial else nn.LayerNorm(features, **kw),
+    # group norm (Wu & He, 2018): units in groups; by default gcd(features, 32) groups (32 if it divides)
+    "group": lambda features, spatial, num_groups=None, **kw: nn.GroupNorm(
+        num_groups or math.gcd(features, 32), features, **kw),
 }
 
 # name -> (module factory, gain): the gain keeps activations' scale through depth at
@@ -53,7 +60,7 @@ def make_norm(name: str, num_features: int, *, spatial: bool = False, **options)
     try:
         return factory(num_features, 2 if spatial else 0, **options)
     except TypeError as exc:
-        raise ValueError(f"norm {name!r} does not take the options {sorted(options)}: {exc}") from None
+        raise ValueError(f"cannot build norm {name!r} with the options {sorted(options)}: {exc}") from None
 
 
 def make_activation(name: str) -> nn.Module:

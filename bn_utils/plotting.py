@@ -16,7 +16,8 @@ from .training import History, stack_metric
 __all__ = [
     "PALETTE", "NORM_COLORS", "use_house_style", "color_for", "plot_band", "plot_histories",
     "plot_running_stats", "plot_mode_accuracy", "plot_percentiles", "plot_distribution_snapshots",
-    "plot_layer_bars", "plot_layer_profile", "plot_gradient_growth", "plot_sweep", "plot_landscape", "publish", "save_figure",
+    "plot_layer_bars", "plot_layer_profile", "plot_gradient_growth", "plot_batch_noise",
+    "plot_generalization", "plot_sweep", "plot_landscape", "publish", "save_figure",
 ]
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
@@ -345,6 +346,46 @@ def plot_gradient_growth(diagnostics: Mapping[str, Mapping[int, object]], *, ax=
     ax.set_xlabel("depth (hidden layers)")
     ax.set_ylabel("gradient norm, first / last layer")
     ax.legend()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_batch_noise(noise: Mapping[int, float], *, ax=None, title: str | None = None):
+    """BN's batch noise against the batch size (from :func:`bn_utils.regularization.batch_noise`),
+    log-log, with the Gaussian prediction sqrt(1.5 / batch size) dashed. Returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    sizes = np.array(sorted(noise))
+    ax.plot(sizes, [noise[s] for s in sizes], marker="o", color=color_for("batch"), label="measured (digits)")
+    ax.plot(sizes, np.sqrt(1.5 / sizes), color=PALETTE["black"], linestyle="--", linewidth=1,
+            label="sqrt(1.5 / batch size)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("std of an example's BN output")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_generalization(result, *, ax=None, title: str | None = None):
+    """Per configuration of a :class:`bn_utils.regularization.RegularizationResult`, the final
+    generalization gap (train minus test accuracy, in points; bar: mean, error bar: std over
+    seeds), with the median test accuracy written on each bar. Returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    labels = list(result.histories)
+    gaps = [100 * result.final(label, "gap") for label in labels]
+    bars = ax.bar(range(len(labels)), [g.mean() for g in gaps], yerr=[g.std() for g in gaps], capsize=4,
+                  color=[_CYCLE[i % len(_CYCLE)] for i in range(len(labels))])
+    for bar, label in zip(bars, labels):
+        ax.annotate(f"test {100 * np.median(result.final(label, 'test_acc')):.1f}%",
+                    (bar.get_x() + bar.get_width() / 2, 0), xytext=(0, 4), textcoords="offset points",
+                    ha="center", fontsize=8, color="white", rotation=90, va="bottom")
+    ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
+    ax.set_ylabel("train − test accuracy (points)")
     if title:
         ax.set_title(title)
     return ax

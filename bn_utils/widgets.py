@@ -9,7 +9,7 @@ from .plotting import (NORM_LABELS, PALETTE, color_for, plot_histories, plot_lay
                        plot_running_stats)
 
 __all__ = ["running_stats_explorer", "covariate_shift_explorer", "precompute_shift_runs", "sweep_explorer",
-           "init_explorer"]
+           "init_explorer", "batch_noise_explorer"]
 
 
 def _draw_running_stats(batch_size: int, momentum: float, cumulative: bool, steps: int = 200):
@@ -155,4 +155,43 @@ def init_explorer(data, *, quantities: tuple[str, str] = ("activation_std", "upd
         depth=widgets.IntSlider(value=depth, min=2, max=60, description="depth"),
         activation=widgets.Dropdown(options=["relu", "tanh"], value="relu", description="activation"),
         quantities=widgets.fixed(tuple(quantities)),
+    )
+
+
+def _draw_noise(inputs, batch_size: int, example: int, unit: int, draws: int = 300):
+    import torch
+
+    from .regularization import normalized_in_random_batches
+
+    fixed, pool = inputs[example: example + 1], torch.cat([inputs[:example], inputs[example + 1:]])
+    values = normalized_in_random_batches(fixed, pool, batch_size, draws=draws,
+                                          generator=torch.Generator().manual_seed(0))[:, 0, unit].numpy()
+    reference = normalized_in_random_batches(fixed, pool, len(pool) + 1, draws=1,
+                                             generator=torch.Generator().manual_seed(0))[0, 0, unit].item()
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    ax.hist(values, bins=30, color=PALETTE["blue"], alpha=0.8)
+    ax.axvline(reference, color=PALETTE["black"], linestyle="--", linewidth=1.5, label="normalized with the whole training set")
+    ax.set_xlabel(f"BN output of example {example}, unit {unit}")
+    ax.set_ylabel(f"count ({draws} random batches)")
+    ax.set_title(f"batch size {batch_size}: std {values.std():.3f} around {values.mean():.2f}", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    plt.show()
+    return values
+
+
+def batch_noise_explorer(data):
+    """A batch-size slider (and the example and unit): the histogram of one example's BN output
+    over 300 random batches, against its value when normalized with the whole training set."""
+    import ipywidgets as widgets
+
+    from .regularization import first_layer_inputs
+
+    inputs = first_layer_inputs(data)
+    return widgets.interactive(
+        _draw_noise,
+        inputs=widgets.fixed(inputs),
+        batch_size=widgets.SelectionSlider(options=[2, 4, 8, 16, 32, 64, 128, 256], value=16, description="batch size"),
+        example=widgets.IntSlider(value=0, min=0, max=len(inputs) - 1, description="example"),
+        unit=widgets.IntSlider(value=0, min=0, max=inputs.shape[1] - 1, description="unit"),
+        draws=widgets.fixed(300),
     )

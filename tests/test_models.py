@@ -62,7 +62,7 @@ def test_same_seed_same_model():
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown norm 'batchnorm'; valid names are: batch, batch_noisy, batch_scratch, none"):
+    with pytest.raises(ValueError, match="unknown norm 'batchnorm'; valid names are: batch, batch_ghost, batch_noisy, batch_scratch, group, layer, none"):
         make_mlp(4, 2, norm="batchnorm")
     with pytest.raises(ValueError, match="unknown activation 'gelu'.*relu"):
         make_convnet(activation="gelu")
@@ -73,6 +73,10 @@ def test_unknown_names_list_the_valid_ones():
 
 
 def test_norm_registry_builds_every_entry_for_both_kinds():
+    required = {"batch_ghost": {"ghost_batch_size": 2}}  # options without a default
     for name in NORM_LAYERS:
-        assert make_norm(name, 6)(torch.randn(4, 6)).shape == (4, 6)
-        assert make_norm(name, 6, spatial=True)(torch.randn(4, 6, 3, 3)).shape == (4, 6, 3, 3)
+        options = required.get(name, {})
+        assert make_norm(name, 6, **options)(torch.randn(4, 6)).shape == (4, 6)
+        assert make_norm(name, 6, spatial=True, **options)(torch.randn(4, 6, 3, 3)).shape == (4, 6, 3, 3)
+    with pytest.raises(ValueError, match="cannot build norm 'batch_ghost' with the options \\[\\]: .*ghost_batch_size"):
+        make_norm("batch_ghost", 6)
