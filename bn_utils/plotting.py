@@ -37,6 +37,9 @@ NORM_COLORS = {
     "batch": PALETTE["blue"],
     "batch_scratch": PALETTE["sky"],
     "batch_noisy": PALETTE["green"],
+    "batch_ghost": PALETTE["purple"],
+    "layer": PALETTE["orange"],
+    "group": PALETTE["black"],
 }
 _CYCLE = [PALETTE[k] for k in ("blue", "orange", "green", "vermillion", "purple", "sky", "black")]
 
@@ -115,14 +118,16 @@ def plot_band(ax, x: np.ndarray, values: np.ndarray, *, label: str, color: str |
 
 
 def plot_histories(runs: Mapping[str, Sequence[History]], metric: str = "test_acc", *, ax=None,
-                   band: str = "std", title: str | None = None):
+                   band: str = "std", title: str | None = None, norms: Mapping[str, str] | None = None):
     """One band per entry of ``runs`` (label -> histories over seeds); a norm name as label gets
-    the norm's colour and display name ("batch" -> "BN"). Returns the axes."""
+    the norm's colour and display name ("batch" -> "BN"), and so does a label that ``norms``
+    maps to a norm name. Returns the axes."""
     if ax is None:
         _, ax = plt.subplots()
     for i, (label, histories) in enumerate(runs.items()):
         steps, values = stack_metric(histories, metric)
-        plot_band(ax, steps, values, label=NORM_LABELS.get(label, label), color=color_for(label, i), band=band)
+        color = color_for((norms or {}).get(label, label), i)
+        plot_band(ax, steps, values, label=NORM_LABELS.get(label, label), color=color, band=band)
     ax.set_xlabel("training step")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     if title:
@@ -373,13 +378,14 @@ def plot_batch_noise(noise: Mapping[int, float], *, ax=None, title: str | None =
 def plot_generalization(result, *, ax=None, title: str | None = None):
     """Per configuration of a :class:`bn_utils.regularization.RegularizationResult`, the final
     generalization gap (train minus test accuracy, in points; bar: mean, error bar: std over
-    seeds), with the median test accuracy written on each bar. Returns the axes."""
+    seeds, in the colour of the configuration's norm), with the median test accuracy written on
+    each bar. Returns the axes."""
     if ax is None:
         _, ax = plt.subplots()
     labels = list(result.histories)
     gaps = [100 * result.final(label, "gap") for label in labels]
     bars = ax.bar(range(len(labels)), [g.mean() for g in gaps], yerr=[g.std() for g in gaps], capsize=4,
-                  color=[_CYCLE[i % len(_CYCLE)] for i in range(len(labels))])
+                  color=[color_for(result.norms.get(label, label), i) for i, label in enumerate(labels)])
     for bar, label in zip(bars, labels):
         ax.annotate(f"test {100 * np.median(result.final(label, 'test_acc')):.1f}%",
                     (bar.get_x() + bar.get_width() / 2, 0), xytext=(0, 4), textcoords="offset points",

@@ -11,7 +11,7 @@ compares how well each generalizes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -80,9 +80,11 @@ REGULARIZERS: dict[str, tuple[str, dict]] = {
 
 @dataclass
 class RegularizationResult:
-    """Histories per configuration (label -> one History per seed) and their final numbers."""
+    """Histories per configuration (label -> one History per seed) and their final numbers;
+    ``norms`` gives each configuration's norm name (for colours)."""
 
     histories: dict[str, list[History]]
+    norms: dict[str, str] = field(default_factory=dict)
 
     def final(self, label: str, metric: str) -> np.ndarray:
         """Per seed, the final ``train_acc``, ``test_acc`` or ``test_loss``; or ``gap``:
@@ -116,4 +118,4 @@ def regularization_study(data: Dataset, *, configs: Mapping[str, tuple[str, dict
             lambda: make_mlp(data.input_shape[0], data.num_classes, depth=depth, width=width, norm=norm,
                              norm_kwargs=norm_kwargs),
             data, seeds, lr=lr, epochs=epochs, batch_size=batch_size)
-    return RegularizationResult(histories)
+    return RegularizationResult(histories, norms={label: norm for label, (norm, _) in configs.items()})

@@ -13,7 +13,7 @@ from torch import nn  # noqa: E402
 
 import bn_utils as bu  # noqa: E402
 from bn_utils.layers import GhostBatchNorm  # noqa: E402
-from bn_utils.plotting import plot_batch_noise, plot_generalization  # noqa: E402
+from bn_utils.plotting import plot_batch_noise, plot_generalization, plot_histories  # noqa: E402
 from bn_utils.regularization import batch_noise, normalized_in_random_batches, regularization_study  # noqa: E402
 
 
@@ -74,8 +74,12 @@ def test_regularization_study_reports_per_seed_and_medians(digits):
     gap = study.final("ghost", "gap")
     np.testing.assert_allclose(gap, study.final("ghost", "train_acc") - study.final("ghost", "test_acc"))
     assert study.table()["ghost"]["gap"] == pytest.approx(np.median(gap))
+    assert study.norms == {"no norm": "none", "ghost": "batch_ghost"}
     ax = plot_generalization(study)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["no norm", "ghost"] and len(ax.texts) == 2
+    assert [matplotlib.colors.to_hex(p.get_facecolor()) for p in ax.patches] == ["#d55e00", "#cc79a7"]
+    ax = plot_histories(study.histories, "test_acc", norms=study.norms)
+    assert matplotlib.colors.to_hex(ax.lines[1].get_color()) == "#cc79a7"
     with pytest.raises(ValueError, match="train_examples must be between batch_size"):
         regularization_study(digits, train_examples=10)
 
