@@ -19,7 +19,7 @@ import torch
 
 from .data import Dataset
 from .models import make_mlp
-from .training import History, run_seeds, seed_everything
+from .training import History, run_seeds
 
 __all__ = ["first_layer_inputs", "normalized_in_random_batches", "batch_noise", "REGULARIZERS",
            "RegularizationResult", "regularization_study"]
@@ -28,9 +28,11 @@ __all__ = ["first_layer_inputs", "normalized_in_random_batches", "batch_noise", 
 @torch.no_grad()
 def first_layer_inputs(data: Dataset, *, width: int = 100, seed: int = 0) -> torch.Tensor:
     """(N, width) float64: the training set through a He-initialised linear layer of ``width``
-    units, i.e. what a first BN layer normalizes."""
-    seed_everything(seed)
-    weight = torch.randn(width, data.input_shape[0], dtype=torch.float64) * math.sqrt(2 / data.input_shape[0])
+    units, i.e. what a first BN layer normalizes. The weights come from their own generator
+    seeded with ``seed``; the global random state is left alone."""
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(width, data.input_shape[0], dtype=torch.float64, generator=generator)
+    weight *= math.sqrt(2 / data.input_shape[0])
     return data.x_train.double().flatten(1).cpu() @ weight.T
 
 
