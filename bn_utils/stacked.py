@@ -69,7 +69,7 @@ class StackedMLP:
                 self.buffers[key] = stacked
         self.ids = list(range(len(models)))
         self.training = True
-        self._blocks = list(template.blocks)
+        self._blocks = list(self._template.blocks)  # the copy's: the stack keeps no caller's module
 
     @staticmethod
     def _check_structure(model: nn.Module) -> None:
@@ -96,10 +96,6 @@ class StackedMLP:
     def eval(self) -> "StackedMLP":
         """Evaluation mode: batch norm uses the running statistics."""
         return self.train(False)
-
-    def parameters(self) -> list[torch.Tensor]:
-        """The stacked trainable tensors (leading dimension: model)."""
-        return list(self.params.values())
 
     def _batch_norm(self, h: torch.Tensor, prefix: str, layer: nn.Module) -> torch.Tensor:
         """BN of each model's batch: (M, B, C) viewed as (B, M*C), so each of the M*C
