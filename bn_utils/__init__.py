@@ -2,13 +2,50 @@
 
 Logic lives here, unit-tested; the notebooks import it, run it, plot and explain.
 """
+
 from .checks import Check, check_below, check_close, check_range, max_abs_error
 from .data import Dataset, batch_indices, iterate_batches, load_digits, make_spirals
 from .functional import batch_norm, batch_statistics
 from .inference import accuracy_in_mode, forgotten_eval_study, running_stats_trace
 from .layers import BatchNorm1d, BatchNorm2d, GhostBatchNorm, NoisyBatchNorm
-from .probes import ActivationProbe, drift_ratio
 from .models import ACTIVATIONS, NORM_LAYERS, make_activation, make_convnet, make_mlp, make_norm
+from .probes import ActivationProbe, drift_ratio
 from .training import History, evaluate, get_device, run_seeds, seed_everything, stack_metric, train
 
 __version__ = "0.1.0"
+__all__ = [
+    "Check",
+    "check_below",
+    "check_close",
+    "check_range",
+    "max_abs_error",
+    "Dataset",
+    "batch_indices",
+    "iterate_batches",
+    "load_digits",
+    "make_spirals",
+    "batch_norm",
+    "batch_statistics",
+    "accuracy_in_mode",
+    "forgotten_eval_study",
+    "running_stats_trace",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "GhostBatchNorm",
+    "NoisyBatchNorm",
+    "ACTIVATIONS",
+    "NORM_LAYERS",
+    "make_activation",
+    "make_convnet",
+    "make_mlp",
+    "make_norm",
+    "ActivationProbe",
+    "drift_ratio",
+    "History",
+    "evaluate",
+    "get_device",
+    "run_seeds",
+    "seed_everything",
+    "stack_metric",
+    "train",
+]

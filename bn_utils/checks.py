@@ -4,6 +4,7 @@ What they print is what nbval compares, so it is rounded or qualitative: the sam
 any CPU. Each returns a :class:`Check` that is truthy when the check passed (tests assert
 on it) and displays nothing more in a notebook (the line was already printed).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

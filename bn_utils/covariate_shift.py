@@ -9,12 +9,13 @@ Two measures of how much a layer's input changes under it while the network trai
   the loss, and G'_k, the same gradient after every layer before k has taken its SGD step;
   :func:`gradient_shift` returns ||G_k - G'_k|| and cos(G_k, G'_k).
 """
+
 from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -28,16 +29,32 @@ from .training import History, get_device, loss_and_gradients, seed_everything, 
 __all__ = ["ShiftRun", "ioffe_mlp", "gradient_shift", "covariate_shift_run", "summarize_runs"]
 
 
-def ioffe_mlp(norm: str = "none", *, in_features: int = 64, num_classes: int = 10, weight_std: float = 0.1,
-              activation: str = "sigmoid", norm_kwargs: dict | None = None) -> nn.Sequential:
+def ioffe_mlp(
+    norm: str = "none",
+    *,
+    in_features: int = 64,
+    num_classes: int = 10,
+    weight_std: float = 0.1,
+    activation: str = "sigmoid",
+    norm_kwargs: dict | None = None,
+) -> nn.Sequential:
     """The network of the BN paper's Figure 1: 3 hidden layers of 100 sigmoid units, small
     Gaussian initial weights (std ``weight_std``), BN (if any) before each sigmoid."""
-    return make_mlp(in_features, num_classes, depth=3, width=100, norm=norm, activation=activation,
-                    weight_std=weight_std, norm_kwargs=norm_kwargs)
+    return make_mlp(
+        in_features,
+        num_classes,
+        depth=3,
+        width=100,
+        norm=norm,
+        activation=activation,
+        weight_std=weight_std,
+        norm_kwargs=norm_kwargs,
+    )
 
 
-def gradient_shift(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, lr: float,
-                   noise_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def gradient_shift(
+    model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, lr: float, noise_seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Santurkar et al.'s internal covariate shift of each layer after the first, on one batch.
 
     For each hidden block k >= 1 and the head: G = d loss / d W_k at the current weights;
@@ -45,17 +62,18 @@ def gradient_shift(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, lr: f
     Returns (||G - G'||, cos(G, G')), one entry per such layer. The model is not changed, not
     even its running statistics (copies do the work, in training mode, as during training).
     """
+
     def layer_weights(net):  # the layers that have layers below them
         return [block.linear.weight for block in net.blocks[1:]] + [net.head.weight]
 
     model = copy.deepcopy(model)  # even a forward pass would update BN's running statistics
     all_params = [p for p in model.parameters() if p.requires_grad]
-    grads = dict(zip(map(id, all_params), loss_and_gradients(model, x, y, all_params, noise_seed)[1]))
+    grads = dict(zip(map(id, all_params), loss_and_gradients(model, x, y, all_params, noise_seed)[1], strict=True))
     l2, cosine = [], []
     for k, target in enumerate(layer_weights(model), start=1):
         shifted = copy.deepcopy(model)
         with torch.no_grad():
-            for original, moved in zip(model.blocks[:k].parameters(), shifted.blocks[:k].parameters()):
+            for original, moved in zip(model.blocks[:k].parameters(), shifted.blocks[:k].parameters(), strict=True):
                 moved -= lr * grads[id(original)]
         moved_target = layer_weights(shifted)[k - 1]
         g = grads[id(target)].flatten()
@@ -84,10 +102,20 @@ class ShiftRun:
         return float(np.median(jitter_ratio(self.records[layer])))
 
 
-def covariate_shift_run(norm: str, data: Dataset, *, seed: int, steps: int = 600, lr: float = 0.5,
-                        batch_size: int = 60, probe_every: int = 5, ics_every: int | None = 100,
-                        eval_every: int = 20, activation: str = "sigmoid",
-                        norm_kwargs: dict | None = None) -> ShiftRun:
+def covariate_shift_run(
+    norm: str,
+    data: Dataset,
+    *,
+    seed: int,
+    steps: int = 600,
+    lr: float = 0.5,
+    batch_size: int = 60,
+    probe_every: int = 5,
+    ics_every: int | None = 100,
+    eval_every: int = 20,
+    activation: str = "sigmoid",
+    norm_kwargs: dict | None = None,
+) -> ShiftRun:
     """Train :func:`ioffe_mlp` with SGD, recording every hidden layer's inputs to its
     nonlinearity (the norm layer's output; the linear output when ``norm="none"``) every
     ``probe_every`` steps, and the gradient-based shift every ``ics_every`` steps (None: never)."""
@@ -95,8 +123,9 @@ def covariate_shift_run(norm: str, data: Dataset, *, seed: int, steps: int = 600
     data = data.to(device)
     seed_everything(seed)
     model = ioffe_mlp(norm, activation=activation, norm_kwargs=norm_kwargs).to(device)
-    probes = [ActivationProbe(block.norm if norm != "none" else block.linear, every=probe_every)
-              for block in model.blocks]
+    probes = [
+        ActivationProbe(block.norm if norm != "none" else block.linear, every=probe_every) for block in model.blocks
+    ]
     x_probe, y_probe = data.x_train[:batch_size], data.y_train[:batch_size]
     run = ShiftRun(history=History(), records=[])
 
@@ -111,8 +140,9 @@ def covariate_shift_run(norm: str, data: Dataset, *, seed: int, steps: int = 600
     with contextlib.ExitStack() as stack:
         for probe in probes:
             stack.enter_context(probe)
-        run.history = train(model, data, lr=lr, steps=steps, batch_size=batch_size, seed=seed,
-                            eval_every=eval_every, on_step=measure)
+        run.history = train(
+            model, data, lr=lr, steps=steps, batch_size=batch_size, seed=seed, eval_every=eval_every, on_step=measure
+        )
     run.records = [probe.record() for probe in probes]
     return run
 
@@ -121,6 +151,7 @@ def summarize_runs(runs: Sequence[ShiftRun], *, accuracy: float = 0.9, loss: flo
     """Median (and min/max) over seeds of: steps to ``accuracy`` test accuracy, steps to
     ``loss`` test loss, and the last hidden layer's drift and jitter. Runs that never reach a
     target count as infinitely slow."""
+
     def steps(value):
         return np.array([np.inf if value(r) is None else value(r) for r in runs], dtype=float)
 
@@ -129,10 +160,16 @@ def summarize_runs(runs: Sequence[ShiftRun], *, accuracy: float = 0.9, loss: flo
     drift = np.array([r.drift() for r in runs])
     jitter = np.array([r.jitter() for r in runs])
     return {
-        "steps_to_acc": float(np.median(to_acc)), "steps_to_acc_min": float(to_acc.min()),
+        "steps_to_acc": float(np.median(to_acc)),
+        "steps_to_acc_min": float(to_acc.min()),
         "steps_to_acc_max": float(to_acc.max()),
-        "steps_to_loss": float(np.median(to_loss)), "steps_to_loss_min": float(to_loss.min()),
+        "steps_to_loss": float(np.median(to_loss)),
+        "steps_to_loss_min": float(to_loss.min()),
         "steps_to_loss_max": float(to_loss.max()),
-        "drift": float(np.median(drift)), "drift_min": float(drift.min()), "drift_max": float(drift.max()),
-        "jitter": float(np.median(jitter)), "jitter_min": float(jitter.min()), "jitter_max": float(jitter.max()),
+        "drift": float(np.median(drift)),
+        "drift_min": float(drift.min()),
+        "drift_max": float(drift.max()),
+        "jitter": float(np.median(jitter)),
+        "jitter_min": float(jitter.min()),
+        "jitter_max": float(jitter.max()),
     }

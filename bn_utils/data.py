@@ -3,10 +3,11 @@
 Defaults need no download: scikit-learn's bundled handwritten digits (1,797 real 8x8
 images) and synthetic sets generated from a seed.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ class Dataset:
         """Shape of one example, e.g. (64,) for flat digits or (1, 8, 8) for images."""
         return tuple(self.x_train.shape[1:])
 
-    def to(self, device: torch.device | str) -> "Dataset":
+    def to(self, device: torch.device | str) -> Dataset:
         """The same data on another device."""
         return replace(
             self,
@@ -68,9 +69,7 @@ def _split_and_standardize(name, x, y, num_classes, test_fraction, seed, dtype) 
     )
 
 
-def load_digits(
-    *, test_fraction: float = 0.25, seed: int = 0, images: bool = False, dtype=torch.float32
-) -> Dataset:
+def load_digits(*, test_fraction: float = 0.25, seed: int = 0, images: bool = False, dtype=torch.float32) -> Dataset:
     """scikit-learn's handwritten digits (bundled, no download), split and standardized.
 
     ``images=False`` gives flat vectors (N, 64) for MLPs; ``images=True`` gives (N, 1, 8, 8)
@@ -79,9 +78,7 @@ def load_digits(
     from sklearn.datasets import load_digits as _sklearn_digits
 
     bunch = _sklearn_digits()
-    data = _split_and_standardize(
-        "digits", bunch.data.astype(np.float64), bunch.target, 10, test_fraction, seed, dtype
-    )
+    data = _split_and_standardize("digits", bunch.data.astype(np.float64), bunch.target, 10, test_fraction, seed, dtype)
     if images:
         data = replace(
             data,
@@ -102,9 +99,7 @@ def make_spirals(
 ) -> Dataset:
     """Interleaved 2-D spirals, one arm per class: a small nonlinear problem with a known answer."""
     if num_classes < 2 or points_per_class < 2:
-        raise ValueError(
-            f"need num_classes >= 2 and points_per_class >= 2, got {num_classes} and {points_per_class}"
-        )
+        raise ValueError(f"need num_classes >= 2 and points_per_class >= 2, got {num_classes} and {points_per_class}")
     rng = np.random.default_rng(seed)
     radius = np.tile(np.linspace(0.05, 1.0, points_per_class), num_classes)
     label = np.repeat(np.arange(num_classes), points_per_class)
@@ -123,9 +118,7 @@ def batch_indices(
     cannot train on a batch of one.
     """
     if batch_size < 1 or batch_size > num_examples:
-        raise ValueError(
-            f"batch_size must be between 1 and the number of examples ({num_examples}), got {batch_size}"
-        )
+        raise ValueError(f"batch_size must be between 1 and the number of examples ({num_examples}), got {batch_size}")
     generator = torch.Generator().manual_seed(1_000_003 * seed + epoch)
     order = torch.randperm(num_examples, generator=generator)
     batches = list(order.split(batch_size))

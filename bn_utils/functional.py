@@ -5,6 +5,7 @@ The forward pass normalizes each channel with the batch's mean and *biased* vari
 closed form derived by hand in the chapter "Batch normalization from scratch", not
 autograd through the forward ops.
 """
+
 from __future__ import annotations
 
 import torch
@@ -86,9 +87,7 @@ def _check_input(x, running_mean, weight, training):
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"batch_norm expected a torch.Tensor input, got {type(x).__name__}")
     if x.dim() < 2:
-        raise ValueError(
-            f"batch_norm expected input of shape (N, C) or (N, C, *), got shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"batch_norm expected input of shape (N, C) or (N, C, *), got shape {tuple(x.shape)}")
     channels = next((t.numel() for t in (running_mean, weight) if t is not None), None)
     if channels is not None and x.shape[1] != channels:
         raise ValueError(

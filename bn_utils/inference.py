@@ -1,10 +1,11 @@
 """Batch norm at inference: how running estimates track the data, and what goes wrong
 when a model predicts in training mode (a forgotten ``model.eval()``)."""
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -31,8 +32,10 @@ class RunningStatsTrace:
     def final_relative_error(self) -> tuple[float, float]:
         """|running - true| / true_std for the mean, and / true_var for the variance, at the end."""
         true_std = self.true_var**0.5
-        return (abs(self.running_mean[-1] - self.true_mean) / true_std,
-                abs(self.running_var[-1] - self.true_var) / self.true_var)
+        return (
+            abs(self.running_mean[-1] - self.true_mean) / true_std,
+            abs(self.running_var[-1] - self.true_var) / self.true_var,
+        )
 
 
 def running_stats_trace(
@@ -61,8 +64,7 @@ def running_stats_trace(
 
 
 @torch.no_grad()
-def accuracy_in_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
-                     train_mode: bool) -> float:
+def accuracy_in_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, train_mode: bool) -> float:
     """Accuracy when predicting ``x`` in chunks of ``batch_size`` with the model in training
     mode (batch statistics: what a forgotten ``model.eval()`` does) or eval mode (running
     statistics). The model itself is left untouched: a copy predicts, so its running
@@ -75,7 +77,7 @@ def accuracy_in_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batc
     if batch_size > 1 and len(starts) > 1 and len(x) - starts[-1] == 1:
         starts.pop()
     correct = 0
-    for start, end in zip(starts, starts[1:] + [len(x)]):
+    for start, end in zip(starts, starts[1:] + [len(x)], strict=True):
         correct += (probe(x[start:end]).argmax(dim=1) == y[start:end]).sum().item()
     return correct / len(x)
 
@@ -96,11 +98,13 @@ def forgotten_eval_study(
     results: dict[str, list[float]] = {"eval": []} | {f"train@{b}": [] for b in batch_sizes}
 
     def measure(model: nn.Module, _history) -> None:
-        results["eval"].append(accuracy_in_mode(model, data.x_test, data.y_test, batch_size=len(data.x_test),
-                                                train_mode=False))
+        results["eval"].append(
+            accuracy_in_mode(model, data.x_test, data.y_test, batch_size=len(data.x_test), train_mode=False)
+        )
         for b in batch_sizes:
-            results[f"train@{b}"].append(accuracy_in_mode(model, data.x_test, data.y_test, batch_size=b,
-                                                          train_mode=True))
+            results[f"train@{b}"].append(
+                accuracy_in_mode(model, data.x_test, data.y_test, batch_size=b, train_mode=True)
+            )
 
     run_seeds(build_model, data, seeds, device=device, on_trained=measure, **train_kwargs)
     return {key: np.array(values) for key, values in results.items()}

@@ -6,12 +6,13 @@ block: how large its activations are, how large the gradient of its weights is, 
 SGD step would change those weights relative to their size (the *update ratio*
 ``lr * ||dL/dW|| / ||W||``; about 1e-3 per step is the usual rule of thumb for healthy training).
 """
+
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -21,8 +22,14 @@ from .data import Dataset
 from .models import make_mlp
 from .training import get_device, loss_and_gradients, seed_everything
 
-__all__ = ["RELU_BN_GRADIENT_GROWTH", "LayerDiagnostics", "layer_diagnostics", "diagnose_at_init",
-           "diagnose_init_scales", "diagnose_depths"]
+__all__ = [
+    "RELU_BN_GRADIENT_GROWTH",
+    "LayerDiagnostics",
+    "layer_diagnostics",
+    "diagnose_at_init",
+    "diagnose_init_scales",
+    "diagnose_depths",
+]
 
 # Yang et al. (2019): in a deep ReLU network with BN before each ReLU, at initialisation and for
 # large batches, the squared gradient norm grows by pi / (pi - 1) per layer going back to the input.
@@ -65,7 +72,9 @@ def layer_diagnostics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: fl
         raise ValueError(f"lr must be positive, got {lr}")
     model = copy.deepcopy(model).train()  # a forward pass in training mode updates running statistics
     outputs: list[torch.Tensor] = []
-    hooks = [block.register_forward_hook(lambda module, args, out: outputs.append(out.detach())) for block in model.blocks]
+    hooks = [
+        block.register_forward_hook(lambda module, args, out: outputs.append(out.detach())) for block in model.blocks
+    ]
     weights = [block.linear.weight for block in model.blocks]
     try:
         loss, grads = loss_and_gradients(model, x, y, weights)
@@ -82,17 +91,35 @@ def layer_diagnostics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: fl
     )
 
 
-def diagnose_at_init(data: Dataset, norm: str, *, seed: int = 0, lr: float = 0.1, depth: int = 10, width: int = 100,
-                     activation: str = "relu", init_scale: float = 1.0, scale_head: bool = False,
-                     batch_size: int = 256) -> LayerDiagnostics:
+def diagnose_at_init(
+    data: Dataset,
+    norm: str,
+    *,
+    seed: int = 0,
+    lr: float = 0.1,
+    depth: int = 10,
+    width: int = 100,
+    activation: str = "relu",
+    init_scale: float = 1.0,
+    scale_head: bool = False,
+    batch_size: int = 256,
+) -> LayerDiagnostics:
     """:func:`layer_diagnostics` of a freshly initialised ``depth`` x ``width`` MLP whose hidden
     weights are ``init_scale`` times the He/LeCun scale (the head too if ``scale_head``), on the
     first ``batch_size`` training examples. The same seed draws the same weights at every scale."""
     device = get_device()
     x, y = data.x_train[:batch_size].to(device), data.y_train[:batch_size].to(device)
     seed_everything(seed)
-    model = make_mlp(data.input_shape[0], data.num_classes, depth=depth, width=width, norm=norm,
-                     activation=activation, init_scale=init_scale, head_init_scale=None if scale_head else 1.0)
+    model = make_mlp(
+        data.input_shape[0],
+        data.num_classes,
+        depth=depth,
+        width=width,
+        norm=norm,
+        activation=activation,
+        init_scale=init_scale,
+        head_init_scale=None if scale_head else 1.0,
+    )
     return layer_diagnostics(model.to(device), x, y, lr)
 
 

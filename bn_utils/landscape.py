@@ -13,11 +13,12 @@ each step size eta, look at the loss and the gradient at w - eta g:
 :func:`probe_gradient_step` measures one point; :func:`landscape_run` trains networks (a
 :class:`~bn_utils.stacked.StackedMLP`) and probes each one every few steps.
 """
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -51,8 +52,9 @@ class StepProbe:
         return float(np.max(self.gradient_changes / (self.step_sizes * self.gradient_norm)))
 
 
-def probe_gradient_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                        step_sizes: Sequence[float], noise_seed: int = 0) -> StepProbe:
+def probe_gradient_step(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_sizes: Sequence[float], noise_seed: int = 0
+) -> StepProbe:
     """Walk from ``model``'s weights along minus the gradient of the loss on (x, y), and record
     the loss and the gradient change at each step size. The model is evaluated in training mode
     (batch statistics, as the optimizer sees it) on a copy, so it is not changed at all."""
@@ -67,7 +69,7 @@ def probe_gradient_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     losses, changes = [], []
     for eta in step_sizes:
         with torch.no_grad():
-            for p, p0, g in zip(params, start, grads):
+            for p, p0, g in zip(params, start, grads, strict=True):
                 p.copy_(p0 - eta * g)
         loss_there, grads_there = loss_and_gradients(model, x, y, params, noise_seed)
         losses.append(loss_there)
@@ -95,7 +97,7 @@ class LandscapeRun:
         if name not in getters:
             raise ValueError(f"unknown measure {name!r}; valid names are: {', '.join(sorted(getters))}")
         values = np.full((len(self.probes), len(self.probe_steps)), np.nan)
-        for row, probes in zip(values, self.probes):
+        for row, probes in zip(values, self.probes, strict=True):
             row[: len(probes)] = [getters[name](p) for p in probes]
         return values
 
@@ -110,10 +112,20 @@ class LandscapeRun:
         return np.nanmean(low, axis=0), np.nanmean(high, axis=0)
 
 
-def landscape_run(norm: str, data: Dataset, *, seeds: Sequence[int], lr: float = 0.1, steps: int = 200,
-                  batch_size: int = 64, probe_every: int = 20, probe_batch: int = 256,
-                  step_multiples: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0), depth: int = 10,
-                  width: int = 100) -> LandscapeRun:
+def landscape_run(
+    norm: str,
+    data: Dataset,
+    *,
+    seeds: Sequence[int],
+    lr: float = 0.1,
+    steps: int = 200,
+    batch_size: int = 64,
+    probe_every: int = 20,
+    probe_batch: int = 256,
+    step_multiples: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0),
+    depth: int = 10,
+    width: int = 100,
+) -> LandscapeRun:
     """Train a ``depth`` x ``width`` ReLU MLP (He init) with SGD at ``lr``, one per seed, and every
     ``probe_every`` steps (and at step 0) probe each one with :func:`probe_gradient_step` on a fixed
     batch of ``probe_batch`` training examples, at step sizes ``lr * step_multiples``."""
@@ -137,13 +149,23 @@ def landscape_run(norm: str, data: Dataset, *, seeds: Sequence[int], lr: float =
             run.probes[i].append(probe_gradient_step(stack.model(slot), x_probe, y_probe, step_sizes))
 
     probe(StackedMLP(models), 0)
-    run.histories = train_stacked(models, data, lrs=[lr] * len(models), seeds=list(seeds), steps=steps,
-                                  batch_size=batch_size, eval_every=probe_every, on_step=probe)
+    run.histories = train_stacked(
+        models,
+        data,
+        lrs=[lr] * len(models),
+        seeds=list(seeds),
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=probe_every,
+        on_step=probe,
+    )
     return run
 
 
 def summarize_landscape(run: LandscapeRun) -> dict[str, float]:
     """Medians over seeds and checkpoints (after step 0) of the three landscape measures."""
     after_start = np.asarray(run.probe_steps) > 0
-    return {name: float(np.nanmedian(run.measure(name)[:, after_start]))
-            for name in ("loss_range", "beta_smoothness", "gradient_change")}
+    return {
+        name: float(np.nanmedian(run.measure(name)[:, after_start]))
+        for name in ("loss_range", "beta_smoothness", "gradient_change")
+    }

@@ -5,6 +5,7 @@
 constructor arguments, same parameters and buffers (so ``state_dict``s move both ways),
 same train/eval behaviour.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,9 +58,7 @@ class _BatchNorm(nn.Module):
         if track_running_stats:
             self.register_buffer("running_mean", torch.zeros(num_features, **factory))
             self.register_buffer("running_var", torch.ones(num_features, **factory))
-            self.register_buffer(
-                "num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device)
-            )
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
@@ -83,10 +82,7 @@ class _BatchNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
         if x.dim() not in self._input_dims:
-            raise ValueError(
-                f"{name} expected {self._shapes} input, got {x.dim()}D input of shape "
-                f"{tuple(x.shape)}"
-            )
+            raise ValueError(f"{name} expected {self._shapes} input, got {x.dim()}D input of shape {tuple(x.shape)}")
         if x.shape[1] != self.num_features:
             raise ValueError(
                 f"{name}({self.num_features}) expected input of shape "
@@ -145,8 +141,15 @@ class NoisyBatchNorm(nn.Module):
     (identical maths to ours, as the first chapter shows, and faster).
     """
 
-    def __init__(self, num_features: int, *, max_shift: float = 1.0, max_scale: float = 2.0,
-                 spatial: bool = False, **batch_norm_kwargs) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        max_shift: float = 1.0,
+        max_scale: float = 2.0,
+        spatial: bool = False,
+        **batch_norm_kwargs,
+    ) -> None:
         super().__init__()
         if max_shift < 0 or max_scale < 1:
             raise ValueError(f"need max_shift >= 0 and max_scale >= 1, got {max_shift} and {max_scale}")
@@ -175,11 +178,12 @@ class GhostBatchNorm(nn.Module):
     wraps a ``BatchNorm2d``. The mini-batch size must be a multiple of ``ghost_batch_size``.
     """
 
-    def __init__(self, num_features: int, *, ghost_batch_size: int, spatial: bool = False,
-                 **batch_norm_kwargs) -> None:
+    def __init__(self, num_features: int, *, ghost_batch_size: int, spatial: bool = False, **batch_norm_kwargs) -> None:
         super().__init__()
         if ghost_batch_size < 2:
-            raise ValueError(f"ghost_batch_size must be at least 2 (batch norm needs 2 examples), got {ghost_batch_size}")
+            raise ValueError(
+                f"ghost_batch_size must be at least 2 (batch norm needs 2 examples), got {ghost_batch_size}"
+            )
         self.bn = (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(num_features, **batch_norm_kwargs)
         self.ghost_batch_size = ghost_batch_size
 
@@ -187,8 +191,10 @@ class GhostBatchNorm(nn.Module):
         if not self.training:
             return self.bn(x)
         if len(x) % self.ghost_batch_size:
-            raise ValueError(f"a batch of {len(x)} examples does not split into ghost batches of "
-                             f"{self.ghost_batch_size}; use a batch size that is a multiple of it")
+            raise ValueError(
+                f"a batch of {len(x)} examples does not split into ghost batches of "
+                f"{self.ghost_batch_size}; use a batch size that is a multiple of it"
+            )
         return torch.cat([self.bn(chunk) for chunk in x.split(self.ghost_batch_size)])
 
     def extra_repr(self) -> str:

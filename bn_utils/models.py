@@ -8,11 +8,12 @@ probes can hook any of them.
 To add a normalization (layer norm, group norm, noisy batch norm...), add one entry to
 ``NORM_LAYERS``; every builder and the error messages pick it up.
 """
+
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -31,10 +32,13 @@ NORM_LAYERS: dict[str, Callable[..., nn.Module]] = {
     "batch_ghost": lambda features, spatial, **kw: GhostBatchNorm(features, spatial=bool(spatial), **kw),
     # layer norm (Ba et al., 2016): over a fully connected layer's units, or a feature map's
     # channels and positions (one group); no batch statistics at all
-    "layer": lambda features, spatial, **kw: nn.GroupNorm(1, features, **kw) if spatial else nn.LayerNorm(features, **kw),
+    "layer": lambda features, spatial, **kw: (
+        nn.GroupNorm(1, features, **kw) if spatial else nn.LayerNorm(features, **kw)
+    ),
     # group norm (Wu & He, 2018): units in groups; by default gcd(features, 32) groups (32 if it divides)
     "group": lambda features, spatial, num_groups=None, **kw: nn.GroupNorm(
-        num_groups or math.gcd(features, 32), features, **kw),
+        num_groups or math.gcd(features, 32), features, **kw
+    ),
 }
 
 # name -> (module factory, gain): the gain keeps activations' scale through depth at
@@ -118,8 +122,9 @@ def make_mlp(
         _init_weight(linear, activation, init_scale, weight_std)
         blocks.append(
             nn.Sequential(
-                OrderedDict(linear=linear, norm=make_norm(norm, width, **(norm_kwargs or {})),
-                            act=make_activation(activation))
+                OrderedDict(
+                    linear=linear, norm=make_norm(norm, width, **(norm_kwargs or {})), act=make_activation(activation)
+                )
             )
         )
         features = width

@@ -2,10 +2,11 @@
 
 Plot helpers take results (histories, arrays), never models.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -14,10 +15,25 @@ import numpy as np
 from .training import History, stack_metric
 
 __all__ = [
-    "PALETTE", "NORM_COLORS", "use_house_style", "color_for", "plot_band", "plot_histories",
-    "plot_running_stats", "plot_mode_accuracy", "plot_percentiles", "plot_distribution_snapshots",
-    "plot_layer_bars", "plot_layer_profile", "plot_gradient_growth", "plot_batch_noise",
-    "plot_generalization", "plot_sweep", "plot_landscape", "publish", "save_figure",
+    "PALETTE",
+    "NORM_COLORS",
+    "use_house_style",
+    "color_for",
+    "plot_band",
+    "plot_histories",
+    "plot_running_stats",
+    "plot_mode_accuracy",
+    "plot_percentiles",
+    "plot_distribution_snapshots",
+    "plot_layer_bars",
+    "plot_layer_profile",
+    "plot_gradient_growth",
+    "plot_batch_noise",
+    "plot_generalization",
+    "plot_sweep",
+    "plot_landscape",
+    "publish",
+    "save_figure",
 ]
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
@@ -94,8 +110,9 @@ def color_for(label: str, index: int = 0) -> str:
     return NORM_COLORS.get(label, _CYCLE[index % len(_CYCLE)])
 
 
-def plot_band(ax, x: np.ndarray, values: np.ndarray, *, label: str, color: str | None = None,
-              band: str = "std") -> None:
+def plot_band(
+    ax, x: np.ndarray, values: np.ndarray, *, label: str, color: str | None = None, band: str = "std"
+) -> None:
     """Mean over seeds (rows of ``values``) as a line with a shaded band.
 
     ``band="std"`` shades mean +/- one standard deviation, ``"minmax"`` the range over
@@ -117,8 +134,15 @@ def plot_band(ax, x: np.ndarray, values: np.ndarray, *, label: str, color: str |
     ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
 
 
-def plot_histories(runs: Mapping[str, Sequence[History]], metric: str = "test_acc", *, ax=None,
-                   band: str = "std", title: str | None = None, norms: Mapping[str, str] | None = None):
+def plot_histories(
+    runs: Mapping[str, Sequence[History]],
+    metric: str = "test_acc",
+    *,
+    ax=None,
+    band: str = "std",
+    title: str | None = None,
+    norms: Mapping[str, str] | None = None,
+):
     """One band per entry of ``runs`` (label -> histories over seeds); a norm name as label gets
     the norm's colour and display name ("batch" -> "BN"), and so does a label that ``norms``
     maps to a norm name. Returns the axes."""
@@ -152,8 +176,7 @@ def plot_running_stats(trace, *, ax=None, label: str = ""):
     if ax is None:
         _, ax = plt.subplots()
     steps = np.arange(1, len(trace.batch_mean) + 1)
-    ax.plot(steps, trace.batch_mean, ".", color=PALETTE["orange"], alpha=0.5, markersize=4,
-            label="batch mean")
+    ax.plot(steps, trace.batch_mean, ".", color=PALETTE["orange"], alpha=0.5, markersize=4, label="batch mean")
     ax.plot(steps, trace.running_mean, color=PALETTE["blue"], label=f"running mean{label}")
     ax.axhline(trace.true_mean, color=PALETTE["black"], linestyle="--", linewidth=1, label="true mean")
     ax.set_xlabel("training step")
@@ -172,8 +195,14 @@ def plot_mode_accuracy(results: Mapping[str, np.ndarray], *, ax=None, title: str
     sizes = [k.split("@", 1)[1] for k in keys]
     means = [100 * np.mean(results[k]) for k in keys]
     errors = [100 * np.std(results[k]) for k in keys]
-    ax.bar(range(len(keys)), means, yerr=errors, capsize=4, color=PALETTE["vermillion"],
-           label="training mode (forgot model.eval())")
+    ax.bar(
+        range(len(keys)),
+        means,
+        yerr=errors,
+        capsize=4,
+        color=PALETTE["vermillion"],
+        label="training mode (forgot model.eval())",
+    )
     eval_mean, eval_std = 100 * np.mean(results["eval"]), 100 * np.std(results["eval"])
     ax.axhspan(eval_mean - eval_std, eval_mean + eval_std, color=PALETTE["blue"], alpha=0.25, linewidth=0)
     ax.axhline(eval_mean, color=PALETTE["blue"], label="eval mode (running statistics)")
@@ -211,7 +240,7 @@ def plot_distribution_snapshots(record, *, unit: int = 0, at: Sequence[int] = (0
         _, ax = plt.subplots()
     means, stds = record.mean[list(at), unit], record.std[list(at), unit]
     grid = np.linspace((means - 3 * stds).min(), (means + 3 * stds).max(), 300)
-    for i, (index, mu, sd) in enumerate(zip(at, means, stds)):
+    for i, (index, mu, sd) in enumerate(zip(at, means, stds, strict=True)):
         density = np.exp(-0.5 * ((grid - mu) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
         ax.plot(grid, density, color=_CYCLE[i % len(_CYCLE)], label=f"after {record.steps[index]} steps")
         ax.fill_between(grid, density, color=_CYCLE[i % len(_CYCLE)], alpha=0.15, linewidth=0)
@@ -258,24 +287,43 @@ def plot_sweep(sweep, metric: str = "test_acc", *, ax=None, title: str | None = 
         with np.errstate(invalid="ignore"):
             mean, std = np.nanmean(final[alive], axis=1), np.nanstd(final[alive], axis=1)
         label = NORM_LABELS.get(norm, norm)
-        ax.errorbar(values[alive], mean, yerr=std, color=color_for(norm, i), marker="o", capsize=3,
-                    label=f"{label} (n={len(sweep.seeds)})")
+        ax.errorbar(
+            values[alive],
+            mean,
+            yerr=std,
+            color=color_for(norm, i),
+            marker="o",
+            capsize=3,
+            label=f"{label} (n={len(sweep.seeds)})",
+        )
     _reserve_top(ax, 0.8)  # the data keep the lower 80%; the crosses get the strip above
     crosses = mpl.transforms.blended_transform_factory(ax.transData, ax.transAxes)
     for i, norm in enumerate(sweep.norms):
         color, label = color_for(norm, i), NORM_LABELS.get(norm, norm)
-        for value, count in zip(values, sweep.diverged(norm).sum(axis=1)):
+        for value, count in zip(values, sweep.diverged(norm).sum(axis=1), strict=True):
             if count:
                 y = 0.94 - 0.08 * i
                 ax.plot(value, y, marker="x", markersize=9, mew=2.5, color=color, transform=crosses)
-                ax.annotate(f"{count}/{len(sweep.seeds)}", (value, y), xycoords=crosses, xytext=(7, -4),
-                            textcoords="offset points", fontsize=8, color=color)
+                ax.annotate(
+                    f"{count}/{len(sweep.seeds)}",
+                    (value, y),
+                    xycoords=crosses,
+                    xytext=(7, -4),
+                    textcoords="offset points",
+                    fontsize=8,
+                    color=color,
+                )
         stable = sweep.stable_values(norm)
         if not stable:
             continue
         if mark == "largest":
-            ax.axvline(max(stable), color=color, linestyle=":", linewidth=1.5,
-                       label=f"largest stable {sweep.label}, {label}: {max(stable):g}")
+            ax.axvline(
+                max(stable),
+                color=color,
+                linestyle=":",
+                linewidth=1.5,
+                label=f"largest stable {sweep.label}, {label}: {max(stable):g}",
+            )
         else:
             low, high = min(stable), max(stable)
             for edge in {low, high}:
@@ -291,8 +339,14 @@ def plot_sweep(sweep, metric: str = "test_acc", *, ax=None, title: str | None = 
     return ax
 
 
-def plot_layer_profile(diagnostics: Mapping[object, object], quantity: str = "activation_std", *, ax=None,
-                       title: str | None = None, key_label: str = "scale"):
+def plot_layer_profile(
+    diagnostics: Mapping[object, object],
+    quantity: str = "activation_std",
+    *,
+    ax=None,
+    title: str | None = None,
+    key_label: str = "scale",
+):
     """One line per entry of ``diagnostics`` (e.g. from
     :func:`bn_utils.initialization.diagnose_init_scales`): ``quantity`` of each hidden block.
     Numeric keys (scales, depths) are labelled ``"{key_label} {key}"`` and coloured dark to
@@ -314,8 +368,14 @@ def plot_layer_profile(diagnostics: Mapping[object, object], quantity: str = "ac
         ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3, color=color, label=label)
     if quantity == "update_ratio":
         ax.axhline(1e-3, color=PALETTE["black"], linestyle="--", linewidth=1)
-        ax.annotate("1e-3 rule of thumb", (0, 1e-3), xycoords=("axes fraction", "data"), xytext=(4, 3),
-                    textcoords="offset points", fontsize=8)
+        ax.annotate(
+            "1e-3 rule of thumb",
+            (0, 1e-3),
+            xycoords=("axes fraction", "data"),
+            xytext=(4, 3),
+            textcoords="offset points",
+            fontsize=8,
+        )
     ax.set_yscale("log")
     ax.set_xlabel("hidden layer")
     ax.set_ylabel(PROFILE_LABELS[quantity])
@@ -325,8 +385,9 @@ def plot_layer_profile(diagnostics: Mapping[object, object], quantity: str = "ac
     return ax
 
 
-def plot_gradient_growth(diagnostics: Mapping[str, Mapping[int, object]], *, ax=None, growth: float | None = None,
-                         title: str | None = None):
+def plot_gradient_growth(
+    diagnostics: Mapping[str, Mapping[int, object]], *, ax=None, growth: float | None = None, title: str | None = None
+):
     """The ratio of the first to the last hidden layer's weight-gradient norm at initialisation
     against depth, one line per norm (``diagnostics[norm][depth]``, e.g. from
     :func:`bn_utils.initialization.diagnose_depths`; a list of those, one per seed, gives the
@@ -339,14 +400,25 @@ def plot_gradient_growth(diagnostics: Mapping[str, Mapping[int, object]], *, ax=
         depths = np.array(sorted(runs[0]))
         ratios = np.array([[run[d].gradient_norm[0] / run[d].gradient_norm[-1] for d in depths] for run in runs])
         color = color_for(norm, i)
-        ax.plot(depths, np.exp(np.log(ratios).mean(0)), marker="o", color=color,
-                label=f"{NORM_LABELS.get(norm, norm)} (n={len(runs)})")
+        ax.plot(
+            depths,
+            np.exp(np.log(ratios).mean(0)),
+            marker="o",
+            color=color,
+            label=f"{NORM_LABELS.get(norm, norm)} (n={len(runs)})",
+        )
         if len(runs) > 1:
             ax.fill_between(depths, ratios.min(0), ratios.max(0), color=color, alpha=0.2, linewidth=0)
     if growth is not None:
         grid = np.linspace(depths.min(), depths.max(), 100)
-        ax.plot(grid, growth ** (grid - 1), color=PALETTE["black"], linestyle="--", linewidth=1,
-                label=f"{growth:.2f}^(depth - 1)")
+        ax.plot(
+            grid,
+            growth ** (grid - 1),
+            color=PALETTE["black"],
+            linestyle="--",
+            linewidth=1,
+            label=f"{growth:.2f}^(depth - 1)",
+        )
     ax.set_yscale("log")
     ax.set_xlabel("depth (hidden layers)")
     ax.set_ylabel("gradient norm, first / last layer")
@@ -363,8 +435,9 @@ def plot_batch_noise(noise: Mapping[int, float], *, ax=None, title: str | None =
         _, ax = plt.subplots()
     sizes = np.array(sorted(noise))
     ax.plot(sizes, [noise[s] for s in sizes], marker="o", color=color_for("batch"), label="measured (digits)")
-    ax.plot(sizes, np.sqrt(1.5 / sizes), color=PALETTE["black"], linestyle="--", linewidth=1,
-            label="sqrt(1.5 / batch size)")
+    ax.plot(
+        sizes, np.sqrt(1.5 / sizes), color=PALETTE["black"], linestyle="--", linewidth=1, label="sqrt(1.5 / batch size)"
+    )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("batch size")
@@ -384,12 +457,25 @@ def plot_generalization(result, *, ax=None, title: str | None = None):
         _, ax = plt.subplots()
     labels = list(result.histories)
     gaps = [100 * result.final(label, "gap") for label in labels]
-    bars = ax.bar(range(len(labels)), [g.mean() for g in gaps], yerr=[g.std() for g in gaps], capsize=4,
-                  color=[color_for(result.norms.get(label, label), i) for i, label in enumerate(labels)])
-    for bar, label in zip(bars, labels):
-        ax.annotate(f"test {100 * np.median(result.final(label, 'test_acc')):.1f}%",
-                    (bar.get_x() + bar.get_width() / 2, 0), xytext=(0, 4), textcoords="offset points",
-                    ha="center", fontsize=8, color="white", rotation=90, va="bottom")
+    bars = ax.bar(
+        range(len(labels)),
+        [g.mean() for g in gaps],
+        yerr=[g.std() for g in gaps],
+        capsize=4,
+        color=[color_for(result.norms.get(label, label), i) for i, label in enumerate(labels)],
+    )
+    for bar, label in zip(bars, labels, strict=True):
+        ax.annotate(
+            f"test {100 * np.median(result.final(label, 'test_acc')):.1f}%",
+            (bar.get_x() + bar.get_width() / 2, 0),
+            xytext=(0, 4),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+            color="white",
+            rotation=90,
+            va="bottom",
+        )
     ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
     ax.set_ylabel("train − test accuracy (points)")
     if title:

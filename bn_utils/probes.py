@@ -3,6 +3,7 @@
 ``ActivationProbe`` is a context manager around a forward hook that records, every ``every``-th
 training-mode forward pass of one module, per-unit percentiles, mean and std of its output.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,8 @@ class ActivationProbe:
 
     Use as ``with ActivationProbe(model.blocks[2].norm, every=5) as probe: train(...)``;
     then ``probe.record()`` gives an :class:`ActivationRecord`. Only training-mode passes
-    count (evaluation passes are ignored, and so is anything run inside ``probe.paused()``). Units are dimension 1; for feature maps (N, C, H, W)
-    the batch and spatial positions are pooled per channel.
+    count (evaluation passes are ignored, and so is anything run inside ``probe.paused()``).
+    Units are dimension 1; for feature maps (N, C, H, W) the batch and spatial positions are pooled per channel.
     """
 
     def __init__(self, module: nn.Module, *, every: int = 1, percentiles: tuple[int, ...] = (15, 50, 85)):
@@ -55,12 +56,13 @@ class ActivationProbe:
         with torch.no_grad():
             values = output.detach().transpose(0, 1).reshape(output.shape[1], -1).float()
             q = torch.tensor([p / 100 for p in self.percentiles], device=values.device)
-            stats = torch.cat([torch.quantile(values, q, dim=1), values.mean(1, keepdim=True).T,
-                               values.std(1, keepdim=True).T])
+            stats = torch.cat(
+                [torch.quantile(values, q, dim=1), values.mean(1, keepdim=True).T, values.std(1, keepdim=True).T]
+            )
         self._steps.append(self._passes)
         self._rows.append(stats.cpu())
 
-    def __enter__(self) -> "ActivationProbe":
+    def __enter__(self) -> ActivationProbe:
         if self._handle is not None:
             raise RuntimeError("this probe is already attached")
         self._handle = self.module.register_forward_hook(self._hook)

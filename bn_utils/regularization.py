@@ -8,11 +8,13 @@ trains the same network with batch statistics of different noise levels (ghost b
 al. 2017) and with normalizations that use no batch statistics at all (layer norm, group norm), and
 compares how well each generalizes.
 """
+
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -21,8 +23,14 @@ from .data import Dataset
 from .models import make_mlp
 from .training import History, run_seeds
 
-__all__ = ["first_layer_inputs", "normalized_in_random_batches", "batch_noise", "REGULARIZERS",
-           "RegularizationResult", "regularization_study"]
+__all__ = [
+    "first_layer_inputs",
+    "normalized_in_random_batches",
+    "batch_noise",
+    "REGULARIZERS",
+    "RegularizationResult",
+    "regularization_study",
+]
 
 
 @torch.no_grad()
@@ -37,8 +45,15 @@ def first_layer_inputs(data: Dataset, *, width: int = 100, seed: int = 0) -> tor
 
 
 @torch.no_grad()
-def normalized_in_random_batches(fixed: torch.Tensor, pool: torch.Tensor, batch_size: int, *, draws: int,
-                                 generator: torch.Generator, eps: float = 1e-5) -> torch.Tensor:
+def normalized_in_random_batches(
+    fixed: torch.Tensor,
+    pool: torch.Tensor,
+    batch_size: int,
+    *,
+    draws: int,
+    generator: torch.Generator,
+    eps: float = 1e-5,
+) -> torch.Tensor:
     """(draws, examples, units): each row of ``fixed`` batch-normalized (training mode, no affine)
     together with ``batch_size - 1`` rows of ``pool`` drawn at random; the same others for every
     fixed example within a draw."""
@@ -48,13 +63,14 @@ def normalized_in_random_batches(fixed: torch.Tensor, pool: torch.Tensor, batch_
     for d in range(draws):
         others = pool[torch.randperm(len(pool), generator=generator)[: batch_size - 1]]
         mean = (others.sum(0) + fixed) / batch_size
-        var = ((others ** 2).sum(0) + fixed ** 2) / batch_size - mean ** 2
+        var = ((others**2).sum(0) + fixed**2) / batch_size - mean**2
         out[d] = (fixed - mean) / torch.sqrt(var + eps)
     return out
 
 
-def batch_noise(data: Dataset, batch_sizes: Sequence[int], *, draws: int = 200, examples: int = 32,
-                width: int = 100, seed: int = 0) -> dict[int, float]:
+def batch_noise(
+    data: Dataset, batch_sizes: Sequence[int], *, draws: int = 200, examples: int = 32, width: int = 100, seed: int = 0
+) -> dict[int, float]:
     """How much BN's output for a fixed example depends on the company it keeps.
 
     The inputs of a first BN layer (:func:`first_layer_inputs`) are normalized in batches made of
@@ -66,8 +82,10 @@ def batch_noise(data: Dataset, batch_sizes: Sequence[int], *, draws: int = 200, 
     z = first_layer_inputs(data, width=width, seed=seed)
     fixed, pool = z[:examples], z[examples:]
     generator = torch.Generator().manual_seed(seed)
-    return {size: normalized_in_random_batches(fixed, pool, size, draws=draws, generator=generator)
-            .std(dim=0).mean().item() for size in batch_sizes}
+    return {
+        size: normalized_in_random_batches(fixed, pool, size, draws=draws, generator=generator).std(dim=0).mean().item()
+        for size in batch_sizes
+    }
 
 
 # label -> (norm, norm_kwargs): the normalizations the chapter compares, from the noisiest batch
@@ -98,26 +116,51 @@ class RegularizationResult:
 
     def table(self) -> dict[str, dict[str, float]]:
         """Median over seeds of train accuracy, test accuracy, gap and test loss, per configuration."""
-        return {label: {m: float(np.median(self.final(label, m))) for m in ("train_acc", "test_acc", "gap", "test_loss")}
-                for label in self.histories}
+        return {
+            label: {m: float(np.median(self.final(label, m))) for m in ("train_acc", "test_acc", "gap", "test_loss")}
+            for label in self.histories
+        }
 
 
-def regularization_study(data: Dataset, *, configs: Mapping[str, tuple[str, dict]] = REGULARIZERS,
-                         seeds: Sequence[int] = (0, 1, 2), epochs: int = 40, batch_size: int = 128, lr: float = 0.1,
-                         depth: int = 3, width: int = 100, train_examples: int | None = None) -> RegularizationResult:
+def regularization_study(
+    data: Dataset,
+    *,
+    configs: Mapping[str, tuple[str, dict]] = REGULARIZERS,
+    seeds: Sequence[int] = (0, 1, 2),
+    epochs: int = 40,
+    batch_size: int = 128,
+    lr: float = 0.1,
+    depth: int = 3,
+    width: int = 100,
+    train_examples: int | None = None,
+) -> RegularizationResult:
     """Train a ``depth`` x ``width`` ReLU MLP with each configuration of ``configs`` (label ->
     (norm, norm_kwargs)), SGD at ``lr``, ``batch_size`` examples per step for ``epochs`` epochs,
     one run per seed; train and test accuracy are measured every epoch. ``train_examples``
     keeps only the first that many training examples, to make overfitting easier to see."""
     if train_examples is not None:
         if not batch_size <= train_examples <= len(data.x_train):
-            raise ValueError(f"train_examples must be between batch_size ({batch_size}) and "
-                             f"{len(data.x_train)}, got {train_examples}")
+            raise ValueError(
+                f"train_examples must be between batch_size ({batch_size}) and "
+                f"{len(data.x_train)}, got {train_examples}"
+            )
         data = replace(data, x_train=data.x_train[:train_examples], y_train=data.y_train[:train_examples])
     histories = {}
     for label, (norm, norm_kwargs) in configs.items():
         histories[label] = run_seeds(
-            lambda: make_mlp(data.input_shape[0], data.num_classes, depth=depth, width=width, norm=norm,
-                             norm_kwargs=norm_kwargs),
-            data, seeds, lr=lr, epochs=epochs, batch_size=batch_size)
+            functools.partial(
+                make_mlp,
+                data.input_shape[0],
+                data.num_classes,
+                depth=depth,
+                width=width,
+                norm=norm,
+                norm_kwargs=norm_kwargs,
+            ),
+            data,
+            seeds,
+            lr=lr,
+            epochs=epochs,
+            batch_size=batch_size,
+        )
     return RegularizationResult(histories, norms={label: norm for label, (norm, _) in configs.items()})

@@ -12,12 +12,13 @@ on its own, with its own learning rate and batch order: the tests check that bot
 losses, accuracies and weights (in float64). So a sweep's results are ordinary
 :class:`~bn_utils.training.History` objects.
 """
+
 from __future__ import annotations
 
 import copy
 import math
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -54,8 +55,10 @@ class StackedMLP:
         keys = list(template.state_dict())
         for i, model in enumerate(models[1:], start=1):
             if str(model) != str(template) or list(model.state_dict()) != keys:
-                raise ValueError(f"model {i} differs in structure from model 0; stack models built by "
-                                 "make_mlp with the same arguments")
+                raise ValueError(
+                    f"model {i} differs in structure from model 0; stack models built by "
+                    "make_mlp with the same arguments"
+                )
         self._template = copy.deepcopy(template)
         parameter_names = {name for name, _ in template.named_parameters()}
         states = [model.state_dict() for model in models]
@@ -80,20 +83,22 @@ class StackedMLP:
             if not isinstance(getattr(block, "linear", None), nn.Linear):
                 raise ValueError(f"block {i} has no nn.Linear; StackedMLP stacks MLPs, not conv nets")
             if not (isinstance(block.norm, nn.Identity) or _is_batch_norm(block.norm)):
-                raise ValueError(f"block {i} has norm {block.norm.__class__.__name__}; StackedMLP supports "
-                                 "norm='none', 'batch' and 'batch_scratch' (with running statistics)")
+                raise ValueError(
+                    f"block {i} has norm {block.norm.__class__.__name__}; StackedMLP supports "
+                    "norm='none', 'batch' and 'batch_scratch' (with running statistics)"
+                )
             if _is_batch_norm(block.norm) and block.norm.momentum is None:
                 raise ValueError("StackedMLP needs a batch-norm momentum (momentum=None is not supported)")
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def train(self, mode: bool = True) -> "StackedMLP":
+    def train(self, mode: bool = True) -> StackedMLP:
         """Training mode (batch statistics, running averages updated) or not, as ``nn.Module.train``."""
         self.training = mode
         return self
 
-    def eval(self) -> "StackedMLP":
+    def eval(self) -> StackedMLP:
         """Evaluation mode: batch norm uses the running statistics."""
         return self.train(False)
 
@@ -106,9 +111,14 @@ class StackedMLP:
         flat = h.transpose(0, 1).reshape(batch, models * channels)
         weight, bias = self.params.get(prefix + "weight"), self.params.get(prefix + "bias")
         out = F.batch_norm(
-            flat, self.buffers[prefix + "running_mean"].view(-1), self.buffers[prefix + "running_var"].view(-1),
-            None if weight is None else weight.reshape(-1), None if bias is None else bias.reshape(-1),
-            training=self.training, momentum=layer.momentum, eps=layer.eps,
+            flat,
+            self.buffers[prefix + "running_mean"].view(-1),
+            self.buffers[prefix + "running_var"].view(-1),
+            None if weight is None else weight.reshape(-1),
+            None if bias is None else bias.reshape(-1),
+            training=self.training,
+            momentum=layer.momentum,
+            eps=layer.eps,
         )
         if self.training:
             self.buffers[prefix + "num_batches_tracked"] += 1
@@ -126,8 +136,10 @@ class StackedMLP:
         if x.dim() == 2:
             x = x.expand(len(self), *x.shape)
         if x.dim() != 3 or x.shape[0] != len(self) or x.shape[2] != in_features:
-            raise ValueError(f"expected inputs of shape ({len(self)}, batch, {in_features}) or "
-                             f"(batch, {in_features}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected inputs of shape ({len(self)}, batch, {in_features}) or "
+                f"(batch, {in_features}), got {tuple(x.shape)}"
+            )
         h = x
         for i, block in enumerate(self._blocks):
             prefix = f"blocks.{i}."
@@ -158,8 +170,9 @@ class StackedMLP:
 
 
 @torch.no_grad()
-def evaluate_stacked(stack: StackedMLP, x: torch.Tensor, y: torch.Tensor,
-                     batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluate_stacked(
+    stack: StackedMLP, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per model (accuracy, mean cross-entropy) in eval mode, as
     :func:`bn_utils.training.evaluate` gives for one model; restores the stack's mode."""
     was_training = stack.training
@@ -167,8 +180,8 @@ def evaluate_stacked(stack: StackedMLP, x: torch.Tensor, y: torch.Tensor,
     correct = torch.zeros(len(stack), device=x.device, dtype=torch.long)
     total_loss = torch.zeros(len(stack), device=x.device, dtype=torch.float64)
     for start in range(0, len(x), batch_size):
-        logits = stack(x[start: start + batch_size])
-        target = y[start: start + batch_size].expand(len(stack), -1)
+        logits = stack(x[start : start + batch_size])
+        target = y[start : start + batch_size].expand(len(stack), -1)
         total_loss += F.cross_entropy(logits.transpose(1, 2), target, reduction="none").sum(1).double()
         correct += (logits.argmax(dim=2) == target).sum(1)
     stack.train(was_training)
@@ -197,14 +210,20 @@ class _StackedOptimizer:
             if self.name == "sgd":
                 if self.momentum:
                     buffer = state.get("momentum")
-                    state["momentum"] = buffer = grad.clone() if buffer is None else buffer.mul_(self.momentum).add_(grad)
+                    state["momentum"] = buffer = (
+                        grad.clone() if buffer is None else buffer.mul_(self.momentum).add_(grad)
+                    )
                     grad = buffer
                 param.sub_(self._lr(param) * grad)
             else:  # Adam, computed as torch.optim.Adam does (betas 0.9, 0.999; eps 1e-8)
                 beta1, beta2, eps = 0.9, 0.999, 1e-8
                 m = state.setdefault("exp_avg", torch.zeros_like(param)).lerp_(grad, 1 - beta1)
-                v = state.setdefault("exp_avg_sq", torch.zeros_like(param)).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                correction1, correction2 = 1 - beta1 ** self.steps, 1 - beta2 ** self.steps
+                v = (
+                    state.setdefault("exp_avg_sq", torch.zeros_like(param))
+                    .mul_(beta2)
+                    .addcmul_(grad, grad, value=1 - beta2)
+                )
+                correction1, correction2 = 1 - beta1**self.steps, 1 - beta2**self.steps
                 denominator = (v.sqrt() / math.sqrt(correction2)).add_(eps)
                 param.sub_(self._lr(param) / correction1 * m / denominator)
 
@@ -243,8 +262,10 @@ def train_stacked(
     if (epochs is None) == (steps is None):
         raise ValueError("give exactly one of epochs= or steps=")
     if not (len(models) == len(lrs) == len(seeds)):
-        raise ValueError(f"need one learning rate and one seed per model: got {len(models)} models, "
-                         f"{len(lrs)} learning rates and {len(seeds)} seeds")
+        raise ValueError(
+            f"need one learning rate and one seed per model: got {len(models)} models, "
+            f"{len(lrs)} learning rates and {len(seeds)} seeds"
+        )
     steps_per_epoch = len(data.x_train) // batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} is larger than the training set ({len(data.x_train)})")
@@ -252,14 +273,23 @@ def train_stacked(
     eval_every = eval_every or steps_per_epoch
     stack = StackedMLP(models).train()
     device = data.x_train.device
-    opt = _StackedOptimizer(optimizer, torch.tensor(list(lrs), dtype=data.x_train.dtype, device=device),
-                            momentum)
+    opt = _StackedOptimizer(optimizer, torch.tensor(list(lrs), dtype=data.x_train.dtype, device=device), momentum)
     seeds = list(seeds)
     histories = [
-        History(steps_per_epoch=steps_per_epoch,
-                config=dict(lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
-                            weight_decay=0.0, seed=seed, steps=total, stacked_with=len(models)))
-        for lr, seed in zip(lrs, seeds)
+        History(
+            steps_per_epoch=steps_per_epoch,
+            config=dict(
+                lr=lr,
+                batch_size=batch_size,
+                optimizer=optimizer,
+                momentum=momentum,
+                weight_decay=0.0,
+                seed=seed,
+                steps=total,
+                stacked_with=len(models),
+            ),
+        )
+        for lr, seed in zip(lrs, seeds, strict=True)
     ]
 
     def record(step: int) -> None:
@@ -285,7 +315,8 @@ def train_stacked(
             values = losses.tolist()
             finite = [slot for slot, v in enumerate(values) if math.isfinite(v)]
             keys = list(stack.params)
-            grads = dict(zip(keys, torch.autograd.grad(losses[finite].sum(), [stack.params[k] for k in keys])))
+            grads = torch.autograd.grad(losses[finite].sum(), [stack.params[k] for k in keys])
+            grads = dict(zip(keys, grads, strict=True))
             if len(finite) < len(stack):  # diverged: record, and drop from the stack
                 for slot in sorted(set(range(len(stack))) - set(finite)):
                     histories[stack.ids[slot]].diverged_at = step

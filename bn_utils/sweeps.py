@@ -7,10 +7,11 @@ in which every seed trains, the best value, and how fast each configuration reac
 accuracy. :func:`lr_sweep` (chapter "Faster convergence") and :func:`init_scale_sweep` (chapter
 "Initialization robustness") are the two sweeps the course runs.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -19,8 +20,17 @@ from .models import make_mlp
 from .stacked import train_stacked
 from .training import History, get_device, seed_everything
 
-__all__ = ["LR_GRID", "INIT_SCALE_GRID", "DEPTH_GRID", "PARAMETER_LABELS", "Sweep", "run_sweep", "lr_sweep",
-           "init_scale_sweep", "depth_sweep"]
+__all__ = [
+    "LR_GRID",
+    "INIT_SCALE_GRID",
+    "DEPTH_GRID",
+    "PARAMETER_LABELS",
+    "Sweep",
+    "run_sweep",
+    "lr_sweep",
+    "init_scale_sweep",
+    "depth_sweep",
+]
 
 # 1-3-10 steps from 1e-3 to 10: nine learning rates, about half a decade apart.
 LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -82,12 +92,14 @@ class Sweep:
     def final(self, norm: str, metric: str = "test_acc") -> np.ndarray:
         """(values, seeds) final values, NaN for diverged runs. ``metric`` is an evaluated metric
         (``test_acc``, ``test_loss``, ...) or ``loss``: the mean training loss of the last epoch."""
+
         def value(h: History) -> float:
             if h.diverged:
                 return np.nan
             if metric == "loss":
-                return float(np.mean(h.loss[-h.steps_per_epoch:]))
+                return float(np.mean(h.loss[-h.steps_per_epoch :]))
             return getattr(h, metric)[-1]
+
         return np.array([[value(h) for h in row] for row in self._grid(norm)], dtype=float)
 
     def trained(self, norm: str) -> np.ndarray:
@@ -96,7 +108,7 @@ class Sweep:
 
     def stable_values(self, norm: str) -> list[float]:
         """The values at which every seed trains."""
-        return [v for v, row in zip(self.values, self.trained(norm)) if row.all()]
+        return [v for v, row in zip(self.values, self.trained(norm), strict=True) if row.all()]
 
     def largest_stable(self, norm: str) -> float | None:
         """The largest value at which every seed trains (None if there is none)."""
@@ -107,8 +119,9 @@ class Sweep:
         """(values, seeds) steps to reach ``target`` (default: the sweep's) test accuracy; inf
         where never reached."""
         target = self.target if target is None else target
-        return np.array([[np.inf if (s := h.steps_to(target)) is None else s for h in row]
-                         for row in self._grid(norm)], dtype=float)
+        return np.array(
+            [[np.inf if (s := h.steps_to(target)) is None else s for h in row] for row in self._grid(norm)], dtype=float
+        )
 
     def best(self, norm: str) -> float | None:
         """The value, among those at which every seed trains, with the fewest median steps to
@@ -129,12 +142,27 @@ class Sweep:
         return float(np.median(self.steps_to_target(norm, target)[self._index(value)]))
 
 
-def run_sweep(data: Dataset, parameter: str, values: Sequence[float], *, norms: Sequence[str] = ("none", "batch"),
-              seeds: Sequence[int] = (0, 1, 2), lr: float = 0.1, init_scale: float = 1.0,
-              head_init_scale: float | None = None, depth: int = 10, steps: int = 200,
-              batch_size: int = 64, optimizer: str = "sgd", momentum: float = 0.0, eval_every: int = 10,
-              width: int = 100, activation: str = "relu", target: float = 0.95,
-              min_accuracy: float = 0.5) -> Sweep:
+def run_sweep(
+    data: Dataset,
+    parameter: str,
+    values: Sequence[float],
+    *,
+    norms: Sequence[str] = ("none", "batch"),
+    seeds: Sequence[int] = (0, 1, 2),
+    lr: float = 0.1,
+    init_scale: float = 1.0,
+    head_init_scale: float | None = None,
+    depth: int = 10,
+    steps: int = 200,
+    batch_size: int = 64,
+    optimizer: str = "sgd",
+    momentum: float = 0.0,
+    eval_every: int = 10,
+    width: int = 100,
+    activation: str = "relu",
+    target: float = 0.95,
+    min_accuracy: float = 0.5,
+) -> Sweep:
     """Train a ``depth`` x ``width`` MLP (BN before each activation when ``norm`` is ``batch``)
     for ``steps`` steps at every value of ``parameter`` (``"lr"``, ``"init_scale"`` or
     ``"depth"``; the others are fixed at ``lr``, ``init_scale``, ``depth``; ``head_init_scale``
@@ -146,8 +174,9 @@ def run_sweep(data: Dataset, parameter: str, values: Sequence[float], *, norms: 
     if parameter not in PARAMETER_LABELS:
         raise ValueError(f"unknown parameter {parameter!r}; valid names are: {', '.join(PARAMETER_LABELS)}")
     if not values or not seeds or any(v <= 0 for v in values):
-        raise ValueError(f"need at least one positive {PARAMETER_LABELS[parameter]} and one seed, "
-                         f"got {values} and {seeds}")
+        raise ValueError(
+            f"need at least one positive {PARAMETER_LABELS[parameter]} and one seed, got {values} and {seeds}"
+        )
     if parameter == "depth" and any(v != int(v) for v in values):
         raise ValueError(f"depths must be whole numbers, got {values}")
     device = get_device()
@@ -163,15 +192,33 @@ def run_sweep(data: Dataset, parameter: str, values: Sequence[float], *, norms: 
                 setting = {"lr": lr, "init_scale": init_scale, "depth": depth, parameter: value}
                 for seed in seeds:
                     seed_everything(seed)
-                    models.append(make_mlp(data.input_shape[0], data.num_classes, depth=int(setting["depth"]),
-                                           width=width, norm=norm, activation=activation,
-                                           init_scale=setting["init_scale"],
-                                           head_init_scale=head_init_scale).to(device))
+                    models.append(
+                        make_mlp(
+                            data.input_shape[0],
+                            data.num_classes,
+                            depth=int(setting["depth"]),
+                            width=width,
+                            norm=norm,
+                            activation=activation,
+                            init_scale=setting["init_scale"],
+                            head_init_scale=head_init_scale,
+                        ).to(device)
+                    )
                     run_lrs.append(setting["lr"])
                     run_seeds.append(seed)
-            flat = train_stacked(models, data, lrs=run_lrs, seeds=run_seeds, steps=steps, batch_size=batch_size,
-                                 optimizer=optimizer, momentum=momentum, eval_every=eval_every, eval_train=False)
-            histories[norm] += [flat[i * len(seeds): (i + 1) * len(seeds)] for i in range(len(group))]
+            flat = train_stacked(
+                models,
+                data,
+                lrs=run_lrs,
+                seeds=run_seeds,
+                steps=steps,
+                batch_size=batch_size,
+                optimizer=optimizer,
+                momentum=momentum,
+                eval_every=eval_every,
+                eval_train=False,
+            )
+            histories[norm] += [flat[i * len(seeds) : (i + 1) * len(seeds)] for i in range(len(group))]
     return Sweep(parameter, values, seeds, histories, target=target, min_accuracy=min_accuracy)
 
 
@@ -180,8 +227,9 @@ def lr_sweep(data: Dataset, *, lrs: Sequence[float] = LR_GRID, **kwargs) -> Swee
     return run_sweep(data, "lr", lrs, **kwargs)
 
 
-def init_scale_sweep(data: Dataset, *, scales: Sequence[float] = INIT_SCALE_GRID, scale_head: bool = False,
-                     **kwargs) -> Sweep:
+def init_scale_sweep(
+    data: Dataset, *, scales: Sequence[float] = INIT_SCALE_GRID, scale_head: bool = False, **kwargs
+) -> Sweep:
     """:func:`run_sweep` over the initial weight scale of the hidden layers (default:
     ``INIT_SCALE_GRID``, times the He/LeCun scale) at a fixed learning rate (``lr``, default
     0.1). The output layer keeps the standard scale unless ``scale_head``: no BN follows it."""

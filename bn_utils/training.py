@@ -4,14 +4,15 @@
 on it. A run whose loss becomes NaN or infinite is stopped and recorded as diverged, not
 raised, because "this learning rate diverges" is a result the course reports.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -19,8 +20,16 @@ from torch import nn
 
 from .data import Dataset, iterate_batches
 
-__all__ = ["seed_everything", "get_device", "History", "train", "evaluate", "loss_and_gradients", "run_seeds",
-           "stack_metric"]
+__all__ = [
+    "seed_everything",
+    "get_device",
+    "History",
+    "train",
+    "evaluate",
+    "loss_and_gradients",
+    "run_seeds",
+    "stack_metric",
+]
 
 
 def seed_everything(seed: int) -> None:
@@ -76,10 +85,12 @@ class History:
         """
         values = getattr(self, metric)
         if len(values) != len(self.eval_steps):
-            raise ValueError(f"{metric} was not recorded at every evaluation of this run "
-                             f"({len(values)} values, {len(self.eval_steps)} evaluations)")
+            raise ValueError(
+                f"{metric} was not recorded at every evaluation of this run "
+                f"({len(values)} values, {len(self.eval_steps)} evaluations)"
+            )
         hit = (lambda v: v <= threshold) if metric.endswith("loss") else (lambda v: v >= threshold)
-        return next((s for s, v in zip(self.eval_steps, values) if hit(v)), None)
+        return next((s for s, v in zip(self.eval_steps, values, strict=True) if hit(v)), None)
 
 
 @torch.no_grad()
@@ -97,8 +108,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / len(x), total_loss / len(x)
 
 
-def loss_and_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: Sequence[torch.Tensor],
-                       noise_seed: int = 0) -> tuple[float, list[torch.Tensor]]:
+def loss_and_gradients(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: Sequence[torch.Tensor], noise_seed: int = 0
+) -> tuple[float, list[torch.Tensor]]:
     """Mini-batch cross-entropy of ``model`` (in its current mode) and its gradients with
     respect to ``params``, without touching ``.grad``. The forward pass draws its random
     numbers (noisy BN) from ``noise_seed`` in a forked generator, so two calls see the same
@@ -151,8 +163,15 @@ def train(
     opt = _make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
     history = History(
         steps_per_epoch=steps_per_epoch,
-        config=dict(lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
-                    weight_decay=weight_decay, seed=seed, steps=total),
+        config=dict(
+            lr=lr,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            seed=seed,
+            steps=total,
+        ),
     )
 
     def record(step: int) -> None:
@@ -246,10 +265,10 @@ def stack_metric(histories: Sequence[History], metric: str = "test_acc") -> tupl
         steps = np.arange(1, max(len(s) for s in series) + 1)
     else:
         series = [getattr(h, metric) for h in histories]
-        if any(len(s) != len(h.eval_steps) for s, h in zip(series, histories)):
+        if any(len(s) != len(h.eval_steps) for s, h in zip(series, histories, strict=True)):
             raise ValueError(f"{metric} was not recorded at every evaluation of these runs")
         steps = np.asarray(max((h.eval_steps for h in histories), key=len))
     values = np.full((len(series), len(steps)), np.nan)
-    for row, s in zip(values, series):
+    for row, s in zip(values, series, strict=True):
         row[: len(s)] = s
     return steps, values

@@ -1,26 +1,41 @@
 """Interactive explorers (ipywidgets): each answers one "what if..." in well under a second."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from .inference import running_stats_trace
-from .plotting import (NORM_LABELS, PALETTE, color_for, plot_histories, plot_layer_profile, plot_percentiles,
-                       plot_running_stats)
+from .plotting import (
+    NORM_LABELS,
+    PALETTE,
+    color_for,
+    plot_histories,
+    plot_layer_profile,
+    plot_percentiles,
+    plot_running_stats,
+)
 
-__all__ = ["running_stats_explorer", "covariate_shift_explorer", "precompute_shift_runs", "sweep_explorer",
-           "init_explorer", "batch_noise_explorer"]
+__all__ = [
+    "running_stats_explorer",
+    "covariate_shift_explorer",
+    "precompute_shift_runs",
+    "sweep_explorer",
+    "init_explorer",
+    "batch_noise_explorer",
+]
 
 
 def _draw_running_stats(batch_size: int, momentum: float, cumulative: bool, steps: int = 200):
-    trace = running_stats_trace(batch_size=batch_size, momentum=None if cumulative else momentum,
-                                steps=steps, seed=0)
+    trace = running_stats_trace(batch_size=batch_size, momentum=None if cumulative else momentum, steps=steps, seed=0)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     plot_running_stats(trace, ax=ax)
     mean_err, var_err = trace.final_relative_error()
     rule = "cumulative average" if cumulative else f"momentum {momentum:.3f}"
-    ax.set_title(f"batch size {batch_size}, {rule}: final error {mean_err:.2f} std (mean), "
-                 f"{100 * var_err:.0f}% (variance)", fontsize=10)
+    ax.set_title(
+        f"batch size {batch_size}, {rule}: final error {mean_err:.2f} std (mean), {100 * var_err:.0f}% (variance)",
+        fontsize=10,
+    )
     plt.show()
     return trace
 
@@ -44,12 +59,19 @@ def precompute_shift_runs(data, *, seed: int = 0, steps: int = 600, noise_levels
     each noise level (shift up to +/- level, scale between 1/(1+level) and 1+level)."""
     from .covariate_shift import covariate_shift_run
 
-    runs = {("none", 0.0): covariate_shift_run("none", data, seed=seed, steps=steps, ics_every=None),
-            ("batch", 0.0): covariate_shift_run("batch", data, seed=seed, steps=steps, ics_every=None)}
+    runs = {
+        ("none", 0.0): covariate_shift_run("none", data, seed=seed, steps=steps, ics_every=None),
+        ("batch", 0.0): covariate_shift_run("batch", data, seed=seed, steps=steps, ics_every=None),
+    }
     for level in noise_levels:
         runs[("batch", level)] = covariate_shift_run(
-            "batch_noisy", data, seed=seed, steps=steps, ics_every=None,
-            norm_kwargs={"max_shift": level, "max_scale": 1 + level})
+            "batch_noisy",
+            data,
+            seed=seed,
+            steps=steps,
+            ics_every=None,
+            norm_kwargs={"max_shift": level, "max_scale": 1 + level},
+        )
     return runs
 
 
@@ -59,15 +81,17 @@ def _draw_shift(runs: dict, layer: int, batch_norm: bool, noise: float, unit: in
     label = "plain" if not batch_norm else ("BN" if noise == 0 else f"noisy BN (level {noise:g})")
     color = color_for("none" if not batch_norm else ("batch" if noise == 0 else "batch_noisy"))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
-    plot_percentiles(run.records[layer - 1], unit=unit, ax=left, color=color,
-                     title=f"{label}, hidden layer {layer}, unit {unit}")
+    plot_percentiles(
+        run.records[layer - 1], unit=unit, ax=left, color=color, title=f"{label}, hidden layer {layer}, unit {unit}"
+    )
     for name, r, c in (("plain", plain, PALETTE["vermillion"]), (label, run, color)):
         right.plot(r.history.eval_steps, r.history.test_acc, color=c, label=name)
     right.set_xlabel("training step")
     right.set_ylabel("test accuracy")
     right.legend(loc="lower right")
-    right.set_title(f"drift {run.drift(layer - 1):.2f}, jitter {run.jitter(layer - 1):.3f} (median over units)",
-                    fontsize=10)
+    right.set_title(
+        f"drift {run.drift(layer - 1):.2f}, jitter {run.jitter(layer - 1):.3f} (median over units)", fontsize=10
+    )
     plt.show()
 
 
@@ -91,8 +115,7 @@ def _draw_sweep(sweep, value: float, batch_norm: bool):
     norm = "batch" if batch_norm else "none"
     runs = sweep.runs(norm, value)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
-    plot_histories({norm: runs}, "loss", ax=left, title=f"{NORM_LABELS[norm]}, {sweep.label} {value:g}",
-                   band="minmax")
+    plot_histories({norm: runs}, "loss", ax=left, title=f"{NORM_LABELS[norm]}, {sweep.label} {value:g}", band="minmax")
     left.set_yscale("log")
     plot_histories({norm: runs}, "test_acc", ax=right)
     right.axhline(sweep.target, color=PALETTE["black"], linestyle="--", linewidth=1)
@@ -100,7 +123,9 @@ def _draw_sweep(sweep, value: float, batch_norm: bool):
     diverged = sum(h.diverged for h in runs)
     steps = sweep.median_steps_to_target(norm, value)
     target = f"{100 * sweep.target:.0f}%"
-    reached = f"{target} after {steps:.0f} steps (median)" if np.isfinite(steps) else f"median seed never reached {target}"
+    reached = (
+        f"{target} after {steps:.0f} steps (median)" if np.isfinite(steps) else f"median seed never reached {target}"
+    )
     right.set_title(f"{diverged}/{len(runs)} seeds diverged; {reached}", fontsize=10)
     plt.show()
 
@@ -118,30 +143,44 @@ def sweep_explorer(sweep):
     return widgets.interactive(
         _draw_sweep,
         sweep=widgets.fixed(sweep),
-        value=widgets.SelectionSlider(options=list(sweep.values), value=sweep.values[len(sweep.values) // 2],
-                                      description=sweep.label),
+        value=widgets.SelectionSlider(
+            options=list(sweep.values), value=sweep.values[len(sweep.values) // 2], description=sweep.label
+        ),
         batch_norm=widgets.Checkbox(value=True, description="batch norm"),
     )
 
 
-def _draw_init(data, scale: float, batch_norm: bool, depth: int, activation: str,
-               quantities: tuple[str, str] = ("activation_std", "update_ratio")):
+def _draw_init(
+    data,
+    scale: float,
+    batch_norm: bool,
+    depth: int,
+    activation: str,
+    quantities: tuple[str, str] = ("activation_std", "update_ratio"),
+):
     from .initialization import diagnose_init_scales
 
     norm = "batch" if batch_norm else "none"
     diagnostics = diagnose_init_scales(data, norm, [1.0, scale], depth=depth, activation=activation)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-    for ax, quantity in zip(axes, quantities):
+    for ax, quantity in zip(axes, quantities, strict=True):
         plot_layer_profile(diagnostics, quantity, ax=ax)
     axes[0].set_title(f"{NORM_LABELS[norm]}, {depth} {activation} layers")
-    axes[1].set_title(f"loss at init: {diagnostics[scale].loss:.3g} (scale {scale:g}), "
-                      f"{diagnostics[1.0].loss:.3g} (scale 1)")
+    axes[1].set_title(
+        f"loss at init: {diagnostics[scale].loss:.3g} (scale {scale:g}), {diagnostics[1.0].loss:.3g} (scale 1)"
+    )
     plt.show()
     return diagnostics
 
 
-def init_explorer(data, *, quantities: tuple[str, str] = ("activation_std", "update_ratio"), depth: int = 10,
-                  scale: float = 2.0, batch_norm: bool = False):
+def init_explorer(
+    data,
+    *,
+    quantities: tuple[str, str] = ("activation_std", "update_ratio"),
+    depth: int = 10,
+    scale: float = 2.0,
+    batch_norm: bool = False,
+):
     """Sliders for the initial weight scale and the depth, a BN switch and the activation: two
     per-layer ``quantities`` (see :func:`bn_utils.plotting.plot_layer_profile`) at
     initialisation, computed live (one forward and backward pass) against the standard scale 1."""
@@ -163,14 +202,18 @@ def _draw_noise(inputs, batch_size: int, example: int, unit: int, draws: int = 3
 
     from .regularization import normalized_in_random_batches
 
-    fixed, pool = inputs[example: example + 1], torch.cat([inputs[:example], inputs[example + 1:]])
-    values = normalized_in_random_batches(fixed, pool, batch_size, draws=draws,
-                                          generator=torch.Generator().manual_seed(0))[:, 0, unit].numpy()
-    reference = normalized_in_random_batches(fixed, pool, len(pool) + 1, draws=1,
-                                             generator=torch.Generator().manual_seed(0))[0, 0, unit].item()
+    fixed, pool = inputs[example : example + 1], torch.cat([inputs[:example], inputs[example + 1 :]])
+    values = normalized_in_random_batches(
+        fixed, pool, batch_size, draws=draws, generator=torch.Generator().manual_seed(0)
+    )[:, 0, unit].numpy()
+    reference = normalized_in_random_batches(
+        fixed, pool, len(pool) + 1, draws=1, generator=torch.Generator().manual_seed(0)
+    )[0, 0, unit].item()
     fig, ax = plt.subplots(figsize=(7, 3.4))
     ax.hist(values, bins=30, color=PALETTE["blue"], alpha=0.8)
-    ax.axvline(reference, color=PALETTE["black"], linestyle="--", linewidth=1.5, label="normalized with the whole training set")
+    ax.axvline(
+        reference, color=PALETTE["black"], linestyle="--", linewidth=1.5, label="normalized with the whole training set"
+    )
     ax.set_xlabel(f"BN output of example {example}, unit {unit}")
     ax.set_ylabel(f"count ({draws} random batches)")
     ax.set_title(f"batch size {batch_size}: std {values.std():.3f} around {values.mean():.2f}", fontsize=10)

@@ -12,6 +12,7 @@ and that every toc page is reachable by following links from the landing page. A
 each page (desktop and phone width) goes to _build/screenshots/. Needs Chromium: Debian's
 `chromium` package, or BOOK_BROWSER=/path/to/chrome.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,8 +32,14 @@ ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
 BROWSER = os.environ.get("BOOK_BROWSER", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-gpu"]
+CHROMIUM_ARGS = [
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-gpu",
+]
 
 RAW_MATH_JS = """() => {
   const root = document.querySelector('main') || document.body;
@@ -115,8 +122,7 @@ def reachable_pages(base: str) -> set[str]:
     return seen
 
 
-def check_page(page, base: str, path: str, problems: list[str], external: list[str],
-               js_errors: list[str]) -> int:
+def check_page(page, base: str, path: str, problems: list[str], external: list[str], js_errors: list[str]) -> int:
     """Open one page, record what is wrong with it, screenshot it; return its typeset-math count."""
     external.clear(), js_errors.clear()
     page.set_viewport_size({"width": 1280, "height": 900})
@@ -158,8 +164,7 @@ def main() -> int:
     js_errors: list[str] = []
     failed, math_total = [], 0
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=BROWSER, headless=True, args=CHROMIUM_ARGS,
-                                     chromium_sandbox=False)
+        browser = pw.chromium.launch(executable_path=BROWSER, headless=True, args=CHROMIUM_ARGS, chromium_sandbox=False)
         page = browser.new_page()
 
         def on_request(request):
@@ -168,8 +173,10 @@ def main() -> int:
                 external.append(request.url)
 
         page.on("request", on_request)
-        page.route(lambda url: urlparse(url).hostname not in (None, "127.0.0.1")
-                   and urlparse(url).scheme in ("http", "https"), lambda route: route.abort())
+        page.route(
+            lambda url: urlparse(url).hostname not in (None, "127.0.0.1") and urlparse(url).scheme in ("http", "https"),
+            lambda route: route.abort(),
+        )
         page.on("pageerror", lambda exc: js_errors.append(str(exc)))
         page.on("console", lambda msg: js_errors.append(msg.text) if msg.type == "error" else None)
 
@@ -189,8 +196,7 @@ def main() -> int:
             failed.append("reachability")
         browser.close()
     server.shutdown()
-    print(f"{len(pages)} pages checked, {math_total} typeset formulas, screenshots in "
-          f"{SHOTS.relative_to(ROOT)}/")
+    print(f"{len(pages)} pages checked, {math_total} typeset formulas, screenshots in {SHOTS.relative_to(ROOT)}/")
     print(f"{len(pages) + 1 - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
 

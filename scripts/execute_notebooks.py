@@ -9,6 +9,7 @@ folder as its working directory. The time and date are stored in the notebook's 
 (``bn_course.execution_seconds``, ``bn_course.executed_on``), printed, and shown on the book's
 status page, to keep an eye on the 60 s budget.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -27,8 +28,7 @@ def execute(path: Path) -> float:
     """Execute one notebook top to bottom in a new kernel and save it; return the seconds taken."""
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    client = NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     client.execute()
     # Widget state is not kept: the explorers need a live kernel, and a stored state would make
     # the book load a widget manager from a CDN to show sliders that cannot redraw anything.
@@ -36,7 +36,7 @@ def execute(path: Path) -> float:
     seconds = time.perf_counter() - start
     nb.metadata["bn_course"] = {
         "execution_seconds": round(seconds, 1),
-        "executed_on": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "executed_on": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
     }
     nbformat.write(nb, path)
     return seconds

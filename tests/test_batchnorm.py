@@ -1,5 +1,6 @@
 """The from-scratch batch norm against torch's, in float64: forward, backward, running
 statistics, eval mode, state_dict exchange, and the errors on bad input."""
+
 import pytest
 import torch
 from torch import nn
@@ -92,9 +93,16 @@ def test_momentum_none_is_cumulative_average():
     assert torch.allclose(bn.running_mean, torch.stack(means).mean(0), atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs", [dict(affine=False), dict(track_running_stats=False),
-                                    dict(affine=False, track_running_stats=False), dict(bias=False),
-                                    dict(eps=1e-3, momentum=0.5)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(affine=False),
+        dict(track_running_stats=False),
+        dict(affine=False, track_running_stats=False),
+        dict(bias=False),
+        dict(eps=1e-3, momentum=0.5),
+    ],
+)
 def test_constructor_variants_match_torch_in_both_modes(kwargs):
     shape = (8, 5, 7)
     ours, ref = make_pair(shape, **kwargs)
@@ -108,8 +116,11 @@ def test_constructor_variants_match_torch_in_both_modes(kwargs):
 
 def test_state_dict_moves_both_ways():
     ours, ref = BatchNorm2d(4), nn.BatchNorm2d(4)
-    assert list(ours.state_dict()) == list(ref.state_dict()) == [
-        "weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    assert (
+        list(ours.state_dict())
+        == list(ref.state_dict())
+        == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    )
     ref.train()
     ref(torch.randn(8, 4, 3, 3))
     ours.load_state_dict(ref.state_dict())  # torch -> ours
@@ -139,8 +150,8 @@ def test_gradcheck_passes(shape):
     x = random_input(small, 5)
     assert torch.autograd.gradcheck(lambda inp, w, b: ours(inp), (x, ours.weight, ours.bias))
     assert torch.autograd.gradcheck(
-        lambda inp, w, b: batch_norm(inp, None, None, w, b, training=True),
-        (x, ours.weight, ours.bias))
+        lambda inp, w, b: batch_norm(inp, None, None, w, b, training=True), (x, ours.weight, ours.bias)
+    )
 
 
 def test_backward_is_the_closed_form_not_autograd_through_the_forward():
@@ -166,15 +177,18 @@ def test_matches_torch_in_float32_to_float32_precision():
     assert max_err(ours(x), ref(x)) < 1e-5
 
 
-@pytest.mark.parametrize("module, bad_shape, expected_words", [
-    (BatchNorm1d(4), (1, 4), "more than one value per channel"),
-    (BatchNorm2d(4), (1, 4, 1, 1), "more than one value per channel"),
-    (BatchNorm1d(4), (8, 3), "C=4"),
-    (BatchNorm2d(4), (8, 3, 5, 5), "C=4"),
-    (BatchNorm1d(4), (8, 4, 2, 2), "2D (N, C) or 3D (N, C, L)"),
-    (BatchNorm2d(4), (8, 4), "4D (N, C, H, W)"),
-    (BatchNorm1d(4), (4,), "2D (N, C) or 3D (N, C, L)"),
-])
+@pytest.mark.parametrize(
+    "module, bad_shape, expected_words",
+    [
+        (BatchNorm1d(4), (1, 4), "more than one value per channel"),
+        (BatchNorm2d(4), (1, 4, 1, 1), "more than one value per channel"),
+        (BatchNorm1d(4), (8, 3), "C=4"),
+        (BatchNorm2d(4), (8, 3, 5, 5), "C=4"),
+        (BatchNorm1d(4), (8, 4, 2, 2), "2D (N, C) or 3D (N, C, L)"),
+        (BatchNorm2d(4), (8, 4), "4D (N, C, H, W)"),
+        (BatchNorm1d(4), (4,), "2D (N, C) or 3D (N, C, L)"),
+    ],
+)
 def test_bad_input_raises_valueerror_naming_shapes(module, bad_shape, expected_words):
     with pytest.raises(ValueError) as info:
         module.train()(torch.randn(bad_shape))

@@ -1,4 +1,7 @@
 """Headline claims of the chapter "Batch normalization from scratch", over several seeds."""
+
+import functools
+
 import numpy as np
 import pytest
 
@@ -12,9 +15,15 @@ def test_training_with_scratch_bn_follows_torch_bn():
     data = load_digits()
     curves = {}
     for norm in ("batch", "batch_scratch"):
-        curves[norm] = run_seeds(lambda: make_mlp(64, 10, depth=3, width=100, norm=norm), data, SEEDS,
-                                 lr=0.1, epochs=5, device="cpu")
-    for ours, ref in zip(curves["batch_scratch"], curves["batch"]):
+        curves[norm] = run_seeds(
+            functools.partial(make_mlp, 64, 10, depth=3, width=100, norm=norm),
+            data,
+            SEEDS,
+            lr=0.1,
+            epochs=5,
+            device="cpu",
+        )
+    for ours, ref in zip(curves["batch_scratch"], curves["batch"], strict=True):
         loss_gap = np.max(np.abs(np.array(ours.loss) - np.array(ref.loss)))
         acc_gap = np.max(np.abs(np.array(ours.test_acc) - np.array(ref.test_acc)))
         assert loss_gap < 1e-3, f"seed {ours.config['seed']}: loss curves differ by {loss_gap:.2e}"
@@ -24,8 +33,9 @@ def test_training_with_scratch_bn_follows_torch_bn():
 def test_forgetting_eval_ruins_single_image_predictions_in_a_conv_net():
     """Claim: predicting one image at a time in training mode costs at least 20 points of accuracy."""
     data = load_digits(images=True)
-    acc = forgotten_eval_study(lambda: make_convnet(norm="batch_scratch"), data, seeds=SEEDS,
-                               batch_sizes=[1], lr=0.1, epochs=10)
+    acc = forgotten_eval_study(
+        lambda: make_convnet(norm="batch_scratch"), data, seeds=SEEDS, batch_sizes=[1], lr=0.1, epochs=10
+    )
     drop = acc["eval"] - acc["train@1"]
     assert (acc["eval"] > 0.9).all(), f"eval-mode accuracy {acc['eval']}"
     assert (drop > 0.20).all(), f"accuracy drop per seed {drop} (eval {acc['eval']}, train@1 {acc['train@1']})"
@@ -35,8 +45,14 @@ def test_small_train_mode_batches_hurt_an_mlp_and_a_full_batch_does_not():
     """Claim: in training mode, an MLP's test accuracy depends on its batch-mates: batches of 2
     lose at least 25 points; one batch of the whole test set is within 3 points of eval mode."""
     data = load_digits()
-    acc = forgotten_eval_study(lambda: make_mlp(64, 10, depth=3, width=100, norm="batch_scratch"), data,
-                               seeds=SEEDS, batch_sizes=[2, len(data.x_test)], lr=0.1, epochs=10)
+    acc = forgotten_eval_study(
+        lambda: make_mlp(64, 10, depth=3, width=100, norm="batch_scratch"),
+        data,
+        seeds=SEEDS,
+        batch_sizes=[2, len(data.x_test)],
+        lr=0.1,
+        epochs=10,
+    )
     small, full = acc["eval"] - acc["train@2"], np.abs(acc["eval"] - acc[f"train@{len(data.x_test)}"])
     assert (small > 0.25).all(), f"drop with batches of 2 per seed: {small}"
     assert (full < 0.03).all(), f"gap with one full batch per seed: {full}"
@@ -46,5 +62,11 @@ def test_a_batch_of_one_in_training_mode_is_refused_not_silently_wrong():
     """Claim: an MLP asked to predict a single example in training mode raises a clear error."""
     data = load_digits()
     with pytest.raises(ValueError, match="model.eval()"):
-        forgotten_eval_study(lambda: make_mlp(64, 10, depth=1, width=16, norm="batch_scratch"), data,
-                             seeds=[0], batch_sizes=[1], lr=0.1, steps=5)
+        forgotten_eval_study(
+            lambda: make_mlp(64, 10, depth=1, width=16, norm="batch_scratch"),
+            data,
+            seeds=[0],
+            batch_sizes=[1],
+            lr=0.1,
+            steps=5,
+        )

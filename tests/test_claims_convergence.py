@@ -5,11 +5,12 @@ digits; learning rates 0.001, 0.003, ..., 10; target 95% test accuracy, checked 
 Landscape: the same network trained at learning rate 0.1, probed every 20 steps on a fixed batch
 of 256 training examples, at step sizes 0.025 to 0.4.
 """
+
 import numpy as np
 import pytest
 
-from bn_utils.sweeps import lr_sweep
 from bn_utils.landscape import landscape_run, summarize_landscape
+from bn_utils.sweeps import lr_sweep
 
 SEEDS = (0, 1, 2)
 
@@ -33,8 +34,10 @@ def test_bn_trains_at_learning_rates_at_least_10x_higher(sweep):
 def test_at_their_best_learning_rates_bn_reaches_the_target_sooner(sweep):
     plain, bn = sweep.median_steps_to_target("none"), sweep.median_steps_to_target("batch")
     assert np.isfinite(bn), f"BN never reached {sweep.target:.0%} at its best learning rate {sweep.best('batch')}"
-    assert bn <= 0.8 * plain, (f"median steps to {sweep.target:.0%}: BN {bn:.0f} at lr {sweep.best('batch'):g}, "
-                               f"plain {plain:.0f} at lr {sweep.best('none'):g}")
+    assert bn <= 0.8 * plain, (
+        f"median steps to {sweep.target:.0%}: BN {bn:.0f} at lr {sweep.best('batch'):g}, "
+        f"plain {plain:.0f} at lr {sweep.best('none'):g}"
+    )
 
 
 def test_at_a_small_equal_learning_rate_bn_has_no_advantage(sweep):
@@ -47,8 +50,12 @@ def test_at_a_small_equal_learning_rate_bn_has_no_advantage(sweep):
 
 def test_bn_smooths_the_landscape_along_the_gradient(landscape):
     plain, bn = landscape["none"], landscape["batch"]
-    assert bn["loss_range"] <= 0.5 * plain["loss_range"], f"median loss range: BN {bn['loss_range']:.3f}, plain {plain['loss_range']:.3f}"
+    assert bn["loss_range"] <= 0.5 * plain["loss_range"], (
+        f"median loss range: BN {bn['loss_range']:.3f}, plain {plain['loss_range']:.3f}"
+    )
     assert bn["beta_smoothness"] <= 0.8 * plain["beta_smoothness"], (
-        f"median effective beta-smoothness: BN {bn['beta_smoothness']:.2f}, plain {plain['beta_smoothness']:.2f}")
+        f"median effective beta-smoothness: BN {bn['beta_smoothness']:.2f}, plain {plain['beta_smoothness']:.2f}"
+    )
     assert bn["gradient_change"] <= 0.5 * plain["gradient_change"], (
-        f"median largest gradient change: BN {bn['gradient_change']:.3f}, plain {plain['gradient_change']:.3f}")
+        f"median largest gradient change: BN {bn['gradient_change']:.3f}, plain {plain['gradient_change']:.3f}"
+    )

@@ -3,6 +3,7 @@
 Setting (the BN paper's Figure 1, small): 3 x 100 sigmoid MLP, weights N(0, 0.1^2), SGD with
 learning rate 0.5, batch 60, 600 steps on the digits; test metrics every 20 steps.
 """
+
 import numpy as np
 import pytest
 
@@ -15,8 +16,10 @@ SEEDS = range(5)
 @pytest.fixture(scope="module")
 def summaries():
     data = load_digits()
-    return {norm: summarize_runs([covariate_shift_run(norm, data, seed=s, ics_every=None) for s in SEEDS])
-            for norm in ("none", "batch", "batch_noisy")}
+    return {
+        norm: summarize_runs([covariate_shift_run(norm, data, seed=s, ics_every=None) for s in SEEDS])
+        for norm in ("none", "batch", "batch_noisy")
+    }
 
 
 def test_bn_reaches_90_percent_in_at_most_a_quarter_of_the_steps(summaries):

@@ -4,6 +4,7 @@ Setting: MLPs of 100 ReLU units per hidden layer, He initialisation, BN or not b
 Gradients at initialisation on 256 training digits; training with SGD at learning rate 0.1,
 batch 64, 200 steps.
 """
+
 import numpy as np
 import pytest
 
@@ -22,14 +23,17 @@ def test_bn_gradients_explode_at_the_mean_field_rate(digits):
     bn = np.median([diagnose_at_init(digits, "batch", depth=40, seed=s).gradient_growth for s in SEEDS])
     plain = np.median([diagnose_at_init(digits, "none", depth=40, seed=s).gradient_growth for s in SEEDS])
     assert bn == pytest.approx(RELU_BN_GRADIENT_GROWTH, rel=0.05), (
-        f"BN gradient growth per layer {bn:.3f}, predicted {RELU_BN_GRADIENT_GROWTH:.3f}")
+        f"BN gradient growth per layer {bn:.3f}, predicted {RELU_BN_GRADIENT_GROWTH:.3f}"
+    )
     assert 0.9 <= plain <= 1.1, f"plain gradient growth per layer {plain:.3f}"
 
 
 def test_the_explosion_compounds_with_depth(digits):
     for seed in SEEDS:
-        ratios = [d.gradient_norm[0] / d.gradient_norm[-1] for d in diagnose_depths(digits, "batch", (10, 20, 40),
-                                                                                    seed=seed).values()]
+        ratios = [
+            d.gradient_norm[0] / d.gradient_norm[-1]
+            for d in diagnose_depths(digits, "batch", (10, 20, 40), seed=seed).values()
+        ]
         assert ratios[0] < ratios[1] < ratios[2] and ratios[2] > 100, f"seed {seed}: first/last ratios {ratios}"
 
 

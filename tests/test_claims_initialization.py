@@ -4,6 +4,7 @@ Setting: 10 x 100 ReLU MLP, hidden weights drawn at 0.1 to 10 times the He scale
 layer at its standard scale), with or without BN before each ReLU; SGD at learning rate 0.1,
 batch 64, 200 steps on the digits.
 """
+
 import numpy as np
 import pytest
 

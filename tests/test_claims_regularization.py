@@ -4,6 +4,7 @@ Setting: batch noise measured on a first BN layer's inputs (the digits through a
 linear layer); regularization: 3 x 100 ReLU MLP, SGD at learning rate 0.1, batches of 128,
 40 epochs, with BN (whole batch or ghost batches of 8), layer norm or no norm.
 """
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """Offline data sets and seeded batching."""
+
 import pytest
 import torch
 
@@ -47,7 +48,7 @@ def test_batch_indices_partition_is_seeded_and_drops_short_batch():
     assert [len(b) for b in batches] == [3, 3, 3]
     flat = torch.cat(batches)
     assert len(set(flat.tolist())) == 9
-    assert all(torch.equal(a, b) for a, b in zip(batches, batch_indices(10, 3, seed=0, epoch=0)))
+    assert all(torch.equal(a, b) for a, b in zip(batches, batch_indices(10, 3, seed=0, epoch=0), strict=True))
     assert not torch.equal(torch.cat(batch_indices(10, 3, seed=0, epoch=1)), flat)
     assert not torch.equal(torch.cat(batch_indices(10, 3, seed=1, epoch=0)), flat)
     assert [len(b) for b in batch_indices(10, 3, seed=0, drop_last=False)] == [3, 3, 3, 1]

@@ -1,4 +1,5 @@
 """Depth sweeps and gradient-growth diagnostics (chapter "Deep-network gradient flow")."""
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -21,7 +22,7 @@ def test_gradient_growth_is_the_per_layer_factor_towards_the_input():
     assert made_up([1.0, 1.0, 1.0]).gradient_growth == pytest.approx(1.0)
     assert made_up([1.0, 3.0, 9.0]).gradient_growth == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="at least 2 hidden layers"):
-        made_up([1.0]).gradient_growth
+        _ = made_up([1.0]).gradient_growth
 
 
 def test_depth_sweep_trains_one_stack_per_depth_on_paired_runs(digits):
@@ -39,13 +40,17 @@ def test_depth_sweep_trains_one_stack_per_depth_on_paired_runs(digits):
 
 
 def test_plot_gradient_growth_and_norm_keyed_profiles(digits):
-    runs = [{"none": diagnose_depths(digits, "none", (2, 4), seed=s, width=16),
-             "batch": diagnose_depths(digits, "batch", (2, 4), seed=s, width=16)} for s in (0, 1)]
+    runs = [
+        {
+            "none": diagnose_depths(digits, "none", (2, 4), seed=s, width=16),
+            "batch": diagnose_depths(digits, "batch", (2, 4), seed=s, width=16),
+        }
+        for s in (0, 1)
+    ]
     ax = plot_gradient_growth({norm: [r[norm] for r in runs] for norm in ("none", "batch")}, growth=1.21)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["no BN (n=2)", "BN (n=2)", "1.21^(depth - 1)"] and ax.get_yscale() == "log"
-    expected = np.exp(np.mean([np.log(r["batch"][4].gradient_norm[0] / r["batch"][4].gradient_norm[-1])
-                               for r in runs]))
+    expected = np.exp(np.mean([np.log(r["batch"][4].gradient_norm[0] / r["batch"][4].gradient_norm[-1]) for r in runs]))
     assert ax.lines[1].get_ydata()[-1] == pytest.approx(expected)
     ax = plot_layer_profile({"none": runs[0]["none"][4], "batch": runs[0]["batch"][4]}, "gradient_norm")
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["no BN", "BN"]
@@ -60,8 +65,9 @@ def test_init_explorer_shows_the_quantities_asked_for(digits, monkeypatch):
 
     shown = []
     monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
-    explorer = init_explorer(digits, quantities=("activation_std", "gradient_norm"), depth=30, scale=1.0,
-                             batch_norm=True)
+    explorer = init_explorer(
+        digits, quantities=("activation_std", "gradient_norm"), depth=30, scale=1.0, batch_norm=True
+    )
     explorer.update()
     left, right = shown[-1].axes
     assert left.get_ylabel() == "activation std" and right.get_ylabel() == "‖∂L/∂W‖"

@@ -1,4 +1,5 @@
 """Layer diagnostics at initialisation, their plot and the live explorer."""
+
 import time
 
 import matplotlib
@@ -52,8 +53,7 @@ def test_scales_follow_the_theory(digits):
     np.testing.assert_allclose(bn[0.5].activation_std, bn[2.0].activation_std, rtol=1e-3)
     np.testing.assert_allclose(bn[0.5].update_ratio / bn[1.0].update_ratio, 4.0, rtol=1e-3)
     np.testing.assert_allclose(bn[2.0].update_ratio / bn[1.0].update_ratio, 0.25, rtol=1e-3)
-    np.testing.assert_allclose(plain[2.0].activation_std / plain[1.0].activation_std, 2.0 ** np.arange(1, 5),
-                               rtol=1e-4)
+    np.testing.assert_allclose(plain[2.0].activation_std / plain[1.0].activation_std, 2.0 ** np.arange(1, 5), rtol=1e-4)
 
 
 def test_diagnostics_reject_what_they_cannot_read(digits):

@@ -1,4 +1,5 @@
 """Landscape probes: what they measure, and that measuring changes nothing."""
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -78,8 +79,9 @@ def test_landscape_run_probes_without_changing_training():
     assert summary["loss_range"] == pytest.approx(np.median(run.measure("loss_range")[:, 1:]))
     # the probes ran on copies: training is what it is without them
     bu.seed_everything(0)
-    alone = bu.train(bu.make_mlp(64, 10, depth=3, width=32, norm="batch"), data, lr=0.1, steps=20, seed=0,
-                     eval_every=10)
+    alone = bu.train(
+        bu.make_mlp(64, 10, depth=3, width=32, norm="batch"), data, lr=0.1, steps=20, seed=0, eval_every=10
+    )
     np.testing.assert_allclose(run.histories[0].loss, alone.loss, rtol=1e-5)
     with pytest.raises(ValueError, match="unknown measure 'sharpness'"):
         run.measure("sharpness")

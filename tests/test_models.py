@@ -1,4 +1,5 @@
 """Model builders: structure, norm placement, initialisation, and errors."""
+
 import math
 
 import pytest
@@ -9,8 +10,9 @@ from bn_utils import BatchNorm1d, BatchNorm2d, make_convnet, make_mlp, make_norm
 from bn_utils.models import NORM_LAYERS
 
 
-@pytest.mark.parametrize("norm, norm_type", [("none", nn.Identity), ("batch", nn.BatchNorm1d),
-                                             ("batch_scratch", BatchNorm1d)])
+@pytest.mark.parametrize(
+    "norm, norm_type", [("none", nn.Identity), ("batch", nn.BatchNorm1d), ("batch_scratch", BatchNorm1d)]
+)
 def test_mlp_blocks_are_linear_norm_activation(norm, norm_type):
     model = make_mlp(64, 10, depth=3, width=20, norm=norm, activation="sigmoid")
     assert len(model.blocks) == 3
@@ -58,11 +60,15 @@ def test_same_seed_same_model():
     a = make_mlp(8, 3, depth=2, width=5)
     torch.manual_seed(3)
     b = make_mlp(8, 3, depth=2, width=5)
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown norm 'batchnorm'; valid names are: batch, batch_ghost, batch_noisy, batch_scratch, group, layer, none"):
+    with pytest.raises(
+        ValueError,
+        match="unknown norm 'batchnorm'; valid names are: "
+        "batch, batch_ghost, batch_noisy, batch_scratch, group, layer, none",
+    ):
         make_mlp(4, 2, norm="batchnorm")
     with pytest.raises(ValueError, match="unknown activation 'gelu'.*relu"):
         make_convnet(activation="gelu")

@@ -1,4 +1,5 @@
 """Plot helpers, check-cell printers, and the train/inference helpers."""
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -7,9 +8,25 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from bn_utils import accuracy_in_mode, check_below, check_close, check_range, make_mlp, max_abs_error, running_stats_trace  # noqa: E402
-from bn_utils.plotting import (NORM_COLORS, color_for, plot_band, plot_histories, plot_mode_accuracy,  # noqa: E402
-                               plot_running_stats, save_figure, use_house_style)
+from bn_utils import (
+    accuracy_in_mode,
+    check_below,
+    check_close,
+    check_range,
+    make_mlp,
+    max_abs_error,
+    running_stats_trace,
+)  # noqa: E402
+from bn_utils.plotting import (
+    NORM_COLORS,
+    color_for,
+    plot_band,
+    plot_histories,
+    plot_mode_accuracy,  # noqa: E402
+    plot_running_stats,
+    save_figure,
+    use_house_style,
+)
 from bn_utils.training import History  # noqa: E402
 
 

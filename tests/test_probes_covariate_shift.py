@@ -1,4 +1,5 @@
 """Activation probes, noisy batch norm and the covariate-shift measures."""
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -50,8 +51,9 @@ def test_probe_statistics_are_right_for_known_data_and_feature_maps():
 
 def test_drift_and_jitter_ratios():
     steps = np.arange(4)
-    still = ActivationRecord(steps, {15: np.full((4, 1), -1.0), 50: np.zeros((4, 1)), 85: np.ones((4, 1))},
-                             np.zeros((4, 1)), np.ones((4, 1)))
+    still = ActivationRecord(
+        steps, {15: np.full((4, 1), -1.0), 50: np.zeros((4, 1)), 85: np.ones((4, 1))}, np.zeros((4, 1)), np.ones((4, 1))
+    )
     assert drift_ratio(still).tolist() == [0.0] and jitter_ratio(still).tolist() == [0.0]
     median = np.array([[0.0], [2.0], [0.0], [2.0]])
     moving = ActivationRecord(steps, {15: median - 1, 50: median, 85: median + 1}, median, np.ones((4, 1)))
@@ -89,8 +91,9 @@ def test_gradient_shift_is_zero_for_zero_step_and_leaves_model_alone():
     assert np.allclose(l2, 0, atol=1e-7) and np.allclose(cosine, 1, atol=1e-6)
     l2, cosine = gradient_shift(model, x, y, lr=1.0)
     assert (l2 > 0).all() and (cosine < 1).all()
-    assert all(torch.equal(a, b) for a, b in zip(before, model.state_dict().values())), \
+    assert all(torch.equal(a, b) for a, b in zip(before, model.state_dict().values(), strict=True)), (
         "parameters and running statistics must be untouched"
+    )
 
 
 def test_gradient_shift_uses_the_same_noise_for_both_gradients():

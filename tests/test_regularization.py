@@ -1,5 +1,6 @@
 """Ghost batch norm, layer and group norm in the model registry, batch noise, the regularization
 study, its plots and the batch-noise explorer."""
+
 import time
 
 import matplotlib
@@ -23,7 +24,7 @@ def test_ghost_batch_norm_normalizes_each_chunk_and_updates_running_stats_per_ch
     ghost = GhostBatchNorm(5, ghost_batch_size=4)
     reference = nn.BatchNorm1d(5)
     out = ghost(x)
-    for chunk, got in zip(x.split(4), out.split(4)):
+    for chunk, got in zip(x.split(4), out.split(4), strict=True):
         torch.testing.assert_close(got, reference(chunk))  # reference also sees the chunks in order
     torch.testing.assert_close(ghost.bn.running_mean, reference.running_mean)
     assert ghost.bn.num_batches_tracked.item() == 3
@@ -51,7 +52,7 @@ def test_normalized_in_random_batches_is_batch_norm_of_the_drawn_batch():
     out = normalized_in_random_batches(fixed, pool, 6, draws=1, generator=torch.Generator().manual_seed(1))
     others = pool[torch.randperm(50, generator=torch.Generator().manual_seed(1))[:5]]
     for i in range(2):
-        batch = torch.cat([fixed[i: i + 1], others])
+        batch = torch.cat([fixed[i : i + 1], others])
         expected = nn.functional.batch_norm(batch, None, None, training=True, eps=1e-5)[0]
         torch.testing.assert_close(out[0, i], expected)
     with pytest.raises(ValueError, match="batch_size must be between 2 and 51"):
@@ -70,8 +71,15 @@ def test_batch_noise_shrinks_like_one_over_root_batch(digits):
 
 
 def test_regularization_study_reports_per_seed_and_medians(digits):
-    study = regularization_study(digits, seeds=(0, 1), epochs=2, depth=1, width=16, train_examples=256,
-                                 configs={"no norm": ("none", {}), "ghost": ("batch_ghost", {"ghost_batch_size": 8})})
+    study = regularization_study(
+        digits,
+        seeds=(0, 1),
+        epochs=2,
+        depth=1,
+        width=16,
+        train_examples=256,
+        configs={"no norm": ("none", {}), "ghost": ("batch_ghost", {"ghost_batch_size": 8})},
+    )
     assert list(study.histories) == ["no norm", "ghost"] and all(len(r) == 2 for r in study.histories.values())
     h = study.histories["ghost"][0]
     assert h.steps == 4 and len(h.train_acc) == 3  # 2 steps per epoch; evaluated at 0, 2, 4
@@ -94,7 +102,9 @@ def test_plot_batch_noise_and_explorer(digits, monkeypatch):
     from bn_utils.widgets import batch_noise_explorer
 
     ax = plot_batch_noise({8: 0.4, 32: 0.2})
-    assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_legend().get_texts()][1] == "sqrt(1.5 / batch size)"
+    assert (
+        ax.get_xscale() == "log" and [t.get_text() for t in ax.get_legend().get_texts()][1] == "sqrt(1.5 / batch size)"
+    )
     shown = []
     monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
     explorer = batch_noise_explorer(digits)

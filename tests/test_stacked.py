@@ -1,4 +1,5 @@
 """The stacked trainer gives each model exactly what `train` gives it alone."""
+
 import numpy as np
 import pytest
 import torch
@@ -18,8 +19,10 @@ def build(seed, norm="batch", depth=3, width=24, dtype=torch.float64, **kw):
 
 
 @pytest.mark.parametrize("norm", ["none", "batch", "batch_scratch"])
-@pytest.mark.parametrize("optimizer,momentum,lrs", [("sgd", 0.0, [0.05, 0.3, 0.1]), ("sgd", 0.9, [0.01, 0.05, 0.02]),
-                                                     ("adam", 0.0, [1e-3, 1e-2, 3e-3])])
+@pytest.mark.parametrize(
+    "optimizer,momentum,lrs",
+    [("sgd", 0.0, [0.05, 0.3, 0.1]), ("sgd", 0.9, [0.01, 0.05, 0.02]), ("adam", 0.0, [1e-3, 1e-2, 3e-3])],
+)
 def test_each_stacked_model_trains_exactly_as_alone(digits64, norm, optimizer, momentum, lrs):
     seeds = [0, 1, 0]
     final = {}
@@ -28,18 +31,28 @@ def test_each_stacked_model_trains_exactly_as_alone(digits64, norm, optimizer, m
         if step == 45:
             final.update({i: stack.model(slot) for slot, i in enumerate(stack.ids)})
 
-    stacked = train_stacked([build(s, norm) for s in seeds], digits64, lrs=lrs, seeds=seeds, steps=45,
-                            optimizer=optimizer, momentum=momentum, eval_every=20, on_step=keep_final)
-    for i, (lr, seed, h) in enumerate(zip(lrs, seeds, stacked)):
+    stacked = train_stacked(
+        [build(s, norm) for s in seeds],
+        digits64,
+        lrs=lrs,
+        seeds=seeds,
+        steps=45,
+        optimizer=optimizer,
+        momentum=momentum,
+        eval_every=20,
+        on_step=keep_final,
+    )
+    for i, (lr, seed, h) in enumerate(zip(lrs, seeds, stacked, strict=True)):
         model = build(seed, norm)
-        alone = bu.train(model, digits64, lr=lr, steps=45, seed=seed, optimizer=optimizer, momentum=momentum,
-                         eval_every=20)
+        alone = bu.train(
+            model, digits64, lr=lr, steps=45, seed=seed, optimizer=optimizer, momentum=momentum, eval_every=20
+        )
         np.testing.assert_allclose(h.loss, alone.loss, rtol=0, atol=1e-10)
         assert h.eval_steps == alone.eval_steps == [0, 20, 40, 45]
         np.testing.assert_allclose(h.test_loss, alone.test_loss, rtol=0, atol=1e-10)
         assert h.test_acc == alone.test_acc and h.train_acc == alone.train_acc
         assert h.config["lr"] == lr and h.config["seed"] == seed and h.config["stacked_with"] == 3
-        for (key, a), b in zip(final[i].state_dict().items(), model.state_dict().values()):
+        for (key, a), b in zip(final[i].state_dict().items(), model.state_dict().values(), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f"{key} differs")
 
 
@@ -50,9 +63,10 @@ def test_diverged_models_are_dropped_and_the_others_go_on():
     def make(seed, lr):  # the exploding ones start from large weights too
         return build(seed, "none", depth=4, width=64, dtype=torch.float32, init_scale=3.0 if lr > 1 else 1.0)
 
-    stacked = train_stacked([make(s, lr) for s, lr in zip(seeds, lrs)], data, lrs=lrs, seeds=seeds, steps=60,
-                            eval_every=20)
-    for lr, seed, h in zip(lrs, seeds, stacked):
+    stacked = train_stacked(
+        [make(s, lr) for s, lr in zip(seeds, lrs, strict=True)], data, lrs=lrs, seeds=seeds, steps=60, eval_every=20
+    )
+    for lr, seed, h in zip(lrs, seeds, stacked, strict=True):
         alone = bu.train(make(seed, lr), data, lr=lr, steps=60, seed=seed, eval_every=20)
         assert h.diverged_at == alone.diverged_at
         assert h.steps == alone.steps and h.eval_steps == alone.eval_steps
@@ -71,7 +85,7 @@ def test_stack_forward_matches_each_model_and_round_trips(digits64):
         logits = stack(x)  # (B, features) inputs are shared by all models
         for j, m in enumerate(models):
             torch.testing.assert_close(logits[j], m(x), rtol=0, atol=1e-12)
-    per_model = torch.stack([digits64.x_test[j: j + 16] for j in range(3)])
+    per_model = torch.stack([digits64.x_test[j : j + 16] for j in range(3)])
     stack.train()
     logits = stack(per_model)
     for j, m in enumerate(models):
@@ -80,7 +94,7 @@ def test_stack_forward_matches_each_model_and_round_trips(digits64):
     stack.keep([2, 0])
     assert stack.ids == [2, 0] and len(stack) == 2
     for slot, original in enumerate([models[2], models[0]]):
-        for (key, a), b in zip(stack.model(slot).state_dict().items(), original.state_dict().values()):
+        for (key, a), b in zip(stack.model(slot).state_dict().items(), original.state_dict().values(), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{key} differs")
 
 

@@ -1,5 +1,6 @@
 """Sweep's answers (which values train, the largest stable one, the best one), the sweep
 runners, the sweep plot and explorer."""
+
 import time
 
 import matplotlib
@@ -10,16 +11,21 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import bn_utils as bu  # noqa: E402
-from bn_utils.sweeps import Sweep, init_scale_sweep, lr_sweep, run_sweep  # noqa: E402
 from bn_utils.plotting import plot_sweep  # noqa: E402
+from bn_utils.sweeps import Sweep, init_scale_sweep, lr_sweep, run_sweep  # noqa: E402
 
 
 def history(test_acc, *, diverged_at=None, every=10, loss=1.0):
     """A made-up History: test accuracy at steps 0, every, 2*every, ..."""
     steps = len(test_acc) - 1
-    h = bu.History(loss=[loss] * (steps * every if diverged_at is None else diverged_at),
-                   eval_steps=[every * i for i in range(len(test_acc))], test_acc=list(test_acc),
-                   test_loss=[1.0] * len(test_acc), steps_per_epoch=5, diverged_at=diverged_at)
+    h = bu.History(
+        loss=[loss] * (steps * every if diverged_at is None else diverged_at),
+        eval_steps=[every * i for i in range(len(test_acc))],
+        test_acc=list(test_acc),
+        test_loss=[1.0] * len(test_acc),
+        steps_per_epoch=5,
+        diverged_at=diverged_at,
+    )
     return h
 
 
@@ -28,12 +34,16 @@ def sweep():
     """lr 0.1: both seeds train, 95% at step 30 and 40; lr 1: both train, faster (20, 20);
     lr 10: one seed diverges. For 'batch' lr 10 trains too, but never reaches 95%."""
     grid = {
-        "none": [[history([0.1, 0.5, 0.9, 0.95, 0.96]), history([0.1, 0.5, 0.9, 0.9, 0.97])],
-                 [history([0.1, 0.8, 0.95, 0.97, 0.97]), history([0.1, 0.8, 0.96, 0.96, 0.96])],
-                 [history([0.1, 0.3], diverged_at=12), history([0.1, 0.2, 0.3, 0.6, 0.7])]],
-        "batch": [[history([0.1, 0.2, 0.3, 0.4, 0.45]), history([0.1, 0.2, 0.3, 0.5, 0.6])],
-                  [history([0.1, 0.95, 0.96, 0.97, 0.98]), history([0.1, 0.9, 0.95, 0.97, 0.98])],
-                  [history([0.1, 0.6, 0.8, 0.9, 0.92]), history([0.1, 0.7, 0.8, 0.9, 0.91])]],
+        "none": [
+            [history([0.1, 0.5, 0.9, 0.95, 0.96]), history([0.1, 0.5, 0.9, 0.9, 0.97])],
+            [history([0.1, 0.8, 0.95, 0.97, 0.97]), history([0.1, 0.8, 0.96, 0.96, 0.96])],
+            [history([0.1, 0.3], diverged_at=12), history([0.1, 0.2, 0.3, 0.6, 0.7])],
+        ],
+        "batch": [
+            [history([0.1, 0.2, 0.3, 0.4, 0.45]), history([0.1, 0.2, 0.3, 0.5, 0.6])],
+            [history([0.1, 0.95, 0.96, 0.97, 0.98]), history([0.1, 0.9, 0.95, 0.97, 0.98])],
+            [history([0.1, 0.6, 0.8, 0.9, 0.92]), history([0.1, 0.7, 0.8, 0.9, 0.91])],
+        ],
     }
     return Sweep("lr", (0.1, 1.0, 10.0), (0, 1), grid, target=0.95, min_accuracy=0.5)
 

@@ -1,12 +1,22 @@
 """Training loop, divergence handling, seeding, device choice, multi-seed runs."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from bn_utils import (History, evaluate, get_device, make_mlp, make_spirals, run_seeds,
-                      seed_everything, stack_metric, train)
+from bn_utils import (
+    History,
+    evaluate,
+    get_device,
+    make_mlp,
+    make_spirals,
+    run_seeds,
+    seed_everything,
+    stack_metric,
+    train,
+)
 
 
 def test_training_learns_digits_and_records_history(digits):
@@ -25,8 +35,10 @@ def test_training_learns_digits_and_records_history(digits):
 
 def test_same_seed_same_run_different_seed_different_run(digits):
     def run(seed):
-        return run_seeds(lambda: make_mlp(64, 10, depth=1, width=32), digits, [seed], lr=0.05, steps=30,
-                         device="cpu")[0]
+        return run_seeds(lambda: make_mlp(64, 10, depth=1, width=32), digits, [seed], lr=0.05, steps=30, device="cpu")[
+            0
+        ]
+
     a, b, c = run(1), run(1), run(2)
     assert a.loss == b.loss
     assert a.loss != c.loss
@@ -95,8 +107,7 @@ def test_get_device_defaults_and_override(monkeypatch):
 
 
 def test_progress_bars_show_and_can_be_silenced(digits, capsys):
-    run_seeds(lambda: make_mlp(64, 10, depth=1, width=8), digits, [0], lr=0.1, steps=5, device="cpu",
-              progress=True)
+    run_seeds(lambda: make_mlp(64, 10, depth=1, width=8), digits, [0], lr=0.1, steps=5, device="cpu", progress=True)
     shown = capsys.readouterr().err
     assert "seeds" in shown and "lr=0.1" in shown
     run_seeds(lambda: make_mlp(64, 10, depth=1, width=8), digits, [0], lr=0.1, steps=5, device="cpu")

@@ -12,6 +12,7 @@ myst-nb's own ``glue:figure`` only pastes from the same document, and its cross-
     Caption: what the figure shows and what to look at.
     ```
 """
+
 from __future__ import annotations
 
 import base64

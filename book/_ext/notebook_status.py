@@ -1,5 +1,6 @@
 """``notebook-status``: a table of every course notebook with when it was last executed and how
 long it took, read from the metadata that scripts/execute_notebooks.py stores in each notebook."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,10 @@ class NotebookStatus(SphinxDirective):
     def run(self):
         src = Path(self.env.srcdir)
         here = Path(self.env.doc2path(self.env.docname)).parent
-        rows = ["| Notebook | Last executed (UTC) | Run time, fresh kernel | Within the 60 s budget |",
-                "|---|---|---|---|"]
+        rows = [
+            "| Notebook | Last executed (UTC) | Run time, fresh kernel | Within the 60 s budget |",
+            "|---|---|---|---|",
+        ]
         total = 0.0
         for path in sorted((src / "notebooks").glob("*.ipynb")):
             self.env.note_dependency(str(path))
@@ -25,8 +28,14 @@ class NotebookStatus(SphinxDirective):
             meta = nb.get("metadata", {}).get("bn_course", {})
             seconds = meta.get("execution_seconds")
             total += seconds or 0.0
-            title = next((c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-                          for c in nb["cells"] if c["cell_type"] == "markdown"), path.stem)
+            title = next(
+                (
+                    c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                    for c in nb["cells"]
+                    if c["cell_type"] == "markdown"
+                ),
+                path.stem,
+            )
             title = title.splitlines()[0].lstrip("# ").strip()
             link = Path("..") / path.relative_to(src) if here != src else path.relative_to(src)
             time = f"{seconds:.0f} s" if seconds is not None else "never recorded"
