@@ -3,7 +3,7 @@
 Logic lives here, unit-tested; the notebooks import it, run it, plot and explain.
 """
 
-from .checks import Check, check_below, check_close, check_range, max_abs_error
+from .checks import Check, CheckFailed, check_below, check_close, check_range, check_that, max_abs_error
 from .data import Dataset, batch_indices, iterate_batches, load_digits, make_spirals
 from .functional import batch_norm, batch_statistics
 from .inference import accuracy_in_mode, forgotten_eval_study, running_stats_trace
@@ -15,9 +15,11 @@ from .training import History, evaluate, get_device, run_seeds, seed_everything,
 __version__ = "0.1.0"
 __all__ = [
     "Check",
+    "CheckFailed",
     "check_below",
     "check_close",
     "check_range",
+    "check_that",
     "max_abs_error",
     "Dataset",
     "batch_indices",

@@ -1,36 +1,53 @@
-"""Check cells: print a measured fact with the range it should be in, CS231n-style.
+"""Check cells: print a measured fact with what it should be, CS231n-style, and raise if it is not.
 
-What they print is what nbval compares, so it is rounded or qualitative: the same on
-any CPU. Each returns a :class:`Check` that is truthy when the check passed (tests assert
-on it) and displays nothing more in a notebook (the line was already printed).
+A check that holds prints one line and returns a :class:`Check`; a check that fails raises
+:class:`CheckFailed` with the measured value and the expected range, so a broken claim stops the
+notebook (and fails nbval) instead of printing a quiet "FAILED" that nobody reads.
+
+What nbval compares as text must be the same on any CPU. :func:`check_close` and
+:func:`check_below` print only the tolerance, never the tiny error itself, so their lines are
+comparable anywhere. :func:`check_range` prints a rounded measurement: when that measurement
+comes out of training (chaotic: its last digits differ between CPUs), its cell carries the
+``nbval-ignore-output`` tag and the check's raise is what keeps the claim honest.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Check", "max_abs_error", "check_below", "check_close", "check_range"]
+__all__ = ["Check", "CheckFailed", "max_abs_error", "check_below", "check_close", "check_range", "check_that"]
+
+
+class CheckFailed(AssertionError):
+    """A check cell's expectation did not hold; the message says what was measured and expected."""
 
 
 @dataclass(frozen=True)
 class Check:
-    """The outcome of a check: the printed line and whether it passed."""
+    """A check that held, with the line it printed."""
 
     message: str
-    passed: bool
 
     def __bool__(self) -> bool:
-        return self.passed
+        return True
 
     def _ipython_display_(self) -> None:
-        """Show nothing as a cell's last value: the message is printed when the check runs."""
+        """Show nothing as a cell's last value: the message was printed when the check ran."""
 
 
-def _report(message: str, passed: bool) -> Check:
+def _passed(message: str) -> Check:
     print(message)
-    return Check(message, passed)
+    return Check(message)
+
+
+def _finite_number(name: str, value: float) -> float:
+    value = float(value)
+    if math.isnan(value):
+        raise CheckFailed(f"{name}: the measured value is NaN (did a run diverge?)")
+    return value
 
 
 def max_abs_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -41,20 +58,32 @@ def max_abs_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 def check_below(name: str, value: float, tol: float) -> Check:
-    """Print whether a (tiny) non-negative quantity is below ``tol``; the value itself is shown
+    """Check that a (tiny) non-negative quantity is at most ``tol``; the value itself is printed
     only on failure, since its last digits differ between machines."""
+    value = _finite_number(name, value)
     if value <= tol:
-        return _report(f"{name}: below {tol:.0e} as expected: OK", True)
-    return _report(f"{name}: {value:.2e}, expected below {tol:.0e}: FAILED", False)
+        return _passed(f"{name}: below {tol:.0e} as expected: OK")
+    raise CheckFailed(f"{name}: measured {value:.2e}, expected below {tol:.0e}")
 
 
 def check_close(name: str, actual: torch.Tensor, expected: torch.Tensor, tol: float) -> Check:
-    """Print whether max |actual - expected| is below ``tol``."""
+    """Check that max |actual - expected| is at most ``tol``."""
     return check_below(f"{name}: max |error|", max_abs_error(actual, expected), tol)
 
 
 def check_range(name: str, value: float, low: float, high: float, *, digits: int = 2, unit: str = "") -> Check:
-    """Print ``value`` rounded to ``digits`` and whether it lies in [low, high]."""
-    ok = low <= value <= high
-    verdict = "OK" if ok else "OUT OF RANGE"
-    return _report(f"{name} = {value:.{digits}f}{unit} (expected {low:g} to {high:g}{unit}): {verdict}", ok)
+    """Check that ``value`` lies in [low, high]; print it rounded to ``digits``."""
+    if not low <= high:
+        raise ValueError(f"check_range needs low <= high, got {low} and {high}")
+    value = _finite_number(name, value)
+    shown = f"{value:.{digits}f}{unit}"
+    if low <= value <= high:
+        return _passed(f"{name} = {shown} (expected {low:g} to {high:g}{unit}): OK")
+    raise CheckFailed(f"{name}: measured {shown} ({value:.6g}), expected {low:g} to {high:g}{unit}")
+
+
+def check_that(statement: str, holds: bool, *, measured: str = "") -> Check:
+    """Check a yes/no statement; ``measured`` (the numbers behind it) is shown only on failure."""
+    if holds:
+        return _passed(f"{statement}: OK")
+    raise CheckFailed(f"{statement}: does not hold" + (f" (measured: {measured})" if measured else ""))

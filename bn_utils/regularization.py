@@ -11,7 +11,6 @@ compares how well each generalizes.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,7 +20,8 @@ import torch
 
 from .data import Dataset
 from .models import make_mlp
-from .training import History, run_seeds
+from .stacked import train_stacked
+from .training import History, get_device, seed_everything
 
 __all__ = [
     "first_layer_inputs",
@@ -126,7 +126,7 @@ def regularization_study(
     data: Dataset,
     *,
     configs: Mapping[str, tuple[str, dict]] = REGULARIZERS,
-    seeds: Sequence[int] = (0, 1, 2),
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
     epochs: int = 40,
     batch_size: int = 128,
     lr: float = 0.1,
@@ -136,7 +136,8 @@ def regularization_study(
 ) -> RegularizationResult:
     """Train a ``depth`` x ``width`` ReLU MLP with each configuration of ``configs`` (label ->
     (norm, norm_kwargs)), SGD at ``lr``, ``batch_size`` examples per step for ``epochs`` epochs,
-    one run per seed; train and test accuracy are measured every epoch. ``train_examples``
+    one run per seed (the seeds of a configuration train together, as one stacked network); train
+    and test accuracy are measured every epoch. ``train_examples``
     keeps only the first that many training examples, to make overfitting easier to see."""
     if train_examples is not None:
         if not batch_size <= train_examples <= len(data.x_train):
@@ -145,22 +146,21 @@ def regularization_study(
                 f"{len(data.x_train)}, got {train_examples}"
             )
         data = replace(data, x_train=data.x_train[:train_examples], y_train=data.y_train[:train_examples])
+    if not seeds:
+        raise ValueError("regularization_study needs at least one seed")
+    device = get_device()
+    data = data.to(device)
     histories = {}
-    for label, (norm, norm_kwargs) in configs.items():
-        histories[label] = run_seeds(
-            functools.partial(
-                make_mlp,
-                data.input_shape[0],
-                data.num_classes,
-                depth=depth,
-                width=width,
-                norm=norm,
-                norm_kwargs=norm_kwargs,
-            ),
-            data,
-            seeds,
-            lr=lr,
-            epochs=epochs,
-            batch_size=batch_size,
+    for label, (norm, norm_kwargs) in configs.items():  # the seeds of one configuration train as one stack
+        models = []
+        for seed in seeds:
+            seed_everything(seed)
+            models.append(
+                make_mlp(
+                    data.input_shape[0], data.num_classes, depth=depth, width=width, norm=norm, norm_kwargs=norm_kwargs
+                ).to(device)
+            )
+        histories[label] = train_stacked(
+            models, data, lrs=[lr] * len(seeds), seeds=seeds, epochs=epochs, batch_size=batch_size
         )
     return RegularizationResult(histories, norms={label: norm for label, (norm, _) in configs.items()})

@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .data import Dataset, batch_indices
-from .layers import BatchNorm1d
+from .layers import BatchNorm1d, GhostBatchNorm
 from .training import History
 
 __all__ = ["StackedMLP", "train_stacked", "evaluate_stacked"]
@@ -36,9 +36,17 @@ def _is_batch_norm(module: nn.Module) -> bool:
     return isinstance(module, (nn.BatchNorm1d, BatchNorm1d)) and module.track_running_stats
 
 
+def _stackable_norm(norm: nn.Module) -> bool:
+    """No norm, a batch norm with running statistics (ghost batches or not), layer or group norm."""
+    if isinstance(norm, GhostBatchNorm):
+        norm = norm.bn
+    return isinstance(norm, nn.Identity | nn.LayerNorm | nn.GroupNorm) or _is_batch_norm(norm)
+
+
 class StackedMLP:
     """M MLPs built by :func:`bn_utils.models.make_mlp` with the same arguments (only their
-    weights differ), evaluated together on inputs of shape (M, batch, features).
+    weights differ), evaluated together on inputs of shape (M, batch, features). Their norm may
+    be ``none``, ``batch``, ``batch_scratch``, ``batch_ghost``, ``layer`` or ``group``.
 
     Parameters and buffers are held by ``state_dict`` key, each with a leading model dimension:
     ``params["blocks.0.linear.weight"]`` has shape (M, width, in_features). ``ids[j]`` is the
@@ -82,12 +90,13 @@ class StackedMLP:
         for i, block in enumerate(blocks):
             if not isinstance(getattr(block, "linear", None), nn.Linear):
                 raise ValueError(f"block {i} has no nn.Linear; StackedMLP stacks MLPs, not conv nets")
-            if not (isinstance(block.norm, nn.Identity) or _is_batch_norm(block.norm)):
+            if not _stackable_norm(block.norm):
                 raise ValueError(
-                    f"block {i} has norm {block.norm.__class__.__name__}; StackedMLP supports "
-                    "norm='none', 'batch' and 'batch_scratch' (with running statistics)"
+                    f"block {i} has norm {block.norm.__class__.__name__}; StackedMLP supports norm='none', "
+                    "'batch', 'batch_scratch', 'batch_ghost' (with running statistics), 'layer' and 'group'"
                 )
-            if _is_batch_norm(block.norm) and block.norm.momentum is None:
+            batch_norm = block.norm.bn if isinstance(block.norm, GhostBatchNorm) else block.norm
+            if _is_batch_norm(batch_norm) and batch_norm.momentum is None:
                 raise ValueError("StackedMLP needs a batch-norm momentum (momentum=None is not supported)")
 
     def __len__(self) -> int:
@@ -124,6 +133,34 @@ class StackedMLP:
             self.buffers[prefix + "num_batches_tracked"] += 1
         return out.reshape(batch, models, channels).transpose(0, 1)
 
+    def _ghost_batch_norm(self, h: torch.Tensor, prefix: str, layer: GhostBatchNorm) -> torch.Tensor:
+        """Ghost BN of each model's batch: in training mode each consecutive chunk of
+        ``ghost_batch_size`` examples is normalized on its own (and updates the running
+        statistics once), as :class:`~bn_utils.layers.GhostBatchNorm` does."""
+        if not self.training:
+            return self._batch_norm(h, prefix + "bn.", layer.bn)
+        if h.shape[1] % layer.ghost_batch_size:
+            raise ValueError(
+                f"a batch of {h.shape[1]} examples does not split into ghost batches of "
+                f"{layer.ghost_batch_size}; use a batch size that is a multiple of it"
+            )
+        chunks = h.split(layer.ghost_batch_size, dim=1)
+        return torch.cat([self._batch_norm(chunk, prefix + "bn.", layer.bn) for chunk in chunks], dim=1)
+
+    def _example_norm(self, h: torch.Tensor, prefix: str, layer: nn.LayerNorm | nn.GroupNorm) -> torch.Tensor:
+        """Layer or group norm of each example over its units (all, or in groups), with each
+        model's own scale and shift."""
+        if isinstance(layer, nn.LayerNorm):
+            out = F.layer_norm(h, layer.normalized_shape, eps=layer.eps)
+        else:
+            out = F.group_norm(h.reshape(-1, h.shape[-1]), layer.num_groups, eps=layer.eps).view_as(h)
+        weight, bias = self.params.get(prefix + "weight"), self.params.get(prefix + "bias")
+        if weight is not None:
+            out = out * weight.unsqueeze(1)
+        if bias is not None:
+            out = out + bias.unsqueeze(1)
+        return out
+
     @staticmethod
     def _linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if bias is None:
@@ -144,7 +181,11 @@ class StackedMLP:
         for i, block in enumerate(self._blocks):
             prefix = f"blocks.{i}."
             h = self._linear(h, self.params[prefix + "linear.weight"], self.params.get(prefix + "linear.bias"))
-            if _is_batch_norm(block.norm):
+            if isinstance(block.norm, GhostBatchNorm):
+                h = self._ghost_batch_norm(h, prefix + "norm.", block.norm)
+            elif isinstance(block.norm, nn.LayerNorm | nn.GroupNorm):
+                h = self._example_norm(h, prefix + "norm.", block.norm)
+            elif not isinstance(block.norm, nn.Identity):
                 h = self._batch_norm(h, prefix + "norm.", block.norm)
             h = block.act(h)
         return self._linear(h, self.params["head.weight"], self.params["head.bias"])

@@ -148,7 +148,7 @@ def run_sweep(
     values: Sequence[float],
     *,
     norms: Sequence[str] = ("none", "batch"),
-    seeds: Sequence[int] = (0, 1, 2),
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
     lr: float = 0.1,
     init_scale: float = 1.0,
     head_init_scale: float | None = None,

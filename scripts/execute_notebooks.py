@@ -33,6 +33,8 @@ def execute(path: Path) -> float:
     # Widget state is not kept: the explorers need a live kernel, and a stored state would make
     # the book load a widget manager from a CDN to show sliders that cannot redraw anything.
     nb.metadata.pop("widgets", None)
+    # JupyterLab's own name for this kernel: a notebook opened there is not marked modified at once.
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     seconds = time.perf_counter() - start
     nb.metadata["bn_course"] = {
         "execution_seconds": round(seconds, 1),

@@ -1,9 +1,5 @@
 """Depth sweeps and gradient-growth diagnostics (chapter "Deep-network gradient flow")."""
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 

@@ -1,9 +1,5 @@
 """Landscape probes: what they measure, and that measuring changes nothing."""
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -1,18 +1,18 @@
 """Plot helpers, check-cell printers, and the train/inference helpers."""
 
 import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from bn_utils import (
+    CheckFailed,
     accuracy_in_mode,
     check_below,
     check_close,
     check_range,
+    check_that,
     make_mlp,
     max_abs_error,
     running_stats_trace,
@@ -57,20 +57,43 @@ def test_plot_histories_labels_axes_and_uses_norm_colours(tmp_path):
     plt.close(ax.figure)
 
 
-def test_check_printers(capsys):
+def test_checks_that_hold_print_one_comparable_line(capsys):
     a = torch.tensor([1.0, 2.0])
     assert check_close("same", a, a + 1e-12, 1e-9)
-    assert not check_close("far", a, a + 1e-3, 1e-9)
     assert check_range("acc", 0.934, 0.9, 1.0)
-    assert not check_range("acc", 0.5, 0.9, 1.0, digits=1, unit="%")
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == "same: max |error|: below 1e-09 as expected: OK"
-    assert out[1] == "far: max |error|: 1.00e-03, expected below 1e-09: FAILED"
-    assert out[2] == "acc = 0.93 (expected 0.9 to 1): OK"
-    assert out[3].endswith("OUT OF RANGE")
-    assert check_below("tiny", 3e-17, 1e-12).message == "tiny: below 1e-12 as expected: OK"
-    result = check_range("x", 2.0, 0, 1)
-    assert not result and result.message.startswith("x = 2.00") and result._ipython_display_() is None
+    assert check_that("BN trains deeper", True, measured="20 vs 10")
+    assert capsys.readouterr().out.splitlines() == [
+        "same: max |error|: below 1e-09 as expected: OK",
+        "acc = 0.93 (expected 0.9 to 1): OK",
+        "BN trains deeper: OK",
+    ]
+    result = check_below("tiny", 3e-17, 1e-12)
+    assert result.message == "tiny: below 1e-12 as expected: OK" and result._ipython_display_() is None
+
+
+def test_checks_that_fail_raise_with_the_measured_value_and_the_expected_range(capsys):
+    a = torch.tensor([1.0, 2.0])
+    with pytest.raises(CheckFailed, match=r"far: max \|error\|: measured 1.00e-03, expected below 1e-09"):
+        check_close("far", a, a + 1e-3, 1e-9)
+    with pytest.raises(CheckFailed, match=r"acc: measured 50.0% \(50\), expected 90 to 100%"):
+        check_range("acc", 50.0, 90, 100, digits=1, unit="%")
+    with pytest.raises(CheckFailed, match=r"x: measured 0.80 \(0.8004\), expected 0 to 0.8"):
+        check_range("x", 0.8004, 0, 0.8)  # rounds to the bound, still out of range: the raw value says why
+    with pytest.raises(CheckFailed, match="NaN"):
+        check_range("diverged run", float("nan"), 0, 1)
+    with pytest.raises(CheckFailed, match=r"BN trains deeper: does not hold \(measured: 10 vs 20\)"):
+        check_that("BN trains deeper", False, measured="10 vs 20")
+    assert capsys.readouterr().out == ""  # a failed check prints nothing: its message is in the error
+    assert isinstance(CheckFailed("x"), AssertionError)  # pytest and nbval report it as a failed assertion
+
+
+def test_check_range_refuses_an_empty_range():
+    with pytest.raises(ValueError, match="low <= high"):
+        check_range("x", 1.0, 2, 1)
+
+
+def test_max_abs_error_needs_equal_shapes():
+    a = torch.tensor([1.0, 2.0])
     assert max_abs_error(a, a * 2) == 2.0
     with pytest.raises(ValueError, match="shapes differ"):
         max_abs_error(a, a[:1])

@@ -1,8 +1,5 @@
 """Activation probes, noisy batch norm and the covariate-shift measures."""
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

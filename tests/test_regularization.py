@@ -4,9 +4,6 @@ study, its plots and the batch-noise explorer."""
 import time
 
 import matplotlib
-
-matplotlib.use("Agg")
-
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -18,7 +18,17 @@ def build(seed, norm="batch", depth=3, width=24, dtype=torch.float64, **kw):
     return bu.make_mlp(64, 10, depth=depth, width=width, norm=norm, **kw).to(dtype)
 
 
-@pytest.mark.parametrize("norm", ["none", "batch", "batch_scratch"])
+NORMS = {  # name -> norm_kwargs: every norm the stack supports
+    "none": {},
+    "batch": {},
+    "batch_scratch": {},
+    "batch_ghost": {"ghost_batch_size": 8},
+    "layer": {},
+    "group": {"num_groups": 4},
+}
+
+
+@pytest.mark.parametrize("norm", list(NORMS))
 @pytest.mark.parametrize(
     "optimizer,momentum,lrs",
     [("sgd", 0.0, [0.05, 0.3, 0.1]), ("sgd", 0.9, [0.01, 0.05, 0.02]), ("adam", 0.0, [1e-3, 1e-2, 3e-3])],
@@ -26,13 +36,14 @@ def build(seed, norm="batch", depth=3, width=24, dtype=torch.float64, **kw):
 def test_each_stacked_model_trains_exactly_as_alone(digits64, norm, optimizer, momentum, lrs):
     seeds = [0, 1, 0]
     final = {}
+    kw = {"norm_kwargs": NORMS[norm]}
 
     def keep_final(stack, step):
         if step == 45:
             final.update({i: stack.model(slot) for slot, i in enumerate(stack.ids)})
 
     stacked = train_stacked(
-        [build(s, norm) for s in seeds],
+        [build(s, norm, **kw) for s in seeds],
         digits64,
         lrs=lrs,
         seeds=seeds,
@@ -43,7 +54,7 @@ def test_each_stacked_model_trains_exactly_as_alone(digits64, norm, optimizer, m
         on_step=keep_final,
     )
     for i, (lr, seed, h) in enumerate(zip(lrs, seeds, stacked, strict=True)):
-        model = build(seed, norm)
+        model = build(seed, norm, **kw)
         alone = bu.train(
             model, digits64, lr=lr, steps=45, seed=seed, optimizer=optimizer, momentum=momentum, eval_every=20
         )
@@ -134,6 +145,9 @@ def test_stack_rejects_what_it_cannot_stack(digits64):
         stack(torch.zeros(1, 64, dtype=torch.float64))
     with pytest.raises(IndexError, match="slot 2 out of range"):
         stack.model(2)
+    ghost = StackedMLP([build(0, norm="batch_ghost", norm_kwargs={"ghost_batch_size": 8})])
+    with pytest.raises(ValueError, match="does not split into ghost batches of 8"):
+        ghost(torch.zeros(12, 64, dtype=torch.float64))
 
 
 def test_train_stacked_rejects_bad_arguments(digits64):

@@ -3,10 +3,6 @@ runners, the sweep plot and explorer."""
 
 import time
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
