@@ -1,9 +1,8 @@
 """Headline claims of the chapter "Batch normalization from scratch", over several seeds."""
 
-import functools
-
 import numpy as np
 import pytest
+import torch
 
 from bn_utils import forgotten_eval_study, load_digits, make_convnet, make_mlp, run_seeds
 
@@ -11,12 +10,16 @@ SEEDS = (0, 1, 2, 3, 4)
 
 
 def test_training_with_scratch_bn_follows_torch_bn():
-    """Claim: our BatchNorm1d is a drop-in: swapping it for torch's leaves training unchanged."""
-    data = load_digits()
+    """Claim: our BatchNorm1d is a drop-in: swapping it for torch's leaves training unchanged.
+
+    In float64, so that what is compared is the two implementations and not float32 rounding,
+    which training amplifies differently on every arithmetic path (in float32 the loss curves part
+    by about 1e-3 within 5 epochs on some paths)."""
+    data = load_digits(dtype=torch.float64)
     curves = {}
     for norm in ("batch", "batch_scratch"):
         curves[norm] = run_seeds(
-            functools.partial(make_mlp, 64, 10, depth=3, width=100, norm=norm),
+            lambda norm=norm: make_mlp(64, 10, depth=3, width=100, norm=norm).double(),
             data,
             SEEDS,
             lr=0.1,
@@ -25,9 +28,8 @@ def test_training_with_scratch_bn_follows_torch_bn():
         )
     for ours, ref in zip(curves["batch_scratch"], curves["batch"], strict=True):
         loss_gap = np.max(np.abs(np.array(ours.loss) - np.array(ref.loss)))
-        acc_gap = np.max(np.abs(np.array(ours.test_acc) - np.array(ref.test_acc)))
-        assert loss_gap < 1e-3, f"seed {ours.config['seed']}: loss curves differ by {loss_gap:.2e}"
-        assert acc_gap <= 2 / len(data.x_test), f"seed {ours.config['seed']}: accuracy differs by {acc_gap:.4f}"
+        assert loss_gap < 1e-9, f"seed {ours.config['seed']}: loss curves differ by {loss_gap:.2e}"
+        assert ours.test_acc == ref.test_acc, f"seed {ours.config['seed']}: {ours.test_acc} vs {ref.test_acc}"
 
 
 def test_forgetting_eval_ruins_single_image_predictions_in_a_conv_net():
