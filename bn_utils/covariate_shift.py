@@ -7,7 +7,14 @@ Two measures of how much a layer's input changes under it while the network trai
   and :func:`bn_utils.probes.jitter_ratio` (step-to-step restlessness);
 - *gradient-based* (Santurkar et al., 2018, Definition 2.1): for layer k, the gradient G_k of
   the loss, and G'_k, the same gradient after every layer before k has taken its SGD step;
-  :func:`gradient_shift` returns ||G_k - G'_k|| and cos(G_k, G'_k).
+  :func:`gradient_shift` returns ||G_k - G'_k|| and cos(G_k, G'_k), after the layers' SGD
+  step or, with ``relative_step``, after a step of a fixed size relative to their weights
+  (:func:`lower_step_size` says how large the SGD step is, which differs between networks).
+
+And one measure of whether the signal gets through at all: :func:`signal_spread`, each hidden
+layer's spread across examples of its units' inputs to the nonlinearity (a small initialisation
+shrinks it layer by layer), with :func:`saturated_fraction` for how many of those inputs sit in
+the flat tails of the nonlinearity.
 """
 
 from __future__ import annotations
@@ -26,7 +33,17 @@ from .models import make_mlp
 from .probes import ActivationProbe, ActivationRecord, drift_ratio, jitter_ratio
 from .training import History, get_device, loss_and_gradients, seed_everything, train
 
-__all__ = ["ShiftRun", "ioffe_mlp", "gradient_shift", "covariate_shift_run", "summarize_runs"]
+__all__ = [
+    "ShiftRun",
+    "ioffe_mlp",
+    "activation_inputs",
+    "signal_spread",
+    "saturated_fraction",
+    "gradient_shift",
+    "lower_step_size",
+    "covariate_shift_run",
+    "summarize_runs",
+]
 
 
 def ioffe_mlp(
@@ -34,12 +51,24 @@ def ioffe_mlp(
     *,
     in_features: int = 64,
     num_classes: int = 10,
-    weight_std: float = 0.1,
+    weight_std: float | None = 0.1,
+    init_scale: float = 1.0,
+    head_init_scale: float | None = None,
     activation: str = "sigmoid",
     norm_kwargs: dict | None = None,
 ) -> nn.Sequential:
     """The network of the BN paper's Figure 1: 3 hidden layers of 100 sigmoid units, small
-    Gaussian initial weights (std ``weight_std``), BN (if any) before each sigmoid."""
+    Gaussian initial weights (std ``weight_std``), BN (if any) before each sigmoid.
+
+    ``weight_std=None`` scales the weights by fan-in instead, as :func:`make_mlp` does: std
+    ``init_scale * gain / sqrt(fan_in)`` for the hidden layers (gain 1 for sigmoids: LeCun's
+    scaling at ``init_scale=1``) and ``head_init_scale / sqrt(fan_in)`` for the head (default:
+    ``init_scale``)."""
+    if weight_std is not None and (init_scale != 1.0 or head_init_scale is not None):
+        raise ValueError(
+            "init_scale and head_init_scale only apply with weight_std=None (fan-in scaling); "
+            f"got weight_std={weight_std}, init_scale={init_scale}, head_init_scale={head_init_scale}"
+        )
     return make_mlp(
         in_features,
         num_classes,
@@ -47,13 +76,79 @@ def ioffe_mlp(
         width=100,
         norm=norm,
         activation=activation,
+        init_scale=init_scale,
+        head_init_scale=head_init_scale,
         weight_std=weight_std,
         norm_kwargs=norm_kwargs,
     )
 
 
+def activation_inputs(model: nn.Sequential, x: torch.Tensor, noise_seed: int = 0) -> list[torch.Tensor]:
+    """The input of every hidden block's nonlinearity for the batch ``x``: one (examples, units)
+    tensor per block, from a training-mode pass (BN uses the batch's statistics, as during
+    training) on a copy, so the model and its running statistics are untouched. Noise (noisy
+    BN) is drawn from ``noise_seed`` without touching the global random state."""
+    if not hasattr(model, "blocks") or not all(hasattr(block, "act") for block in model.blocks):
+        raise ValueError("activation_inputs needs a model from make_mlp (blocks[i].act)")
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"x must be a batch of at least 2 flat examples, got shape {tuple(x.shape)}")
+    model = copy.deepcopy(model).train()
+    inputs: list[torch.Tensor] = []
+    handles = [
+        block.act.register_forward_pre_hook(lambda module, args: inputs.append(args[0].detach()))
+        for block in model.blocks
+    ]
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            torch.manual_seed(noise_seed)
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return inputs
+
+
+def signal_spread(model: nn.Sequential, x: torch.Tensor, noise_seed: int = 0) -> np.ndarray:
+    """Per hidden layer: the median over units of the standard deviation, across the examples
+    of ``x``, of the unit's input to its nonlinearity. About 1 after BN (with gamma = 1); near 0
+    means every example looks alike to that layer: the signal has vanished on the way up."""
+    return np.array([np.median(z.std(dim=0).cpu().numpy()) for z in activation_inputs(model, x, noise_seed)])
+
+
+def saturated_fraction(
+    model: nn.Sequential, x: torch.Tensor, threshold: float = 3.0, noise_seed: int = 0
+) -> np.ndarray:
+    """Per hidden layer: the fraction of (example, unit) inputs to the nonlinearity with
+    ``|z| > threshold``. At the default 3, a sigmoid's slope there is below 0.046, less than a
+    fifth of its slope at 0: the unit is in a flat tail and passes little gradient."""
+    if threshold <= 0:
+        raise ValueError(f"threshold must be positive, got {threshold}")
+    return np.array(
+        [(z.abs() > threshold).float().mean().item() for z in activation_inputs(model, x, noise_seed)], dtype=float
+    )
+
+
+def _layers_with_layers_below(net: nn.Sequential) -> list[torch.Tensor]:
+    return [block.linear.weight for block in net.blocks[1:]] + [net.head.weight]
+
+
+def _all_gradients(model: nn.Sequential, x, y, noise_seed: int) -> dict[int, torch.Tensor]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return dict(zip(map(id, params), loss_and_gradients(model, x, y, params, noise_seed)[1], strict=True))
+
+
+def _flat(tensors) -> torch.Tensor:
+    return torch.cat([t.detach().flatten() for t in tensors])
+
+
 def gradient_shift(
-    model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, lr: float, noise_seed: int = 0
+    model: nn.Sequential,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lr: float,
+    noise_seed: int = 0,
+    *,
+    relative_step: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Santurkar et al.'s internal covariate shift of each layer after the first, on one batch.
 
@@ -61,26 +156,48 @@ def gradient_shift(
     G' = the same gradient after all blocks before k took the SGD step ``-lr * grad``.
     Returns (||G - G'||, cos(G, G')), one entry per such layer. The model is not changed, not
     even its running statistics (copies do the work, in training mode, as during training).
+
+    The SGD step of the blocks below differs in size between networks (see
+    :func:`lower_step_size`), and a smaller step shifts less. ``relative_step`` removes that
+    difference: the blocks below then move along ``-grad`` by ``relative_step`` times the norm
+    of their parameters (``lr`` is then unused), the same relative size in every network.
     """
-
-    def layer_weights(net):  # the layers that have layers below them
-        return [block.linear.weight for block in net.blocks[1:]] + [net.head.weight]
-
+    if relative_step is not None and relative_step < 0:
+        raise ValueError(f"relative_step must be >= 0 (or None for the SGD step), got {relative_step}")
     model = copy.deepcopy(model)  # even a forward pass would update BN's running statistics
-    all_params = [p for p in model.parameters() if p.requires_grad]
-    grads = dict(zip(map(id, all_params), loss_and_gradients(model, x, y, all_params, noise_seed)[1], strict=True))
+    grads = _all_gradients(model, x, y, noise_seed)
     l2, cosine = [], []
-    for k, target in enumerate(layer_weights(model), start=1):
+    for k, target in enumerate(_layers_with_layers_below(model), start=1):
+        below = list(model.blocks[:k].parameters())
+        if relative_step is None:
+            step = lr
+        else:
+            grad_norm = _flat(grads[id(p)] for p in below).norm().item()
+            step = relative_step * _flat(below).norm().item() / max(grad_norm, 1e-30)
         shifted = copy.deepcopy(model)
         with torch.no_grad():
-            for original, moved in zip(model.blocks[:k].parameters(), shifted.blocks[:k].parameters(), strict=True):
-                moved -= lr * grads[id(original)]
-        moved_target = layer_weights(shifted)[k - 1]
+            for original, moved in zip(below, shifted.blocks[:k].parameters(), strict=True):
+                moved -= step * grads[id(original)]
+        moved_target = _layers_with_layers_below(shifted)[k - 1]
         g = grads[id(target)].flatten()
         g_after = loss_and_gradients(shifted, x, y, [moved_target], noise_seed)[1][0].flatten()
         l2.append((g - g_after).norm().item())
         cosine.append(nn.functional.cosine_similarity(g, g_after, dim=0).item())
     return np.array(l2), np.array(cosine)
+
+
+def lower_step_size(
+    model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, lr: float, noise_seed: int = 0
+) -> np.ndarray:
+    """For each layer that :func:`gradient_shift` measures: the size of the SGD step of the
+    blocks below it, relative to their parameters, ``||lr * grad|| / ||params||``."""
+    model = copy.deepcopy(model)  # the forward pass would update BN's running statistics
+    grads = _all_gradients(model, x, y, noise_seed)
+    sizes = []
+    for k in range(1, len(model.blocks) + 1):
+        below = list(model.blocks[:k].parameters())
+        sizes.append(lr * _flat(grads[id(p)] for p in below).norm().item() / _flat(below).norm().item())
+    return np.array(sizes)
 
 
 @dataclass
@@ -92,6 +209,7 @@ class ShiftRun:
     ics_steps: list[int] = field(default_factory=list)
     ics_l2: list[np.ndarray] = field(default_factory=list)  # per checkpoint: one value per layer
     ics_cosine: list[np.ndarray] = field(default_factory=list)
+    ics_step_size: list[np.ndarray] = field(default_factory=list)  # per checkpoint: lower_step_size
 
     def drift(self, layer: int = -1) -> float:
         """Median over units of :func:`drift_ratio` for a hidden layer's sigmoid inputs."""
@@ -100,6 +218,14 @@ class ShiftRun:
     def jitter(self, layer: int = -1) -> float:
         """Median over units of :func:`jitter_ratio` for a hidden layer's sigmoid inputs."""
         return float(np.median(jitter_ratio(self.records[layer])))
+
+    def spread(self, layer: int = -1) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, spread): at every probe record of a hidden layer, the median over units of the
+        standard deviation over the batch of the unit's input to the sigmoid (the quantity of
+        :func:`signal_spread`, on the training batch). ``steps`` are 1-based: the record at
+        step 1 saw the initial weights."""
+        record = self.records[layer]
+        return record.steps, np.median(record.std, axis=1)
 
 
 def covariate_shift_run(
@@ -115,14 +241,31 @@ def covariate_shift_run(
     eval_every: int = 20,
     activation: str = "sigmoid",
     norm_kwargs: dict | None = None,
+    weight_std: float | None = 0.1,
+    init_scale: float = 1.0,
+    head_init_scale: float | None = None,
+    ics_relative_step: float | None = None,
 ) -> ShiftRun:
     """Train :func:`ioffe_mlp` with SGD, recording every hidden layer's inputs to its
     nonlinearity (the norm layer's output; the linear output when ``norm="none"``) every
-    ``probe_every`` steps, and the gradient-based shift every ``ics_every`` steps (None: never)."""
+    ``probe_every`` steps, and the gradient-based shift every ``ics_every`` steps (None: never).
+    ``weight_std``, ``init_scale`` and ``head_init_scale`` choose the initialisation (see
+    :func:`ioffe_mlp`; the default is the paper's N(0, 0.1^2)). ``ics_relative_step`` is passed
+    to :func:`gradient_shift` as ``relative_step`` (None: the SGD step); the relative size of the
+    SGD step of the layers below is recorded either way (``ShiftRun.ics_step_size``)."""
+    if ics_relative_step is not None and ics_relative_step <= 0:
+        raise ValueError(f"ics_relative_step must be positive (or None for the SGD step), got {ics_relative_step}")
     device = get_device()
     data = data.to(device)
     seed_everything(seed)
-    model = ioffe_mlp(norm, activation=activation, norm_kwargs=norm_kwargs).to(device)
+    model = ioffe_mlp(
+        norm,
+        activation=activation,
+        norm_kwargs=norm_kwargs,
+        weight_std=weight_std,
+        init_scale=init_scale,
+        head_init_scale=head_init_scale,
+    ).to(device)
     probes = [
         ActivationProbe(block.norm if norm != "none" else block.linear, every=probe_every) for block in model.blocks
     ]
@@ -134,8 +277,12 @@ def covariate_shift_run(
             with contextlib.ExitStack() as stack:  # its forward passes are not training steps
                 for probe in probes:
                     stack.enter_context(probe.paused())
-                l2, cosine = gradient_shift(model, x_probe, y_probe, lr, noise_seed=step)
+                l2, cosine = gradient_shift(
+                    model, x_probe, y_probe, lr, noise_seed=step, relative_step=ics_relative_step
+                )
+                size = lower_step_size(model, x_probe, y_probe, lr, noise_seed=step)
             run.ics_steps.append(step), run.ics_l2.append(l2), run.ics_cosine.append(cosine)
+            run.ics_step_size.append(size)
 
     with contextlib.ExitStack() as stack:
         for probe in probes:

@@ -157,3 +157,103 @@ def test_snapshot_and_layer_bar_plots():
     assert heights == pytest.approx([2.0, 3.0, 0.5, 0.5])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["layer 1", "layer 2"]
     plt.close(ax.figure)
+
+
+def test_signal_spread_and_saturated_fraction_on_a_known_network():
+    from bn_utils.covariate_shift import activation_inputs, saturated_fraction, signal_spread
+
+    model = make_mlp(2, 2, depth=1, width=3, activation="sigmoid")
+    with torch.no_grad():
+        model.blocks[0].linear.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.0, 8.0]]))
+        model.blocks[0].linear.bias.zero_()
+    x = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    (z,) = activation_inputs(model, x)
+    assert torch.equal(z, x @ model.blocks[0].linear.weight.T)
+    std = x.std(dim=0)[0].item()  # both columns have this std
+    assert signal_spread(model, x) == pytest.approx([2 * std])  # median of the units' (std, 2 std, 8 std)
+    # |z| > 3 only for unit 3 at the first two examples: 2 of 12 inputs
+    assert saturated_fraction(model, x) == pytest.approx([2 / 12])
+    assert saturated_fraction(model, x, threshold=10.0) == pytest.approx([0.0])
+
+
+def test_signal_spread_after_bn_is_one_and_leaves_the_model_alone():
+    from bn_utils.covariate_shift import saturated_fraction, signal_spread
+
+    torch.manual_seed(0)
+    model = ioffe_mlp("batch")
+    x = torch.randn(200, 64)
+    before = [t.clone() for t in model.state_dict().values()]
+    spread = signal_spread(model, x)
+    assert spread.shape == (3,) and np.allclose(spread, 1.0, atol=0.01)
+    assert (saturated_fraction(model, x) < 0.01).all()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.state_dict().values(), strict=True))
+    assert model.training, "the model's mode must be left as it was"
+
+
+def test_signal_measures_check_their_arguments():
+    from bn_utils.covariate_shift import activation_inputs, saturated_fraction
+
+    model = ioffe_mlp("none")
+    with pytest.raises(ValueError, match="at least 2 flat examples"):
+        activation_inputs(model, torch.randn(1, 64))
+    with pytest.raises(ValueError, match="make_mlp"):
+        activation_inputs(nn.Sequential(nn.Linear(64, 3)), torch.randn(5, 64))
+    with pytest.raises(ValueError, match="threshold must be positive"):
+        saturated_fraction(model, torch.randn(5, 64), threshold=0.0)
+
+
+def test_ioffe_mlp_initialisations():
+    torch.manual_seed(0)
+    lecun = ioffe_mlp("none", weight_std=None)
+    assert lecun.blocks[0].linear.weight.std().item() == pytest.approx(1 / 8, rel=0.05)
+    assert lecun.blocks[1].linear.weight.std().item() == pytest.approx(1 / 10, rel=0.05)
+    wide = ioffe_mlp("none", weight_std=None, init_scale=4.0)
+    assert wide.blocks[2].linear.weight.std().item() == pytest.approx(4 / 10, rel=0.05)
+    assert wide.head.weight.std().item() == pytest.approx(4 / 10, rel=0.15)
+    narrow_head = ioffe_mlp("none", weight_std=None, init_scale=4.0, head_init_scale=1.0)
+    assert narrow_head.head.weight.std().item() == pytest.approx(1 / 10, rel=0.15)
+    assert ioffe_mlp("none").blocks[0].linear.weight.std().item() == pytest.approx(0.1, rel=0.05)
+    with pytest.raises(ValueError, match="only apply with weight_std=None"):
+        ioffe_mlp("none", weight_std=0.1, init_scale=4.0)
+
+
+def test_gradient_shift_at_a_relative_step_is_the_sgd_step_of_that_size():
+    from bn_utils.covariate_shift import lower_step_size
+    from bn_utils.training import loss_and_gradients
+
+    torch.manual_seed(0)
+    model = ioffe_mlp("batch")
+    x, y = torch.randn(60, 64), torch.randint(0, 10, (60,))
+    sizes = lower_step_size(model, x, y, lr=0.5)
+    grad = loss_and_gradients(model, x, y, list(model.blocks[0].parameters()))[1]
+    by_hand = (
+        0.5
+        * torch.cat([g.flatten() for g in grad]).norm()
+        / torch.cat([p.detach().flatten() for p in model.blocks[0].parameters()]).norm()
+    )
+    assert sizes.shape == (3,) and sizes[0] == pytest.approx(by_hand.item(), rel=1e-5)
+    rho = 0.01
+    at_rho = gradient_shift(model, x, y, lr=123.0, relative_step=rho)
+    for k in range(3):  # the SGD step with lr' = rho * lr / size is a step of relative size rho
+        same = gradient_shift(model, x, y, lr=rho * 0.5 / sizes[k])
+        assert at_rho[0][k] == pytest.approx(same[0][k], rel=1e-3)
+        assert at_rho[1][k] == pytest.approx(same[1][k], abs=1e-5)
+    l2, cosine = gradient_shift(model, x, y, lr=1.0, relative_step=0.0)
+    assert np.allclose(l2, 0, atol=1e-7) and np.allclose(cosine, 1, atol=1e-6)
+    with pytest.raises(ValueError, match="relative_step must be >= 0"):
+        gradient_shift(model, x, y, lr=1.0, relative_step=-0.1)
+
+
+def test_covariate_shift_run_records_spread_step_sizes_and_takes_an_init(digits):
+    run = covariate_shift_run(
+        "none", digits, seed=0, steps=20, ics_every=10, weight_std=None, init_scale=4.0, ics_relative_step=0.01
+    )
+    steps, spread = run.spread(layer=2)
+    assert steps.tolist() == [1, 6, 11, 16] and spread.shape == (4,)
+    assert spread == pytest.approx(np.median(run.records[2].std, axis=1))
+    assert spread[0] > 0.3, "init_scale=4 must reach the model: the plain net's top layer keeps its signal"
+    assert len(run.ics_step_size) == 2 and run.ics_step_size[0].shape == (3,) and (run.ics_step_size[0] > 0).all()
+    small = covariate_shift_run("none", digits, seed=0, steps=5, ics_every=None)
+    assert small.spread(layer=2)[1][0] < 0.1, "the paper's N(0, 0.1^2) starts with a vanishing top-layer signal"
+    with pytest.raises(ValueError, match="ics_relative_step must be positive"):
+        covariate_shift_run("none", digits, seed=0, steps=5, ics_relative_step=0.0)
