@@ -225,13 +225,14 @@ def plot_beta_by_step_size(runs: dict[str, LandscapeRun], ax=None, title: str | 
         summary = beta_by_step_size(run, after=after)
         (line,) = ax.plot(summary["step_sizes"], summary["median"], marker="o", label=label)
         ax.fill_between(summary["step_sizes"], summary["low"], summary["high"], color=line.get_color(), alpha=0.2)
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     ax.set_xscale("log")
     ax.set_yscale("log")
     sizes = summary["step_sizes"]
     ax.set_xticks(sizes, [f"{s:g}" for s in sizes])
     ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("step size η")
