@@ -17,7 +17,11 @@ __all__ = ["Dataset", "load_digits", "make_spirals", "batch_indices", "iterate_b
 
 @dataclass(frozen=True)
 class Dataset:
-    """A train/test split held as tensors; inputs are standardized with training statistics."""
+    """A train/test split held as tensors; inputs are standardized with training statistics.
+
+    ``x_val``/``y_val`` (None unless :meth:`with_validation` made them) is a validation set held
+    out of the training data, on which hyperparameters are chosen instead of the test set.
+    """
 
     name: str
     x_train: torch.Tensor
@@ -25,6 +29,8 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -39,11 +45,49 @@ class Dataset:
             y_train=self.y_train.to(device),
             x_test=self.x_test.to(device),
             y_test=self.y_test.to(device),
+            x_val=None if self.x_val is None else self.x_val.to(device),
+            y_val=None if self.y_val is None else self.y_val.to(device),
+        )
+
+    @property
+    def has_validation(self) -> bool:
+        """True when a validation set was held out (see :meth:`with_validation`)."""
+        return self.x_val is not None
+
+    def with_validation(self, fraction: float = 0.2, seed: int = 0) -> Dataset:
+        """The same data with a seeded ``fraction`` of the training examples moved into a
+        validation set (``x_val``, ``y_val``); the test set is unchanged. Inputs keep the
+        standardization of the full training set (no test or label information enters it)."""
+        if self.has_validation:
+            raise ValueError("this dataset already holds a validation set")
+        if not 0 < fraction < 1:
+            raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+        n_val = int(round(fraction * len(self.x_train)))
+        if not 0 < n_val < len(self.x_train):
+            raise ValueError(f"fraction {fraction} of {len(self.x_train)} training examples leaves an empty split")
+        order = torch.as_tensor(np.random.default_rng(seed).permutation(len(self.x_train)))
+        val, train = order[:n_val].to(self.x_train.device), order[n_val:].to(self.x_train.device)
+        return replace(
+            self,
+            x_train=self.x_train[train],
+            y_train=self.y_train[train],
+            x_val=self.x_train[val],
+            y_val=self.y_train[val],
+        )
+
+    def validation_view(self) -> Dataset:
+        """The training set with the validation set in the place of the test set: what a trainer
+        that evaluates on ``x_test`` should see while hyperparameters are being chosen."""
+        if not self.has_validation:
+            raise ValueError("no validation set: call with_validation() first")
+        return replace(
+            self, name=f"{self.name} (validation)", x_test=self.x_val, y_test=self.y_val, x_val=None, y_val=None
         )
 
     def __repr__(self) -> str:
+        val = f" / {len(self.x_val)} validation" if self.has_validation else ""
         return (
-            f"Dataset({self.name!r}: {len(self.x_train)} train / {len(self.x_test)} test, "
+            f"Dataset({self.name!r}: {len(self.x_train)} train{val} / {len(self.x_test)} test, "
             f"input shape {self.input_shape}, {self.num_classes} classes)"
         )
 

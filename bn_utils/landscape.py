@@ -28,7 +28,15 @@ from .data import Dataset
 from .stacked import StackedMLP, train_stacked
 from .training import History, get_device, loss_and_gradients, seed_everything
 
-__all__ = ["StepProbe", "probe_gradient_step", "LandscapeRun", "landscape_run", "summarize_landscape"]
+__all__ = [
+    "StepProbe",
+    "probe_gradient_step",
+    "LandscapeRun",
+    "landscape_run",
+    "summarize_landscape",
+    "beta_by_step_size",
+    "plot_beta_by_step_size",
+]
 
 
 @dataclass(frozen=True)
@@ -47,9 +55,15 @@ class StepProbe:
         return float(self.losses.max() - self.losses.min())
 
     @property
+    def betas(self) -> np.ndarray:
+        """||g - g'|| / ||eta g|| at each step size: the local Lipschitz constant of the gradient
+        between w and w - eta g."""
+        return self.gradient_changes / (self.step_sizes * self.gradient_norm)
+
+    @property
     def beta_smoothness(self) -> float:
         """Effective beta-smoothness: max over step sizes of ||g - g'|| / ||eta g||."""
-        return float(np.max(self.gradient_changes / (self.step_sizes * self.gradient_norm)))
+        return float(np.max(self.betas))
 
 
 def probe_gradient_step(
@@ -99,6 +113,16 @@ class LandscapeRun:
         values = np.full((len(self.probes), len(self.probe_steps)), np.nan)
         for row, probes in zip(values, self.probes, strict=True):
             row[: len(probes)] = [getters[name](p) for p in probes]
+        return values
+
+    def beta_by_step_size(self) -> np.ndarray:
+        """(seeds, checkpoints, step sizes) array of ||g - g'|| / ||eta g|| at each step size
+        (the effective beta-smoothness before the max over step sizes); NaN after a divergence."""
+        sizes = next((len(p.step_sizes) for probes in self.probes for p in probes), 0)
+        values = np.full((len(self.probes), len(self.probe_steps), sizes), np.nan)
+        for i, probes in enumerate(self.probes):
+            for j, p in enumerate(probes):
+                values[i, j] = p.betas
         return values
 
     def gradient_change_band(self) -> tuple[np.ndarray, np.ndarray]:
@@ -169,3 +193,50 @@ def summarize_landscape(run: LandscapeRun) -> dict[str, float]:
         name: float(np.nanmedian(run.measure(name)[:, after_start]))
         for name in ("loss_range", "beta_smoothness", "gradient_change")
     }
+
+
+def beta_by_step_size(run: LandscapeRun, after: int = 0) -> dict[str, np.ndarray]:
+    """Per step size (``step_sizes``), the median, 10th and 90th percentile over seeds and
+    checkpoints after step ``after`` of ||g - g'|| / ||eta g||: the effective beta-smoothness
+    before the max over step sizes is taken."""
+    if not run.probes or not run.probes[0]:
+        raise ValueError("the run has no probes")
+    keep = np.asarray(run.probe_steps) > after
+    if not keep.any():
+        raise ValueError(f"no checkpoint after step {after}; probed at {run.probe_steps}")
+    values = run.beta_by_step_size()[:, keep].reshape(-1, len(run.probes[0][0].step_sizes))
+    return {
+        "step_sizes": run.probes[0][0].step_sizes.copy(),
+        "median": np.nanmedian(values, axis=0),
+        "low": np.nanpercentile(values, 10, axis=0),
+        "high": np.nanpercentile(values, 90, axis=0),
+    }
+
+
+def plot_beta_by_step_size(runs: dict[str, LandscapeRun], ax=None, title: str | None = None, after: int = 0):
+    """Effective beta-smoothness against step size, one line (median) and band (10th to 90th
+    percentile over seeds and checkpoints after step ``after``) per run; log-log axes."""
+    import matplotlib.pyplot as plt
+
+    if not runs:
+        raise ValueError("need at least one run to plot")
+    ax = ax if ax is not None else plt.subplots(figsize=(5, 3.6))[1]
+    for label, run in runs.items():
+        summary = beta_by_step_size(run, after=after)
+        (line,) = ax.plot(summary["step_sizes"], summary["median"], marker="o", label=label)
+        ax.fill_between(summary["step_sizes"], summary["low"], summary["high"], color=line.get_color(), alpha=0.2)
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    sizes = summary["step_sizes"]
+    ax.set_xticks(sizes, [f"{s:g}" for s in sizes])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("step size η")
+    ax.set_ylabel("‖g − g′‖ / ‖η g‖")
+    ax.set_title(title or "effective β-smoothness by step size")
+    ax.legend()
+    return ax

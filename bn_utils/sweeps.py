@@ -17,7 +17,7 @@ import numpy as np
 
 from .data import Dataset
 from .models import make_mlp
-from .stacked import train_stacked
+from .stacked import evaluate_stacked, train_stacked
 from .training import History, get_device, seed_everything
 
 __all__ = [
@@ -48,6 +48,12 @@ class Sweep:
 
     A run *trains* when it does not diverge and ends with test accuracy of at least
     ``min_accuracy``; ``target`` is the test accuracy whose steps-to-reach measure speed.
+
+    When ``selected_on`` is ``"validation"``, the histories' ``test_acc`` and ``test_loss`` were
+    measured on a validation set held out of the training data, so every selection (which values
+    train, the best value, steps to target) uses validation accuracy; ``final_test[norm]``
+    (values, seeds) holds the test accuracy at the end of training, read through
+    :meth:`test_accuracy` for the selected configurations only.
     """
 
     parameter: str
@@ -56,10 +62,16 @@ class Sweep:
     histories: dict[str, list[list[History]]]
     target: float = 0.95
     min_accuracy: float = 0.5
+    selected_on: str = "test"
+    final_test: dict[str, np.ndarray] | None = None
 
     def __post_init__(self):
         if self.parameter not in PARAMETER_LABELS:
             raise ValueError(f"unknown parameter {self.parameter!r}; valid names are: {', '.join(PARAMETER_LABELS)}")
+        if self.selected_on not in ("test", "validation"):
+            raise ValueError(f"selected_on must be 'test' or 'validation', got {self.selected_on!r}")
+        if self.selected_on == "validation" and self.final_test is None:
+            raise ValueError("a sweep selected on validation needs final_test, the test accuracies at the end")
 
     @property
     def label(self) -> str:
@@ -133,6 +145,25 @@ class Sweep:
             return None
         return self.values[min(candidates, key=lambda i: (steps[i], -np.median(accuracy[i])))]
 
+    def instability_onset(self, norm: str) -> float | None:
+        """The grid value just above the largest stable one (at which some seed fails to train),
+        or None if every value up to the end of the grid is stable. The true limit lies between
+        :meth:`largest_stable` and this value."""
+        stable = self.largest_stable(norm)
+        above = [v for v in self.values if stable is None or v > stable]
+        return min(above) if above else None
+
+    def test_accuracy(self, norm: str, value: float | None = None) -> np.ndarray:
+        """Final test accuracy per seed (NaN if diverged) at ``value`` (default: the best value).
+        On a sweep selected on validation, this is the only place test accuracy shows."""
+        value = self.best(norm) if value is None else value
+        if value is None:
+            raise ValueError(f"norm {norm!r} has no value at which every seed trains")
+        if self.final_test is None:
+            return self.final(norm)[self._index(value)]
+        self._grid(norm)
+        return self.final_test[norm][self._index(value)]
+
     def median_steps_to_target(self, norm: str, value: float | None = None, target: float | None = None) -> float:
         """Median over seeds of the steps to ``target`` (default: the sweep's) at ``value``
         (default: the best value)."""
@@ -162,6 +193,7 @@ def run_sweep(
     activation: str = "relu",
     target: float = 0.95,
     min_accuracy: float = 0.5,
+    select_on: str = "test",
 ) -> Sweep:
     """Train a ``depth`` x ``width`` MLP (BN before each activation when ``norm`` is ``batch``)
     for ``steps`` steps at every value of ``parameter`` (``"lr"``, ``"init_scale"`` or
@@ -169,7 +201,10 @@ def run_sweep(
     as in :func:`bn_utils.models.make_mlp`), for every norm and seed. For a given norm, a seed
     gives the same batch order at every value, and the same initial weights up to their scale,
     so values are compared on paired runs. Networks of one shape train together as one stack.
-    Test accuracy is measured every ``eval_every`` steps (training accuracy is not, to save time)."""
+    Test accuracy is measured every ``eval_every`` steps (training accuracy is not, to save time).
+    ``select_on="validation"`` (``data`` from :meth:`~bn_utils.data.Dataset.with_validation`)
+    measures the validation accuracy instead, for every selection, and the test accuracy once, at
+    the end of training (:meth:`Sweep.test_accuracy`)."""
     values, seeds = tuple(float(v) for v in values), tuple(seeds)
     if parameter not in PARAMETER_LABELS:
         raise ValueError(f"unknown parameter {parameter!r}; valid names are: {', '.join(PARAMETER_LABELS)}")
@@ -179,13 +214,20 @@ def run_sweep(
         )
     if parameter == "depth" and any(v != int(v) for v in values):
         raise ValueError(f"depths must be whole numbers, got {values}")
+    if select_on not in ("test", "validation"):
+        raise ValueError(f"select_on must be 'test' or 'validation', got {select_on!r}")
+    if select_on == "validation" and not data.has_validation:
+        raise ValueError("select_on='validation' needs a dataset with a validation set: use data.with_validation()")
     device = get_device()
     data = data.to(device)
+    seen = data.validation_view() if select_on == "validation" else data
+    final_test: dict[str, np.ndarray] = {}
     # a depth sweep changes the networks' shape: one stack per depth; otherwise one stack per norm
     groups = [[v] for v in values] if parameter == "depth" else [list(values)]
     histories = {}
     for norm in norms:
         histories[norm] = []
+        tests = []
         for group in groups:
             models, run_lrs, run_seeds = [], [], []
             for value in group:
@@ -206,9 +248,16 @@ def run_sweep(
                     )
                     run_lrs.append(setting["lr"])
                     run_seeds.append(seed)
+            test_at_end = np.full(len(models), np.nan)
+
+            def test_once(stack, step, test_at_end=test_at_end):
+                if select_on == "validation" and step == steps:
+                    accuracy, _ = evaluate_stacked(stack, data.x_test, data.y_test)
+                    test_at_end[stack.ids] = accuracy.cpu().numpy()
+
             flat = train_stacked(
                 models,
-                data,
+                seen,
                 lrs=run_lrs,
                 seeds=run_seeds,
                 steps=steps,
@@ -217,9 +266,21 @@ def run_sweep(
                 momentum=momentum,
                 eval_every=eval_every,
                 eval_train=False,
+                on_step=test_once if select_on == "validation" else None,
             )
             histories[norm] += [flat[i * len(seeds) : (i + 1) * len(seeds)] for i in range(len(group))]
-    return Sweep(parameter, values, seeds, histories, target=target, min_accuracy=min_accuracy)
+            tests += list(test_at_end.reshape(len(group), len(seeds)))
+        final_test[norm] = np.array(tests)
+    return Sweep(
+        parameter,
+        values,
+        seeds,
+        histories,
+        target=target,
+        min_accuracy=min_accuracy,
+        selected_on=select_on,
+        final_test=final_test if select_on == "validation" else None,
+    )
 
 
 def lr_sweep(data: Dataset, *, lrs: Sequence[float] = LR_GRID, **kwargs) -> Sweep:

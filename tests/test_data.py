@@ -78,3 +78,37 @@ def test_dataset_to_device_and_repr():
     moved = data.to("cpu")
     assert torch.equal(moved.x_train, data.x_train)
     assert "spirals" in repr(data) and "3 classes" in repr(data)
+
+
+def test_validation_split_is_held_out_of_training_seeded_and_disjoint():
+    data = load_digits()
+    split = data.with_validation(fraction=0.2, seed=0)
+    assert split.has_validation and not data.has_validation
+    assert len(split.x_val) == round(0.2 * len(data.x_train))
+    assert len(split.x_train) + len(split.x_val) == len(data.x_train)
+    assert torch.equal(split.x_test, data.x_test) and torch.equal(split.y_test, data.y_test)
+
+    # train and validation partition the original training examples (as a multiset of rows:
+    # the digits hold a few duplicate images), so no validation example is a training or test one
+    def rows(*tensors):
+        return sorted(tuple(r.tolist()) for x in tensors for r in x)
+
+    assert rows(split.x_train, split.x_val) == rows(data.x_train)
+    labels = torch.cat([split.y_train, split.y_val]).sort().values
+    assert torch.equal(labels, data.y_train.sort().values)
+    again, other = data.with_validation(0.2, seed=0), data.with_validation(0.2, seed=1)
+    assert torch.equal(split.y_val, again.y_val) and not torch.equal(split.y_val, other.y_val)
+    view = split.validation_view()
+    assert (
+        torch.equal(view.x_test, split.x_val) and torch.equal(view.x_train, split.x_train) and not view.has_validation
+    )
+    assert "270 validation" in repr(split)
+    images = load_digits(images=True).with_validation(0.2, seed=0)
+    assert images.x_val.shape[1:] == (1, 8, 8)
+    assert split.to("cpu").has_validation
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\), got 1.5"):
+        data.with_validation(1.5)
+    with pytest.raises(ValueError, match="already holds a validation set"):
+        split.with_validation()
+    with pytest.raises(ValueError, match="no validation set"):
+        data.validation_view()

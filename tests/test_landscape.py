@@ -6,7 +6,13 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import bn_utils as bu  # noqa: E402
-from bn_utils.landscape import landscape_run, probe_gradient_step, summarize_landscape  # noqa: E402
+from bn_utils.landscape import (  # noqa: E402
+    beta_by_step_size,
+    landscape_run,
+    plot_beta_by_step_size,
+    probe_gradient_step,
+    summarize_landscape,
+)
 from bn_utils.plotting import plot_landscape  # noqa: E402
 
 
@@ -85,3 +91,22 @@ def test_landscape_run_probes_without_changing_training():
     assert ax.get_yscale() == "log" and ax.get_legend().get_texts()[0].get_text() == "BN (n=2)"
     with pytest.raises(ValueError, match="unknown measure"):
         plot_landscape({"BN": run}, "sharpness")
+
+
+def test_beta_by_step_size_is_the_ratio_before_the_max():
+    data = bu.load_digits()
+    run = landscape_run("none", data, seeds=[0, 1], steps=20, probe_every=10, depth=3, width=32, probe_batch=64)
+    values = run.beta_by_step_size()
+    assert values.shape == (2, 3, 5) and np.all(values > 0)
+    # the effective beta-smoothness is the max of these over step sizes
+    np.testing.assert_allclose(values.max(axis=2), run.measure("beta_smoothness"))
+    summary = beta_by_step_size(run)
+    np.testing.assert_allclose(summary["step_sizes"], 0.1 * np.array([0.25, 0.5, 1.0, 2.0, 4.0]))
+    np.testing.assert_allclose(summary["median"], np.median(values[:, 1:].reshape(-1, 5), axis=0))
+    assert np.all(summary["low"] <= summary["median"]) and np.all(summary["median"] <= summary["high"])
+    ax = plot_beta_by_step_size({"plain": run})
+    assert ax.get_xscale() == "log" and ax.get_legend().get_texts()[0].get_text() == "plain"
+    with pytest.raises(ValueError, match="no checkpoint after step 20"):
+        beta_by_step_size(run, after=20)
+    with pytest.raises(ValueError, match="at least one run"):
+        plot_beta_by_step_size({})

@@ -151,3 +151,31 @@ def test_sweep_explorer_redraws_quickly(sweep, monkeypatch):
     assert shown[-1].axes[1].get_title() == "0/2 seeds diverged; 95% after 15 steps (median)"
     with pytest.raises(ValueError, match="lacks \\['batch'\\]"):
         sweep_explorer(Sweep("lr", (0.1,), (0,), {"none": [[history([0.1, 0.9])]]}))
+
+
+def test_a_sweep_selected_on_validation_reports_test_accuracy_only_at_the_end():
+    data = bu.load_digits().with_validation(0.2, seed=0)
+    small = dict(lrs=(0.1, 1e3), seeds=(0, 1), steps=20, eval_every=10, depth=3, width=32, min_accuracy=0.1)
+    result = lr_sweep(data, select_on="validation", **small)
+    assert result.selected_on == "validation"
+    # the histories were evaluated on the validation set: the same runs as a sweep whose test set is it
+    on_val = lr_sweep(data.validation_view(), **small)
+    for norm in result.norms:
+        np.testing.assert_array_equal(result.final(norm), on_val.final(norm))
+        assert result.runs(norm, 0.1)[0].loss == on_val.runs(norm, 0.1)[0].loss
+    # the test accuracy at the end is the trained model's on the test set
+    bu.seed_everything(0)
+    alone = bu.train(bu.make_mlp(64, 10, depth=3, width=32), data, lr=0.1, steps=20, seed=0, eval_every=10)
+    assert result.test_accuracy("none", 0.1)[0] == pytest.approx(alone.test_acc[-1], abs=1e-6)
+    assert result.best("none") == 0.1 and np.isnan(result.test_accuracy("none", 1e3)).all()
+    assert result.instability_onset("none") == 1e3
+    with pytest.raises(ValueError, match="needs a dataset with a validation set"):
+        lr_sweep(bu.load_digits(), select_on="validation", **small)
+    with pytest.raises(ValueError, match="select_on must be 'test' or 'validation', got 'train'"):
+        lr_sweep(data, select_on="train", **small)
+
+
+def test_instability_onset_brackets_the_limit(sweep):
+    assert sweep.largest_stable("none") == 1.0 and sweep.instability_onset("none") == 10.0
+    assert sweep.instability_onset("batch") is None  # stable to the end of the grid
+    np.testing.assert_array_equal(sweep.test_accuracy("none", 1.0), sweep.final("none")[1])
