@@ -69,7 +69,6 @@ NOT_YET_MAPPED = {
     "bn_from_scratch",
     "internal_covariate_shift",
     "faster_convergence",
-    "initialization_robustness",
     "gradient_flow",
     "regularization_noise",
 }
