@@ -119,7 +119,8 @@ def test_at_depth_20_bn_no_longer_trains_at_scale_10(digits):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_bn_does_not_protect_the_output_layer(digits, seed):
-    """Scaling the output layer by 10 too: BN's loss at initialisation grows more than 3x (3.4x to 4.3x over the 5 seeds)."""
+    """Scaling the output layer by 10 too: BN's loss at initialisation grows more than 3x
+    (3.4x to 4.3x over the 5 seeds)."""
     bn = diagnose_init_scales(digits, "batch", (1.0, 10.0), scale_head=True, seed=seed)
     assert bn[10.0].loss > 3 * bn[1.0].loss, f"BN loss at init, head scaled: {bn[1.0].loss:.2f}, {bn[10.0].loss:.2f}"
 
