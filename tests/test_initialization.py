@@ -52,6 +52,14 @@ def test_scales_follow_the_theory(digits):
     np.testing.assert_allclose(plain[2.0].activation_std / plain[1.0].activation_std, 2.0 ** np.arange(1, 5), rtol=1e-4)
 
 
+def test_bn_update_ratio_falls_as_one_over_scale_squared_in_the_full_network(digits):
+    """The identity behind the effective learning rate eta / c^2, in the chapter's 10 x 100 network:
+    one SGD step changes a BN layer's weights by lr * ||g|| / ||W||, 100 times less at scale 10."""
+    bn = diagnose_init_scales(digits, "batch", (1.0, 10.0))
+    ratio = np.median(bn[1.0].update_ratio / bn[10.0].update_ratio)
+    assert ratio == pytest.approx(100, rel=0.02), f"update ratio at scale 1 / at scale 10: {ratio:.1f}"
+
+
 def test_diagnostics_reject_what_they_cannot_read(digits):
     with pytest.raises(ValueError, match="needs a model built by make_mlp"):
         layer_diagnostics(torch.nn.Linear(64, 10), digits.x_train[:8], digits.y_train[:8], lr=0.1)
