@@ -11,6 +11,17 @@ def digits():
     return load_digits()
 
 
+@pytest.fixture
+def shown_figures(monkeypatch):
+    """The figures an explorer shows, in order. ipywidgets swallows an exception raised inside a
+    redraw, so a test of an explorer asserts on what the redraw drew, never on how long it took."""
+    import matplotlib.pyplot as plt
+
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
+    return shown
+
+
 @pytest.fixture(autouse=True)
 def close_figures():
     """Close the figures a test drew, so plot tests do not pile up open figures."""

@@ -145,15 +145,13 @@ def test_plot_running_stats_and_mode_accuracy():
     plt.close(ax.figure)
 
 
-def test_running_stats_explorer_builds_and_redraws_quickly():
-    import time
-
+def test_running_stats_explorer_redraws_what_the_sliders_say(shown_figures):
     from bn_utils.widgets import running_stats_explorer
 
     explorer = running_stats_explorer()
-    start = time.perf_counter()
+    drawn = len(shown_figures)
     explorer.children[0].value = 8  # moving a slider redraws
     explorer.children[2].value = True
-    assert time.perf_counter() - start < 1.0
+    assert len(shown_figures) == drawn + 2, "each control change redraws once"
     assert explorer.result.final_relative_error()[0] < 1.0
     plt.close("all")

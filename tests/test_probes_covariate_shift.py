@@ -116,18 +116,17 @@ def test_covariate_shift_run_records_every_layer_and_summarizes():
     plt.close(ax.figure)
 
 
-def test_covariate_shift_explorer_redraws_quickly():
-    import time
-
+def test_covariate_shift_explorer_redraws_what_the_controls_say(shown_figures):
     from bn_utils.widgets import covariate_shift_explorer, precompute_shift_runs
 
     runs = precompute_shift_runs(load_digits(), steps=40, noise_levels=(1.0,))
     assert set(runs) == {("none", 0.0), ("batch", 0.0), ("batch", 1.0)}
     explorer = covariate_shift_explorer(runs)
-    start = time.perf_counter()
     explorer.children[0].value = 1
     explorer.children[1].value = False
-    assert time.perf_counter() - start < 1.0
+    percentiles, accuracy = shown_figures[-1].axes
+    assert percentiles.get_title() == "plain, hidden layer 1, unit 0"
+    assert accuracy.get_title().startswith("drift ") and len(accuracy.lines) == 2
     plt.close("all")
 
 
