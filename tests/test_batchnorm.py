@@ -213,5 +213,11 @@ def test_functional_rejects_bad_input():
         BatchNorm1d(0)
 
 
-def test_public_names_are_exported():
-    assert bn_utils.BatchNorm1d is BatchNorm1d and bn_utils.BatchNorm2d is BatchNorm2d
+def test_every_public_name_is_exported_and_defined_where_it_is_documented():
+    import importlib
+
+    for name in bn_utils.__all__:
+        obj = getattr(bn_utils, name)  # fails if __all__ names something the package does not have
+        module = importlib.import_module(obj.__module__) if hasattr(obj, "__module__") else bn_utils
+        assert name in getattr(module, "__all__", [name]), f"{name} is exported but not in {module.__name__}.__all__"
+    assert {"BatchNorm1d", "BatchNorm2d", "batch_norm", "train", "check_range"} <= set(bn_utils.__all__)
