@@ -1,0 +1,593 @@
+"""Bad input at the public surface: every public function checks its arguments, before any
+training, and its error names the argument, the value received and what was expected."""
+
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import bn_utils as bu
+from bn_utils import stacked
+from bn_utils.data import Dataset
+from bn_utils.probes import ActivationRecord
+
+NAN, INF = math.nan, math.inf
+
+
+def mlp(in_features=64, **kwargs):
+    return bu.make_mlp(in_features, 10, depth=1, width=8, **kwargs)
+
+
+def xy(data, n=20):
+    return data.x_test[:n], data.y_test[:n]
+
+
+def dataset(data, **changes):
+    fields = dict(
+        name="d", x_train=data.x_train, y_train=data.y_train, x_test=data.x_test, y_test=data.y_test, num_classes=10
+    )
+    return Dataset(**(fields | changes))
+
+
+def spirals():
+    return bu.make_spirals(points_per_class=20)
+
+
+def images():
+    return bu.load_digits(images=True)
+
+
+def record(percentiles):
+    rows = np.zeros((2, 3))
+    return ActivationRecord(np.arange(2), {p: rows for p in percentiles}, rows, rows)
+
+
+# (id, call(digits), error type, text the message must contain)
+CASES = [
+    # training.train
+    ("train-lr-zero", lambda d: bu.train(mlp(), d, lr=0, steps=1), ValueError, "lr must be positive and finite, got 0"),
+    (
+        "train-lr-negative",
+        lambda d: bu.train(mlp(), d, lr=-0.1, steps=1),
+        ValueError,
+        "lr must be positive and finite, got -0.1",
+    ),
+    (
+        "train-lr-nan",
+        lambda d: bu.train(mlp(), d, lr=NAN, steps=1),
+        ValueError,
+        "lr must be positive and finite, got nan",
+    ),
+    (
+        "train-lr-inf",
+        lambda d: bu.train(mlp(), d, lr=INF, steps=1),
+        ValueError,
+        "lr must be positive and finite, got inf",
+    ),
+    (
+        "train-lr-string",
+        lambda d: bu.train(mlp(), d, lr="0.1", steps=1),
+        TypeError,
+        "lr must be positive and finite, got '0.1'",
+    ),
+    (
+        "train-batch_size-zero",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=1, batch_size=0),
+        ValueError,
+        "batch_size must be a positive integer, got 0",
+    ),
+    (
+        "train-batch_size-negative",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=1, batch_size=-5),
+        ValueError,
+        "batch_size must be a positive integer, got -5",
+    ),
+    (
+        "train-batch_size-float",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=1, batch_size=2.5),
+        TypeError,
+        "batch_size must be a positive integer, got 2.5",
+    ),
+    (
+        "train-steps-zero",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=0),
+        ValueError,
+        "steps must be a positive integer, got 0",
+    ),
+    (
+        "train-steps-negative",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=-3),
+        ValueError,
+        "steps must be a positive integer, got -3",
+    ),
+    (
+        "train-steps-float",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=2.5),
+        TypeError,
+        "steps must be a positive integer, got 2.5",
+    ),
+    (
+        "train-epochs-zero",
+        lambda d: bu.train(mlp(), d, lr=0.1, epochs=0),
+        ValueError,
+        "epochs must be a positive integer, got 0",
+    ),
+    (
+        "train-epochs-negative",
+        lambda d: bu.train(mlp(), d, lr=0.1, epochs=-1),
+        ValueError,
+        "epochs must be a positive integer, got -1",
+    ),
+    (
+        "train-momentum-2",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=1, momentum=2),
+        ValueError,
+        "momentum must be a number in [0, 1], got 2",
+    ),
+    (
+        "train-momentum-negative",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=1, momentum=-0.5),
+        ValueError,
+        "momentum must be a number in [0, 1], got -0.5",
+    ),
+    (
+        "train-momentum-nan",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=1, momentum=NAN),
+        ValueError,
+        "momentum must be a number in [0, 1], got nan",
+    ),
+    (
+        "train-momentum-with-adam",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=1, optimizer="adam", momentum=0.9),
+        ValueError,
+        "momentum is for optimizer='sgd' only",
+    ),
+    (
+        "train-weight_decay-negative",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=1, weight_decay=-1),
+        ValueError,
+        "weight_decay must be non-negative and finite, got -1",
+    ),
+    (
+        "train-weight_decay-nan",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=1, weight_decay=NAN),
+        ValueError,
+        "weight_decay must be non-negative and finite, got nan",
+    ),
+    (
+        "train-seed-negative",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=1, seed=-1),
+        ValueError,
+        "seed must be an integer between 0 and 2**32 - 1, got -1",
+    ),
+    (
+        "train-seed-float",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=1, seed=1.5),
+        TypeError,
+        "seed must be an integer between 0 and 2**32 - 1, got 1.5",
+    ),
+    (
+        "train-eval_every-zero",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=1, eval_every=0),
+        ValueError,
+        "eval_every must be a positive integer, got 0",
+    ),
+    (
+        "train-eval_every-negative",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=1, eval_every=-5),
+        ValueError,
+        "eval_every must be a positive integer, got -5",
+    ),
+    (
+        "train-on_step-not-callable",
+        lambda d: bu.train(mlp(), d, lr=0.1, steps=1, on_step=3),
+        TypeError,
+        "on_step must be a callable or None, got 3",
+    ),
+    (
+        "train-model-not-a-module",
+        lambda d: bu.train("mlp", d, lr=0.1, steps=1),
+        TypeError,
+        "model must be a torch.nn.Module, got str",
+    ),
+    (
+        "train-data-not-a-dataset",
+        lambda d: bu.train(mlp(), (d.x_train, d.y_train), lr=0.1, steps=1),
+        TypeError,
+        "data must be a bn_utils Dataset",
+    ),
+    (
+        "train-model-width-2-on-64",
+        lambda d: bu.train(mlp(2), d, lr=0.1, steps=1),
+        ValueError,
+        "the model does not fit the data: its first layer, Linear(in_features=2, out_features=8, bias=True), "
+        "expects examples of shape (2,), but the inputs have shape (1348, 64), i.e. examples of shape (64,)",
+    ),
+    (
+        "train-mlp-on-images",
+        lambda d: bu.train(mlp(), images(), lr=0.1, steps=1),
+        ValueError,
+        "expects examples of shape (64,), but the inputs have shape (1348, 1, 8, 8)",
+    ),
+    (
+        "train-convnet-on-flat-inputs",
+        lambda d: bu.train(bu.make_convnet(), d, lr=0.1, steps=1),
+        ValueError,
+        "expects examples of shape (1, H, W), but the inputs have shape (1348, 64)",
+    ),
+    (
+        "train-convnet-wrong-channels",
+        lambda d: bu.train(bu.make_convnet(3), images(), lr=0.1, steps=1),
+        ValueError,
+        "expects examples of shape (3, H, W), but the inputs have shape (1348, 1, 8, 8)",
+    ),
+    (
+        "train-float64-data-float32-model",
+        lambda d: bu.train(mlp(), bu.load_digits(dtype=torch.float64), lr=0.1, steps=1),
+        TypeError,
+        "the model's weights are torch.float32 but the inputs are torch.float64",
+    ),
+    # training.evaluate
+    (
+        "evaluate-batch_size-zero",
+        lambda d: bu.evaluate(mlp(), *xy(d), batch_size=0),
+        ValueError,
+        "batch_size must be a positive integer, got 0",
+    ),
+    (
+        "evaluate-batch_size-negative",
+        lambda d: bu.evaluate(mlp(), *xy(d), batch_size=-1),
+        ValueError,
+        "batch_size must be a positive integer, got -1",
+    ),
+    (
+        "evaluate-no-examples",
+        lambda d: bu.evaluate(mlp(), d.x_test[:0], d.y_test[:0]),
+        ValueError,
+        "need as many labels as inputs (and at least one), got 0 and 0",
+    ),
+    (
+        "evaluate-lengths-differ",
+        lambda d: bu.evaluate(mlp(), d.x_test[:20], d.y_test[:10]),
+        ValueError,
+        "need as many labels as inputs (and at least one), got 20 and 10",
+    ),
+    (
+        "evaluate-model-width",
+        lambda d: bu.evaluate(mlp(2), *xy(d)),
+        ValueError,
+        "expects examples of shape (2,), but the inputs have shape (20, 64)",
+    ),
+    (
+        "evaluate-float-labels",
+        lambda d: bu.evaluate(mlp(), d.x_test[:20], d.y_test[:20].float()),
+        TypeError,
+        "y must be a 1-D tensor of class indices (dtype torch.long), got torch.float32",
+    ),
+    (
+        "evaluate-numpy-inputs",
+        lambda d: bu.evaluate(mlp(), d.x_test[:20].numpy(), d.y_test[:20]),
+        TypeError,
+        "x must be a torch.Tensor, got ndarray",
+    ),
+    # training.run_seeds, seed_everything, stack_metric, History
+    (
+        "run_seeds-no-seeds",
+        lambda d: bu.run_seeds(mlp, d, [], lr=0.1, steps=1),
+        ValueError,
+        "seeds must be a non-empty list of integer seeds, got []",
+    ),
+    (
+        "run_seeds-repeated-seed",
+        lambda d: bu.run_seeds(mlp, d, [0, 0], lr=0.1, steps=1),
+        ValueError,
+        "seeds must all be different (a repeated seed repeats the same run), got [0, 0]",
+    ),
+    (
+        "run_seeds-float-seed",
+        lambda d: bu.run_seeds(mlp, d, [0.5], lr=0.1, steps=1),
+        TypeError,
+        "each of seeds must be an integer between 0 and 2**32 - 1, got 0.5",
+    ),
+    (
+        "run_seeds-seeds-not-a-list",
+        lambda d: bu.run_seeds(mlp, d, 3, lr=0.1, steps=1),
+        TypeError,
+        "seeds must be a non-empty list of integer seeds, got 3",
+    ),
+    (
+        "run_seeds-model-width",
+        lambda d: bu.run_seeds(lambda: mlp(2), d, [0], lr=0.1, steps=1),
+        ValueError,
+        "expects examples of shape (2,), but the inputs have shape (1348, 64)",
+    ),
+    (
+        "run_seeds-module-instead-of-builder",
+        lambda d: bu.run_seeds(mlp(), d, [0], lr=0.1, steps=1),
+        TypeError,
+        "build_model must be a function that builds a fresh model for each seed",
+    ),
+    (
+        "run_seeds-builder-returns-none",
+        lambda d: bu.run_seeds(lambda: None, d, [0], lr=0.1, steps=1),
+        TypeError,
+        "build_model() must be a torch.nn.Module, got NoneType",
+    ),
+    (
+        "run_seeds-lr-nan",
+        lambda d: bu.run_seeds(mlp, d, [0], lr=NAN, steps=1),
+        ValueError,
+        "lr must be positive and finite, got nan",
+    ),
+    (
+        "run_seeds-seed-given-too",
+        lambda d: bu.run_seeds(mlp, d, [0], lr=0.1, steps=1, seed=3),
+        TypeError,
+        "run_seeds sets each run's seed from seeds; do not pass seed=",
+    ),
+    (
+        "run_seeds-on_trained-not-callable",
+        lambda d: bu.run_seeds(mlp, d, [0], lr=0.1, steps=1, on_trained=1),
+        TypeError,
+        "on_trained must be a callable or None, got 1",
+    ),
+    (
+        "seed_everything-negative",
+        lambda d: bu.seed_everything(-1),
+        ValueError,
+        "seed must be an integer between 0 and 2**32 - 1, got -1",
+    ),
+    (
+        "seed_everything-float",
+        lambda d: bu.seed_everything(1.5),
+        TypeError,
+        "seed must be an integer between 0 and 2**32 - 1, got 1.5",
+    ),
+    (
+        "seed_everything-too-large",
+        lambda d: bu.seed_everything(2**40),
+        ValueError,
+        "seed must be an integer between 0 and 2**32 - 1, got 1099511627776",
+    ),
+    (
+        "stack_metric-unknown-metric",
+        lambda d: bu.stack_metric([bu.History()], "acc"),
+        ValueError,
+        "unknown metric 'acc'; valid names are: loss, train_acc, test_acc, test_loss",
+    ),
+    (
+        "History.steps_to-unknown-metric",
+        lambda d: bu.History().steps_to(0.5, metric="acc"),
+        ValueError,
+        "unknown metric 'acc'; valid names are: train_acc, test_acc, test_loss",
+    ),
+    (
+        "History.steps_to-nan-threshold",
+        lambda d: bu.History().steps_to(NAN),
+        ValueError,
+        "threshold must be a finite number, got nan",
+    ),
+    # data
+    (
+        "load_digits-dtype-int",
+        lambda d: bu.load_digits(dtype=torch.int64),
+        TypeError,
+        "dtype must be a floating-point torch.dtype (e.g. torch.float32), got torch.int64",
+    ),
+    (
+        "load_digits-dtype-string",
+        lambda d: bu.load_digits(dtype="float32"),
+        TypeError,
+        "dtype must be a floating-point torch.dtype (e.g. torch.float32), got 'float32'",
+    ),
+    (
+        "load_digits-seed-negative",
+        lambda d: bu.load_digits(seed=-1),
+        ValueError,
+        "seed must be an integer between 0 and 2**32 - 1, got -1",
+    ),
+    (
+        "make_spirals-noise-negative",
+        lambda d: bu.make_spirals(noise=-0.1),
+        ValueError,
+        "noise must be non-negative and finite, got -0.1",
+    ),
+    (
+        "make_spirals-noise-nan",
+        lambda d: bu.make_spirals(noise=NAN),
+        ValueError,
+        "noise must be non-negative and finite, got nan",
+    ),
+    (
+        "make_spirals-points_per_class-float",
+        lambda d: bu.make_spirals(points_per_class=2.5),
+        TypeError,
+        "points_per_class must be an integer, got 2.5",
+    ),
+    (
+        "make_spirals-num_classes-float",
+        lambda d: bu.make_spirals(num_classes=3.0),
+        TypeError,
+        "num_classes must be an integer, got 3.0",
+    ),
+    (
+        "batch_indices-batch_size-float",
+        lambda d: bu.batch_indices(10, 2.5, seed=0),
+        TypeError,
+        "batch_size must be an integer, got 2.5",
+    ),
+    (
+        "batch_indices-seed-negative",
+        lambda d: bu.batch_indices(10, 2, seed=-1),
+        ValueError,
+        "seed must be an integer between 0 and 2**32 - 1, got -1",
+    ),
+    (
+        "batch_indices-seed-float",
+        lambda d: bu.batch_indices(10, 2, seed=0.5),
+        TypeError,
+        "seed must be an integer between 0 and 2**32 - 1, got 0.5",
+    ),
+    (
+        "batch_indices-epoch-negative",
+        lambda d: bu.batch_indices(10, 2, seed=0, epoch=-1),
+        ValueError,
+        "epoch must be a non-negative integer, got -1",
+    ),
+    (
+        "iterate_batches-numpy",
+        lambda d: next(bu.iterate_batches(d.x_test.numpy(), d.y_test, 4, seed=0)),
+        TypeError,
+        "x must be a torch.Tensor, got ndarray",
+    ),
+    (
+        "Dataset-lengths-differ",
+        lambda d: dataset(d, y_train=d.y_train[:3]),
+        ValueError,
+        "x_train and y_train must hold the same number (at least 1) of examples, got 1348 and 3",
+    ),
+    (
+        "Dataset-float-labels",
+        lambda d: dataset(d, y_train=d.y_train.float()),
+        TypeError,
+        "y_train must be a 1-D tensor of class indices (torch.long), got torch.float32",
+    ),
+    (
+        "Dataset-integer-inputs",
+        lambda d: dataset(d, x_test=d.x_test.long()),
+        TypeError,
+        "x_test must be a floating-point tensor of shape (N, ...), got torch.int64",
+    ),
+    (
+        "Dataset-num_classes-zero",
+        lambda d: dataset(d, num_classes=0),
+        ValueError,
+        "num_classes must be a positive integer, got 0",
+    ),
+    (
+        "Dataset-numpy-arrays",
+        lambda d: dataset(d, x_train=d.x_train.numpy()),
+        TypeError,
+        "x_train must be a torch.Tensor, got ndarray",
+    ),
+    (
+        "Dataset-train-test-shapes-differ",
+        lambda d: dataset(d, x_test=d.x_test[:, :10]),
+        ValueError,
+        "train and test examples must have the same shape, got (64,) and (10,)",
+    ),
+    (
+        "Dataset-empty-test-set",
+        lambda d: dataset(d, x_test=d.x_test[:0], y_test=d.y_test[:0]),
+        ValueError,
+        "x_test and y_test must hold the same number (at least 1) of examples, got 0 and 0",
+    ),
+    # stacked
+    (
+        "train_stacked-batch_size-zero",
+        lambda d: stacked.train_stacked([mlp()], d, lrs=[0.1], seeds=[0], steps=1, batch_size=0),
+        ValueError,
+        "batch_size must be a positive integer, got 0",
+    ),
+    (
+        "train_stacked-lr-negative",
+        lambda d: stacked.train_stacked([mlp()], d, lrs=[-0.1], seeds=[0], steps=1),
+        ValueError,
+        "each of lrs must be positive and finite, got -0.1",
+    ),
+    (
+        "train_stacked-lr-nan",
+        lambda d: stacked.train_stacked([mlp()], d, lrs=[NAN], seeds=[0], steps=1),
+        ValueError,
+        "each of lrs must be positive and finite, got nan",
+    ),
+    (
+        "train_stacked-momentum-2",
+        lambda d: stacked.train_stacked([mlp()], d, lrs=[0.1], seeds=[0], steps=1, momentum=2),
+        ValueError,
+        "momentum must be a number in [0, 1], got 2",
+    ),
+    (
+        "train_stacked-steps-zero",
+        lambda d: stacked.train_stacked([mlp()], d, lrs=[0.1], seeds=[0], steps=0),
+        ValueError,
+        "steps must be a positive integer, got 0",
+    ),
+    (
+        "train_stacked-eval_every-negative",
+        lambda d: stacked.train_stacked([mlp()], d, lrs=[0.1], seeds=[0], steps=1, eval_every=-1),
+        ValueError,
+        "eval_every must be a positive integer, got -1",
+    ),
+    (
+        "train_stacked-model-width",
+        lambda d: stacked.train_stacked([mlp(2)], d, lrs=[0.1], seeds=[0], steps=1),
+        ValueError,
+        "they take inputs of width 2, i.e. examples of shape (2,), but the data's examples have shape (64,)",
+    ),
+    (
+        "evaluate_stacked-batch_size-zero",
+        lambda d: stacked.evaluate_stacked(stacked.StackedMLP([mlp()]), *xy(d), batch_size=0),
+        ValueError,
+        "batch_size must be a positive integer, got 0",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "call,error,expected", [pytest.param(call, error, expected, id=name) for name, call, error, expected in CASES]
+)
+def test_bad_input_raises_an_error_naming_what_was_expected(digits, call, error, expected):
+    with pytest.raises(error, match=re.escape(expected)):
+        call(digits)
+
+
+def test_case_ids_are_unique():
+    names = [name for name, *_ in CASES]
+    assert len(names) == len(set(names))
+
+
+def test_width_mismatch_keeps_torchs_error_as_its_cause(digits):
+    model = mlp(2).train()
+    with pytest.raises(ValueError, match=re.escape("expects examples of shape (2,)")) as info:
+        bu.evaluate(model, *xy(digits))
+    assert isinstance(info.value.__cause__, RuntimeError) and "mat1 and mat2" in str(info.value.__cause__)
+    assert model.training, "evaluate restores the model's mode even when it fails"
+
+
+def test_other_runtime_errors_pass_through_unchanged(digits):
+    class Broken(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("something else went wrong")
+
+    with pytest.raises(RuntimeError, match="something else went wrong"):
+        bu.evaluate(Broken(), *xy(digits))
+    with pytest.raises(RuntimeError, match="something else went wrong"):
+        bu.evaluate(nn.Sequential(nn.Linear(64, 10), Broken()), *xy(digits))
+
+
+def test_edge_values_that_are_valid_are_still_accepted(digits):
+    for momentum in (None, 0, 0.0, 1, 1.0):
+        bu.BatchNorm1d(3, momentum=momentum)
+    bu.BatchNorm1d(3, eps=0)
+    bu.seed_everything(2**32 - 1)
+    assert len(bu.batch_indices(np.int64(10), np.int64(5), seed=np.int64(0))) == 2
+    bu.seed_everything(0)
+    h = bu.train(mlp(), digits, lr=1, steps=np.int64(1), batch_size=len(digits.x_train), momentum=1)
+    assert h.steps == 1
+    h = bu.train(mlp(), digits, lr=1e-3, steps=1, optimizer="adam", momentum=0.0)
+    assert h.steps == 1
+    assert bu.check_range("x", 7, 7, 7, digits=0) and bu.check_below("x", 0.0, 0)
+    assert not bu.check_below("x", math.nan, 1e-6), "a NaN measurement fails its check, it does not raise"
+
+
+def test_a_forward_pre_hook_that_reshapes_inputs_is_respected():
+    """The model/data check reads the first layer only when nothing can reshape the input before it."""
+    data = images()
+    model = nn.Sequential(nn.Linear(64, 10))
+    model.register_forward_pre_hook(lambda module, args: (args[0].flatten(1),))
+    bu.seed_everything(0)
+    assert bu.train(model, data, lr=0.1, steps=2).steps == 2
