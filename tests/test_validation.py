@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import bn_utils as bu
-from bn_utils import stacked
+from bn_utils import covariate_shift, initialization, landscape, regularization, stacked, sweeps
 from bn_utils.data import Dataset
 from bn_utils.probes import ActivationRecord
 
@@ -718,6 +718,136 @@ CASES = [
         ValueError,
         "x_test and y_test must hold the same number (at least 1) of examples, got 0 and 0",
     ),
+    # inference
+    (
+        "running_stats_trace-momentum-2",
+        lambda d: bu.running_stats_trace(momentum=2, steps=5),
+        ValueError,
+        "momentum must be None or a number in [0, 1], got 2",
+    ),
+    (
+        "running_stats_trace-batch_size-zero",
+        lambda d: bu.running_stats_trace(batch_size=0, steps=5),
+        ValueError,
+        "batch_size must be an integer >= 2, got 0",
+    ),
+    (
+        "running_stats_trace-true_std-negative",
+        lambda d: bu.running_stats_trace(true_std=-1.0, steps=5),
+        ValueError,
+        "true_std must be positive and finite, got -1.0",
+    ),
+    (
+        "running_stats_trace-true_std-zero",
+        lambda d: bu.running_stats_trace(true_std=0.0, steps=5),
+        ValueError,
+        "true_std must be positive and finite, got 0.0",
+    ),
+    (
+        "running_stats_trace-steps-float",
+        lambda d: bu.running_stats_trace(steps=2.5),
+        TypeError,
+        "steps must be a positive integer, got 2.5",
+    ),
+    (
+        "accuracy_in_mode-batch_size-zero",
+        lambda d: bu.accuracy_in_mode(mlp(), *xy(d), batch_size=0, train_mode=False),
+        ValueError,
+        "batch_size must be a positive integer, got 0",
+    ),
+    (
+        "accuracy_in_mode-batch_size-negative",
+        lambda d: bu.accuracy_in_mode(mlp(), *xy(d), batch_size=-1, train_mode=False),
+        ValueError,
+        "batch_size must be a positive integer, got -1",
+    ),
+    (
+        "accuracy_in_mode-model-width",
+        lambda d: bu.accuracy_in_mode(mlp(2), *xy(d), batch_size=10, train_mode=False),
+        ValueError,
+        "expects examples of shape (2,), but the inputs have shape (20, 64)",
+    ),
+    (
+        "forgotten_eval_study-batch_size-zero",
+        lambda d: bu.forgotten_eval_study(mlp, d, seeds=[0], batch_sizes=[0], lr=0.1, steps=1),
+        ValueError,
+        "each of batch_sizes must be a positive integer, got 0",
+    ),
+    (
+        "forgotten_eval_study-repeated-batch_size",
+        lambda d: bu.forgotten_eval_study(mlp, d, seeds=[0], batch_sizes=[8, 8], lr=0.1, steps=1),
+        ValueError,
+        "batch_sizes must all be different, got [8, 8]",
+    ),
+    (
+        "forgotten_eval_study-no-seeds",
+        lambda d: bu.forgotten_eval_study(mlp, d, seeds=[], batch_sizes=[8], lr=0.1, steps=1),
+        ValueError,
+        "seeds must be a non-empty list of integer seeds, got []",
+    ),
+    # checks
+    (
+        "check_range-low-above-high",
+        lambda d: bu.check_range("x", 0.5, 1, 0),
+        ValueError,
+        "low must not exceed high, got low=1 and high=0",
+    ),
+    ("check_range-low-nan", lambda d: bu.check_range("x", 0.5, NAN, 1), ValueError, "low must be a number, got nan"),
+    (
+        "check_range-digits-negative",
+        lambda d: bu.check_range("x", 0.5, 0, 1, digits=-1),
+        ValueError,
+        "digits must be a non-negative integer, got -1",
+    ),
+    (
+        "check_below-tol-negative",
+        lambda d: bu.check_below("x", 0.0, -1),
+        ValueError,
+        "tol must be non-negative and finite, got -1",
+    ),
+    (
+        "max_abs_error-lists",
+        lambda d: bu.max_abs_error([1.0], [1.0]),
+        TypeError,
+        "actual must be a torch.Tensor, got list",
+    ),
+    (
+        "max_abs_error-empty",
+        lambda d: bu.max_abs_error(torch.zeros(0), torch.zeros(0)),
+        ValueError,
+        "need at least one value to compare, got tensors of shape (0,)",
+    ),
+    # probes
+    (
+        "ActivationProbe-every-zero",
+        lambda d: bu.ActivationProbe(nn.Linear(2, 2), every=0),
+        ValueError,
+        "every must be a positive integer, got 0",
+    ),
+    (
+        "ActivationProbe-every-float",
+        lambda d: bu.ActivationProbe(nn.Linear(2, 2), every=1.5),
+        TypeError,
+        "every must be a positive integer, got 1.5",
+    ),
+    (
+        "ActivationProbe-module-string",
+        lambda d: bu.ActivationProbe("layer"),
+        TypeError,
+        "module must be a torch.nn.Module, got str",
+    ),
+    (
+        "ActivationProbe-no-percentiles",
+        lambda d: bu.ActivationProbe(nn.Linear(2, 2), percentiles=()),
+        ValueError,
+        "percentiles must name at least one percentile, e.g. (15, 50, 85)",
+    ),
+    (
+        "drift_ratio-percentiles-not-recorded",
+        lambda d: bu.drift_ratio(record([50])),
+        ValueError,
+        "percentiles [15, 85] were not recorded; the probe recorded [50]",
+    ),
     # stacked
     (
         "train_stacked-batch_size-zero",
@@ -766,6 +896,291 @@ CASES = [
         lambda d: stacked.evaluate_stacked(stacked.StackedMLP([mlp()]), *xy(d), batch_size=0),
         ValueError,
         "batch_size must be a positive integer, got 0",
+    ),
+    # sweeps
+    (
+        "lr_sweep-nan-lr",
+        lambda d: sweeps.lr_sweep(d, lrs=[NAN], seeds=(0,), steps=1),
+        ValueError,
+        "each of the values (lr) must be a finite number, got nan",
+    ),
+    (
+        "lr_sweep-repeated-seed",
+        lambda d: sweeps.lr_sweep(d, lrs=[0.1], seeds=(0, 0), steps=1),
+        ValueError,
+        "seeds must all be different (a repeated seed repeats the same run), got [0, 0]",
+    ),
+    (
+        "lr_sweep-no-norms",
+        lambda d: sweeps.lr_sweep(d, lrs=[0.1], seeds=(0,), norms=(), steps=1),
+        ValueError,
+        "norms must be a non-empty list of different norm names",
+    ),
+    (
+        "lr_sweep-repeated-norm",
+        lambda d: sweeps.lr_sweep(d, lrs=[0.1], seeds=(0,), norms=("batch", "batch"), steps=1),
+        ValueError,
+        "norms must be a non-empty list of different norm names "
+        "(batch, batch_ghost, batch_noisy, batch_scratch, group, layer, none), got ('batch', 'batch')",
+    ),
+    (
+        "lr_sweep-repeated-lr",
+        lambda d: sweeps.lr_sweep(d, lrs=[0.1, 0.1], seeds=(0,), steps=1),
+        ValueError,
+        "the learning rates must all be different, got (0.1, 0.1)",
+    ),
+    (
+        "lr_sweep-steps-zero",
+        lambda d: sweeps.lr_sweep(d, lrs=[0.1], seeds=(0,), steps=0, depth=1, width=8),
+        ValueError,
+        "steps must be a positive integer, got 0",
+    ),
+    (
+        "lr_sweep-target-percent",
+        lambda d: sweeps.lr_sweep(d, lrs=[0.1], seeds=(0,), steps=1, target=95),
+        ValueError,
+        "target must be in [0, 1], got 95",
+    ),
+    (
+        "init_scale_sweep-lr-nan",
+        lambda d: sweeps.init_scale_sweep(d, scales=[1.0], seeds=(0,), steps=1, lr=NAN),
+        ValueError,
+        "lr must be positive and finite, got nan",
+    ),
+    (
+        "Sweep-target-nan",
+        lambda d: sweeps.Sweep("lr", (0.1,), (0,), {}, target=NAN),
+        ValueError,
+        "target must be in [0, 1], got nan",
+    ),
+    (
+        "Sweep.final-unknown-metric",
+        lambda d: sweeps.Sweep("lr", (0.1,), (0,), {"none": [[bu.History()]]}).final("none", "acc"),
+        ValueError,
+        "unknown metric 'acc'; valid names are: loss, train_acc, test_acc, test_loss",
+    ),
+    # covariate shift
+    (
+        "covariate_shift_run-ics_every-negative",
+        lambda d: covariate_shift.covariate_shift_run("none", d, seed=0, steps=2, ics_every=-10),
+        ValueError,
+        "ics_every must be a positive integer, got -10",
+    ),
+    (
+        "covariate_shift_run-probe_every-zero",
+        lambda d: covariate_shift.covariate_shift_run("none", d, seed=0, steps=2, probe_every=0),
+        ValueError,
+        "probe_every must be a positive integer, got 0",
+    ),
+    (
+        "covariate_shift_run-on-spirals",
+        lambda d: covariate_shift.covariate_shift_run("none", spirals(), seed=0, steps=2),
+        ValueError,
+        "it needs examples of shape (64,) and at most 10 classes, like load_digits(), "
+        "got examples of shape (2,) and 3 classes",
+    ),
+    (
+        "covariate_shift_run-lr-nan",
+        lambda d: covariate_shift.covariate_shift_run("none", d, seed=0, steps=2, lr=NAN),
+        ValueError,
+        "lr must be positive and finite, got nan",
+    ),
+    (
+        "covariate_shift_run-batch_size-zero",
+        lambda d: covariate_shift.covariate_shift_run("none", d, seed=0, steps=2, batch_size=0),
+        ValueError,
+        "batch_size must be a positive integer, got 0",
+    ),
+    (
+        "gradient_shift-lr-nan",
+        lambda d: covariate_shift.gradient_shift(covariate_shift.ioffe_mlp(), *xy(d), NAN),
+        ValueError,
+        "lr must be non-negative and finite, got nan",
+    ),
+    (
+        "gradient_shift-lr-negative",
+        lambda d: covariate_shift.gradient_shift(covariate_shift.ioffe_mlp(), *xy(d), -1.0),
+        ValueError,
+        "lr must be non-negative and finite, got -1.0",
+    ),
+    (
+        "summarize_runs-no-runs",
+        lambda d: covariate_shift.summarize_runs([]),
+        ValueError,
+        "runs must be a non-empty list of ShiftRun (from covariate_shift_run), got []",
+    ),
+    # initialization
+    (
+        "layer_diagnostics-lr-nan",
+        lambda d: initialization.layer_diagnostics(mlp(), *xy(d), NAN),
+        ValueError,
+        "lr must be positive and finite, got nan",
+    ),
+    (
+        "diagnose_at_init-batch_size-zero",
+        lambda d: initialization.diagnose_at_init(d, "none", batch_size=0),
+        ValueError,
+        "batch_size must be an integer between 1 and 1348, got 0",
+    ),
+    (
+        "diagnose_at_init-batch_size-above-data",
+        lambda d: initialization.diagnose_at_init(spirals(), "none", batch_size=10_000),
+        ValueError,
+        "batch_size must be an integer between 1 and 45, got 10000",
+    ),
+    (
+        "diagnose_at_init-depth-zero",
+        lambda d: initialization.diagnose_at_init(d, "none", depth=0),
+        ValueError,
+        "depth must be a positive integer, got 0",
+    ),
+    (
+        "diagnose_init_scales-no-scales",
+        lambda d: initialization.diagnose_init_scales(d, "none", []),
+        ValueError,
+        "scales must be a non-empty list, got []",
+    ),
+    (
+        "diagnose_depths-no-depths",
+        lambda d: initialization.diagnose_depths(d, "none", []),
+        ValueError,
+        "depths must be a non-empty list, got []",
+    ),
+    # landscape
+    (
+        "probe_gradient_step-step-nan",
+        lambda d: landscape.probe_gradient_step(mlp(), *xy(d), [NAN]),
+        ValueError,
+        "step_sizes must be a non-empty list of finite positive numbers, got [nan]",
+    ),
+    (
+        "probe_gradient_step-step-inf",
+        lambda d: landscape.probe_gradient_step(mlp(), *xy(d), [INF]),
+        ValueError,
+        "step_sizes must be a non-empty list of finite positive numbers, got [inf]",
+    ),
+    (
+        "landscape_run-probe_every-zero",
+        lambda d: landscape.landscape_run("none", d, seeds=[0], steps=1, probe_every=0),
+        ValueError,
+        "probe_every must be a positive integer, got 0",
+    ),
+    (
+        "landscape_run-no-seeds",
+        lambda d: landscape.landscape_run("none", d, seeds=[], steps=1),
+        ValueError,
+        "seeds must be a non-empty list of integer seeds, got []",
+    ),
+    (
+        "landscape_run-repeated-seed",
+        lambda d: landscape.landscape_run("none", d, seeds=[0, 0], steps=1),
+        ValueError,
+        "seeds must all be different (a repeated seed repeats the same run), got [0, 0]",
+    ),
+    (
+        "landscape_run-probe_batch-zero",
+        lambda d: landscape.landscape_run("none", d, seeds=[0], steps=1, probe_batch=0),
+        ValueError,
+        "probe_batch must be an integer between 1 and 1348, got 0",
+    ),
+    (
+        "landscape_run-lr-negative",
+        lambda d: landscape.landscape_run("none", d, seeds=[0], steps=1, lr=-1),
+        ValueError,
+        "lr must be positive and finite, got -1",
+    ),
+    (
+        "landscape_run-step_multiple-zero",
+        lambda d: landscape.landscape_run("none", d, seeds=[0], steps=1, step_multiples=(0.0, 1.0)),
+        ValueError,
+        "each of step_multiples must be positive and finite, got 0.0",
+    ),
+    # regularization
+    (
+        "first_layer_inputs-width-zero",
+        lambda d: regularization.first_layer_inputs(d, width=0),
+        ValueError,
+        "width must be a positive integer, got 0",
+    ),
+    (
+        "first_layer_inputs-width-negative",
+        lambda d: regularization.first_layer_inputs(d, width=-1),
+        ValueError,
+        "width must be a positive integer, got -1",
+    ),
+    (
+        "batch_noise-draws-zero",
+        lambda d: regularization.batch_noise(d, [8], draws=0),
+        ValueError,
+        "draws must be a positive integer, got 0",
+    ),
+    (
+        "batch_noise-examples-zero",
+        lambda d: regularization.batch_noise(d, [8], examples=0),
+        ValueError,
+        "examples must be an integer between 1 and 1347, got 0",
+    ),
+    (
+        "batch_noise-no-batch_sizes",
+        lambda d: regularization.batch_noise(d, []),
+        ValueError,
+        "batch_sizes must be a non-empty list, got []",
+    ),
+    (
+        "normalized_in_random_batches-eps-negative",
+        lambda d: regularization.normalized_in_random_batches(
+            torch.randn(2, 3), torch.randn(10, 3), 4, draws=2, generator=torch.Generator(), eps=-1
+        ),
+        ValueError,
+        "eps must be non-negative and finite, got -1",
+    ),
+    (
+        "normalized_in_random_batches-draws-zero",
+        lambda d: regularization.normalized_in_random_batches(
+            torch.randn(2, 3), torch.randn(10, 3), 4, draws=0, generator=torch.Generator()
+        ),
+        ValueError,
+        "draws must be a positive integer, got 0",
+    ),
+    (
+        "normalized_in_random_batches-units-differ",
+        lambda d: regularization.normalized_in_random_batches(
+            torch.randn(2, 3), torch.randn(10, 4), 4, draws=1, generator=torch.Generator()
+        ),
+        ValueError,
+        "fixed and pool must be (examples, units) tensors with the same units, got shapes (2, 3) and (10, 4)",
+    ),
+    (
+        "regularization_study-no-seeds",
+        lambda d: regularization.regularization_study(d, seeds=[], epochs=1),
+        ValueError,
+        "seeds must be a non-empty list of integer seeds, got []",
+    ),
+    (
+        "regularization_study-no-configs",
+        lambda d: regularization.regularization_study(d, configs={}, seeds=[0], epochs=1),
+        ValueError,
+        "configs must be a non-empty dict of label -> (norm, norm_kwargs), got {}",
+    ),
+    (
+        "regularization_study-unknown-norm",
+        lambda d: regularization.regularization_study(
+            d, configs={"a": ("none", {}), "b": ("batchnorm", {})}, seeds=[0], epochs=1
+        ),
+        ValueError,
+        "configs['b'] must be (norm, norm_kwargs) with norm one of batch, batch_ghost",
+    ),
+    (
+        "regularization_study-epochs-zero",
+        lambda d: regularization.regularization_study(d, seeds=[0], epochs=0),
+        ValueError,
+        "epochs must be a positive integer, got 0",
+    ),
+    (
+        "RegularizationResult.final-unknown-metric",
+        lambda d: regularization.RegularizationResult({"a": [bu.History()]}).final("a", "acc"),
+        ValueError,
+        "unknown metric 'acc'; valid names are: train_acc, test_acc, test_loss, gap",
     ),
 ]
 
