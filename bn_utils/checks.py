@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from . import _validate as valid
+
 __all__ = ["Check", "CheckFailed", "max_abs_error", "check_below", "check_close", "check_range", "check_that"]
 
 
@@ -52,6 +54,10 @@ def _finite_number(name: str, value: float) -> float:
 
 def max_abs_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """Largest elementwise |actual - expected|; shapes must match."""
+    valid.check_type("actual", actual, torch.Tensor, "a torch.Tensor")
+    valid.check_type("expected", expected, torch.Tensor, "a torch.Tensor")
+    if actual.numel() == 0:
+        raise ValueError(f"need at least one value to compare, got tensors of shape {tuple(actual.shape)}")
     if actual.shape != expected.shape:
         raise ValueError(f"shapes differ: {tuple(actual.shape)} vs {tuple(expected.shape)}")
     return (actual.detach().double() - expected.detach().double()).abs().max().item()
@@ -60,6 +66,7 @@ def max_abs_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 def check_below(name: str, value: float, tol: float) -> Check:
     """Check that a (tiny) non-negative quantity is at most ``tol``; the value itself is printed
     only on failure, since its last digits differ between machines."""
+    valid.check_number("tol", tol, 0)
     value = _finite_number(name, value)
     if value <= tol:
         return _passed(f"{name}: below {tol:.0e} as expected: OK")
@@ -73,8 +80,12 @@ def check_close(name: str, actual: torch.Tensor, expected: torch.Tensor, tol: fl
 
 def check_range(name: str, value: float, low: float, high: float, *, digits: int = 2, unit: str = "") -> Check:
     """Check that ``value`` lies in [low, high]; print it rounded to ``digits``."""
-    if not low <= high:
-        raise ValueError(f"check_range needs low <= high, got {low} and {high}")
+    for bound, limit in (("low", low), ("high", high)):
+        if not valid.is_real(limit) or math.isnan(limit):
+            raise (ValueError if valid.is_real(limit) else TypeError)(f"{bound} must be a number, got {limit!r}")
+    if low > high:
+        raise ValueError(f"low must not exceed high, got low={low!r} and high={high!r}")
+    valid.check_int("digits", digits, 0)
     value = _finite_number(name, value)
     shown = f"{value:.{digits}f}{unit}"
     if low <= value <= high:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _validate as valid
 from .data import Dataset
 from .models import make_mlp
 from .probes import ActivationProbe, ActivationRecord, drift_ratio, jitter_ratio
@@ -164,6 +165,12 @@ def gradient_shift(
     """
     if relative_step is not None and relative_step < 0:
         raise ValueError(f"relative_step must be >= 0 (or None for the SGD step), got {relative_step}")
+    valid.check_module("model", model)
+    if not isinstance(getattr(model, "blocks", None), nn.Sequential) or not len(model.blocks):
+        raise ValueError("gradient_shift needs an MLP built by make_mlp with at least one hidden block (model.blocks)")
+    valid.check_inputs_and_labels(x, y)
+    valid.check_number("lr", lr, 0)  # 0 is a valid probe: no step, no shift
+    valid.check_seed("noise_seed", noise_seed)
     model = copy.deepcopy(model)  # even a forward pass would update BN's running statistics
     grads = _all_gradients(model, x, y, noise_seed)
     l2, cosine = [], []
@@ -255,6 +262,16 @@ def covariate_shift_run(
     SGD step of the layers below is recorded either way (``ShiftRun.ics_step_size``)."""
     if ics_relative_step is not None and ics_relative_step <= 0:
         raise ValueError(f"ics_relative_step must be positive (or None for the SGD step), got {ics_relative_step}")
+    valid.check_dataset("data", data)
+    if data.input_shape != (64,) or data.num_classes > 10:
+        raise ValueError(
+            "covariate_shift_run trains ioffe_mlp (64 inputs, 10 classes): it needs examples of shape (64,) "
+            f"and at most 10 classes, like load_digits(), got examples of shape {data.input_shape} "
+            f"and {data.num_classes} classes"
+        )
+    valid.check_int("probe_every", probe_every)
+    if ics_every is not None:
+        valid.check_int("ics_every", ics_every)
     device = get_device()
     data = data.to(device)
     seed_everything(seed)
@@ -298,6 +315,11 @@ def summarize_runs(runs: Sequence[ShiftRun], *, accuracy: float = 0.9, loss: flo
     """Median (and min/max) over seeds of: steps to ``accuracy`` test accuracy, steps to
     ``loss`` test loss, and the last hidden layer's drift and jitter. Runs that never reach a
     target count as infinitely slow."""
+    runs = list(runs)
+    if not runs or not all(isinstance(r, ShiftRun) for r in runs):
+        raise ValueError(f"runs must be a non-empty list of ShiftRun (from covariate_shift_run), got {runs!r}")
+    valid.check_number("accuracy", accuracy)  # a target above 1 is allowed: never reached
+    valid.check_number("loss", loss)
 
     def steps(value):
         return np.array([np.inf if value(r) is None else value(r) for r in runs], dtype=float)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from . import _validate as valid
+
 __all__ = ["Dataset", "load_digits", "make_spirals", "batch_indices", "iterate_batches"]
 
 
@@ -31,6 +33,33 @@ class Dataset:
     num_classes: int
     x_val: torch.Tensor | None = None
     y_val: torch.Tensor | None = None
+
+    def __post_init__(self):
+        valid.check_int("num_classes", self.num_classes)
+        for split in ("train", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            valid.check_type(f"x_{split}", x, torch.Tensor, "a torch.Tensor")
+            valid.check_type(f"y_{split}", y, torch.Tensor, "a torch.Tensor")
+            if not x.is_floating_point() or x.dim() < 2:
+                raise TypeError(
+                    f"x_{split} must be a floating-point tensor of shape (N, ...), "
+                    f"got {x.dtype} of shape {tuple(x.shape)}"
+                )
+            if y.dtype not in (torch.long, torch.uint8) or y.dim() != 1:
+                raise TypeError(
+                    f"y_{split} must be a 1-D tensor of class indices (torch.long), "
+                    f"got {y.dtype} of shape {tuple(y.shape)}"
+                )
+            if len(x) != len(y) or len(x) == 0:
+                raise ValueError(
+                    f"x_{split} and y_{split} must hold the same number (at least 1) of examples, "
+                    f"got {len(x)} and {len(y)}"
+                )
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise ValueError(
+                f"train and test examples must have the same shape, got {tuple(self.x_train.shape[1:])} "
+                f"and {tuple(self.x_test.shape[1:])}"
+            )
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -94,8 +123,10 @@ class Dataset:
 
 def _split_and_standardize(name, x, y, num_classes, test_fraction, seed, dtype) -> Dataset:
     """Seeded shuffle into train/test; standardize each feature with the training mean/std."""
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    valid.check_number("test_fraction", test_fraction, 0, 1, low_open=True, high_open=True)
+    valid.check_seed("seed", seed)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype (e.g. torch.float32), got {dtype!r}")
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = int(round(test_fraction * len(x)))
     test, train = order[:n_test], order[n_test:]
@@ -142,6 +173,9 @@ def make_spirals(
     dtype=torch.float32,
 ) -> Dataset:
     """Interleaved 2-D spirals, one arm per class: a small nonlinear problem with a known answer."""
+    valid.check_int("num_classes", num_classes, None)
+    valid.check_int("points_per_class", points_per_class, None)
+    valid.check_number("noise", noise, 0)
     if num_classes < 2 or points_per_class < 2:
         raise ValueError(f"need num_classes >= 2 and points_per_class >= 2, got {num_classes} and {points_per_class}")
     rng = np.random.default_rng(seed)
@@ -161,6 +195,9 @@ def batch_indices(
     ``drop_last`` drops a short final batch, which could hold a single example: batch norm
     cannot train on a batch of one.
     """
+    num_examples = valid.check_int("num_examples", num_examples, 0)
+    batch_size = valid.check_int("batch_size", batch_size, None)
+    seed, epoch = valid.check_seed("seed", seed), valid.check_int("epoch", epoch, 0)
     if batch_size < 1 or batch_size > num_examples:
         raise ValueError(f"batch_size must be between 1 and the number of examples ({num_examples}), got {batch_size}")
     generator = torch.Generator().manual_seed(1_000_003 * seed + epoch)
@@ -175,6 +212,8 @@ def iterate_batches(
     x: torch.Tensor, y: torch.Tensor, batch_size: int, *, seed: int, epoch: int = 0
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (inputs, labels) mini-batches in the order given by :func:`batch_indices`."""
+    valid.check_type("x", x, torch.Tensor, "a torch.Tensor")
+    valid.check_type("y", y, torch.Tensor, "a torch.Tensor")
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
     for idx in batch_indices(len(x), batch_size, seed=seed, epoch=epoch):

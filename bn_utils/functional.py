@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from . import _validate as valid
+
 __all__ = ["batch_norm", "batch_statistics"]
 
 
@@ -26,6 +28,9 @@ def _per_channel(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def batch_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and biased variance of x (N, C, *) over N and the spatial dims."""
+    valid.check_type("x", x, torch.Tensor, "a torch.Tensor")
+    if x.dim() < 2:
+        raise ValueError(f"batch_statistics expected input of shape (N, C) or (N, C, *), got shape {tuple(x.shape)}")
     dims = _reduce_dims(x)
     mean = x.mean(dim=dims)
     var = x.var(dim=dims, unbiased=False)
@@ -121,7 +126,20 @@ def batch_norm(
     the *unbiased* batch variance in ``running_var``. Inference: normalize with the
     running estimates.
     """
+    valid.check_momentum("momentum", momentum)
+    valid.check_number("eps", eps, 0)
     _check_input(x, running_mean, weight, training)
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        if t is not None and t.numel() != x.shape[1]:
+            raise ValueError(
+                f"batch_norm expected {name} of shape ({x.shape[1]},), one value per channel of the "
+                f"input of shape {tuple(x.shape)}, got shape {tuple(t.shape)}"
+            )
+    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps):
+    """:func:`batch_norm` after its argument checks; the layers call it with arguments they checked once."""
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm in inference mode needs running_mean and running_var")
     if training:

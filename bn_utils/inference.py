@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _validate as valid
 from .data import Dataset
 from .layers import BatchNorm1d
 from .training import get_device, run_seeds
@@ -50,8 +51,12 @@ def running_stats_trace(
     """Feed ``steps`` Gaussian batches through a 1-channel :class:`BatchNorm1d` in training
     mode and record its running estimates after each step (``momentum=None``: cumulative
     average)."""
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+    valid.check_int("batch_size", batch_size, 2)
+    valid.check_momentum("momentum", momentum, allow_none=True)
+    valid.check_int("steps", steps)
+    valid.check_number("true_mean", true_mean)
+    valid.check_number("true_std", true_std, 0, low_open=True)
+    valid.check_seed("seed", seed)
     generator = torch.Generator().manual_seed(seed)
     bn = BatchNorm1d(1, momentum=momentum, affine=False).double()
     batches = true_mean + true_std * torch.randn(steps, batch_size, 1, generator=generator, dtype=torch.float64)
@@ -70,15 +75,17 @@ def accuracy_in_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batc
     statistics). The model itself is left untouched: a copy predicts, so its running
     statistics are not polluted by the test data. With ``batch_size > 1`` a last chunk of a
     single example joins the chunk before it, so only ``batch_size=1`` predicts alone."""
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"need as many labels as inputs (and at least one), got {len(x)} and {len(y)}")
+    valid.check_module("model", model)
+    valid.check_inputs_and_labels(x, y)
+    valid.check_int("batch_size", batch_size)
     probe = copy.deepcopy(model).train(train_mode)
     starts = list(range(0, len(x), batch_size))
     if batch_size > 1 and len(starts) > 1 and len(x) - starts[-1] == 1:
         starts.pop()
     correct = 0
-    for start, end in zip(starts, starts[1:] + [len(x)], strict=True):
-        correct += (probe(x[start:end]).argmax(dim=1) == y[start:end]).sum().item()
+    with valid.explain_input_mismatch(probe, x):
+        for start, end in zip(starts, starts[1:] + [len(x)], strict=True):
+            correct += (probe(x[start:end]).argmax(dim=1) == y[start:end]).sum().item()
     return correct / len(x)
 
 
@@ -93,6 +100,8 @@ def forgotten_eval_study(
     """Train one model per seed, then measure test accuracy in eval mode and in training
     mode at each prediction batch size. Returns ``{"eval": accs, "train@B": accs, ...}``,
     one accuracy per seed in each array."""
+    valid.check_dataset("data", data)
+    batch_sizes = valid.check_values("batch_sizes", batch_sizes, valid.check_int, distinct=True)
     device = get_device()
     data = data.to(device)
     results: dict[str, list[float]] = {"eval": []} | {f"train@{b}": [] for b in batch_sizes}

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _validate as valid
 from .data import Dataset
 from .models import make_mlp
 from .training import get_device, loss_and_gradients, seed_everything
@@ -68,8 +69,10 @@ def layer_diagnostics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: fl
     blocks = getattr(model, "blocks", None)
     if blocks is None or not all(isinstance(getattr(b, "linear", None), nn.Module) for b in blocks):
         raise ValueError("layer_diagnostics needs a model built by make_mlp or make_convnet (with .blocks[i].linear)")
-    if lr <= 0:
-        raise ValueError(f"lr must be positive, got {lr}")
+    if not len(blocks):
+        raise ValueError("layer_diagnostics needs at least one hidden block (a model built with depth >= 1)")
+    valid.check_inputs_and_labels(x, y)
+    valid.check_number("lr", lr, 0, low_open=True)
     model = copy.deepcopy(model).train()  # a forward pass in training mode updates running statistics
     outputs: list[torch.Tensor] = []
     hooks = [
@@ -107,6 +110,9 @@ def diagnose_at_init(
     """:func:`layer_diagnostics` of a freshly initialised ``depth`` x ``width`` MLP whose hidden
     weights are ``init_scale`` times the He/LeCun scale (the head too if ``scale_head``), on the
     first ``batch_size`` training examples. The same seed draws the same weights at every scale."""
+    valid.check_dataset("data", data)
+    valid.check_int("depth", depth)
+    valid.check_int("batch_size", batch_size, 1, len(data.x_train))
     device = get_device()
     x, y = data.x_train[:batch_size].to(device), data.y_train[:batch_size].to(device)
     seed_everything(seed)
@@ -125,9 +131,11 @@ def diagnose_at_init(
 
 def diagnose_init_scales(data: Dataset, norm: str, scales: Sequence[float], **kwargs) -> dict[float, LayerDiagnostics]:
     """:func:`diagnose_at_init` at each hidden weight scale (other arguments as there)."""
+    scales = valid.check_values("scales", scales, valid.check_number)
     return {scale: diagnose_at_init(data, norm, init_scale=scale, **kwargs) for scale in scales}
 
 
 def diagnose_depths(data: Dataset, norm: str, depths: Sequence[int], **kwargs) -> dict[int, LayerDiagnostics]:
     """:func:`diagnose_at_init` at each depth (other arguments as there)."""
+    depths = valid.check_values("depths", depths, valid.check_int)
     return {depth: diagnose_at_init(data, norm, depth=depth, **kwargs) for depth in depths}

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _validate as valid
 from .data import Dataset
 from .stacked import StackedMLP, train_stacked
 from .training import History, get_device, loss_and_gradients, seed_everything
@@ -72,9 +73,12 @@ def probe_gradient_step(
     """Walk from ``model``'s weights along minus the gradient of the loss on (x, y), and record
     the loss and the gradient change at each step size. The model is evaluated in training mode
     (batch statistics, as the optimizer sees it) on a copy, so it is not changed at all."""
+    valid.check_module("model", model)
+    valid.check_inputs_and_labels(x, y)
     step_sizes = np.asarray(step_sizes, dtype=float)
-    if step_sizes.ndim != 1 or len(step_sizes) == 0 or np.any(step_sizes <= 0):
-        raise ValueError(f"step_sizes must be a non-empty list of positive numbers, got {step_sizes.tolist()}")
+    if step_sizes.ndim != 1 or len(step_sizes) == 0 or not np.all(np.isfinite(step_sizes) & (step_sizes > 0)):
+        raise ValueError(f"step_sizes must be a non-empty list of finite positive numbers, got {step_sizes.tolist()}")
+    valid.check_seed("noise_seed", noise_seed)
     model = copy.deepcopy(model).train()  # a forward pass in training mode updates running statistics
     params = [p for p in model.parameters() if p.requires_grad]
     start = [p.detach().clone() for p in params]
@@ -155,6 +159,13 @@ def landscape_run(
     batch of ``probe_batch`` training examples, at step sizes ``lr * step_multiples``."""
     from .models import make_mlp
 
+    valid.check_dataset("data", data)
+    seeds = valid.check_seeds("seeds", seeds)
+    valid.check_number("lr", lr, 0, low_open=True)
+    valid.check_schedule(None, steps, batch_size, len(data.x_train), None)
+    valid.check_int("probe_every", probe_every)
+    valid.check_int("probe_batch", probe_batch, 1, len(data.x_train))
+    valid.check_values("step_multiples", step_multiples, lambda name, m: valid.check_number(name, m, 0, low_open=True))
     device = get_device()
     data = data.to(device)
     models = []
@@ -188,6 +199,7 @@ def landscape_run(
 
 def summarize_landscape(run: LandscapeRun) -> dict[str, float]:
     """Medians over seeds and checkpoints (after step 0) of the three landscape measures."""
+    valid.check_type("run", run, LandscapeRun, "a LandscapeRun (from landscape_run)")
     after_start = np.asarray(run.probe_steps) > 0
     return {
         name: float(np.nanmedian(run.measure(name)[:, after_start]))

@@ -13,7 +13,8 @@ import math
 import torch
 from torch import nn
 
-from .functional import batch_norm
+from . import _validate as valid
+from .functional import _batch_norm, _check_input
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "NoisyBatchNorm", "GhostBatchNorm"]
 
@@ -38,8 +39,7 @@ class _BatchNorm(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        if not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"num_features must be a positive int, got {num_features!r}")
+        valid.check_batch_norm_options(num_features, {"eps": eps, "momentum": momentum})
         factory = {"device": device, "dtype": dtype}
         self.num_features = num_features
         self.eps = eps
@@ -97,9 +97,11 @@ class _BatchNorm(nn.Module):
         # Batch statistics in training, and in eval too when there are no running ones.
         use_batch_stats = self.training or not self.track_running_stats
         track = not self.training or self.track_running_stats
-        return batch_norm(
+        running_mean = self.running_mean if track else None
+        _check_input(x, running_mean, self.weight, use_batch_stats)  # eps and momentum were checked in __init__
+        return _batch_norm(
             x,
-            self.running_mean if track else None,
+            running_mean,
             self.running_var if track else None,
             self.weight,
             self.bias,
@@ -151,8 +153,9 @@ class NoisyBatchNorm(nn.Module):
         **batch_norm_kwargs,
     ) -> None:
         super().__init__()
-        if max_shift < 0 or max_scale < 1:
-            raise ValueError(f"need max_shift >= 0 and max_scale >= 1, got {max_shift} and {max_scale}")
+        valid.check_number("max_shift", max_shift, 0)
+        valid.check_number("max_scale", max_scale, 1)
+        valid.check_batch_norm_options(num_features, batch_norm_kwargs)
         self.bn = (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(num_features, **batch_norm_kwargs)
         self.max_shift, self.max_scale = max_shift, max_scale
 
@@ -180,6 +183,8 @@ class GhostBatchNorm(nn.Module):
 
     def __init__(self, num_features: int, *, ghost_batch_size: int, spatial: bool = False, **batch_norm_kwargs) -> None:
         super().__init__()
+        valid.check_int("ghost_batch_size", ghost_batch_size, None)
+        valid.check_batch_norm_options(num_features, batch_norm_kwargs)
         if ghost_batch_size < 2:
             raise ValueError(
                 f"ghost_batch_size must be at least 2 (batch norm needs 2 examples), got {ghost_batch_size}"

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
+from . import _validate as valid
 from .layers import BatchNorm1d, BatchNorm2d, GhostBatchNorm, NoisyBatchNorm
 
 __all__ = ["NORM_LAYERS", "ACTIVATIONS", "make_norm", "make_activation", "make_mlp", "make_convnet"]
@@ -61,6 +62,7 @@ def make_norm(name: str, num_features: int, *, spatial: bool = False, **options)
     """The normalization layer called ``name`` for ``num_features`` channels (2-D maps if
     spatial); ``options`` go to the layer (e.g. ``max_shift`` for ``batch_noisy``)."""
     factory = _lookup(NORM_LAYERS, name, "norm")
+    valid.check_batch_norm_options(num_features, options)
     try:
         return factory(num_features, 2 if spatial else 0, **options)
     except TypeError as exc:
@@ -82,11 +84,18 @@ def _init_weight(layer: nn.Module, activation: str, init_scale: float, weight_st
             layer.bias.zero_()
 
 
-def _check_common(norm: str, activation: str, init_scale: float, weight_std: float | None):
+def _check_common(
+    inputs: tuple[str, int], num_classes, norm: str, activation: str, init_scale, weight_std, norm_kwargs
+):
+    valid.check_int(*inputs)
+    valid.check_int("num_classes", num_classes)
     _lookup(NORM_LAYERS, norm, "norm")
     _lookup(ACTIVATIONS, activation, "activation")
-    if init_scale <= 0 or (weight_std is not None and weight_std <= 0):
-        raise ValueError(f"init_scale and weight_std must be positive, got {init_scale} and {weight_std}")
+    valid.check_number("init_scale", init_scale, 0, low_open=True)
+    if weight_std is not None:
+        valid.check_number("weight_std", weight_std, 0, low_open=True)
+    if norm_kwargs is not None and not isinstance(norm_kwargs, Mapping):
+        raise TypeError(f"norm_kwargs must be a dict of the norm layer's options or None, got {norm_kwargs!r}")
 
 
 def make_mlp(
@@ -110,10 +119,11 @@ def make_mlp(
     head's scale on its own: no norm follows the head, so BN cannot undo its scale.
     ``norm_kwargs`` go to every norm layer. ``model.blocks[i]`` is the i-th hidden block.
     """
-    _check_common(norm, activation, init_scale, weight_std)
+    _check_common(("in_features", in_features), num_classes, norm, activation, init_scale, weight_std, norm_kwargs)
     head_init_scale = init_scale if head_init_scale is None else head_init_scale
-    if head_init_scale <= 0:
-        raise ValueError(f"head_init_scale must be positive, got {head_init_scale}")
+    valid.check_number("head_init_scale", head_init_scale, 0, low_open=True)
+    valid.check_int("depth", depth, None)
+    valid.check_int("width", width, None)
     if depth < 0 or width < 1:
         raise ValueError(f"need depth >= 0 and width >= 1, got depth={depth}, width={width}")
     blocks, features = [], in_features
@@ -146,9 +156,12 @@ def make_convnet(
 ) -> nn.Sequential:
     """A small conv net for 8x8 images: per entry of ``channels`` a 3x3 conv -> norm ->
     activation -> 2x2 max-pool block, then global average pooling and a linear head."""
-    _check_common(norm, activation, init_scale, weight_std)
+    _check_common(("in_channels", in_channels), num_classes, norm, activation, init_scale, weight_std, norm_kwargs)
+    valid.check_type("channels", channels, (tuple, list), "a tuple of conv widths, e.g. (16, 32)")
     if not channels:
         raise ValueError("channels must name at least one conv block, e.g. (16, 32)")
+    for width in channels:
+        valid.check_int("each of channels", width)
     blocks, features = [], in_channels
     for width in channels:
         conv = nn.Conv2d(features, width, kernel_size=3, padding=1, bias=(norm == "none"))

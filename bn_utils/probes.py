@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _validate as valid
+
 __all__ = ["ActivationProbe", "ActivationRecord", "drift_ratio", "jitter_ratio"]
 
 
@@ -36,9 +38,12 @@ class ActivationProbe:
     """
 
     def __init__(self, module: nn.Module, *, every: int = 1, percentiles: tuple[int, ...] = (15, 50, 85)):
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
-        if not all(0 <= p <= 100 for p in percentiles):
+        valid.check_module("module", module)
+        valid.check_int("every", every)
+        percentiles = tuple(percentiles)
+        if not percentiles:
+            raise ValueError("percentiles must name at least one percentile, e.g. (15, 50, 85)")
+        if not all(valid.is_real(p) and 0 <= p <= 100 for p in percentiles):
             raise ValueError(f"percentiles must lie in [0, 100], got {percentiles}")
         self.module, self.every, self.percentiles = module, every, tuple(percentiles)
         self._handle = None
@@ -101,6 +106,16 @@ class ActivationProbe:
         )
 
 
+def _check_recorded(record, *percentiles: int) -> None:
+    valid.check_type("record", record, ActivationRecord, "an ActivationRecord (from ActivationProbe.record())")
+    missing = [p for p in percentiles if p not in record.percentiles]
+    if missing:
+        raise ValueError(
+            f"percentiles {missing} were not recorded; the probe recorded {sorted(record.percentiles)} "
+            "(give them to ActivationProbe(..., percentiles=...))"
+        )
+
+
 def drift_ratio(record: ActivationRecord, low: int = 15, mid: int = 50, high: int = 85) -> np.ndarray:
     """Per unit: how far the median wandered over training, relative to the distribution's width.
 
@@ -108,6 +123,7 @@ def drift_ratio(record: ActivationRecord, low: int = 15, mid: int = 50, high: in
     ``high`` - ``low`` spread). 0 means a perfectly still median; values near or above 1 mean
     the median moved by about a whole 15-85 band or more.
     """
+    _check_recorded(record, low, mid, high)
     median = record.percentiles[mid]
     spread = (record.percentiles[high] - record.percentiles[low]).mean(axis=0)
     return (median.max(axis=0) - median.min(axis=0)) / np.maximum(spread, 1e-12)
@@ -120,6 +136,7 @@ def jitter_ratio(record: ActivationRecord, low: int = 15, mid: int = 50, high: i
     ``low`` spread). Unlike :func:`drift_ratio`, which sees the total range travelled, this sees
     how restless the distribution is from step to step.
     """
+    _check_recorded(record, low, mid, high)
     if len(record.steps) < 2:
         raise ValueError("jitter_ratio needs at least two records")
     median = record.percentiles[mid]

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from . import _validate as valid
 from .data import Dataset
-from .models import make_mlp
+from .models import NORM_LAYERS, make_mlp
 from .stacked import train_stacked
 from .training import History, get_device, seed_everything
 
@@ -38,6 +39,9 @@ def first_layer_inputs(data: Dataset, *, width: int = 100, seed: int = 0) -> tor
     """(N, width) float64: the training set through a He-initialised linear layer of ``width``
     units, i.e. what a first BN layer normalizes. The weights come from their own generator
     seeded with ``seed``; the global random state is left alone."""
+    valid.check_dataset("data", data)
+    valid.check_int("width", width)
+    valid.check_seed("seed", seed)
     generator = torch.Generator().manual_seed(seed)
     weight = torch.randn(width, data.input_shape[0], dtype=torch.float64, generator=generator)
     weight *= math.sqrt(2 / data.input_shape[0])
@@ -57,6 +61,17 @@ def normalized_in_random_batches(
     """(draws, examples, units): each row of ``fixed`` batch-normalized (training mode, no affine)
     together with ``batch_size - 1`` rows of ``pool`` drawn at random; the same others for every
     fixed example within a draw."""
+    valid.check_type("fixed", fixed, torch.Tensor, "a torch.Tensor")
+    valid.check_type("pool", pool, torch.Tensor, "a torch.Tensor")
+    if fixed.dim() != 2 or pool.dim() != 2 or fixed.shape[1] != pool.shape[1]:
+        raise ValueError(
+            f"fixed and pool must be (examples, units) tensors with the same units, got shapes "
+            f"{tuple(fixed.shape)} and {tuple(pool.shape)}"
+        )
+    valid.check_int("batch_size", batch_size, None)
+    valid.check_int("draws", draws)
+    valid.check_type("generator", generator, torch.Generator, "a torch.Generator")
+    valid.check_number("eps", eps, 0)
     if not 2 <= batch_size <= len(pool) + 1:
         raise ValueError(f"batch_size must be between 2 and {len(pool) + 1}, got {batch_size}")
     out = torch.empty(draws, *fixed.shape, dtype=fixed.dtype)
@@ -79,6 +94,10 @@ def batch_noise(
     normalized value, averaged over examples and units: 0 would mean no noise; for Gaussian
     inputs it is close to sqrt(1.5 / batch_size).
     """
+    valid.check_dataset("data", data)
+    batch_sizes = valid.check_values("batch_sizes", batch_sizes, valid.check_int)
+    valid.check_int("draws", draws)
+    valid.check_int("examples", examples, 1, len(data.x_train) - 1)
     z = first_layer_inputs(data, width=width, seed=seed)
     fixed, pool = z[:examples], z[examples:]
     generator = torch.Generator().manual_seed(seed)
@@ -109,6 +128,10 @@ class RegularizationResult:
     def final(self, label: str, metric: str) -> np.ndarray:
         """Per seed, the final ``train_acc``, ``test_acc`` or ``test_loss``; or ``gap``:
         final train accuracy minus final test accuracy."""
+        if label not in self.histories:
+            raise ValueError(f"unknown configuration {label!r}; the study has: {', '.join(self.histories)}")
+        if metric not in ("train_acc", "test_acc", "test_loss", "gap"):
+            raise ValueError(f"unknown metric {metric!r}; valid names are: train_acc, test_acc, test_loss, gap")
         runs = self.histories[label]
         if metric == "gap":
             return np.array([h.train_acc[-1] - h.test_acc[-1] for h in runs])
@@ -139,7 +162,21 @@ def regularization_study(
     one run per seed (the seeds of a configuration train together, as one stacked network); train
     and test accuracy are measured every epoch. ``train_examples``
     keeps only the first that many training examples, to make overfitting easier to see."""
+    valid.check_dataset("data", data)
+    if not isinstance(configs, Mapping) or not configs:
+        raise ValueError(f"configs must be a non-empty dict of label -> (norm, norm_kwargs), got {configs!r}")
+    for label, config in configs.items():
+        if not (isinstance(config, (tuple, list)) and len(config) == 2 and config[0] in NORM_LAYERS):
+            raise ValueError(
+                f"configs[{label!r}] must be (norm, norm_kwargs) with norm one of "
+                f"{', '.join(sorted(NORM_LAYERS))}, got {config!r}"
+            )
+    seeds = valid.check_seeds("seeds", seeds)
+    valid.check_int("epochs", epochs)
+    valid.check_int("batch_size", batch_size)
+    valid.check_number("lr", lr, 0, low_open=True)
     if train_examples is not None:
+        valid.check_int("train_examples", train_examples, None)
         if not batch_size <= train_examples <= len(data.x_train):
             raise ValueError(
                 f"train_examples must be between batch_size ({batch_size}) and "

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import _validate as valid
 from .data import Dataset, batch_indices
 from .layers import BatchNorm1d, GhostBatchNorm
 from .training import History
@@ -216,6 +217,9 @@ def evaluate_stacked(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per model (accuracy, mean cross-entropy) in eval mode, as
     :func:`bn_utils.training.evaluate` gives for one model; restores the stack's mode."""
+    valid.check_type("stack", stack, StackedMLP, "a StackedMLP")
+    valid.check_inputs_and_labels(x, y)
+    valid.check_int("batch_size", batch_size)
     was_training = stack.training
     stack.eval()
     correct = torch.zeros(len(stack), device=x.device, dtype=torch.long)
@@ -300,22 +304,32 @@ def train_stacked(
     time on the digits. ``on_step(stack, step)`` runs after every step (``stack.ids`` says
     which models are still in it). The models themselves are not changed.
     """
-    if (epochs is None) == (steps is None):
-        raise ValueError("give exactly one of epochs= or steps=")
+    valid.check_dataset("data", data)
+    valid.check_schedule(epochs, steps, batch_size, len(data.x_train), eval_every)
+    valid.check_optimizer(optimizer, momentum)
+    valid.check_callable("on_step", on_step)
+    models, lrs, seeds = list(models), list(lrs), list(seeds)
+    for lr in lrs:
+        valid.check_number("each of lrs", lr, 0, low_open=True)
+    for seed in seeds:  # a seed may repeat: a sweep pairs each seed with several learning rates
+        valid.check_seed("each of seeds", seed)
     if not (len(models) == len(lrs) == len(seeds)):
         raise ValueError(
             f"need one learning rate and one seed per model: got {len(models)} models, "
             f"{len(lrs)} learning rates and {len(seeds)} seeds"
         )
     steps_per_epoch = len(data.x_train) // batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {batch_size} is larger than the training set ({len(data.x_train)})")
     total = steps if steps is not None else epochs * steps_per_epoch
     eval_every = eval_every or steps_per_epoch
     stack = StackedMLP(models).train()
+    in_features = stack.params["blocks.0.linear.weight" if stack._blocks else "head.weight"].shape[-1]
+    if data.input_shape != (in_features,):
+        raise ValueError(
+            f"the models do not fit the data: they take inputs of width {in_features}, i.e. examples of shape "
+            f"({in_features},), but the data's examples have shape {data.input_shape}"
+        )
     device = data.x_train.device
     opt = _StackedOptimizer(optimizer, torch.tensor(list(lrs), dtype=data.x_train.dtype, device=device), momentum)
-    seeds = list(seeds)
     histories = [
         History(
             steps_per_epoch=steps_per_epoch,

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _validate as valid
 from .data import Dataset
-from .models import make_mlp
+from .models import NORM_LAYERS, make_mlp
 from .stacked import evaluate_stacked, train_stacked
 from .training import History, get_device, seed_everything
 
@@ -72,6 +73,7 @@ class Sweep:
             raise ValueError(f"selected_on must be 'test' or 'validation', got {self.selected_on!r}")
         if self.selected_on == "validation" and self.final_test is None:
             raise ValueError("a sweep selected on validation needs final_test, the test accuracies at the end")
+        _check_accuracies(self.target, self.min_accuracy)
 
     @property
     def label(self) -> str:
@@ -104,6 +106,8 @@ class Sweep:
     def final(self, norm: str, metric: str = "test_acc") -> np.ndarray:
         """(values, seeds) final values, NaN for diverged runs. ``metric`` is an evaluated metric
         (``test_acc``, ``test_loss``, ...) or ``loss``: the mean training loss of the last epoch."""
+        if metric not in ("loss", "train_acc", "test_acc", "test_loss"):
+            raise ValueError(f"unknown metric {metric!r}; valid names are: loss, train_acc, test_acc, test_loss")
 
         def value(h: History) -> float:
             if h.diverged:
@@ -173,6 +177,11 @@ class Sweep:
         return float(np.median(self.steps_to_target(norm, target)[self._index(value)]))
 
 
+def _check_accuracies(target, min_accuracy) -> None:
+    valid.check_number("target", target, 0, 1)
+    valid.check_number("min_accuracy", min_accuracy, 0, 1)
+
+
 def run_sweep(
     data: Dataset,
     parameter: str,
@@ -205,19 +214,34 @@ def run_sweep(
     ``select_on="validation"`` (``data`` from :meth:`~bn_utils.data.Dataset.with_validation`)
     measures the validation accuracy instead, for every selection, and the test accuracy once, at
     the end of training (:meth:`Sweep.test_accuracy`)."""
-    values, seeds = tuple(float(v) for v in values), tuple(seeds)
+    valid.check_dataset("data", data)
+    for value in values:
+        valid.check_number(f"each of the values ({parameter})", value)
+    values, seeds = tuple(float(x) for x in values), tuple(seeds)
     if parameter not in PARAMETER_LABELS:
         raise ValueError(f"unknown parameter {parameter!r}; valid names are: {', '.join(PARAMETER_LABELS)}")
-    if not values or not seeds or any(v <= 0 for v in values):
+    if not values or not seeds or any(x <= 0 for x in values):
         raise ValueError(
             f"need at least one positive {PARAMETER_LABELS[parameter]} and one seed, got {values} and {seeds}"
         )
-    if parameter == "depth" and any(v != int(v) for v in values):
+    if parameter == "depth" and any(x != int(x) for x in values):
         raise ValueError(f"depths must be whole numbers, got {values}")
     if select_on not in ("test", "validation"):
         raise ValueError(f"select_on must be 'test' or 'validation', got {select_on!r}")
     if select_on == "validation" and not data.has_validation:
         raise ValueError("select_on='validation' needs a dataset with a validation set: use data.with_validation()")
+    if len(set(values)) < len(values):
+        raise ValueError(f"the {PARAMETER_LABELS[parameter]}s must all be different, got {values}")
+    valid.check_seeds("seeds", seeds)
+    norms = tuple(norms)
+    if not norms or len(set(norms)) < len(norms) or any(norm not in NORM_LAYERS for norm in norms):
+        raise ValueError(
+            f"norms must be a non-empty list of different norm names ({', '.join(sorted(NORM_LAYERS))}), got {norms}"
+        )
+    for name, value in (("lr", lr), ("init_scale", init_scale)):
+        valid.check_number(name, value, 0, low_open=True)
+    valid.check_int("depth", depth, 0)
+    _check_accuracies(target, min_accuracy)
     device = get_device()
     data = data.to(device)
     seen = data.validation_view() if select_on == "validation" else data

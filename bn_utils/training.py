@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _validate as valid
 from .data import Dataset, iterate_batches
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so a run repeats exactly."""
+    seed = valid.check_seed("seed", seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
@@ -83,6 +85,8 @@ class History:
 
         For accuracies "reached" means >= threshold; for ``test_loss`` it means <= threshold.
         """
+        _check_metric(metric, ("train_acc", "test_acc", "test_loss"))
+        valid.check_number("threshold", threshold)
         values = getattr(self, metric)
         if len(values) != len(self.eval_steps):
             raise ValueError(
@@ -93,18 +97,29 @@ class History:
         return next((s for s, v in zip(self.eval_steps, values, strict=True) if hit(v)), None)
 
 
+def _check_metric(metric, valid: tuple[str, ...]) -> None:
+    if metric not in valid:
+        raise ValueError(f"unknown metric {metric!r}; valid names are: {', '.join(valid)}")
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of ``model`` in eval mode; restores its previous mode."""
+    valid.check_module("model", model)
+    valid.check_inputs_and_labels(x, y)
+    valid.check_int("batch_size", batch_size)
     was_training = model.training
     model.eval()
     correct, total_loss = 0, 0.0
-    for start in range(0, len(x), batch_size):
-        logits = model(x[start : start + batch_size])
-        target = y[start : start + batch_size]
-        total_loss += nn.functional.cross_entropy(logits, target, reduction="sum").item()
-        correct += (logits.argmax(dim=1) == target).sum().item()
-    model.train(was_training)
+    try:
+        with valid.explain_input_mismatch(model, x):
+            for start in range(0, len(x), batch_size):
+                logits = model(x[start : start + batch_size])
+                target = y[start : start + batch_size]
+                total_loss += nn.functional.cross_entropy(logits, target, reduction="sum").item()
+                correct += (logits.argmax(dim=1) == target).sum().item()
+    finally:
+        model.train(was_training)
     return correct / len(x), total_loss / len(x)
 
 
@@ -117,7 +132,8 @@ def loss_and_gradients(
     noise and the global random stream is left as it was."""
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(noise_seed)
-        loss = nn.functional.cross_entropy(model(x), y)
+        with valid.explain_input_mismatch(model, x):
+            loss = nn.functional.cross_entropy(model(x), y)
     return loss.item(), list(torch.autograd.grad(loss, list(params)))
 
 
@@ -153,11 +169,15 @@ def train(
     after every optimisation step (probes use it). The model must already be on the data's
     device.
     """
-    if (epochs is None) == (steps is None):
-        raise ValueError("give exactly one of epochs= or steps=")
+    valid.check_module("model", model)
+    valid.check_dataset("data", data)
+    valid.check_number("lr", lr, 0, low_open=True)
+    valid.check_schedule(epochs, steps, batch_size, len(data.x_train), eval_every)
+    valid.check_optimizer(optimizer, momentum, weight_decay)
+    valid.check_seed("seed", seed)
+    valid.check_callable("on_step", on_step)
+    valid.check_model_fits(model, data.x_train)
     steps_per_epoch = len(data.x_train) // batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {batch_size} is larger than the training set ({len(data.x_train)})")
     total = steps if steps is not None else epochs * steps_per_epoch
     eval_every = eval_every or steps_per_epoch
     opt = _make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
@@ -235,10 +255,20 @@ def run_seeds(
     ``on_trained(model, history)`` is called after each run, to measure the trained model.
     ``progress`` shows a bar over seeds and one over each run's steps.
     """
+    valid.check_callable("build_model", build_model, optional=False)
+    if isinstance(build_model, nn.Module):
+        raise TypeError(
+            "build_model must be a function that builds a fresh model for each seed, e.g. "
+            f"lambda: make_mlp(64, 10), got the module {type(build_model).__name__} itself"
+        )
+    valid.check_dataset("data", data)
+    seeds = valid.check_seeds("seeds", seeds)
+    valid.check_callable("on_trained", on_trained)
+    if "seed" in train_kwargs:
+        raise TypeError("run_seeds sets each run's seed from seeds; do not pass seed= as well")
     device = torch.device(device) if device is not None else get_device()
     data = data.to(device)
     histories = []
-    seeds = list(seeds)
     iterator = seeds
     if progress:
         from tqdm.auto import tqdm
@@ -246,7 +276,9 @@ def run_seeds(
         iterator = tqdm(seeds, desc="seeds", leave=False)
     for seed in iterator:
         seed_everything(seed)
-        model = build_model().to(device)
+        model = build_model()
+        valid.check_type("build_model()", model, nn.Module, "a torch.nn.Module")
+        model = model.to(device)
         history = train(model, data, seed=seed, progress=progress, **train_kwargs)
         if on_trained is not None:
             on_trained(model, history)
@@ -260,6 +292,7 @@ def stack_metric(histories: Sequence[History], metric: str = "test_acc") -> tupl
     evaluated metric (``train_acc``, ``test_acc``, ``test_loss``)."""
     if not histories:
         raise ValueError("stack_metric needs at least one History")
+    _check_metric(metric, ("loss", "train_acc", "test_acc", "test_loss"))
     if metric == "loss":
         series = [h.loss for h in histories]
         steps = np.arange(1, max(len(s) for s in series) + 1)

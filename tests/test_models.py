@@ -40,7 +40,7 @@ def test_init_scale_sets_weight_std():
     own_head = make_mlp(400, 10, depth=2, width=400, init_scale=0.5, head_init_scale=3.0)
     assert own_head.head.weight.std().item() == pytest.approx(3.0 / math.sqrt(400), rel=0.05)
     assert own_head.blocks[1].linear.weight.std().item() == pytest.approx(0.5 * math.sqrt(2 / 400), rel=0.05)
-    with pytest.raises(ValueError, match="head_init_scale must be positive, got 0"):
+    with pytest.raises(ValueError, match="head_init_scale must be positive and finite, got 0"):
         make_mlp(4, 2, head_init_scale=0)
     fixed = make_mlp(400, 10, depth=1, width=400, activation="sigmoid", weight_std=0.01)
     assert fixed.blocks[0].linear.weight.std().item() == pytest.approx(0.01, rel=0.05)

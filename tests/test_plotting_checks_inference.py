@@ -88,7 +88,7 @@ def test_checks_that_fail_raise_with_the_measured_value_and_the_expected_range(c
 
 
 def test_check_range_refuses_an_empty_range():
-    with pytest.raises(ValueError, match="low <= high"):
+    with pytest.raises(ValueError, match="low must not exceed high"):
         check_range("x", 1.0, 2, 1)
 
 

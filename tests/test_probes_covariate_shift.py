@@ -70,7 +70,7 @@ def test_noisy_batch_norm_shifts_and_scales_every_step_in_training_only():
     layer.eval()
     assert torch.allclose(layer(x), layer.bn(x))
     assert NoisyBatchNorm(4, spatial=True)(torch.randn(6, 4, 3, 3)).shape == (6, 4, 3, 3)
-    with pytest.raises(ValueError, match="max_scale >= 1"):
+    with pytest.raises(ValueError, match="max_scale must be >= 1 and finite, got 0.5"):
         NoisyBatchNorm(3, max_scale=0.5)
     model = make_mlp(4, 2, depth=1, width=8, norm="batch_noisy", norm_kwargs={"max_shift": 0.25})
     assert model.blocks[0].norm.max_shift == 0.25
