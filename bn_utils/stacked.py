@@ -46,7 +46,12 @@ def _stackable_norm(norm: nn.Module) -> bool:
 class StackedMLP:
     """M MLPs built by :func:`bn_utils.models.make_mlp` with the same arguments (only their
     weights differ), evaluated together on inputs of shape (M, batch, features). Their norm may
-    be ``none``, ``batch``, ``batch_scratch``, ``batch_ghost``, ``layer`` or ``group``.
+    be ``none``, ``batch``, ``batch_scratch``, ``batch_ghost``, ``layer`` or ``group``, with or
+    without dropout.
+
+    In training mode, model i draws its dropout masks from its own generator seeded with
+    ``dropout_seeds[i]``, exactly as it would alone from torch's global generator seeded with
+    that value; without ``dropout_seeds`` the masks come from the global generator.
 
     Parameters and buffers are held by ``state_dict`` key, each with a leading model dimension:
     ``params["blocks.0.linear.weight"]`` has shape (M, width, in_features). ``ids[j]`` is the
@@ -54,10 +59,12 @@ class StackedMLP:
     models, e.g. diverged ones). ``model(j)`` gives slot j back as an ordinary ``nn.Module``.
     """
 
-    def __init__(self, models: Sequence[nn.Module]):
+    def __init__(self, models: Sequence[nn.Module], *, dropout_seeds: Sequence[int] | None = None):
         models = list(models)
         if not models:
             raise ValueError("StackedMLP needs at least one model")
+        if dropout_seeds is not None and len(dropout_seeds) != len(models):
+            raise ValueError(f"need one dropout seed per model: got {len(models)} models, {len(dropout_seeds)} seeds")
         template = models[0]
         self._check_structure(template)
         keys = list(template.state_dict())
@@ -81,6 +88,8 @@ class StackedMLP:
         self.ids = list(range(len(models)))
         self.training = True
         self._blocks = list(self._template.blocks)  # the copy's: the stack keeps no caller's module
+        self._dropout_seeds = None if dropout_seeds is None else list(dropout_seeds)
+        self._generators: list[torch.Generator] | None = None  # made on first use, on the inputs' device
 
     @staticmethod
     def _check_structure(model: nn.Module) -> None:
@@ -95,6 +104,9 @@ class StackedMLP:
                     f"block {i} has norm {block.norm.__class__.__name__}; StackedMLP supports norm='none', "
                     "'batch', 'batch_scratch', 'batch_ghost' (with running statistics), 'layer' and 'group'"
                 )
+            drop = getattr(block, "drop", None)
+            if drop is not None and not isinstance(drop, nn.Dropout):
+                raise ValueError(f"block {i} has {drop.__class__.__name__} as .drop; StackedMLP supports nn.Dropout")
             batch_norm = block.norm.bn if isinstance(block.norm, GhostBatchNorm) else block.norm
             if _is_batch_norm(batch_norm) and batch_norm.momentum is None:
                 raise ValueError("StackedMLP needs a batch-norm momentum (momentum=None is not supported)")
@@ -161,6 +173,22 @@ class StackedMLP:
             out = out + bias.unsqueeze(1)
         return out
 
+    def _dropout(self, h: torch.Tensor, p: float) -> torch.Tensor:
+        """Dropout with each model's own masks, computed as ``F.dropout`` does on the CPU
+        (a Bernoulli(1 - p) mask divided by 1 - p, times the input)."""
+        if self._dropout_seeds is None:
+            noise = torch.empty_like(h).bernoulli_(1 - p)
+        else:
+            if self._generators is None:
+                self._generators = [torch.Generator(h.device).manual_seed(s) for s in self._dropout_seeds]
+            noise = torch.stack(
+                [
+                    torch.empty(h.shape[1:], dtype=h.dtype, device=h.device).bernoulli_(1 - p, generator=g)
+                    for g in self._generators
+                ]
+            )
+        return h * noise.div_(1 - p)
+
     @staticmethod
     def _linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if bias is None:
@@ -188,6 +216,9 @@ class StackedMLP:
             elif not isinstance(block.norm, nn.Identity):
                 h = self._batch_norm(h, prefix + "norm.", block.norm)
             h = block.act(h)
+            drop = getattr(block, "drop", None)
+            if drop is not None and self.training and drop.p > 0:
+                h = self._dropout(h, drop.p)
         return self._linear(h, self.params["head.weight"], self.params["head.bias"])
 
     def keep(self, slots: Sequence[int]) -> None:
@@ -198,6 +229,10 @@ class StackedMLP:
         for key, value in self.buffers.items():
             self.buffers[key] = value[index.to(value.device)]
         self.ids = [self.ids[s] for s in slots]
+        if self._dropout_seeds is not None:
+            self._dropout_seeds = [self._dropout_seeds[s] for s in slots]
+        if self._generators is not None:
+            self._generators = [self._generators[s] for s in slots]
 
     def model(self, slot: int) -> nn.Module:
         """The model in ``slot`` as an ordinary module (a copy: changing it leaves the stack alone)."""
@@ -231,12 +266,16 @@ def evaluate_stacked(
 
 class _StackedOptimizer:
     """SGD (with PyTorch's momentum convention) or Adam (PyTorch's defaults), with one learning
-    rate per model, on a :class:`StackedMLP`'s parameters; the state follows ``keep``."""
+    rate per model, on a :class:`StackedMLP`'s parameters; the state follows ``keep``.
+    ``weight_decay`` adds ``weight_decay * param`` to every gradient first (L2 regularization),
+    as ``torch.optim.SGD`` and ``torch.optim.Adam`` do."""
 
-    def __init__(self, name: str, lrs: torch.Tensor, momentum: float):
+    def __init__(self, name: str, lrs: torch.Tensor, momentum: float, weight_decay: float = 0.0):
         if name not in ("sgd", "adam"):
             raise ValueError(f"unknown optimizer {name!r}; valid names are: adam, sgd")
-        self.name, self.lrs, self.momentum = name, lrs, momentum
+        if not weight_decay >= 0:
+            raise ValueError(f"weight_decay must be non-negative, got {weight_decay}")
+        self.name, self.lrs, self.momentum, self.weight_decay = name, lrs, momentum, weight_decay
         self.state: dict[str, dict[str, torch.Tensor]] = {}
         self.steps = 0
 
@@ -248,6 +287,8 @@ class _StackedOptimizer:
         self.steps += 1
         for key, grad in grads.items():
             param, state = stack.params[key], self.state.setdefault(key, {})
+            if self.weight_decay:
+                grad = grad.add(param, alpha=self.weight_decay)
             if self.name == "sgd":
                 if self.momentum:
                     buffer = state.get("momentum")
@@ -287,12 +328,18 @@ def train_stacked(
     batch_size: int = 64,
     optimizer: str = "sgd",
     momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    dropout_seeds: Sequence[int] | None = None,
     eval_every: int | None = None,
     eval_train: bool = True,
     on_step: Callable[[StackedMLP, int], None] | None = None,
 ) -> list[History]:
     """Train each ``models[i]`` with learning rate ``lrs[i]`` and batch order ``seeds[i]``, all
     at once; return one :class:`History` per model, as :func:`bn_utils.training.train` would.
+    ``weight_decay`` is L2 regularization as in ``torch.optim.SGD`` (or ``Adam``), for every
+    model. Model i draws its dropout masks (if it has dropout) from a generator seeded with
+    ``dropout_seeds[i]`` (default: ``seeds[i]``), as ``train`` does after
+    ``torch.manual_seed(dropout_seeds[i])``.
 
     A model whose loss becomes NaN or infinite is recorded as diverged and dropped from the
     stack; the others go on. ``eval_train=False`` skips the training-set accuracy at each
@@ -312,9 +359,11 @@ def train_stacked(
         raise ValueError(f"batch_size {batch_size} is larger than the training set ({len(data.x_train)})")
     total = steps if steps is not None else epochs * steps_per_epoch
     eval_every = eval_every or steps_per_epoch
-    stack = StackedMLP(models).train()
+    stack = StackedMLP(models, dropout_seeds=list(seeds) if dropout_seeds is None else dropout_seeds).train()
     device = data.x_train.device
-    opt = _StackedOptimizer(optimizer, torch.tensor(list(lrs), dtype=data.x_train.dtype, device=device), momentum)
+    opt = _StackedOptimizer(
+        optimizer, torch.tensor(list(lrs), dtype=data.x_train.dtype, device=device), momentum, weight_decay
+    )
     seeds = list(seeds)
     histories = [
         History(
@@ -324,7 +373,7 @@ def train_stacked(
                 batch_size=batch_size,
                 optimizer=optimizer,
                 momentum=momentum,
-                weight_decay=0.0,
+                weight_decay=weight_decay,
                 seed=seed,
                 steps=total,
                 stacked_with=len(models),
