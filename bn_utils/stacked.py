@@ -147,17 +147,45 @@ class StackedMLP:
 
     def _ghost_batch_norm(self, h: torch.Tensor, prefix: str, layer: GhostBatchNorm) -> torch.Tensor:
         """Ghost BN of each model's batch: in training mode each consecutive chunk of
-        ``ghost_batch_size`` examples is normalized on its own (and updates the running
-        statistics once), as :class:`~bn_utils.layers.GhostBatchNorm` does."""
+        ``ghost_batch_size`` examples is normalized on its own and updates the running
+        statistics once, as :class:`~bn_utils.layers.GhostBatchNorm` does. All chunks of all
+        models go through one ``F.batch_norm`` call (one column per chunk, model and channel);
+        the running statistics take the chunks' updates in order, in closed form."""
         if not self.training:
             return self._batch_norm(h, prefix + "bn.", layer.bn)
-        if h.shape[1] % layer.ghost_batch_size:
+        models, batch, channels = h.shape
+        size, bn = layer.ghost_batch_size, layer.bn
+        if batch % size:
             raise ValueError(
-                f"a batch of {h.shape[1]} examples does not split into ghost batches of "
-                f"{layer.ghost_batch_size}; use a batch size that is a multiple of it"
+                f"a batch of {batch} examples does not split into ghost batches of "
+                f"{size}; use a batch size that is a multiple of it"
             )
-        chunks = h.split(layer.ghost_batch_size, dim=1)
-        return torch.cat([self._batch_norm(chunk, prefix + "bn.", layer.bn) for chunk in chunks], dim=1)
+        chunks = batch // size
+        # (M, K*g, C) -> (g, K, M, C) -> (g, K*M*C): column (k, m, c) holds chunk k of model m, channel c
+        columns = h.view(models, chunks, size, channels).permute(2, 1, 0, 3).reshape(size, -1)
+        weight, bias = self.params.get(prefix + "bn.weight"), self.params.get(prefix + "bn.bias")
+        out = F.batch_norm(
+            columns,
+            None,
+            None,
+            None if weight is None else weight.reshape(-1).repeat(chunks),
+            None if bias is None else bias.reshape(-1).repeat(chunks),
+            training=True,
+            eps=bn.eps,
+        )
+        with torch.no_grad():  # K momentum updates in a row: r <- (1-m)^K r + sum_k m (1-m)^(K-1-k) stat_k
+            values = columns.detach().view(size, chunks, models, channels)
+            mean = values.sum(0) / size  # (sums over the leading dimension: var_mean over it is slow on CPUs)
+            var = (values - mean).pow_(2).sum(0) / (size - 1)
+            momentum = bn.momentum
+            decay = torch.tensor(
+                [momentum * (1 - momentum) ** (chunks - 1 - k) for k in range(chunks)], dtype=h.dtype, device=h.device
+            ).view(chunks, 1, 1)
+            for name, stat in (("running_mean", mean), ("running_var", var)):
+                running = self.buffers[prefix + "bn." + name]
+                running.mul_((1 - momentum) ** chunks).add_((decay * stat).sum(0))
+            self.buffers[prefix + "bn.num_batches_tracked"] += chunks
+        return out.view(size, chunks, models, channels).permute(2, 1, 0, 3).reshape(models, batch, channels)
 
     def _example_norm(self, h: torch.Tensor, prefix: str, layer: nn.LayerNorm | nn.GroupNorm) -> torch.Tensor:
         """Layer or group norm of each example over its units (all, or in groups), with each

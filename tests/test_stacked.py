@@ -179,6 +179,22 @@ def test_stack_forward_matches_each_model_and_round_trips(digits64):
             torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{key} differs")
 
 
+@pytest.mark.parametrize("ghost_batch_size", [2, 4, 16])
+def test_stacked_ghost_batches_match_ghost_batch_norm_outputs_and_running_statistics(digits64, ghost_batch_size):
+    """All chunks in one call, the running statistics updated in closed form: as the module does chunk by chunk."""
+    kw = {"norm_kwargs": {"ghost_batch_size": ghost_batch_size, "momentum": 0.3}}
+    models = [build(s, "batch_ghost", **kw) for s in range(3)]
+    stack = StackedMLP(models).train()
+    for start in (0, 32):  # two steps, so the running statistics start from non-default values
+        x = torch.stack([digits64.x_train[start + 50 * j : start + 50 * j + 32] for j in range(3)])
+        logits = stack(x)
+        for j, m in enumerate(models):
+            torch.testing.assert_close(logits[j], m.train()(x[j]), rtol=0, atol=1e-12)
+    for slot, m in enumerate(models):
+        for (key, a), b in zip(stack.model(slot).state_dict().items(), m.state_dict().values(), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12, msg=f"{key} differs")
+
+
 def test_evaluate_stacked_matches_evaluate(digits64):
     models = [build(s) for s in range(2)]
     accuracy, loss = evaluate_stacked(StackedMLP(models), digits64.x_test, digits64.y_test, batch_size=100)
