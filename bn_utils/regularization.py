@@ -184,14 +184,15 @@ class Estimate:
         return self.mean - half, self.mean + half
 
     def format(self, *, scale: float = 100, digits: int = 1) -> str:
-        """'mean ± std' in the given unit (default: accuracies as percentages or points)."""
+        """'mean ± std', times ``scale`` (default: accuracies as percentages or points)."""
         return f"{scale * self.mean:.{digits}f} ± {scale * self.std:.{digits}f}"
 
-    def format_interval(self, *, scale: float = 100, digits: int = 1) -> str:
-        """'mean (95% interval low to high)', scaled as :meth:`format`."""
+    def format_interval(self, *, scale: float = 100, digits: int = 1, unit: str = "") -> str:
+        """'mean{unit} (95% interval low to high)', scaled as :meth:`format`, e.g. with
+        ``unit=" points"``: '1.0 points (95% interval 0.1 to 1.9)'."""
         low, high = self.interval
         return (
-            f"{scale * self.mean:.{digits}f} ({100 * self.confidence:g}% interval "
+            f"{scale * self.mean:.{digits}f}{unit} ({100 * self.confidence:g}% interval "
             f"{scale * low:.{digits}f} to {scale * high:.{digits}f})"
         )
 

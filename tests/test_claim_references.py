@@ -71,7 +71,6 @@ NOT_YET_MAPPED = {
     "faster_convergence",
     "initialization_robustness",
     "gradient_flow",
-    "regularization_noise",
 }
 
 

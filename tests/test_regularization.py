@@ -131,6 +131,7 @@ def test_estimate_summarizes_seeds_with_a_t_interval():
     np.testing.assert_allclose(estimate.interval, (0.03 - half, 0.03 + half), rtol=1e-7)
     assert estimate.format() == "3.0 ± 1.6"
     assert estimate.format_interval(digits=2) == "3.00 (95% interval 1.04 to 4.96)"
+    assert estimate.format_interval(unit=" points") == "3.0 points (95% interval 1.0 to 5.0)"
     assert Estimate((1.0, 2.0), confidence=0.5).interval == pytest.approx((1.0, 2.0))  # t(0.75, 1) = 1
     with pytest.raises(ValueError, match="at least 2 seeds"):
         Estimate((1.0,))
