@@ -91,12 +91,13 @@ def test_dropout_and_l2_still_raise_bn_test_accuracy(small):
         )
 
 
-def test_no_sign_that_regularizers_help_bn_less_than_plain(small):
+def test_five_seeds_cannot_tell_whether_regularizers_help_bn_less(small):
     for regularizer in ("dropout", "L2"):
         difference = gain_minus_gain(small, regularizer)
-        assert difference.interval[0] < 0, (
+        low, high = difference.interval
+        assert low < 0 < high, (
             f"{regularizer}: plain network's gain minus BN's, per seed {difference.values} "
-            f"({difference.format_interval()} points): BN gains measurably less"
+            f"({difference.format_interval()} points): the interval excludes zero"
         )
 
 
