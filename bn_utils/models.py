@@ -110,6 +110,7 @@ def make_mlp(
     head_init_scale: float | None = None,
     weight_std: float | None = None,
     norm_kwargs: dict | None = None,
+    dropout: float = 0.0,
 ) -> nn.Sequential:
     """A fully connected net: ``depth`` hidden blocks of ``width`` units, then a linear head.
 
@@ -117,9 +118,13 @@ def make_mlp(
     ReLU, 1 otherwise), or exactly ``weight_std`` when given (e.g. the "small Gaussian"
     initialisation of the BN paper). ``head_init_scale`` (default: ``init_scale``) sets the
     head's scale on its own: no norm follows the head, so BN cannot undo its scale.
-    ``norm_kwargs`` go to every norm layer. ``model.blocks[i]`` is the i-th hidden block.
+    ``norm_kwargs`` go to every norm layer. ``dropout`` > 0 adds ``nn.Dropout(dropout)`` after
+    each block's activation (``blocks[i].drop``); at 0 (the default) there is no dropout layer.
+    ``model.blocks[i]`` is the i-th hidden block.
     """
     _check_common(("in_features", in_features), num_classes, norm, activation, init_scale, weight_std, norm_kwargs)
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
     head_init_scale = init_scale if head_init_scale is None else head_init_scale
     valid.check_number("head_init_scale", head_init_scale, 0, low_open=True)
     valid.check_int("depth", depth, None)
@@ -130,13 +135,12 @@ def make_mlp(
     for _ in range(depth):
         linear = nn.Linear(features, width, bias=(norm == "none"))
         _init_weight(linear, activation, init_scale, weight_std)
-        blocks.append(
-            nn.Sequential(
-                OrderedDict(
-                    linear=linear, norm=make_norm(norm, width, **(norm_kwargs or {})), act=make_activation(activation)
-                )
-            )
+        layers = OrderedDict(
+            linear=linear, norm=make_norm(norm, width, **(norm_kwargs or {})), act=make_activation(activation)
         )
+        if dropout > 0:
+            layers["drop"] = nn.Dropout(dropout)
+        blocks.append(nn.Sequential(layers))
         features = width
     head = nn.Linear(features, num_classes)
     _init_weight(head, "identity", head_init_scale, weight_std)

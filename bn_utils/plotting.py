@@ -30,6 +30,7 @@ __all__ = [
     "plot_gradient_growth",
     "plot_batch_noise",
     "plot_generalization",
+    "plot_estimates",
     "plot_sweep",
     "plot_landscape",
     "publish",
@@ -450,23 +451,23 @@ def plot_batch_noise(noise: Mapping[int, float], *, ax=None, title: str | None =
 
 def plot_generalization(result, *, ax=None, title: str | None = None):
     """Per configuration of a :class:`bn_utils.regularization.RegularizationResult`, the final
-    generalization gap (train minus test accuracy, in points; bar: mean, error bar: std over
-    seeds, in the colour of the configuration's norm), with the median test accuracy written on
-    each bar. Returns the axes."""
+    generalization gap (train minus test accuracy, in points; bar: mean, error bar: standard
+    deviation over seeds, in the colour of the configuration's norm), with the mean test accuracy
+    written on each bar. Returns the axes."""
     if ax is None:
         _, ax = plt.subplots()
     labels = list(result.histories)
-    gaps = [100 * result.final(label, "gap") for label in labels]
+    gaps = [result.spread(label, "gap") for label in labels]
     bars = ax.bar(
         range(len(labels)),
-        [g.mean() for g in gaps],
-        yerr=[g.std() for g in gaps],
+        [100 * g.mean for g in gaps],
+        yerr=[100 * g.std for g in gaps],
         capsize=4,
         color=[color_for(result.norms.get(label, label), i) for i, label in enumerate(labels)],
     )
     for bar, label in zip(bars, labels, strict=True):
         ax.annotate(
-            f"test {100 * np.median(result.final(label, 'test_acc')):.1f}%",
+            f"test {100 * result.spread(label, 'test_acc').mean:.1f}%",
             (bar.get_x() + bar.get_width() / 2, 0),
             xytext=(0, 4),
             textcoords="offset points",
@@ -478,6 +479,43 @@ def plot_generalization(result, *, ax=None, title: str | None = None):
         )
     ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
     ax.set_ylabel("train − test accuracy (points)")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_estimates(
+    estimates: Mapping[str, object],
+    *,
+    ax=None,
+    colors: Mapping[str, str] | None = None,
+    scale: float = 100,
+    ylabel: str = "",
+    zero_line: bool = False,
+    title: str | None = None,
+):
+    """Per entry of ``estimates`` (label -> :class:`bn_utils.regularization.Estimate`), one dot per
+    seed, the mean (a bar across) and its confidence interval (error bar), times ``scale``;
+    ``colors`` maps labels to colours, ``zero_line`` draws y = 0. Returns the axes."""
+    if not estimates:
+        raise ValueError("plot_estimates needs at least one estimate")
+    if ax is None:
+        _, ax = plt.subplots()
+    offsets = np.linspace(-0.15, 0.15, max(len(e.values) for e in estimates.values()))
+    for i, (label, estimate) in enumerate(estimates.items()):
+        color = (colors or {}).get(label, _CYCLE[i % len(_CYCLE)])
+        values = scale * np.asarray(estimate.values)
+        ax.scatter(i + offsets[: len(values)], values, s=14, color=color, alpha=0.6, linewidths=0)
+        low, high = estimate.interval
+        mean = scale * estimate.mean
+        ax.errorbar(
+            i, mean, yerr=[[mean - scale * low], [scale * high - mean]], fmt="_", markersize=22, capsize=6, color=color
+        )
+    if zero_line:
+        ax.axhline(0, color="0.5", linewidth=1, linestyle="--")
+    ax.set_xticks(range(len(estimates)), list(estimates), rotation=20, ha="right")
+    ax.set_xlim(-0.6, len(estimates) - 0.4)
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     return ax

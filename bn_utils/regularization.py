@@ -28,9 +28,17 @@ __all__ = [
     "first_layer_inputs",
     "normalized_in_random_batches",
     "batch_noise",
+    "Setting",
     "REGULARIZERS",
+    "Estimate",
     "RegularizationResult",
     "regularization_study",
+    "validation_split",
+    "SMALL_DATA",
+    "DROPOUT",
+    "WEIGHT_DECAY",
+    "explicit_regularizers",
+    "strength_grid",
 ]
 
 
@@ -107,6 +115,25 @@ def batch_noise(
     }
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One configuration of :func:`regularization_study`: a normalization (``norm`` and its
+    ``norm_kwargs``, as :func:`bn_utils.models.make_mlp` takes them) and the explicit
+    regularizers: ``dropout`` after every hidden activation, ``weight_decay`` (L2, as
+    ``torch.optim.SGD`` applies it)."""
+
+    norm: str = "none"
+    norm_kwargs: Mapping[str, object] = field(default_factory=dict)
+    dropout: float = 0.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay}")
+
+
 # label -> (norm, norm_kwargs): the normalizations the chapter compares, from the noisiest batch
 # statistics to none at all.
 REGULARIZERS: dict[str, tuple[str, dict]] = {
@@ -117,30 +144,143 @@ REGULARIZERS: dict[str, tuple[str, dict]] = {
 }
 
 
+def _as_setting(label: str, config: Setting | tuple[str, Mapping]) -> Setting:
+    if isinstance(config, Setting):
+        return config
+    if isinstance(config, tuple) and len(config) == 2:
+        return Setting(norm=config[0], norm_kwargs=dict(config[1]))
+    raise ValueError(f"configuration {label!r} must be a Setting or a (norm, norm_kwargs) tuple, got {config!r}")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A quantity measured once per seed (e.g. a final test accuracy, or a paired difference
+    between two configurations): the per-seed ``values`` and their summaries. ``interval`` is
+    the ``confidence`` (default 95%) Student-t interval of the mean over seeds."""
+
+    values: tuple[float, ...]
+    confidence: float = 0.95
+
+    def __post_init__(self):
+        if len(self.values) < 2:
+            raise ValueError(f"an Estimate needs at least 2 seeds, got {len(self.values)}")
+        if not all(math.isfinite(v) for v in self.values):
+            raise ValueError(f"an Estimate needs finite values, got {self.values}")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
+
+    @property
+    def n(self) -> int:
+        """The number of seeds."""
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        """The mean over seeds."""
+        return float(np.mean(self.values))
+
+    @property
+    def std(self) -> float:
+        """The sample standard deviation over seeds (n - 1 in the denominator)."""
+        return float(np.std(self.values, ddof=1))
+
+    @property
+    def min(self) -> float:
+        """The smallest seed's value."""
+        return float(np.min(self.values))
+
+    @property
+    def max(self) -> float:
+        """The largest seed's value."""
+        return float(np.max(self.values))
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """(low, high): the Student-t confidence interval of the mean, mean +- t * std / sqrt(n)."""
+        from scipy import stats
+
+        half = stats.t.ppf(0.5 + self.confidence / 2, self.n - 1) * self.std / math.sqrt(self.n)
+        return self.mean - half, self.mean + half
+
+    def format(self, *, scale: float = 100, digits: int = 1) -> str:
+        """'mean ± std', times ``scale`` (default: accuracies as percentages or points)."""
+        return f"{scale * self.mean:.{digits}f} ± {scale * self.std:.{digits}f}"
+
+    def format_interval(self, *, scale: float = 100, digits: int = 1, unit: str = "") -> str:
+        """'mean{unit} (95% interval low to high)', scaled as :meth:`format`, e.g. with
+        ``unit=" points"``: '1.0 points (95% interval 0.1 to 1.9)'."""
+        low, high = self.interval
+        return (
+            f"{scale * self.mean:.{digits}f}{unit} ({100 * self.confidence:g}% interval "
+            f"{scale * low:.{digits}f} to {scale * high:.{digits}f})"
+        )
+
+
 @dataclass
 class RegularizationResult:
     """Histories per configuration (label -> one History per seed) and their final numbers;
-    ``norms`` gives each configuration's norm name (for colours)."""
+    ``norms`` gives each configuration's norm name (for colours). The seeds of every
+    configuration are the same, in the same order, so differences can be taken seed by seed."""
 
     histories: dict[str, list[History]]
     norms: dict[str, str] = field(default_factory=dict)
 
+    def _runs(self, label: str) -> list[History]:
+        if label not in self.histories:
+            raise ValueError(f"unknown configuration {label!r}; the study has: {', '.join(self.histories)}")
+        return self.histories[label]
+
     def final(self, label: str, metric: str) -> np.ndarray:
         """Per seed, the final ``train_acc``, ``test_acc`` or ``test_loss``; or ``gap``:
         final train accuracy minus final test accuracy."""
-        if label not in self.histories:
-            raise ValueError(f"unknown configuration {label!r}; the study has: {', '.join(self.histories)}")
         if metric not in ("train_acc", "test_acc", "test_loss", "gap"):
             raise ValueError(f"unknown metric {metric!r}; valid names are: train_acc, test_acc, test_loss, gap")
-        runs = self.histories[label]
+        runs = self._runs(label)
         if metric == "gap":
             return np.array([h.train_acc[-1] - h.test_acc[-1] for h in runs])
+        if metric not in ("train_acc", "test_acc", "test_loss"):
+            raise ValueError(f"unknown metric {metric!r}; valid names are: gap, test_acc, test_loss, train_acc")
         return np.array([getattr(h, metric)[-1] for h in runs])
 
+    def seeds(self, label: str) -> list[int]:
+        """The seeds of a configuration's runs, in order."""
+        return [h.config.get("seed") for h in self._runs(label)]
+
+    def spread(self, label: str, metric: str = "test_acc") -> Estimate:
+        """The final ``metric`` of a configuration over its seeds (see :meth:`final`)."""
+        return Estimate(tuple(float(v) for v in self.final(label, metric)))
+
+    def contrast(self, weights: Mapping[str, float], metric: str = "test_acc") -> Estimate:
+        """Per seed, sum of ``weight * final(label, metric)`` over ``weights`` (label -> weight),
+        taken seed by seed: e.g. {"a": 1, "b": -1} is a paired difference, and
+        {"a + dropout": 1, "a": -1, "b + dropout": -1, "b": 1} how much more dropout helps a than b."""
+        if not weights:
+            raise ValueError("contrast needs at least one configuration")
+        labels = list(weights)
+        seeds = self.seeds(labels[0])
+        for label in labels[1:]:
+            if self.seeds(label) != seeds:
+                raise ValueError(
+                    f"configurations {labels[0]!r} and {label!r} ran different seeds "
+                    f"({seeds} and {self.seeds(label)}); a paired contrast needs the same seeds"
+                )
+        total = sum(weight * self.final(label, metric) for label, weight in weights.items())
+        return Estimate(tuple(float(v) for v in total))
+
+    def difference(self, a: str, b: str, metric: str = "test_acc") -> Estimate:
+        """``a`` minus ``b``, seed by seed (runs with the same seed share their batch order and,
+        when the architectures allow, their initial weights)."""
+        return self.contrast({a: 1.0, b: -1.0}, metric)
+
+    def fits_training_set(self, label: str) -> bool:
+        """True when every seed of the configuration ends at 100% training accuracy: its
+        "generalization gap" is then just its test error."""
+        return bool(np.all(self.final(label, "train_acc") == 1.0))
+
     def table(self) -> dict[str, dict[str, float]]:
-        """Median over seeds of train accuracy, test accuracy, gap and test loss, per configuration."""
+        """Mean over seeds of train accuracy, test accuracy, gap and test loss, per configuration."""
         return {
-            label: {m: float(np.median(self.final(label, m))) for m in ("train_acc", "test_acc", "gap", "test_loss")}
+            label: {m: float(np.mean(self.final(label, m))) for m in ("train_acc", "test_acc", "gap", "test_loss")}
             for label in self.histories
         }
 
@@ -148,7 +288,7 @@ class RegularizationResult:
 def regularization_study(
     data: Dataset,
     *,
-    configs: Mapping[str, tuple[str, dict]] = REGULARIZERS,
+    configs: Mapping[str, Setting | tuple[str, dict]] = REGULARIZERS,
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     epochs: int = 40,
     batch_size: int = 128,
@@ -156,20 +296,25 @@ def regularization_study(
     depth: int = 3,
     width: int = 100,
     train_examples: int | None = None,
+    eval_every: int | None = None,
 ) -> RegularizationResult:
     """Train a ``depth`` x ``width`` ReLU MLP with each configuration of ``configs`` (label ->
-    (norm, norm_kwargs)), SGD at ``lr``, ``batch_size`` examples per step for ``epochs`` epochs,
-    one run per seed (the seeds of a configuration train together, as one stacked network); train
-    and test accuracy are measured every epoch. ``train_examples``
-    keeps only the first that many training examples, to make overfitting easier to see."""
+    :class:`Setting`, or a (norm, norm_kwargs) tuple), SGD at ``lr``, ``batch_size`` examples per
+    step for ``epochs`` epochs, one run per seed (the seeds of a configuration train together, as
+    one stacked network; seed s draws its dropout masks from a generator seeded with s); train
+    and test accuracy are measured every epoch (or every ``eval_every`` steps) and at the end.
+    ``train_examples`` keeps only the first that many training examples, to make overfitting
+    easier to see."""
     valid.check_dataset("data", data)
     if not isinstance(configs, Mapping) or not configs:
-        raise ValueError(f"configs must be a non-empty dict of label -> (norm, norm_kwargs), got {configs!r}")
-    for label, config in configs.items():
-        if not (isinstance(config, (tuple, list)) and len(config) == 2 and config[0] in NORM_LAYERS):
+        raise ValueError(
+            f"configs must be a non-empty dict of label -> Setting or (norm, norm_kwargs), got {configs!r}"
+        )
+    settings = {label: _as_setting(label, config) for label, config in configs.items()}
+    for label, setting in settings.items():
+        if setting.norm not in NORM_LAYERS:
             raise ValueError(
-                f"configs[{label!r}] must be (norm, norm_kwargs) with norm one of "
-                f"{', '.join(sorted(NORM_LAYERS))}, got {config!r}"
+                f"configs[{label!r}] has norm {setting.norm!r}; valid norms are {', '.join(sorted(NORM_LAYERS))}"
             )
     seeds = valid.check_seeds("seeds", seeds)
     valid.check_int("epochs", epochs)
@@ -188,16 +333,89 @@ def regularization_study(
     device = get_device()
     data = data.to(device)
     histories = {}
-    for label, (norm, norm_kwargs) in configs.items():  # the seeds of one configuration train as one stack
+    for label, setting in settings.items():  # the seeds of one configuration train as one stack
         models = []
         for seed in seeds:
             seed_everything(seed)
             models.append(
                 make_mlp(
-                    data.input_shape[0], data.num_classes, depth=depth, width=width, norm=norm, norm_kwargs=norm_kwargs
+                    data.input_shape[0],
+                    data.num_classes,
+                    depth=depth,
+                    width=width,
+                    norm=setting.norm,
+                    norm_kwargs=dict(setting.norm_kwargs),
+                    dropout=setting.dropout,
                 ).to(device)
             )
         histories[label] = train_stacked(
-            models, data, lrs=[lr] * len(seeds), seeds=seeds, epochs=epochs, batch_size=batch_size
+            models,
+            data,
+            lrs=[lr] * len(seeds),
+            seeds=seeds,
+            epochs=epochs,
+            batch_size=batch_size,
+            weight_decay=setting.weight_decay,
+            eval_every=eval_every,
         )
-    return RegularizationResult(histories, norms={label: norm for label, (norm, _) in configs.items()})
+    return RegularizationResult(histories, norms={label: setting.norm for label, setting in settings.items()})
+
+
+def validation_split(data: Dataset, train_examples: int) -> Dataset:
+    """The first ``train_examples`` training examples to train on, and the rest of the training
+    set in place of the test set: a validation split, for choosing hyperparameters without
+    looking at the test set."""
+    if not 1 <= train_examples < len(data.x_train):
+        raise ValueError(f"train_examples must be between 1 and {len(data.x_train) - 1}, got {train_examples}")
+    return replace(
+        data,
+        name=f"{data.name} (validation)",
+        x_train=data.x_train[:train_examples],
+        y_train=data.y_train[:train_examples],
+        x_test=data.x_train[train_examples:],
+        y_test=data.y_train[train_examples:],
+    )
+
+
+# The regime where regularization matters: 256 training images (a plain network fits them all and
+# tests about 8 points lower than on them), batches of 32, 40 epochs (320 steps), SGD at 0.1;
+# evaluated at the start and at the end only.
+SMALL_DATA: dict[str, int | float] = {
+    "train_examples": 256,
+    "batch_size": 32,
+    "epochs": 40,
+    "lr": 0.1,
+    "eval_every": 40 * 256 // 32,
+}
+# The strengths of dropout and L2, chosen on validation_split(data, 256) from the grid of
+# tests/test_claims_regularization.py::test_strengths_were_chosen_on_a_validation_split: each is
+# within half a point of the best mean validation accuracy, for the plain and for the BN network.
+DROPOUT = 0.2
+WEIGHT_DECAY = 0.03
+
+
+def explicit_regularizers(
+    *, dropout: float = DROPOUT, weight_decay: float = WEIGHT_DECAY, norms: Mapping[str, str] | None = None
+) -> dict[str, Setting]:
+    """Per network of ``norms`` (label -> norm name; default: "plain" without norm, "BN" with
+    batch norm), three configurations: no explicit regularizer, ``+ dropout``, ``+ L2``."""
+    norms = {"plain": "none", "BN": "batch"} if norms is None else norms
+    configs = {}
+    for name, norm in norms.items():
+        configs[name] = Setting(norm)
+        configs[f"{name} + dropout"] = Setting(norm, dropout=dropout)
+        configs[f"{name} + L2"] = Setting(norm, weight_decay=weight_decay)
+    return configs
+
+
+def strength_grid(
+    dropouts: Sequence[float], weight_decays: Sequence[float], *, norms: Mapping[str, str] | None = None
+) -> dict[str, Setting]:
+    """Per network of ``norms`` (as in :func:`explicit_regularizers`), one configuration per
+    dropout rate (``"BN, dropout 0.2"``) and per weight decay (``"BN, L2 0.03"``)."""
+    norms = {"plain": "none", "BN": "batch"} if norms is None else norms
+    configs = {}
+    for name, norm in norms.items():
+        configs.update({f"{name}, dropout {p:g}": Setting(norm, dropout=p) for p in dropouts})
+        configs.update({f"{name}, L2 {wd:g}": Setting(norm, weight_decay=wd) for wd in weight_decays})
+    return configs

@@ -47,7 +47,12 @@ def _stackable_norm(norm: nn.Module) -> bool:
 class StackedMLP:
     """M MLPs built by :func:`bn_utils.models.make_mlp` with the same arguments (only their
     weights differ), evaluated together on inputs of shape (M, batch, features). Their norm may
-    be ``none``, ``batch``, ``batch_scratch``, ``batch_ghost``, ``layer`` or ``group``.
+    be ``none``, ``batch``, ``batch_scratch``, ``batch_ghost``, ``layer`` or ``group``, with or
+    without dropout.
+
+    In training mode, model i draws its dropout masks from its own generator seeded with
+    ``dropout_seeds[i]``, exactly as it would alone from torch's global generator seeded with
+    that value; without ``dropout_seeds`` the masks come from the global generator.
 
     Parameters and buffers are held by ``state_dict`` key, each with a leading model dimension:
     ``params["blocks.0.linear.weight"]`` has shape (M, width, in_features). ``ids[j]`` is the
@@ -55,10 +60,12 @@ class StackedMLP:
     models, e.g. diverged ones). ``model(j)`` gives slot j back as an ordinary ``nn.Module``.
     """
 
-    def __init__(self, models: Sequence[nn.Module]):
+    def __init__(self, models: Sequence[nn.Module], *, dropout_seeds: Sequence[int] | None = None):
         models = list(models)
         if not models:
             raise ValueError("StackedMLP needs at least one model")
+        if dropout_seeds is not None and len(dropout_seeds) != len(models):
+            raise ValueError(f"need one dropout seed per model: got {len(models)} models, {len(dropout_seeds)} seeds")
         template = models[0]
         self._check_structure(template)
         keys = list(template.state_dict())
@@ -82,6 +89,8 @@ class StackedMLP:
         self.ids = list(range(len(models)))
         self.training = True
         self._blocks = list(self._template.blocks)  # the copy's: the stack keeps no caller's module
+        self._dropout_seeds = None if dropout_seeds is None else list(dropout_seeds)
+        self._generators: list[torch.Generator] | None = None  # made on first use, on the inputs' device
 
     @staticmethod
     def _check_structure(model: nn.Module) -> None:
@@ -96,6 +105,9 @@ class StackedMLP:
                     f"block {i} has norm {block.norm.__class__.__name__}; StackedMLP supports norm='none', "
                     "'batch', 'batch_scratch', 'batch_ghost' (with running statistics), 'layer' and 'group'"
                 )
+            drop = getattr(block, "drop", None)
+            if drop is not None and not isinstance(drop, nn.Dropout):
+                raise ValueError(f"block {i} has {drop.__class__.__name__} as .drop; StackedMLP supports nn.Dropout")
             batch_norm = block.norm.bn if isinstance(block.norm, GhostBatchNorm) else block.norm
             if _is_batch_norm(batch_norm) and batch_norm.momentum is None:
                 raise ValueError("StackedMLP needs a batch-norm momentum (momentum=None is not supported)")
@@ -136,17 +148,45 @@ class StackedMLP:
 
     def _ghost_batch_norm(self, h: torch.Tensor, prefix: str, layer: GhostBatchNorm) -> torch.Tensor:
         """Ghost BN of each model's batch: in training mode each consecutive chunk of
-        ``ghost_batch_size`` examples is normalized on its own (and updates the running
-        statistics once), as :class:`~bn_utils.layers.GhostBatchNorm` does."""
+        ``ghost_batch_size`` examples is normalized on its own and updates the running
+        statistics once, as :class:`~bn_utils.layers.GhostBatchNorm` does. All chunks of all
+        models go through one ``F.batch_norm`` call (one column per chunk, model and channel);
+        the running statistics take the chunks' updates in order, in closed form."""
         if not self.training:
             return self._batch_norm(h, prefix + "bn.", layer.bn)
-        if h.shape[1] % layer.ghost_batch_size:
+        models, batch, channels = h.shape
+        size, bn = layer.ghost_batch_size, layer.bn
+        if batch % size:
             raise ValueError(
-                f"a batch of {h.shape[1]} examples does not split into ghost batches of "
-                f"{layer.ghost_batch_size}; use a batch size that is a multiple of it"
+                f"a batch of {batch} examples does not split into ghost batches of "
+                f"{size}; use a batch size that is a multiple of it"
             )
-        chunks = h.split(layer.ghost_batch_size, dim=1)
-        return torch.cat([self._batch_norm(chunk, prefix + "bn.", layer.bn) for chunk in chunks], dim=1)
+        chunks = batch // size
+        # (M, K*g, C) -> (g, K, M, C) -> (g, K*M*C): column (k, m, c) holds chunk k of model m, channel c
+        columns = h.view(models, chunks, size, channels).permute(2, 1, 0, 3).reshape(size, -1)
+        weight, bias = self.params.get(prefix + "bn.weight"), self.params.get(prefix + "bn.bias")
+        out = F.batch_norm(
+            columns,
+            None,
+            None,
+            None if weight is None else weight.reshape(-1).repeat(chunks),
+            None if bias is None else bias.reshape(-1).repeat(chunks),
+            training=True,
+            eps=bn.eps,
+        )
+        with torch.no_grad():  # K momentum updates in a row: r <- (1-m)^K r + sum_k m (1-m)^(K-1-k) stat_k
+            values = columns.detach().view(size, chunks, models, channels)
+            mean = values.sum(0) / size  # (sums over the leading dimension: var_mean over it is slow on CPUs)
+            var = (values - mean).pow_(2).sum(0) / (size - 1)
+            momentum = bn.momentum
+            decay = torch.tensor(
+                [momentum * (1 - momentum) ** (chunks - 1 - k) for k in range(chunks)], dtype=h.dtype, device=h.device
+            ).view(chunks, 1, 1)
+            for name, stat in (("running_mean", mean), ("running_var", var)):
+                running = self.buffers[prefix + "bn." + name]
+                running.mul_((1 - momentum) ** chunks).add_((decay * stat).sum(0))
+            self.buffers[prefix + "bn.num_batches_tracked"] += chunks
+        return out.view(size, chunks, models, channels).permute(2, 1, 0, 3).reshape(models, batch, channels)
 
     def _example_norm(self, h: torch.Tensor, prefix: str, layer: nn.LayerNorm | nn.GroupNorm) -> torch.Tensor:
         """Layer or group norm of each example over its units (all, or in groups), with each
@@ -161,6 +201,22 @@ class StackedMLP:
         if bias is not None:
             out = out + bias.unsqueeze(1)
         return out
+
+    def _dropout(self, h: torch.Tensor, p: float) -> torch.Tensor:
+        """Dropout with each model's own masks, computed as ``F.dropout`` does on the CPU
+        (a Bernoulli(1 - p) mask divided by 1 - p, times the input)."""
+        if self._dropout_seeds is None:
+            noise = torch.empty_like(h).bernoulli_(1 - p)
+        else:
+            if self._generators is None:
+                self._generators = [torch.Generator(h.device).manual_seed(s) for s in self._dropout_seeds]
+            noise = torch.stack(
+                [
+                    torch.empty(h.shape[1:], dtype=h.dtype, device=h.device).bernoulli_(1 - p, generator=g)
+                    for g in self._generators
+                ]
+            )
+        return h * noise.div_(1 - p)
 
     @staticmethod
     def _linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -189,6 +245,9 @@ class StackedMLP:
             elif not isinstance(block.norm, nn.Identity):
                 h = self._batch_norm(h, prefix + "norm.", block.norm)
             h = block.act(h)
+            drop = getattr(block, "drop", None)
+            if drop is not None and self.training and drop.p > 0:
+                h = self._dropout(h, drop.p)
         return self._linear(h, self.params["head.weight"], self.params["head.bias"])
 
     def keep(self, slots: Sequence[int]) -> None:
@@ -199,6 +258,10 @@ class StackedMLP:
         for key, value in self.buffers.items():
             self.buffers[key] = value[index.to(value.device)]
         self.ids = [self.ids[s] for s in slots]
+        if self._dropout_seeds is not None:
+            self._dropout_seeds = [self._dropout_seeds[s] for s in slots]
+        if self._generators is not None:
+            self._generators = [self._generators[s] for s in slots]
 
     def model(self, slot: int) -> nn.Module:
         """The model in ``slot`` as an ordinary module (a copy: changing it leaves the stack alone)."""
@@ -235,12 +298,16 @@ def evaluate_stacked(
 
 class _StackedOptimizer:
     """SGD (with PyTorch's momentum convention) or Adam (PyTorch's defaults), with one learning
-    rate per model, on a :class:`StackedMLP`'s parameters; the state follows ``keep``."""
+    rate per model, on a :class:`StackedMLP`'s parameters; the state follows ``keep``.
+    ``weight_decay`` adds ``weight_decay * param`` to every gradient first (L2 regularization),
+    as ``torch.optim.SGD`` and ``torch.optim.Adam`` do."""
 
-    def __init__(self, name: str, lrs: torch.Tensor, momentum: float):
+    def __init__(self, name: str, lrs: torch.Tensor, momentum: float, weight_decay: float = 0.0):
         if name not in ("sgd", "adam"):
             raise ValueError(f"unknown optimizer {name!r}; valid names are: adam, sgd")
-        self.name, self.lrs, self.momentum = name, lrs, momentum
+        if not weight_decay >= 0:
+            raise ValueError(f"weight_decay must be non-negative, got {weight_decay}")
+        self.name, self.lrs, self.momentum, self.weight_decay = name, lrs, momentum, weight_decay
         self.state: dict[str, dict[str, torch.Tensor]] = {}
         self.steps = 0
 
@@ -252,6 +319,8 @@ class _StackedOptimizer:
         self.steps += 1
         for key, grad in grads.items():
             param, state = stack.params[key], self.state.setdefault(key, {})
+            if self.weight_decay:
+                grad = grad.add(param, alpha=self.weight_decay)
             if self.name == "sgd":
                 if self.momentum:
                     buffer = state.get("momentum")
@@ -291,12 +360,18 @@ def train_stacked(
     batch_size: int = 64,
     optimizer: str = "sgd",
     momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    dropout_seeds: Sequence[int] | None = None,
     eval_every: int | None = None,
     eval_train: bool = True,
     on_step: Callable[[StackedMLP, int], None] | None = None,
 ) -> list[History]:
     """Train each ``models[i]`` with learning rate ``lrs[i]`` and batch order ``seeds[i]``, all
     at once; return one :class:`History` per model, as :func:`bn_utils.training.train` would.
+    ``weight_decay`` is L2 regularization as in ``torch.optim.SGD`` (or ``Adam``), for every
+    model. Model i draws its dropout masks (if it has dropout) from a generator seeded with
+    ``dropout_seeds[i]`` (default: ``seeds[i]``), as ``train`` does after
+    ``torch.manual_seed(dropout_seeds[i])``.
 
     A model whose loss becomes NaN or infinite is recorded as diverged and dropped from the
     stack; the others go on. ``eval_train=False`` skips the training-set accuracy at each
@@ -321,7 +396,7 @@ def train_stacked(
     steps_per_epoch = len(data.x_train) // batch_size
     total = steps if steps is not None else epochs * steps_per_epoch
     eval_every = eval_every or steps_per_epoch
-    stack = StackedMLP(models).train()
+    stack = StackedMLP(models, dropout_seeds=list(seeds) if dropout_seeds is None else dropout_seeds).train()
     in_features = stack.params["blocks.0.linear.weight" if stack._blocks else "head.weight"].shape[-1]
     if data.input_shape != (in_features,):
         raise ValueError(
@@ -329,7 +404,10 @@ def train_stacked(
             f"({in_features},), but the data's examples have shape {data.input_shape}"
         )
     device = data.x_train.device
-    opt = _StackedOptimizer(optimizer, torch.tensor(list(lrs), dtype=data.x_train.dtype, device=device), momentum)
+    opt = _StackedOptimizer(
+        optimizer, torch.tensor(list(lrs), dtype=data.x_train.dtype, device=device), momentum, weight_decay
+    )
+    seeds = list(seeds)
     histories = [
         History(
             steps_per_epoch=steps_per_epoch,
@@ -338,7 +416,7 @@ def train_stacked(
                 batch_size=batch_size,
                 optimizer=optimizer,
                 momentum=momentum,
-                weight_decay=0.0,
+                weight_decay=weight_decay,
                 seed=seed,
                 steps=total,
                 stacked_with=len(models),

@@ -69,7 +69,6 @@ NOT_YET_MAPPED = {
     "bn_from_scratch",
     "internal_covariate_shift",
     "gradient_flow",
-    "regularization_noise",
 }
 
 

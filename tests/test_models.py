@@ -24,6 +24,22 @@ def test_mlp_blocks_are_linear_norm_activation(norm, norm_type):
     assert model(torch.randn(5, 64)).shape == (5, 10)
 
 
+def test_dropout_follows_each_activation_and_leaves_the_weights_alone():
+    torch.manual_seed(0)
+    plain = make_mlp(64, 10, depth=2, width=20, norm="batch")
+    torch.manual_seed(0)
+    dropped = make_mlp(64, 10, depth=2, width=20, norm="batch", dropout=0.25)
+    for block in dropped.blocks:
+        assert list(dict(block.named_children())) == ["linear", "norm", "act", "drop"]
+        assert isinstance(block.drop, nn.Dropout) and block.drop.p == 0.25
+    assert plain.state_dict().keys() == dropped.state_dict().keys()
+    assert all(torch.equal(p, q) for p, q in zip(plain.parameters(), dropped.parameters(), strict=True))
+    x = torch.randn(6, 64)
+    torch.testing.assert_close(plain.eval()(x), dropped.eval()(x))  # dropout is off in eval mode
+    with pytest.raises(ValueError, match=r"dropout must be a probability in \[0, 1\), got 1"):
+        make_mlp(64, 10, dropout=1)
+
+
 def test_convnet_shapes_and_norms():
     model = make_convnet(1, 10, channels=(8, 16), norm="batch_scratch")
     assert all(isinstance(b.norm, BatchNorm2d) and b.linear.bias is None for b in model.blocks)

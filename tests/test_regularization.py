@@ -9,8 +9,18 @@ from torch import nn  # noqa: E402
 
 import bn_utils as bu  # noqa: E402
 from bn_utils.layers import GhostBatchNorm  # noqa: E402
-from bn_utils.plotting import plot_batch_noise, plot_generalization, plot_histories  # noqa: E402
-from bn_utils.regularization import batch_noise, normalized_in_random_batches, regularization_study  # noqa: E402
+from bn_utils.plotting import plot_batch_noise, plot_estimates, plot_generalization, plot_histories  # noqa: E402
+from bn_utils.regularization import (  # noqa: E402
+    Estimate,
+    RegularizationResult,
+    Setting,
+    batch_noise,
+    explicit_regularizers,
+    normalized_in_random_batches,
+    regularization_study,
+    strength_grid,
+    validation_split,
+)
 
 
 def test_ghost_batch_norm_normalizes_each_chunk_and_updates_running_stats_per_chunk():
@@ -65,7 +75,7 @@ def test_batch_noise_shrinks_like_one_over_root_batch(digits):
     assert 1.5 < noise[16] / noise[64] < 2.5  # 2 for exact 1/sqrt(batch)
 
 
-def test_regularization_study_reports_per_seed_and_medians(digits):
+def test_regularization_study_reports_per_seed_and_means(digits):
     study = regularization_study(
         digits,
         seeds=(0, 1),
@@ -80,7 +90,8 @@ def test_regularization_study_reports_per_seed_and_medians(digits):
     assert h.steps == 4 and len(h.train_acc) == 3  # 2 steps per epoch; evaluated at 0, 2, 4
     gap = study.final("ghost", "gap")
     np.testing.assert_allclose(gap, study.final("ghost", "train_acc") - study.final("ghost", "test_acc"))
-    assert study.table()["ghost"]["gap"] == pytest.approx(np.median(gap))
+    assert study.table()["ghost"]["gap"] == pytest.approx(np.mean(gap))
+    assert study.seeds("ghost") == [0, 1]
     assert study.norms == {"no norm": "none", "ghost": "batch_ghost"}
     ax = plot_generalization(study)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["no norm", "ghost"] and len(ax.texts) == 2
@@ -103,3 +114,123 @@ def test_plot_batch_noise_and_explorer(digits, shown_figures):
     explorer.children[0].value = 128
     explorer.update()
     assert shown_figures[-1].axes[0].get_title().startswith("batch size 128: std 0.")
+
+
+def test_estimate_summarizes_seeds_with_a_t_interval():
+    estimate = Estimate((0.01, 0.02, 0.03, 0.04, 0.05))
+    assert estimate.n == 5 and estimate.mean == pytest.approx(0.03) and (estimate.min, estimate.max) == (0.01, 0.05)
+    assert estimate.std == pytest.approx(np.std(estimate.values, ddof=1))
+    half = 2.7764451 * estimate.std / np.sqrt(5)  # Student t, 4 degrees of freedom, 97.5% quantile
+    np.testing.assert_allclose(estimate.interval, (0.03 - half, 0.03 + half), rtol=1e-7)
+    assert estimate.format() == "3.0 ± 1.6"
+    assert estimate.format_interval(digits=2) == "3.00 (95% interval 1.04 to 4.96)"
+    assert estimate.format_interval(unit=" points") == "3.0 points (95% interval 1.0 to 5.0)"
+    assert Estimate((1.0, 2.0), confidence=0.5).interval == pytest.approx((1.0, 2.0))  # t(0.75, 1) = 1
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        Estimate((1.0,))
+    with pytest.raises(ValueError, match="finite values"):
+        Estimate((1.0, float("nan")))
+    with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\)"):
+        Estimate((1.0, 2.0), confidence=95)
+
+
+def _result(values: dict[str, list[tuple[float, float]]], seeds=(0, 1, 2)):
+    """A RegularizationResult whose runs end at the given (train_acc, test_acc), one per seed."""
+    histories = {
+        label: [
+            bu.History(train_acc=[tr], test_acc=[te], config={"seed": s})
+            for (tr, te), s in zip(runs, seeds, strict=True)
+        ]
+        for label, runs in values.items()
+    }
+    return RegularizationResult(histories)
+
+
+def test_paired_differences_and_contrasts_go_seed_by_seed():
+    result = _result(
+        {
+            "a": [(1.0, 0.90), (1.0, 0.92), (1.0, 0.91)],
+            "a + reg": [(1.0, 0.93), (0.99, 0.93), (1.0, 0.95)],
+            "b": [(0.99, 0.80), (1.0, 0.84), (1.0, 0.82)],
+            "b + reg": [(1.0, 0.81), (1.0, 0.86), (1.0, 0.82)],
+        }
+    )
+    np.testing.assert_allclose(result.difference("a + reg", "a").values, [0.03, 0.01, 0.04])
+    np.testing.assert_allclose(result.difference("a", "b", "gap").values, [-0.09, -0.08, -0.09])
+    how_much_more = result.contrast({"a + reg": 1, "a": -1, "b + reg": -1, "b": 1})
+    np.testing.assert_allclose(how_much_more.values, [0.02, -0.01, 0.04])
+    assert result.spread("a").mean == pytest.approx(0.91)
+    assert result.fits_training_set("a") and not result.fits_training_set("a + reg")
+    assert not result.fits_training_set("b")
+    with pytest.raises(ValueError, match="unknown configuration 'c'"):
+        result.difference("a", "c")
+    with pytest.raises(ValueError, match="unknown metric 'loss'"):
+        result.final("a", "loss")
+    with pytest.raises(ValueError, match="at least one configuration"):
+        result.contrast({})
+    other = _result({"a": [(1, 0.9)] * 3, "z": [(1, 0.9)] * 3}, seeds=(0, 1, 2))
+    other.histories["z"] = _result({"z": [(1, 0.9)] * 3}, seeds=(2, 1, 0)).histories["z"]
+    with pytest.raises(ValueError, match="ran different seeds"):
+        other.difference("a", "z")
+
+
+def test_settings_validation_split_and_the_configurations():
+    assert Setting("batch", weight_decay=0.01).dropout == 0.0
+    with pytest.raises(ValueError, match=r"dropout must be a probability in \[0, 1\)"):
+        Setting(dropout=1.0)
+    with pytest.raises(ValueError, match="weight_decay must be non-negative"):
+        Setting(weight_decay=-0.1)
+    configs = explicit_regularizers(dropout=0.3, weight_decay=0.01)
+    assert list(configs) == ["plain", "plain + dropout", "plain + L2", "BN", "BN + dropout", "BN + L2"]
+    assert configs["BN + dropout"] == Setting("batch", dropout=0.3)
+    assert configs["plain + L2"] == Setting("none", weight_decay=0.01)
+    grid = strength_grid((0.1, 0.5), (0.003,), norms={"LN": "layer"})
+    assert grid == {
+        "LN, dropout 0.1": Setting("layer", dropout=0.1),
+        "LN, dropout 0.5": Setting("layer", dropout=0.5),
+        "LN, L2 0.003": Setting("layer", weight_decay=0.003),
+    }
+
+
+def test_validation_split_holds_out_the_rest_of_the_training_set(digits):
+    split = validation_split(digits, 300)
+    assert torch.equal(split.x_train, digits.x_train[:300]) and torch.equal(split.y_test, digits.y_train[300:])
+    assert len(split.x_test) == len(digits.x_train) - 300 and "validation" in split.name
+    with pytest.raises(ValueError, match="train_examples must be between 1 and"):
+        validation_split(digits, len(digits.x_train))
+
+
+def test_study_trains_with_dropout_and_weight_decay(digits):
+    study = regularization_study(
+        digits,
+        seeds=(0, 1),
+        epochs=1,
+        depth=1,
+        width=16,
+        batch_size=32,
+        train_examples=64,
+        eval_every=1000,
+        configs={
+            "L2": Setting("batch", weight_decay=0.01),
+            "dropout": Setting("none", dropout=0.5),
+            "tuple": ("layer", {}),
+        },
+    )
+    h = study.histories["L2"][1]
+    assert h.config["weight_decay"] == 0.01 and h.config["seed"] == 1 and h.eval_steps == [0, 2]
+    assert study.histories["dropout"][0].config["weight_decay"] == 0.0
+    assert study.norms == {"L2": "batch", "dropout": "none", "tuple": "layer"}
+    with pytest.raises(ValueError, match="must be a Setting or a"):
+        regularization_study(digits, configs={"bad": "batch"})
+
+
+def test_plot_estimates_draws_seeds_means_and_intervals():
+    estimates = {"x": Estimate((0.01, 0.02, 0.03)), "y": Estimate((-0.01, 0.0, 0.02))}
+    ax = plot_estimates(estimates, colors={"x": "#0072b2"}, ylabel="points", zero_line=True)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["x", "y"]
+    assert len(ax.collections) >= 2 and ax.get_ylabel() == "points"
+    offsets = ax.collections[0].get_offsets()
+    np.testing.assert_allclose(offsets[:, 1], [1, 2, 3])
+    assert matplotlib.colors.to_hex(ax.collections[0].get_facecolor()[0]) == "#0072b2"
+    with pytest.raises(ValueError, match="at least one estimate"):
+        plot_estimates({})

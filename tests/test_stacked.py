@@ -67,6 +67,76 @@ def test_each_stacked_model_trains_exactly_as_alone(digits64, norm, optimizer, m
             torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f"{key} differs")
 
 
+@pytest.mark.parametrize("norm", ["none", "batch", "batch_ghost", "layer"])
+@pytest.mark.parametrize(
+    "optimizer,momentum,lrs",
+    [("sgd", 0.0, [0.05, 0.3, 0.1]), ("sgd", 0.9, [0.01, 0.05, 0.02]), ("adam", 0.0, [1e-3, 1e-2, 3e-3])],
+)
+@pytest.mark.parametrize("dropout,weight_decay", [(0.0, 1e-2), (0.3, 0.0), (0.3, 1e-3)])
+def test_weight_decay_and_dropout_train_exactly_as_alone(
+    digits64, norm, optimizer, momentum, lrs, dropout, weight_decay
+):
+    """L2 as torch.optim applies it; each model's dropout masks from its own generator, as
+    train() draws them from the global one seeded with the model's dropout seed."""
+    seeds, dropout_seeds = [0, 1, 0], [5, 6, 7]
+    kw = {"norm_kwargs": NORMS[norm], "dropout": dropout}
+    final = {}
+
+    def keep_final(stack, step):
+        if step == 30:
+            final.update({i: stack.model(slot) for slot, i in enumerate(stack.ids)})
+
+    stacked = train_stacked(
+        [build(s, norm, **kw) for s in seeds],
+        digits64,
+        lrs=lrs,
+        seeds=seeds,
+        steps=30,
+        optimizer=optimizer,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        dropout_seeds=dropout_seeds,
+        eval_every=20,
+        on_step=keep_final,
+    )
+    for i, (lr, seed, h) in enumerate(zip(lrs, seeds, stacked, strict=True)):
+        model = build(seed, norm, **kw)
+        torch.manual_seed(dropout_seeds[i])
+        alone = bu.train(
+            model,
+            digits64,
+            lr=lr,
+            steps=30,
+            seed=seed,
+            optimizer=optimizer,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            eval_every=20,
+        )
+        np.testing.assert_allclose(h.loss, alone.loss, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(h.test_loss, alone.test_loss, rtol=0, atol=1e-10)
+        assert h.test_acc == alone.test_acc and h.train_acc == alone.train_acc
+        assert h.config["weight_decay"] == weight_decay
+        for (key, a), b in zip(final[i].state_dict().items(), model.state_dict().values(), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f"{key} differs")
+
+
+def test_dropout_masks_differ_between_models_and_follow_keep(digits64):
+    models = [build(0, "none", dropout=0.5) for _ in range(3)]  # identical weights
+    stack = StackedMLP(models, dropout_seeds=[1, 2, 1]).train()
+    x = digits64.x_test[:16]
+    logits = stack(x)
+    assert not torch.equal(logits[0], logits[1]) and torch.equal(logits[0], logits[2])
+    stack.eval()
+    torch.testing.assert_close(stack(x)[0], models[0].eval()(x), rtol=0, atol=1e-12)  # no dropout in eval mode
+    fresh = StackedMLP(models, dropout_seeds=[1, 2, 1]).train()
+    fresh(x)
+    fresh.keep([1])
+    torch.testing.assert_close(fresh.train()(x)[0], stack.train()(x)[1], rtol=0, atol=0)  # slot 1's generator moved
+    with pytest.raises(ValueError, match="one dropout seed per model"):
+        StackedMLP(models, dropout_seeds=[1])
+
+
 def test_diverged_models_are_dropped_and_the_others_go_on():
     data = bu.load_digits()
     lrs, seeds = [0.05, 1e4, 0.1, 1e4], [0, 0, 1, 1]
@@ -107,6 +177,22 @@ def test_stack_forward_matches_each_model_and_round_trips(digits64):
     for slot, original in enumerate([models[2], models[0]]):
         for (key, a), b in zip(stack.model(slot).state_dict().items(), original.state_dict().values(), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{key} differs")
+
+
+@pytest.mark.parametrize("ghost_batch_size", [2, 4, 16])
+def test_stacked_ghost_batches_match_ghost_batch_norm_outputs_and_running_statistics(digits64, ghost_batch_size):
+    """All chunks in one call, the running statistics updated in closed form: as the module does chunk by chunk."""
+    kw = {"norm_kwargs": {"ghost_batch_size": ghost_batch_size, "momentum": 0.3}}
+    models = [build(s, "batch_ghost", **kw) for s in range(3)]
+    stack = StackedMLP(models).train()
+    for start in (0, 32):  # two steps, so the running statistics start from non-default values
+        x = torch.stack([digits64.x_train[start + 50 * j : start + 50 * j + 32] for j in range(3)])
+        logits = stack(x)
+        for j, m in enumerate(models):
+            torch.testing.assert_close(logits[j], m.train()(x[j]), rtol=0, atol=1e-12)
+    for slot, m in enumerate(models):
+        for (key, a), b in zip(stack.model(slot).state_dict().items(), m.state_dict().values(), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12, msg=f"{key} differs")
 
 
 def test_evaluate_stacked_matches_evaluate(digits64):
@@ -160,3 +246,5 @@ def test_train_stacked_rejects_bad_arguments(digits64):
         train_stacked(models, digits64, lrs=[0.1, 0.1], seeds=[0, 1], steps=1, optimizer="rmsprop")
     with pytest.raises(ValueError, match="larger than the training set"):
         train_stacked(models, digits64, lrs=[0.1, 0.1], seeds=[0, 1], steps=1, batch_size=10_000)
+    with pytest.raises(ValueError, match="weight_decay must be non-negative"):
+        train_stacked(models, digits64, lrs=[0.1, 0.1], seeds=[0, 1], steps=1, weight_decay=-1e-3)

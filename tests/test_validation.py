@@ -1160,7 +1160,7 @@ CASES = [
         "regularization_study-no-configs",
         lambda d: regularization.regularization_study(d, configs={}, seeds=[0], epochs=1),
         ValueError,
-        "configs must be a non-empty dict of label -> (norm, norm_kwargs), got {}",
+        "configs must be a non-empty dict of label -> Setting or (norm, norm_kwargs), got {}",
     ),
     (
         "regularization_study-unknown-norm",
@@ -1168,7 +1168,7 @@ CASES = [
             d, configs={"a": ("none", {}), "b": ("batchnorm", {})}, seeds=[0], epochs=1
         ),
         ValueError,
-        "configs['b'] must be (norm, norm_kwargs) with norm one of batch, batch_ghost",
+        "configs['b'] has norm 'batchnorm'; valid norms are batch, batch_ghost",
     ),
     (
         "regularization_study-epochs-zero",
