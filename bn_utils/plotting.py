@@ -553,7 +553,7 @@ def plot_layer_dynamics(
     in ``layers`` (0-based, negative from the end; first solid, the others dashed and dotted):
     median over seeds, shaded range. ``gradient_ratio`` is the first over the last hidden layer's
     gradient norm. Steps on a symmetric-log axis, so that step 0 shows; log vertical axis except
-    for the representation measures. Returns the axes."""
+    for the weight growth and the representation measures. Returns the axes."""
     ylabel = _dynamics_label(quantity)
     if ax is None:
         _, ax = plt.subplots()
@@ -581,8 +581,11 @@ def plot_layer_dynamics(
             )
             ax.fill_between(steps, v.min(0), v.max(0), color=color, alpha=0.15, linewidth=0)
     ax.set_xscale("symlog", linthresh=1)
-    ax.xaxis.set_major_formatter(mpl.ticker.ScalarFormatter())
-    if quantity not in ("similarity", "class_contrast"):
+    last = max(max(run.steps) for run in runs.values())
+    ticks = [0] + [m * 10**e for e in range(6) for m in (1, 2, 5) if m * 10**e <= last]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
+    if quantity not in ("similarity", "class_contrast", "weight_growth"):
         ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel(ylabel)

@@ -169,8 +169,9 @@ def test_plot_layer_dynamics_draws_median_lines_per_layer(small_bn, digits64):
     ax = plot_layer_dynamics(runs, "gradient_ratio")
     np.testing.assert_allclose(ax.lines[0].get_ydata(), np.median(small_bn.gradient_ratio, axis=0))
     assert ax.get_ylabel() == "gradient norm, first / last hidden layer"
-    ax = plot_layer_dynamics(runs, "class_contrast")
-    assert ax.get_yscale() == "linear"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "5"]  # 1-2-5 steps up to the last
+    for linear in ("class_contrast", "similarity", "weight_growth"):
+        assert plot_layer_dynamics(runs, linear).get_yscale() == "linear", linear
     with pytest.raises(ValueError, match="unknown quantity"):
         plot_layer_dynamics(runs, "update_ratio")
     with pytest.raises(ValueError, match="layer 3 out of range"):
