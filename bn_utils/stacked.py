@@ -226,6 +226,11 @@ class StackedMLP:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (M, B, classes) for inputs (M, B, features), or (B, features) shared by all."""
+        return self.forward_with_hidden(x)[0]
+
+    def forward_with_hidden(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The logits, as a call gives them, and each hidden block's output (after its
+        activation), each of shape (M, B, width), input side first."""
         in_features = self.params["blocks.0.linear.weight" if self._blocks else "head.weight"].shape[-1]
         if x.dim() == 2:
             x = x.expand(len(self), *x.shape)
@@ -234,7 +239,7 @@ class StackedMLP:
                 f"expected inputs of shape ({len(self)}, batch, {in_features}) or "
                 f"(batch, {in_features}), got {tuple(x.shape)}"
             )
-        h = x
+        h, hidden = x, []
         for i, block in enumerate(self._blocks):
             prefix = f"blocks.{i}."
             h = self._linear(h, self.params[prefix + "linear.weight"], self.params.get(prefix + "linear.bias"))
@@ -248,7 +253,8 @@ class StackedMLP:
             drop = getattr(block, "drop", None)
             if drop is not None and self.training and drop.p > 0:
                 h = self._dropout(h, drop.p)
-        return self._linear(h, self.params["head.weight"], self.params["head.bias"])
+            hidden.append(h)
+        return self._linear(h, self.params["head.weight"], self.params["head.bias"]), hidden
 
     def keep(self, slots: Sequence[int]) -> None:
         """Keep only the models in these slots (in this order), e.g. to drop diverged ones."""

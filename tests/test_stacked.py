@@ -195,6 +195,21 @@ def test_stacked_ghost_batches_match_ghost_batch_norm_outputs_and_running_statis
             torch.testing.assert_close(a, b, rtol=0, atol=1e-12, msg=f"{key} differs")
 
 
+def test_forward_with_hidden_gives_each_blocks_output(digits64):
+    models = [build(s) for s in range(2)]
+    stack = StackedMLP(models).eval()
+    x = digits64.x_test[:16]
+    logits, hidden = stack.forward_with_hidden(x)
+    torch.testing.assert_close(logits, stack(x), rtol=0, atol=0)
+    assert len(hidden) == 3 and all(h.shape == (2, 16, 24) for h in hidden)
+    for j, m in enumerate(models):
+        m.eval()
+        h = x
+        for i, block in enumerate(m.blocks):
+            h = block(h)
+            torch.testing.assert_close(hidden[i][j], h, rtol=0, atol=1e-12)
+
+
 def test_evaluate_stacked_matches_evaluate(digits64):
     models = [build(s) for s in range(2)]
     accuracy, loss = evaluate_stacked(StackedMLP(models), digits64.x_test, digits64.y_test, batch_size=100)

@@ -1,0 +1,330 @@
+"""Layer by layer over the first steps of training: the experiments that connect the chapters
+"Initialization robustness" and "Deep-network gradient flow".
+
+At initialisation a deep BN network's weight gradients explode towards the input (chapter 5). The
+hidden weights that feed a BN layer are scale-invariant (chapter 4), so for them plain SGD obeys
+
+    ||w_{t+1}||^2 = ||w_t||^2 + eta^2 ||g_t||^2
+
+(the gradient of a scale-invariant function is orthogonal to the weights): every step *grows* the
+weights, by an amount set by the gradient's size, and a layer whose weights have grown by a factor
+c since initialisation learns at the effective learning rate eta / c^2. :func:`layer_dynamics`
+trains the course's MLPs (several seeds at once, as one stack) and records, at chosen steps and for
+every hidden layer: the weight-gradient norm, the weight norm and its growth c, the effective
+learning rate, the relative update, and two measures of what the layer's representation of a fixed
+batch of examples still carries (:func:`mean_cosine_similarity`, :func:`class_contrast`).
+
+Two variants of the update test what the measurements suggest: ``hold_weight_norm`` puts each
+hidden unit's weights back to their initial norm after every step (with BN this leaves the
+function unchanged and keeps the effective learning rate at ``lr``), and ``relative_step`` gives
+each hidden weight matrix its own learning rate, so that every layer moves by the same fraction of
+its norm at every step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .data import Dataset, batch_indices
+from .models import make_mlp
+from .stacked import StackedMLP, evaluate_stacked
+from .training import get_device, seed_everything
+
+__all__ = [
+    "RECORD_STEPS",
+    "DYNAMICS_QUANTITIES",
+    "LayerDynamics",
+    "layer_dynamics",
+    "mean_cosine_similarity",
+    "class_contrast",
+]
+
+# Dense where things change fast (the first steps), sparse after.
+RECORD_STEPS = (0, 1, 2, 3, 5, 10, 20, 30, 50)
+
+# Per-layer quantities of a LayerDynamics, with a label for plots.
+DYNAMICS_QUANTITIES = {
+    "gradient_norm": "‖∂L/∂W‖",
+    "weight_norm": "‖W‖",
+    "weight_growth": "weight growth c = ‖W‖ / ‖W at step 0‖",
+    "effective_lr": "effective learning rate η / c²",
+    "relative_update": "relative update η‖∂L/∂W‖ / ‖W‖",
+    "similarity": "mean cosine similarity of examples",
+    "class_contrast": "class contrast (same − different class)",
+}
+
+_NORMS = ("none", "batch", "batch_scratch")
+
+
+def _unit_rows(h: torch.Tensor, centre: bool) -> torch.Tensor:
+    """Each example's representation scaled to length 1 (in float64); all-zero rows stay zero."""
+    h = h.double()
+    if centre:
+        h = h - h.mean(-2, keepdim=True)
+    return h / h.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(h.dtype).tiny)
+
+
+def mean_cosine_similarity(h: torch.Tensor, *, centre: bool = False) -> torch.Tensor:
+    """The mean cosine similarity of the representations of *different* examples: ``h`` has
+    shape (..., examples, units) and the result the leading shape. ``centre`` first subtracts each
+    unit's mean over the examples. An all-zero representation (every ReLU off) counts as
+    orthogonal to every other.
+
+    Uncentred, 1 means every example has the same representation up to its length (the network's
+    output can hardly depend on its input); independent Gaussian pre-activations through a ReLU give
+    1/pi. Computed from the sum of the unit vectors, in O(examples x units)."""
+    if h.dim() < 2 or h.shape[-2] < 2:
+        raise ValueError(f"need at least 2 examples, as (..., examples, units); got shape {tuple(h.shape)}")
+    unit = _unit_rows(h, centre)
+    count = h.shape[-2]
+    self_terms = unit.pow(2).sum((-2, -1))  # 1 per example, 0 for all-zero rows
+    return (unit.sum(-2).pow(2).sum(-1) - self_terms) / (count * (count - 1))
+
+
+def class_contrast(h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """How much more alike two examples of the same class are than two of different classes, in
+    the representation ``h`` (..., examples, units): the mean centred cosine similarity over
+    same-class pairs minus that over different-class pairs. About 0.35 for the standardized digits
+    themselves; 0 when the representation no longer reflects which examples are alike (whatever
+    its size or spread)."""
+    if h.dim() < 2:
+        raise ValueError(f"h must have shape (..., examples, units), got {tuple(h.shape)}")
+    labels = torch.as_tensor(labels).to(h.device)
+    if labels.dim() != 1 or len(labels) != h.shape[-2]:
+        raise ValueError(f"need one label per example: {h.shape[-2]} examples, labels of shape {tuple(labels.shape)}")
+    classes, members = torch.unique(labels, return_inverse=True)
+    counts = torch.bincount(members, minlength=len(classes)).double()
+    if len(classes) < 2 or not (counts > 1).any():
+        raise ValueError("class_contrast needs at least two classes and two examples of one class")
+    unit = _unit_rows(h, centre=True)
+    self_total = unit.pow(2).sum((-2, -1))
+    total = unit.sum(-2).pow(2).sum(-1) - self_total  # sum of cosines over ordered pairs i != j
+    one_hot = F.one_hot(members, len(classes)).to(unit.dtype)  # (examples, classes)
+    class_sums = one_hot.T @ unit  # (..., classes, units)
+    same = class_sums.pow(2).sum((-2, -1)) - self_total  # ordered same-class pairs i != j
+    n_same = float((counts * (counts - 1)).sum())
+    n_diff = float(len(labels) ** 2 - counts.pow(2).sum())
+    return same / n_same - (total - same) / n_diff
+
+
+@dataclass(frozen=True)
+class LayerDynamics:
+    """Several seeds of one configuration, recorded at ``steps`` (the number of updates taken
+    when measured; step 0 is initialisation). Per-layer arrays have shape (seeds, records,
+    hidden layers), input side first; ``loss`` has one entry per update taken, as
+    :attr:`bn_utils.training.History.loss`.
+
+    The gradient is the one the update of that step uses (the step's training batch). The
+    representation measures are on a fixed probe batch (the first ``probe_size`` training
+    examples), through BN with that batch's statistics, at each hidden layer's output.
+    """
+
+    norm: str
+    depth: int
+    lr: float
+    seeds: tuple[int, ...]
+    steps: tuple[int, ...]
+    gradient_norm: np.ndarray  # ||dL/dW_l|| on the step's batch
+    weight_norm: np.ndarray  # ||W_l|| (Frobenius) before the step's update
+    step_size: np.ndarray  # the learning rate the update applies to W_l (lr, unless relative_step)
+    similarity: np.ndarray  # mean_cosine_similarity of each hidden layer's output (uncentred)
+    class_contrast: np.ndarray  # class_contrast of each hidden layer's output
+    loss: np.ndarray  # (seeds, updates) training loss of each update's batch
+    test_acc: np.ndarray  # (seeds,) test accuracy after the last update (evaluation mode)
+    hold_weight_norm: bool = False
+    relative_step: float | None = None
+
+    def at(self, step: int) -> int:
+        """The record index of ``step``."""
+        if step not in self.steps:
+            raise ValueError(f"step {step} was not recorded; recorded steps: {list(self.steps)}")
+        return self.steps.index(step)
+
+    @property
+    def weight_growth(self) -> np.ndarray:
+        """c_l = ||W_l|| / ||W_l at step 0||: chapter 4's scale c, reached by training instead of
+        set at initialisation (the initial weights are at the He scale)."""
+        return self.weight_norm / self.weight_norm[:, :1, :]
+
+    @property
+    def effective_lr(self) -> np.ndarray:
+        """step_size / c_l^2: the learning rate that the same network with its hidden weights put
+        back to their initial norm would need to take the same steps, relative to the weights
+        (chapter 4's eta / c^2, per layer: c_l^2 is the mean of its units' c^2, weighted by their
+        initial squared norms). Meaningful where BN follows the layer."""
+        return self.step_size / self.weight_growth**2
+
+    @property
+    def relative_update(self) -> np.ndarray:
+        """step_size * ||dL/dW_l|| / ||W_l||: the update of the step, relative to the weights."""
+        return self.step_size * self.gradient_norm / self.weight_norm
+
+    @property
+    def gradient_ratio(self) -> np.ndarray:
+        """(seeds, records): the first hidden layer's gradient norm over the last one's."""
+        return self.gradient_norm[..., 0] / self.gradient_norm[..., -1]
+
+    def quantity(self, name: str) -> np.ndarray:
+        """A per-layer quantity by name (see ``DYNAMICS_QUANTITIES``)."""
+        if name not in DYNAMICS_QUANTITIES:
+            raise ValueError(f"unknown quantity {name!r}; valid names are: {', '.join(DYNAMICS_QUANTITIES)}")
+        return getattr(self, name)
+
+
+@contextlib.contextmanager
+def _statistics_kept(stack: StackedMLP):
+    """A training-mode pass inside this block leaves the running statistics as they were."""
+    saved = {key: value.clone() for key, value in stack.buffers.items()}
+    try:
+        yield
+    finally:
+        stack.buffers.update(saved)
+
+
+def _check_steps(record_at: Sequence[int], steps: int | None) -> tuple[tuple[int, ...], int]:
+    record = tuple(int(s) for s in record_at)
+    if not record or any(s < 0 for s in record) or list(record) != sorted(set(record)):
+        raise ValueError(f"record_at must be distinct steps >= 0 in increasing order, got {tuple(record_at)}")
+    total = record[-1] if steps is None else int(steps)
+    if total < record[-1]:
+        raise ValueError(f"steps={total} is fewer than the last recorded step {record[-1]}")
+    return record, total
+
+
+def layer_dynamics(
+    data: Dataset,
+    norm: str,
+    *,
+    depth: int = 40,
+    width: int = 100,
+    activation: str = "relu",
+    lr: float = 0.1,
+    batch_size: int = 64,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    record_at: Sequence[int] = RECORD_STEPS,
+    steps: int | None = None,
+    hold_weight_norm: bool = False,
+    relative_step: float | None = None,
+    probe_size: int = 256,
+) -> LayerDynamics:
+    """Train a ``depth`` x ``width`` MLP (He initialisation; BN before each activation when
+    ``norm`` is ``"batch"``) with SGD at learning rate ``lr`` on batches of ``batch_size``, one
+    run per seed (the weights and batch order of :func:`bn_utils.sweeps.depth_sweep`'s run with that
+    seed), for ``steps`` updates (default: the last of ``record_at``); record the per-layer
+    measurements of :class:`LayerDynamics` before the update of each step in ``record_at``.
+
+    ``hold_weight_norm`` rescales every hidden unit's incoming weights to their initial norm after
+    each update (BN norms only: with BN the function is unchanged, the effective learning rate
+    stays ``lr``). ``relative_step`` gives each hidden weight matrix the learning rate
+    ``relative_step * ||W|| / ||dL/dW||`` at every step, so that every layer moves by the same
+    fraction of its norm; the other parameters (BN's gamma and beta, the output layer) keep ``lr``.
+    """
+    if norm not in _NORMS:
+        raise ValueError(f"layer_dynamics trains norm {', '.join(map(repr, _NORMS))}; got {norm!r}")
+    if depth < 2:
+        raise ValueError(f"need at least 2 hidden layers to compare the first with the last, got depth={depth}")
+    if lr <= 0 or (relative_step is not None and relative_step <= 0):
+        raise ValueError(f"lr and relative_step must be positive, got lr={lr} and relative_step={relative_step}")
+    if hold_weight_norm and norm == "none":
+        raise ValueError("hold_weight_norm needs a BN network: without BN, rescaling the weights changes the function")
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("need at least one seed")
+    record, total = _check_steps(record_at, steps)
+    if not 2 <= probe_size <= len(data.x_train):
+        raise ValueError(
+            f"probe_size must be between 2 and the training set's size ({len(data.x_train)}), got {probe_size}"
+        )
+    steps_per_epoch = len(data.x_train) // batch_size
+    if batch_size < 2 or steps_per_epoch == 0:
+        raise ValueError(f"batch_size must be between 2 and the training set's size, got {batch_size}")
+
+    device = get_device()
+    data = data.to(device)
+    models = []
+    for seed in seeds:
+        seed_everything(seed)
+        models.append(
+            make_mlp(data.input_shape[0], data.num_classes, depth=depth, width=width, norm=norm, activation=activation)
+            .to(device)
+            .to(data.x_train.dtype)
+        )
+    stack = StackedMLP(models).train()
+    weight_keys = [f"blocks.{i}.linear.weight" for i in range(depth)]
+    initial_unit_norms = {key: stack.params[key].detach().norm(dim=2, keepdim=True).clone() for key in weight_keys}
+    probe_x, probe_y = data.x_train[:probe_size], data.y_train[:probe_size]
+
+    shape = (len(seeds), len(record), depth)
+    gradient_norm, weight_norm, step_size = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    similarity, contrast = np.zeros(shape), np.zeros(shape)
+    losses = np.zeros((len(seeds), total))
+
+    def batches():  # the batch order of train_stacked: seeded per (seed, epoch), epoch after epoch
+        epoch = 0
+        while True:
+            orders = [batch_indices(len(data.x_train), batch_size, seed=seed, epoch=epoch) for seed in seeds]
+            for b in range(steps_per_epoch):
+                yield torch.stack([order[b] for order in orders]).to(device)
+            epoch += 1
+
+    keys = list(stack.params)
+    for step, index in zip(range(total + 1), batches(), strict=False):  # batches() never ends
+        if step == total and step not in record:
+            break
+        logits = stack(data.x_train[index])
+        batch_losses = F.cross_entropy(logits.transpose(1, 2), data.y_train[index], reduction="none").mean(1)
+        values = batch_losses.tolist()
+        if not all(math.isfinite(v) for v in values):
+            raise RuntimeError(f"a run diverged at step {step} (losses {values}); use a smaller learning rate")
+        grads = dict(zip(keys, torch.autograd.grad(batch_losses.sum(), [stack.params[k] for k in keys]), strict=True))
+        with torch.no_grad():
+            sizes = torch.full((len(seeds), depth), lr, dtype=torch.float64, device=device)
+            if step in record or relative_step is not None:
+                g_norms = torch.stack([grads[k].norm(dim=(1, 2)) for k in weight_keys], 1).double()
+                w_norms = torch.stack([stack.params[k].norm(dim=(1, 2)) for k in weight_keys], 1).double()
+            if relative_step is not None:
+                sizes = relative_step * w_norms / g_norms.clamp_min(torch.finfo(torch.float64).tiny)
+            if step in record:
+                r = record.index(step)
+                gradient_norm[:, r], weight_norm[:, r] = g_norms.cpu().numpy(), w_norms.cpu().numpy()
+                step_size[:, r] = sizes.cpu().numpy()
+                with _statistics_kept(stack):
+                    hidden = torch.stack(stack.forward_with_hidden(probe_x)[1], 1)  # (seeds, layers, B, width)
+                similarity[:, r] = mean_cosine_similarity(hidden).cpu().numpy()
+                contrast[:, r] = class_contrast(hidden, probe_y).cpu().numpy()
+            if step == total:
+                break
+            losses[:, step] = values
+            for key, grad in grads.items():
+                param = stack.params[key]
+                if key in weight_keys:
+                    layer = weight_keys.index(key)
+                    param.sub_(sizes[:, layer].to(param.dtype).view(-1, 1, 1) * grad)
+                    if hold_weight_norm:
+                        param.mul_(initial_unit_norms[key] / param.norm(dim=2, keepdim=True))
+                else:
+                    param.sub_(lr * grad)
+    test_acc, _ = evaluate_stacked(stack, data.x_test, data.y_test)
+    return LayerDynamics(
+        norm=norm,
+        depth=depth,
+        lr=lr,
+        seeds=seeds,
+        steps=record,
+        gradient_norm=gradient_norm,
+        weight_norm=weight_norm,
+        step_size=step_size,
+        similarity=similarity,
+        class_contrast=contrast,
+        loss=losses,
+        test_acc=test_acc.cpu().numpy(),
+        hold_weight_norm=hold_weight_norm,
+        relative_step=relative_step,
+    )
