@@ -46,7 +46,8 @@ def _stackable_norm(norm: nn.Module) -> bool:
 class StackedMLP:
     """M MLPs built by :func:`bn_utils.models.make_mlp` with the same arguments (only their
     weights differ), evaluated together on inputs of shape (M, batch, features). Their norm may
-    be ``none``, ``batch``, ``batch_scratch``, ``batch_ghost``, ``layer`` or ``group``.
+    be ``none``, ``batch``, ``batch_scratch``, ``batch_ghost``, ``layer`` or ``group``, before or
+    after the activation (``norm_position``).
 
     Parameters and buffers are held by ``state_dict`` key, each with a leading model dimension:
     ``params["blocks.0.linear.weight"]`` has shape (M, width, in_features). ``ids[j]`` is the
@@ -81,6 +82,7 @@ class StackedMLP:
         self.ids = list(range(len(models)))
         self.training = True
         self._blocks = list(self._template.blocks)  # the copy's: the stack keeps no caller's module
+        self._orders = [list(dict(block.named_children())) for block in self._blocks]
 
     @staticmethod
     def _check_structure(model: nn.Module) -> None:
@@ -90,6 +92,12 @@ class StackedMLP:
         for i, block in enumerate(blocks):
             if not isinstance(getattr(block, "linear", None), nn.Linear):
                 raise ValueError(f"block {i} has no nn.Linear; StackedMLP stacks MLPs, not conv nets")
+            order = list(dict(block.named_children()))
+            if order not in (["linear", "norm", "act"], ["linear", "act", "norm"]):
+                raise ValueError(
+                    f"block {i} is {' -> '.join(order)}; StackedMLP stacks blocks built by make_mlp: "
+                    "linear -> norm -> act or linear -> act -> norm"
+                )
             if not _stackable_norm(block.norm):
                 raise ValueError(
                     f"block {i} has norm {block.norm.__class__.__name__}; StackedMLP supports norm='none', "
@@ -180,14 +188,17 @@ class StackedMLP:
         h = x
         for i, block in enumerate(self._blocks):
             prefix = f"blocks.{i}."
-            h = self._linear(h, self.params[prefix + "linear.weight"], self.params.get(prefix + "linear.bias"))
-            if isinstance(block.norm, GhostBatchNorm):
-                h = self._ghost_batch_norm(h, prefix + "norm.", block.norm)
-            elif isinstance(block.norm, nn.LayerNorm | nn.GroupNorm):
-                h = self._example_norm(h, prefix + "norm.", block.norm)
-            elif not isinstance(block.norm, nn.Identity):
-                h = self._batch_norm(h, prefix + "norm.", block.norm)
-            h = block.act(h)
+            for name in self._orders[i]:  # linear, norm, act (or linear, act, norm)
+                if name == "linear":
+                    h = self._linear(h, self.params[prefix + "linear.weight"], self.params.get(prefix + "linear.bias"))
+                elif name == "act":
+                    h = block.act(h)
+                elif isinstance(block.norm, GhostBatchNorm):
+                    h = self._ghost_batch_norm(h, prefix + "norm.", block.norm)
+                elif isinstance(block.norm, nn.LayerNorm | nn.GroupNorm):
+                    h = self._example_norm(h, prefix + "norm.", block.norm)
+                elif not isinstance(block.norm, nn.Identity):
+                    h = self._batch_norm(h, prefix + "norm.", block.norm)
         return self._linear(h, self.params["head.weight"], self.params["head.bias"])
 
     def keep(self, slots: Sequence[int]) -> None:
