@@ -118,8 +118,9 @@ def forgotten_eval_study(
     ``orders`` says how the test set is cut into batches: ``"shuffled"`` in the test set's own
     order, which the seeded split of :func:`~bn_utils.data.load_digits` drew at random (keys
     ``train@B``), and ``"sorted"`` by class first (keys ``sorted@B``), so that a batch holds one
-    or a few classes. Both orders are measured on the same trained models. Training records no
-    evaluations between the first and last step (they would not change the models)."""
+    or a few classes. Both orders are measured on the same trained models. Unless ``eval_every``
+    is given, training evaluates only at its first and last step (evaluating does not change a
+    model, and the study reads only the trained model)."""
     orders, batch_sizes = list(orders), list(batch_sizes)
     if not orders or len(set(orders)) != len(orders) or any(order not in ORDERS for order in orders):
         raise ValueError(f"orders must name each of {', '.join(map(repr, ORDERS))} at most once, got {orders}")

@@ -243,7 +243,7 @@ def plot_placement(study, *, axes=None, lr: float | None = None):
     from .placement import PLACEMENT_LABELS
 
     if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+        _, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
     if len(axes) != 3:
         raise ValueError(f"plot_placement draws three panels; got {len(axes)} axes")
     lr = study.lrs[0] if lr is None else lr

@@ -53,8 +53,8 @@ def mlp_acc():
 
 @pytest.fixture(scope="module")
 def placement():
-    """The notebook's placement study: BN before and after the ReLU at learning rates 0.1, 0.3 and 1."""
-    return placement_study(load_digits(), lrs=(0.1, 0.3, 1.0), seeds=SEEDS, epochs=10, eval_every=7, target=0.9)
+    """The notebook's placement study: BN before and after the ReLU at learning rates 0.1 and 1."""
+    return placement_study(load_digits(), lrs=(0.1, 1.0), seeds=SEEDS, epochs=10, eval_every=7, target=0.9)
 
 
 def test_training_with_scratch_bn_follows_torch_bn():
