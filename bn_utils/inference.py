@@ -4,6 +4,7 @@ when a model predicts in training mode (a forgotten ``model.eval()``)."""
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,18 @@ from .data import Dataset
 from .layers import BatchNorm1d
 from .training import get_device, run_seeds
 
-__all__ = ["RunningStatsTrace", "running_stats_trace", "accuracy_in_mode", "forgotten_eval_study"]
+__all__ = [
+    "ORDERS",
+    "RunningStatsTrace",
+    "running_stats_trace",
+    "accuracy_in_mode",
+    "class_sorted",
+    "forgotten_eval_study",
+]
+
+# how forgotten_eval_study orders the test set before cutting it into prediction batches, and
+# the prefix of its result keys: "shuffled" -> "train@B", "sorted" (by class) -> "sorted@B"
+ORDERS = {"shuffled": "train", "sorted": "sorted"}
 
 
 @dataclass
@@ -89,31 +101,61 @@ def accuracy_in_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batc
     return correct / len(x)
 
 
+def class_sorted(y: torch.Tensor) -> torch.Tensor:
+    """Indices that put the examples in class order (stable: within a class, the order given),
+    as a loader with ``shuffle=False`` reads a data set stored class by class."""
+    if y.dim() != 1:
+        raise ValueError(f"expected a 1-D tensor of class labels, got shape {tuple(y.shape)}")
+    return torch.sort(y, stable=True).indices
+
+
 def forgotten_eval_study(
     build_model: Callable[[], nn.Module],
     data: Dataset,
     *,
     seeds: Sequence[int],
     batch_sizes: Sequence[int],
+    orders: Sequence[str] = ("shuffled",),
     **train_kwargs,
 ) -> dict[str, np.ndarray]:
     """Train one model per seed, then measure test accuracy in eval mode and in training
     mode at each prediction batch size. Returns ``{"eval": accs, "train@B": accs, ...}``,
-    one accuracy per seed in each array."""
+    one accuracy per seed in each array.
+
+    ``orders`` says how the test set is cut into batches: ``"shuffled"`` in the test set's own
+    order, which the seeded split of :func:`~bn_utils.data.load_digits` drew at random (keys
+    ``train@B``), and ``"sorted"`` by class first (keys ``sorted@B``), so that a batch holds one
+    or a few classes. Both orders are measured on the same trained models. Unless ``eval_every``
+    is given, training evaluates only at its first and last step (evaluating does not change a
+    model, and the study reads only the trained model)."""
     valid.check_dataset("data", data)
     batch_sizes = valid.check_values("batch_sizes", batch_sizes, valid.check_int, distinct=True)
+    orders = list(orders)
+    if not orders or len(set(orders)) != len(orders) or any(order not in ORDERS for order in orders):
+        raise ValueError(f"orders must name each of {', '.join(map(repr, ORDERS))} at most once, got {orders}")
     device = get_device()
     data = data.to(device)
-    results: dict[str, list[float]] = {"eval": []} | {f"train@{b}": [] for b in batch_sizes}
+    tests = {"shuffled": (data.x_test, data.y_test)}
+    if "sorted" in orders:
+        index = class_sorted(data.y_test)
+        tests["sorted"] = (data.x_test[index], data.y_test[index])
+    keys = {(order, b): f"{ORDERS[order]}@{b}" for order in orders for b in batch_sizes}
+    results: dict[str, list[float]] = {"eval": []} | {key: [] for key in keys.values()}
 
     def measure(model: nn.Module, _history) -> None:
         results["eval"].append(
             accuracy_in_mode(model, data.x_test, data.y_test, batch_size=len(data.x_test), train_mode=False)
         )
-        for b in batch_sizes:
-            results[f"train@{b}"].append(
-                accuracy_in_mode(model, data.x_test, data.y_test, batch_size=b, train_mode=True)
-            )
+        alone = None  # a batch of one has no batch-mates: its accuracy is the same in any order
+        for (order, b), key in keys.items():
+            if b == 1 and alone is not None:
+                results[key].append(alone)
+                continue
+            x, y = tests[order]
+            results[key].append(accuracy_in_mode(model, x, y, batch_size=b, train_mode=True))
+            if b == 1:
+                alone = results[key][-1]
 
+    train_kwargs.setdefault("eval_every", sys.maxsize)
     run_seeds(build_model, data, seeds, device=device, on_trained=measure, **train_kwargs)
     return {key: np.array(values) for key, values in results.items()}

@@ -1,9 +1,11 @@
 """Model builders with a ``norm`` switch, so one experiment compares normalizations.
 
-Each hidden block is ``linear (or conv) -> norm -> activation``: batch norm sits before the
-nonlinearity as in Ioffe & Szegedy (2015), and the layer before a norm has no bias (the
-norm's shift beta replaces it). Blocks are named ``blocks[i].linear / .norm / .act`` so
-probes can hook any of them.
+Each hidden block is ``linear (or conv) -> norm -> activation`` by default: batch norm sits
+before the nonlinearity as in Ioffe & Szegedy (2015), and the layer before a norm has no bias
+(the norm's shift beta replaces it). ``norm_position="after"`` builds ``linear -> activation ->
+norm`` instead, and then the linear layer keeps its bias (the activation, not a norm, follows
+it). Blocks are named ``blocks[i].linear / .norm / .act`` in either order, so probes can hook
+any of them.
 
 To add a normalization (layer norm, group norm, noisy batch norm...), add one entry to
 ``NORM_LAYERS``; every builder and the error messages pick it up.
@@ -21,7 +23,10 @@ from torch import nn
 from . import _validate as valid
 from .layers import BatchNorm1d, BatchNorm2d, GhostBatchNorm, NoisyBatchNorm
 
-__all__ = ["NORM_LAYERS", "ACTIVATIONS", "make_norm", "make_activation", "make_mlp", "make_convnet"]
+__all__ = ["NORM_LAYERS", "ACTIVATIONS", "NORM_POSITIONS", "make_norm", "make_activation", "make_mlp", "make_convnet"]
+
+# where a block's norm sits relative to its activation
+NORM_POSITIONS = ("before", "after")
 
 # name -> factory(num_features, spatial_dims, **options) building the layer for 1-D (0) or
 # 2-D (2) inputs; options are the layer's own keyword arguments (``norm_kwargs`` of the builders).
@@ -74,6 +79,14 @@ def make_activation(name: str) -> nn.Module:
     return _lookup(ACTIVATIONS, name, "activation")[0]()
 
 
+def _block(layers: dict[str, nn.Module], norm_position: str) -> nn.Sequential:
+    """One hidden block, ``linear -> norm -> act`` (before) or ``linear -> act -> norm`` (after),
+    then any further layers (pooling) in the order given."""
+    order = ["linear", "norm", "act"] if norm_position == "before" else ["linear", "act", "norm"]
+    order += [name for name in layers if name not in order]
+    return nn.Sequential(OrderedDict((name, layers[name]) for name in order))
+
+
 def _init_weight(layer: nn.Module, activation: str, init_scale: float, weight_std: float | None):
     """Gaussian weights: a fixed ``weight_std``, or init_scale * gain / sqrt(fan_in)."""
     fan_in = layer.weight[0].numel()
@@ -85,11 +98,13 @@ def _init_weight(layer: nn.Module, activation: str, init_scale: float, weight_st
 
 
 def _check_common(
-    inputs: tuple[str, int], num_classes, norm: str, activation: str, init_scale, weight_std, norm_kwargs
+    inputs: tuple[str, int], num_classes, norm: str, activation: str, init_scale, weight_std, norm_kwargs, norm_position
 ):
     valid.check_int(*inputs)
     valid.check_int("num_classes", num_classes)
     _lookup(NORM_LAYERS, norm, "norm")
+    if norm_position not in NORM_POSITIONS:
+        raise ValueError(f"norm_position must be 'before' or 'after' the activation, got {norm_position!r}")
     _lookup(ACTIVATIONS, activation, "activation")
     valid.check_number("init_scale", init_scale, 0, low_open=True)
     if weight_std is not None:
@@ -111,6 +126,7 @@ def make_mlp(
     weight_std: float | None = None,
     norm_kwargs: dict | None = None,
     dropout: float = 0.0,
+    norm_position: str = "before",
 ) -> nn.Sequential:
     """A fully connected net: ``depth`` hidden blocks of ``width`` units, then a linear head.
 
@@ -118,11 +134,14 @@ def make_mlp(
     ReLU, 1 otherwise), or exactly ``weight_std`` when given (e.g. the "small Gaussian"
     initialisation of the BN paper). ``head_init_scale`` (default: ``init_scale``) sets the
     head's scale on its own: no norm follows the head, so BN cannot undo its scale.
-    ``norm_kwargs`` go to every norm layer. ``dropout`` > 0 adds ``nn.Dropout(dropout)`` after
-    each block's activation (``blocks[i].drop``); at 0 (the default) there is no dropout layer.
-    ``model.blocks[i]`` is the i-th hidden block.
+    ``norm_kwargs`` go to every norm layer. ``norm_position`` puts the norm ``"before"`` the
+    activation (the BN paper's choice; the linear layer then has no bias) or ``"after"`` it.
+    ``dropout`` > 0 adds ``nn.Dropout(dropout)`` at the end of each block (``blocks[i].drop``);
+    at 0 (the default) there is no dropout layer. ``model.blocks[i]`` is the i-th hidden block.
     """
-    _check_common(("in_features", in_features), num_classes, norm, activation, init_scale, weight_std, norm_kwargs)
+    _check_common(
+        ("in_features", in_features), num_classes, norm, activation, init_scale, weight_std, norm_kwargs, norm_position
+    )
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
     head_init_scale = init_scale if head_init_scale is None else head_init_scale
@@ -133,14 +152,14 @@ def make_mlp(
         raise ValueError(f"need depth >= 0 and width >= 1, got depth={depth}, width={width}")
     blocks, features = [], in_features
     for _ in range(depth):
-        linear = nn.Linear(features, width, bias=(norm == "none"))
+        linear = nn.Linear(features, width, bias=(norm == "none" or norm_position == "after"))
         _init_weight(linear, activation, init_scale, weight_std)
-        layers = OrderedDict(
+        layers = dict(
             linear=linear, norm=make_norm(norm, width, **(norm_kwargs or {})), act=make_activation(activation)
         )
         if dropout > 0:
             layers["drop"] = nn.Dropout(dropout)
-        blocks.append(nn.Sequential(layers))
+        blocks.append(_block(layers, norm_position))
         features = width
     head = nn.Linear(features, num_classes)
     _init_weight(head, "identity", head_init_scale, weight_std)
@@ -157,10 +176,14 @@ def make_convnet(
     init_scale: float = 1.0,
     weight_std: float | None = None,
     norm_kwargs: dict | None = None,
+    norm_position: str = "before",
 ) -> nn.Sequential:
     """A small conv net for 8x8 images: per entry of ``channels`` a 3x3 conv -> norm ->
-    activation -> 2x2 max-pool block, then global average pooling and a linear head."""
-    _check_common(("in_channels", in_channels), num_classes, norm, activation, init_scale, weight_std, norm_kwargs)
+    activation -> 2x2 max-pool block (conv -> activation -> norm -> pool with
+    ``norm_position="after"``), then global average pooling and a linear head."""
+    _check_common(
+        ("in_channels", in_channels), num_classes, norm, activation, init_scale, weight_std, norm_kwargs, norm_position
+    )
     valid.check_type("channels", channels, (tuple, list), "a tuple of conv widths, e.g. (16, 32)")
     if not channels:
         raise ValueError("channels must name at least one conv block, e.g. (16, 32)")
@@ -168,18 +191,15 @@ def make_convnet(
         valid.check_int("each of channels", width)
     blocks, features = [], in_channels
     for width in channels:
-        conv = nn.Conv2d(features, width, kernel_size=3, padding=1, bias=(norm == "none"))
+        conv = nn.Conv2d(features, width, kernel_size=3, padding=1, bias=(norm == "none" or norm_position == "after"))
         _init_weight(conv, activation, init_scale, weight_std)
-        blocks.append(
-            nn.Sequential(
-                OrderedDict(
-                    linear=conv,
-                    norm=make_norm(norm, width, spatial=True, **(norm_kwargs or {})),
-                    act=make_activation(activation),
-                    pool=nn.MaxPool2d(2),
-                )
-            )
+        layers = dict(
+            linear=conv,
+            norm=make_norm(norm, width, spatial=True, **(norm_kwargs or {})),
+            act=make_activation(activation),
+            pool=nn.MaxPool2d(2),
         )
+        blocks.append(_block(layers, norm_position))
         features = width
     head = nn.Linear(features, num_classes)
     _init_weight(head, "identity", init_scale, weight_std)

@@ -23,6 +23,7 @@ __all__ = [
     "plot_histories",
     "plot_running_stats",
     "plot_mode_accuracy",
+    "plot_placement",
     "plot_percentiles",
     "plot_distribution_snapshots",
     "plot_layer_bars",
@@ -188,28 +189,46 @@ def plot_running_stats(trace, *, ax=None, label: str = ""):
     return ax
 
 
-def plot_mode_accuracy(results: Mapping[str, np.ndarray], *, ax=None, title: str | None = None):
+def plot_mode_accuracy(
+    results: Mapping[str, np.ndarray], *, ax=None, title: str | None = None, orders: Sequence[str] | None = None
+):
     """Test accuracy in training mode against the prediction batch size, with the eval-mode
     accuracy as a reference band; ``results`` as returned by
-    :func:`bn_utils.inference.forgotten_eval_study`. Bars are mean +/- std over seeds."""
+    :func:`bn_utils.inference.forgotten_eval_study`. Bars are mean +/- std over seeds, one
+    group per order of the test set in ``orders`` (default: every order in ``results``)."""
+    from .inference import ORDERS
+
+    present = [order for order, prefix in ORDERS.items() if any(k.startswith(prefix + "@") for k in results)]
+    orders = present if orders is None else list(orders)
+    if not orders or any(order not in present for order in orders):
+        raise ValueError(f"orders must be some of {present} (the orders in these results), got {orders}")
     if ax is None:
         _, ax = plt.subplots()
-    keys = [k for k in results if k.startswith("train@")]
-    sizes = [k.split("@", 1)[1] for k in keys]
-    means = [100 * np.mean(results[k]) for k in keys]
-    errors = [100 * np.std(results[k]) for k in keys]
-    ax.bar(
-        range(len(keys)),
-        means,
-        yerr=errors,
-        capsize=4,
-        color=PALETTE["vermillion"],
-        label="training mode (forgot model.eval())",
-    )
+    sizes = list(dict.fromkeys(k.split("@", 1)[1] for k in results if k.split("@", 1)[0] in ORDERS.values()))
+    styles = {
+        "shuffled": (PALETTE["vermillion"], "training mode (forgot model.eval())"),
+        "sorted": (PALETTE["purple"], "training mode, test set sorted by class"),
+    }
+    if len(orders) > 1:
+        styles["shuffled"] = (PALETTE["vermillion"], "training mode, test set shuffled")
+    width = 0.8 / len(orders)
+    for i, order in enumerate(orders):
+        keys = [f"{ORDERS[order]}@{size}" for size in sizes]
+        shown = [j for j, key in enumerate(keys) if key in results]
+        offset = (i - (len(orders) - 1) / 2) * width
+        ax.bar(
+            [j + offset for j in shown],
+            [100 * np.mean(results[keys[j]]) for j in shown],
+            width=width if len(orders) > 1 else 0.8,
+            yerr=[100 * np.std(results[keys[j]]) for j in shown],
+            capsize=4,
+            color=styles[order][0],
+            label=styles[order][1],
+        )
     eval_mean, eval_std = 100 * np.mean(results["eval"]), 100 * np.std(results["eval"])
     ax.axhspan(eval_mean - eval_std, eval_mean + eval_std, color=PALETTE["blue"], alpha=0.25, linewidth=0)
     ax.axhline(eval_mean, color=PALETTE["blue"], label="eval mode (running statistics)")
-    ax.set_xticks(range(len(keys)), sizes)
+    ax.set_xticks(range(len(sizes)), sizes)
     ax.set_xlabel("examples predicted together (batch size)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
@@ -217,6 +236,48 @@ def plot_mode_accuracy(results: Mapping[str, np.ndarray], *, ax=None, title: str
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_placement(study, *, axes=None, lr: float | None = None):
+    """Three panels from a :class:`bn_utils.placement.PlacementStudy`: test accuracy over
+    training at ``lr`` (default: the study's first learning rate), the steps to the target
+    accuracy against the learning rate (median line, one dot per seed) and the final test
+    accuracy against the learning rate (the same). Returns the axes."""
+    from .placement import PLACEMENT_LABELS
+
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
+    if len(axes) != 3:
+        raise ValueError(f"plot_placement draws three panels; got {len(axes)} axes")
+    lr = study.lrs[0] if lr is None else lr
+    colors = {"before": NORM_COLORS["batch"], "after": PALETTE["orange"]}
+    curves, speed, final = axes
+    for position, label in PLACEMENT_LABELS.items():
+        steps, values = stack_metric(study.runs(position, lr), "test_acc")
+        plot_band(curves, steps, 100 * values, label=label, color=colors[position])
+        nudge = 0.96 if position == "before" else 1.04  # side by side, not on top of each other
+        for ax, values, scale in (
+            (speed, study.steps_to_target(position), 1),
+            (final, study.final_accuracy(position), 100),
+        ):
+            medians = np.median(values, axis=1)  # never reached (inf) or diverged (NaN): not drawn
+            medians, values = (np.where(np.isfinite(v), v, np.nan) for v in (medians, values))
+            ax.plot(study.lrs, scale * medians, color=colors[position], marker="o", label=label)
+            for lr_value, row in zip(study.lrs, values, strict=True):
+                ax.plot([lr_value * nudge] * len(row), scale * row, ".", color=colors[position], alpha=0.5)
+    curves.axhline(100 * study.target, color="grey", linestyle=":", linewidth=1.5)
+    curves.set(xlabel="training step", ylabel="test accuracy (%)", title=f"learning rate {lr:g}")
+    curves.set_ylim(max(0.0, curves.get_ylim()[0]), 100)
+    curves.legend(loc="lower right")
+    for ax in (speed, final):
+        ax.set_xscale("log")
+        ax.set_xticks(study.lrs, [f"{v:g}" for v in study.lrs])
+        ax.minorticks_off()
+        ax.set_xlabel("learning rate")
+    speed.set(ylabel=f"steps to {100 * study.target:g}% test accuracy", title="speed (median and seeds)")
+    speed.set_ylim(0, None)
+    final.set(ylabel="final test accuracy (%)", title="end of training (median and seeds)")
+    return axes
 
 
 def plot_percentiles(record, *, unit: int = 0, ax=None, color: str | None = None, title: str | None = None):

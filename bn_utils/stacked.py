@@ -47,8 +47,8 @@ def _stackable_norm(norm: nn.Module) -> bool:
 class StackedMLP:
     """M MLPs built by :func:`bn_utils.models.make_mlp` with the same arguments (only their
     weights differ), evaluated together on inputs of shape (M, batch, features). Their norm may
-    be ``none``, ``batch``, ``batch_scratch``, ``batch_ghost``, ``layer`` or ``group``, with or
-    without dropout.
+    be ``none``, ``batch``, ``batch_scratch``, ``batch_ghost``, ``layer`` or ``group``, before or
+    after the activation (``norm_position``), with or without dropout.
 
     In training mode, model i draws its dropout masks from its own generator seeded with
     ``dropout_seeds[i]``, exactly as it would alone from torch's global generator seeded with
@@ -91,6 +91,7 @@ class StackedMLP:
         self._blocks = list(self._template.blocks)  # the copy's: the stack keeps no caller's module
         self._dropout_seeds = None if dropout_seeds is None else list(dropout_seeds)
         self._generators: list[torch.Generator] | None = None  # made on first use, on the inputs' device
+        self._orders = [list(dict(block.named_children())) for block in self._blocks]
 
     @staticmethod
     def _check_structure(model: nn.Module) -> None:
@@ -100,6 +101,15 @@ class StackedMLP:
         for i, block in enumerate(blocks):
             if not isinstance(getattr(block, "linear", None), nn.Linear):
                 raise ValueError(f"block {i} has no nn.Linear; StackedMLP stacks MLPs, not conv nets")
+            order = list(dict(block.named_children()))
+            if order[:3] not in (["linear", "norm", "act"], ["linear", "act", "norm"]) or order[3:] not in (
+                [],
+                ["drop"],
+            ):
+                raise ValueError(
+                    f"block {i} is {' -> '.join(order)}; StackedMLP stacks blocks built by make_mlp: "
+                    "linear -> norm -> act or linear -> act -> norm, then dropout if any"
+                )
             if not _stackable_norm(block.norm):
                 raise ValueError(
                     f"block {i} has norm {block.norm.__class__.__name__}; StackedMLP supports norm='none', "
@@ -242,17 +252,20 @@ class StackedMLP:
         h, hidden = x, []
         for i, block in enumerate(self._blocks):
             prefix = f"blocks.{i}."
-            h = self._linear(h, self.params[prefix + "linear.weight"], self.params.get(prefix + "linear.bias"))
-            if isinstance(block.norm, GhostBatchNorm):
-                h = self._ghost_batch_norm(h, prefix + "norm.", block.norm)
-            elif isinstance(block.norm, nn.LayerNorm | nn.GroupNorm):
-                h = self._example_norm(h, prefix + "norm.", block.norm)
-            elif not isinstance(block.norm, nn.Identity):
-                h = self._batch_norm(h, prefix + "norm.", block.norm)
-            h = block.act(h)
-            drop = getattr(block, "drop", None)
-            if drop is not None and self.training and drop.p > 0:
-                h = self._dropout(h, drop.p)
+            for name in self._orders[i]:  # linear, norm, act (or linear, act, norm), then dropout if any
+                if name == "linear":
+                    h = self._linear(h, self.params[prefix + "linear.weight"], self.params.get(prefix + "linear.bias"))
+                elif name == "act":
+                    h = block.act(h)
+                elif name == "drop":
+                    if self.training and block.drop.p > 0:
+                        h = self._dropout(h, block.drop.p)
+                elif isinstance(block.norm, GhostBatchNorm):
+                    h = self._ghost_batch_norm(h, prefix + "norm.", block.norm)
+                elif isinstance(block.norm, nn.LayerNorm | nn.GroupNorm):
+                    h = self._example_norm(h, prefix + "norm.", block.norm)
+                elif not isinstance(block.norm, nn.Identity):
+                    h = self._batch_norm(h, prefix + "norm.", block.norm)
             hidden.append(h)
         return self._linear(h, self.params["head.weight"], self.params["head.bias"]), hidden
 

@@ -47,6 +47,45 @@ def test_convnet_shapes_and_norms():
     assert isinstance(make_convnet(norm="batch").blocks[0].norm, nn.BatchNorm2d)
 
 
+@pytest.mark.parametrize("norm", ["none", "batch", "batch_scratch", "layer"])
+def test_norm_position_orders_the_block_and_keeps_a_bias_only_where_no_norm_follows(norm):
+    before = make_mlp(64, 10, depth=2, width=20, norm=norm)
+    after = make_mlp(64, 10, depth=2, width=20, norm=norm, norm_position="after")
+    for b, a in zip(before.blocks, after.blocks, strict=True):
+        assert list(dict(b.named_children())) == ["linear", "norm", "act"]
+        assert list(dict(a.named_children())) == ["linear", "act", "norm"]
+        assert type(a.norm) is type(b.norm) and type(a.act) is type(b.act)
+        # the linear layer loses its bias only when a norm follows it directly
+        assert (b.linear.bias is None) == (norm != "none")
+        assert a.linear.bias is not None
+    assert after(torch.randn(5, 64)).shape == (5, 10)
+    conv_before, conv_after = make_convnet(norm=norm), make_convnet(norm=norm, norm_position="after")
+    for b, a in zip(conv_before.blocks, conv_after.blocks, strict=True):
+        assert list(dict(b.named_children())) == ["linear", "norm", "act", "pool"]
+        assert list(dict(a.named_children())) == ["linear", "act", "norm", "pool"]
+        assert (b.linear.bias is None) == (norm != "none") and a.linear.bias is not None
+    assert conv_after(torch.randn(4, 1, 8, 8)).shape == (4, 10)
+
+
+def test_norm_after_the_activation_normalizes_the_activation():
+    torch.manual_seed(0)
+    model = make_mlp(64, 10, depth=1, width=20, norm="batch", norm_position="after").train()
+    block, x = model.blocks[0], torch.randn(256, 64)
+    out = block(x)
+    expected = torch.nn.functional.batch_norm(torch.relu(block.linear(x)), None, None, training=True)
+    torch.testing.assert_close(out, expected)  # BN(ReLU(Wx + b)), with gamma = 1 and beta = 0 at init
+    assert out.mean(0).abs().max() < 1e-5 and (out < 0).any()  # zero-mean per unit, so no longer >= 0
+
+
+def test_default_norm_position_builds_the_same_model_from_the_same_seed():
+    torch.manual_seed(5)
+    default = make_mlp(8, 3, depth=2, width=5, norm="batch")
+    torch.manual_seed(5)
+    explicit = make_mlp(8, 3, depth=2, width=5, norm="batch", norm_position="before")
+    assert str(default) == str(explicit)
+    assert all(torch.equal(p, q) for p, q in zip(default.parameters(), explicit.parameters(), strict=True))
+
+
 def test_init_scale_sets_weight_std():
     torch.manual_seed(0)
     model = make_mlp(400, 10, depth=2, width=400, activation="relu", init_scale=0.5)
@@ -92,6 +131,10 @@ def test_unknown_names_list_the_valid_ones():
         make_mlp(4, 2, depth=-1)
     with pytest.raises(ValueError, match="positive"):
         make_mlp(4, 2, init_scale=0)
+    with pytest.raises(ValueError, match="norm_position must be 'before' or 'after' the activation, got 'post'"):
+        make_mlp(4, 2, norm_position="post")
+    with pytest.raises(ValueError, match="norm_position must be"):
+        make_convnet(norm_position="Before")
 
 
 def test_norm_registry_builds_every_entry_for_both_kinds():

@@ -13,16 +13,20 @@ from bn_utils import (
     check_close,
     check_range,
     check_that,
+    forgotten_eval_study,
+    make_convnet,
     make_mlp,
     max_abs_error,
     running_stats_trace,
 )  # noqa: E402
+from bn_utils.inference import class_sorted
 from bn_utils.plotting import (
     NORM_COLORS,
     color_for,
     plot_band,
     plot_histories,
     plot_mode_accuracy,  # noqa: E402
+    plot_placement,
     plot_running_stats,
     save_figure,
     use_house_style,
@@ -128,6 +132,107 @@ def test_accuracy_in_mode_leaves_model_untouched():
         accuracy_in_mode(model, x, y, batch_size=1, train_mode=True)
     with pytest.raises(ValueError, match="as many labels"):
         accuracy_in_mode(model, x, y[:3], batch_size=2, train_mode=False)
+
+
+def test_class_sorted_orders_by_label_and_keeps_the_order_within_a_class():
+    y = torch.tensor([2, 0, 1, 0, 2, 1, 0])
+    index = class_sorted(y)
+    assert y[index].tolist() == [0, 0, 0, 1, 1, 2, 2]
+    assert index.tolist() == [1, 3, 6, 2, 5, 0, 4]  # stable: first 0 first, and so on
+    with pytest.raises(ValueError, match=r"1-D tensor of class labels, got shape \(7, 1\)"):
+        class_sorted(y[:, None])
+
+
+def test_forgotten_eval_study_measures_both_orders_on_the_same_models(digits):
+    n_test = len(digits.x_test)
+
+    def build():
+        return make_mlp(64, 10, depth=1, width=16, norm="batch_scratch")
+
+    default = forgotten_eval_study(build, digits, seeds=[0], batch_sizes=[2, n_test], lr=0.1, steps=20)
+    assert list(default) == ["eval", "train@2", f"train@{n_test}"]  # the default: shuffled only, keys as before
+    both = forgotten_eval_study(
+        build, digits, seeds=[0], batch_sizes=[2, n_test], orders=["shuffled", "sorted"], lr=0.1, steps=20
+    )
+    assert list(both) == ["eval", "train@2", f"train@{n_test}", "sorted@2", f"sorted@{n_test}"]
+    for key, values in default.items():  # the same trained model: the shuffled results do not change
+        assert np.array_equal(values, both[key]), key
+    # one batch of the whole test set has the same statistics in any order (up to rounding)
+    assert abs(both[f"sorted@{n_test}"] - both[f"train@{n_test}"]).max() <= 2 / n_test
+    # pairs of one class lose more than random pairs
+    assert both["sorted@2"][0] < both["train@2"][0]
+
+
+def test_forgotten_eval_study_checks_its_arguments(digits):
+    def build():
+        return make_mlp(64, 10, depth=1, width=16, norm="batch_scratch")
+
+    for orders in ([], ["sorted", "sorted"], ["by_class"]):
+        with pytest.raises(ValueError, match="orders must name each of 'shuffled', 'sorted' at most once"):
+            forgotten_eval_study(build, digits, seeds=[0], batch_sizes=[2], orders=orders, lr=0.1, steps=1)
+    for sizes in ([], [0], [2.5]):  # the exact messages are tested in test_validation.py
+        with pytest.raises((ValueError, TypeError), match="batch_sizes"):
+            forgotten_eval_study(build, digits, seeds=[0], batch_sizes=sizes, lr=0.1, steps=1)
+
+
+def test_a_batch_of_one_gives_the_same_accuracy_in_any_order():
+    # forgotten_eval_study measures a batch of one once and reports it for both orders
+    torch.manual_seed(0)
+    model = make_convnet(1, 10, channels=(4,), norm="batch_scratch")
+    x, y = torch.randn(20, 1, 8, 8), torch.randint(0, 10, (20,))
+    index = class_sorted(y)
+    shuffled = accuracy_in_mode(model, x, y, batch_size=1, train_mode=True)
+    assert accuracy_in_mode(model, x[index], y[index], batch_size=1, train_mode=True) == shuffled
+
+
+def test_plot_mode_accuracy_groups_the_orders():
+    from matplotlib.container import BarContainer
+
+    results = {
+        "eval": np.array([0.95, 0.97]),
+        "train@2": np.array([0.8, 0.9]),
+        "train@64": np.array([0.9, 0.94]),
+        "sorted@2": np.array([0.1, 0.2]),
+        "sorted@64": np.array([0.3, 0.5]),
+    }
+    ax = plot_mode_accuracy(results)
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert [[bar.get_height() for bar in group.patches] for group in bars] == [
+        pytest.approx([85.0, 92.0]),
+        pytest.approx([15.0, 40.0]),
+    ]
+    assert [bar.get_x() < 0 for bar in bars[0].patches] == [True, False]  # shuffled left of the tick
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "64"]
+    assert "sorted by class" in ax.get_legend_handles_labels()[1][-1]
+    one = plot_mode_accuracy(results, orders=["sorted"])
+    heights = [bar.get_height() for c in one.containers if isinstance(c, BarContainer) for bar in c.patches]
+    assert heights == pytest.approx([15.0, 40.0])
+    with pytest.raises(ValueError, match=r"orders must be some of \['shuffled'\]"):
+        plot_mode_accuracy({k: v for k, v in results.items() if not k.startswith("sorted")}, orders=["sorted"])
+
+
+def test_plot_placement_draws_curves_speed_and_final_accuracy():
+    from bn_utils.placement import PlacementStudy
+
+    def history(accs, diverged=False):
+        return History(eval_steps=[0, 5, 10], test_acc=accs, diverged_at=7 if diverged else None)
+
+    runs = {
+        "before": [[history([0.1, 0.5, 0.92]), history([0.1, 0.6, 0.95])], [history([0.1, 0.91, 0.97])] * 2],
+        "after": [[history([0.1, 0.9, 0.96])] * 2, [history([0.1, 0.2, 0.3]), history([0.1, 0.95, 0.97])]],
+    }
+    study = PlacementStudy(lrs=(0.1, 1.0), seeds=(0, 1), histories=runs, target=0.9)
+    curves, speed, final = plot_placement(study)
+    labels = [line.get_label() for line in curves.lines[:2]]
+    assert labels == ["BN before ReLU (the paper) (n=2)", "BN after ReLU (n=2)"]
+    assert curves.get_title() == "learning rate 0.1"
+    medians = [line for line in speed.lines if line.get_marker() == "o"]
+    before, after = (line.get_ydata() for line in medians)
+    assert list(before) == [10.0, 5.0]
+    assert after[0] == 5.0 and np.isnan(after[1])  # half the seeds never got there: no median drawn
+    assert speed.get_xlabel() == "learning rate" and "90%" in speed.get_ylabel()
+    with pytest.raises(ValueError, match="three panels"):
+        plot_placement(study, axes=[speed])
 
 
 def test_plot_running_stats_and_mode_accuracy():

@@ -1,5 +1,7 @@
 """The stacked trainer gives each model exactly what `train` gives it alone."""
 
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 import torch
@@ -137,6 +139,20 @@ def test_dropout_masks_differ_between_models_and_follow_keep(digits64):
         StackedMLP(models, dropout_seeds=[1])
 
 
+@pytest.mark.parametrize("norm", ["none", "batch", "batch_ghost", "layer"])
+def test_stacked_models_with_the_norm_after_the_activation_train_exactly_as_alone(digits64, norm):
+    seeds, lrs = [0, 1], [0.1, 0.3]
+    kw = {"norm_kwargs": NORMS[norm], "norm_position": "after"}
+    stacked = train_stacked([build(s, norm, **kw) for s in seeds], digits64, lrs=lrs, seeds=seeds, steps=30)
+    for lr, seed, h in zip(lrs, seeds, stacked, strict=True):
+        alone = bu.train(build(seed, norm, **kw), digits64, lr=lr, steps=30, seed=seed)
+        np.testing.assert_allclose(h.loss, alone.loss, rtol=0, atol=1e-10)
+        assert h.test_acc == alone.test_acc
+    before = train_stacked([build(0, norm, norm_kwargs=NORMS[norm])], digits64, lrs=[0.1], seeds=[0], steps=30)
+    if norm != "none":  # the stack follows each block's order, not a fixed one
+        assert before[0].loss != stacked[0].loss
+
+
 def test_diverged_models_are_dropped_and_the_others_go_on():
     data = bu.load_digits()
     lrs, seeds = [0.05, 1e4, 0.1, 1e4], [0, 0, 1, 1]
@@ -237,6 +253,12 @@ def test_stack_rejects_what_it_cannot_stack(digits64):
         StackedMLP([bu.make_mlp(64, 10, norm="batch_noisy")])
     with pytest.raises(ValueError, match="model 1 differs in structure"):
         StackedMLP([build(0, width=24), build(0, width=32)])
+    shuffled = build(0)
+    shuffled.blocks[0] = torch.nn.Sequential(
+        OrderedDict(act=shuffled.blocks[0].act, linear=shuffled.blocks[0].linear, norm=shuffled.blocks[0].norm)
+    )
+    with pytest.raises(ValueError, match="block 0 is act -> linear -> norm"):
+        StackedMLP([shuffled])
     with pytest.raises(ValueError, match="momentum=None"):
         StackedMLP([bu.make_mlp(64, 10, norm="batch", norm_kwargs={"momentum": None})])
     stack = StackedMLP([build(0), build(1)])

@@ -1,0 +1,63 @@
+"""The placement study: BN before or after the activation, trained side by side."""
+
+import numpy as np
+import pytest
+
+import bn_utils as bu
+from bn_utils.placement import PlacementStudy, placement_study
+from bn_utils.training import History
+
+
+def test_placement_study_trains_every_placement_learning_rate_and_seed(digits):
+    study = placement_study(digits, lrs=(0.1, 0.5), seeds=(0, 1), depth=1, width=16, epochs=1, eval_every=5, target=0.3)
+    assert list(study.histories) == ["before", "after"]
+    for position in ("before", "after"):
+        assert study.steps_to_target(position).shape == (2, 2) and study.final_accuracy(position).shape == (2, 2)
+        for lr, row in zip(study.lrs, study.histories[position], strict=True):
+            assert [h.config["lr"] for h in row] == [lr, lr] and [h.config["seed"] for h in row] == [0, 1]
+            assert row[0].eval_steps[:3] == [0, 5, 10]
+    # each run is the one train() gives a model built with that placement on its own
+    bu.seed_everything(1)
+    alone = bu.train(
+        bu.make_mlp(64, 10, depth=1, width=16, norm="batch", norm_position="after"),
+        digits,
+        lr=0.5,
+        epochs=1,
+        seed=1,
+        eval_every=5,
+    )
+    np.testing.assert_allclose(study.runs("after", 0.5)[1].test_acc, alone.test_acc, atol=2 / len(digits.x_test))
+    assert np.isfinite(study.steps_to_target("before")).all() and np.isfinite(study.steps_to_target("after")).all()
+    assert study.speed_ratio(0.1) == study.median_steps("after", 0.1) / study.median_steps("before", 0.1)
+
+
+def test_placement_study_summaries_mark_runs_that_never_got_there():
+    def history(accs, diverged=False):
+        return History(eval_steps=[0, 5, 10], test_acc=accs, diverged_at=7 if diverged else None)
+
+    runs = {
+        "before": [[history([0.1, 0.5, 0.92]), history([0.1, 0.4, 0.6], diverged=True)]],
+        "after": [[history([0.1, 0.95, 0.97]), history([0.1, 0.2, 0.91])]],
+    }
+    study = PlacementStudy(lrs=(0.1,), seeds=(0, 1), histories=runs, target=0.9)
+    assert study.steps_to_target("before").tolist() == [[10.0, np.inf]]
+    assert study.steps_to_target("after").tolist() == [[5.0, 10.0]]
+    final = study.final_accuracy("before")
+    assert final[0, 0] == 0.92 and np.isnan(final[0, 1])
+    assert study.median_final("after", 0.1) == pytest.approx(0.94)
+    assert study.median_steps("before", 0.1) == np.inf and study.speed_ratio(0.1) == 0  # after: 7.5 / inf
+    with pytest.raises(ValueError, match="position must be one of before, after, got 'middle'"):
+        study.steps_to_target("middle")
+    with pytest.raises(ValueError, match=r"learning rate 0.3 was not trained; the study has \['0.1'\]"):
+        study.runs("before", 0.3)
+
+
+def test_placement_study_checks_its_arguments(digits):
+    with pytest.raises(ValueError, match="at least one positive learning rate and one seed"):
+        placement_study(digits, lrs=())
+    with pytest.raises(ValueError, match="at least one positive learning rate and one seed"):
+        placement_study(digits, lrs=(0.1, -1.0))
+    with pytest.raises(ValueError, match="at least one positive learning rate and one seed"):
+        placement_study(digits, seeds=())
+    with pytest.raises(ValueError, match="target must be a test accuracy between 0 and 1, got 90"):
+        placement_study(digits, target=90)
