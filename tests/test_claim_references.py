@@ -67,7 +67,6 @@ def test_sentence_counting_ignores_roles_abbreviations_and_decimals():
 # that becomes complete fails here until it is taken off the list.
 NOT_YET_MAPPED = {
     "bn_from_scratch",
-    "internal_covariate_shift",
     "faster_convergence",
     "initialization_robustness",
     "gradient_flow",
