@@ -47,27 +47,40 @@ def gain_minus_gain(small, regularizer: str):
 def test_batch_noise_falls_like_one_over_root_batch_size(digits):
     noise = batch_noise(digits, (8, 32, 128))
     assert noise[8] > noise[32] > noise[128] > 0
-    assert 3 <= noise[8] / noise[128] <= 5, f"noise at 8 / at 128: {noise[8] / noise[128]:.2f} (4 for 1/sqrt)"
+    ratio = noise[8] / noise[128]
+    assert 3 <= ratio < 4, f"noise at 8 / at 128: {ratio:.2f} (close to and a little below the Gaussian 4)"
 
 
 def test_ghost_batches_stop_short_of_fitting_the_training_set(study):
     ghost, full = study.final(GHOST, "train_acc"), study.final(FULL, "train_acc")
-    assert ghost.max() < 0.998, f"training accuracy with ghost batches of 8, per seed: {ghost}"
+    assert 0.99 <= ghost.min() and ghost.max() < 0.998, f"training accuracy with ghost batches of 8, per seed: {ghost}"
     assert ghost.mean() <= full.mean() - 0.2 * POINT, f"training accuracy, ghost batches {ghost}, whole batch {full}"
 
 
 def test_ghost_batches_leave_a_smaller_gap_than_the_whole_batch(study):
     difference = study.difference(FULL, GHOST, "gap")
-    assert difference.mean >= 0.4 * POINT, (
+    assert difference.mean >= 0.4 * POINT and difference.interval[0] > 0, (
         f"gap with the whole batch minus gap with ghost batches of 8, per seed: {difference.values} "
         f"(mean {difference.format_interval()} points)"
+    )
+
+
+def test_five_seeds_do_not_settle_a_test_accuracy_benefit_of_ghost_batches(study):
+    """Part of the smaller gap is training accuracy given up; the test-accuracy part includes zero."""
+    train_drop = study.difference(FULL, GHOST, "train_acc")
+    edge = study.difference(GHOST, FULL)
+    assert train_drop.mean >= 0.2 * POINT, f"training accuracy, whole batch minus ghost: {train_drop.format_interval()}"
+    assert edge.interval[0] < 0 < edge.interval[1], (
+        f"test accuracy, ghost batches minus whole batch, per seed {edge.values}: {edge.format_interval()} points"
     )
 
 
 def test_the_test_accuracy_differences_are_about_a_point_or_less(study):
     """The measured other side: BN's noise is a mild regularizer here, not a large one."""
     edge = study.difference(GHOST, FULL)
-    assert edge.mean <= 1 * POINT, f"test accuracy, ghost batches minus whole batch: {edge.format_interval()} points"
+    assert edge.mean <= 1 * POINT and edge.interval[1] <= 2 * POINT, (
+        f"test accuracy, ghost batches minus whole batch: {edge.format_interval()} points"
+    )
     plain = study.spread(PLAIN).mean
     differences = {label: study.spread(label).mean - plain for label in study.histories}
     assert max(abs(d) for d in differences.values()) <= 1.25 * POINT, (
@@ -75,12 +88,14 @@ def test_the_test_accuracy_differences_are_about_a_point_or_less(study):
     )
 
 
-def test_with_256_images_bn_leaves_most_of_the_overfitting_in_place(small):
+def test_with_256_images_bn_alone_does_not_measurably_reduce_the_overfitting(small):
     fits = {label: small.fits_training_set(label) for label in ("plain", "BN")}
     assert all(fits.values()), f"every seed at 100% training accuracy: {fits}"
     plain, bn = small.spread("plain", "gap").mean, small.spread("BN", "gap").mean
     assert plain >= 5 * POINT, f"the plain network's gap {plain:.4f}: it should overfit clearly"
     assert bn >= 0.75 * plain, f"BN's gap {bn:.4f} against the plain network's {plain:.4f}"
+    bn_alone = small.difference("BN", "plain")
+    assert bn_alone.interval[0] < 0, f"BN minus plain, test accuracy: {bn_alone.format_interval()} points"
 
 
 def test_dropout_and_l2_still_raise_bn_test_accuracy(small):
@@ -101,7 +116,8 @@ def test_five_seeds_cannot_tell_whether_regularizers_help_bn_less(small):
         )
 
 
-def test_if_regularizers_help_bn_less_it_is_by_under_two_points(small):
+def test_a_reduction_of_two_points_is_not_supported_over_these_seeds(small):
+    """Seed variation only: every seed trains on the same 256 images and tests on the same 449."""
     for regularizer in ("dropout", "L2"):
         difference = gain_minus_gain(small, regularizer)
         assert difference.interval[1] < 2 * POINT, (
