@@ -68,7 +68,6 @@ def test_sentence_counting_ignores_roles_abbreviations_and_decimals():
 NOT_YET_MAPPED = {
     "bn_from_scratch",
     "internal_covariate_shift",
-    "gradient_flow",
 }
 
 
