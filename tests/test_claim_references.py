@@ -63,23 +63,7 @@ def test_sentence_counting_ignores_roles_abbreviations_and_decimals():
     assert count_sentences("Yang et al. predicted it") == 0
 
 
-# Chapters whose verdict is still being mapped to claim tests, one sentence each. Strict: a chapter
-# that becomes complete fails here until it is taken off the list.
-NOT_YET_MAPPED = {
-    "gradient_flow",
-}
-
-
-@pytest.mark.parametrize(
-    "page",
-    [
-        pytest.param(page, marks=pytest.mark.xfail(strict=True, reason="verdict not yet mapped to claim tests"))
-        if page.stem in NOT_YET_MAPPED
-        else page
-        for page in CHAPTERS
-    ],
-    ids=[page.stem for page in CHAPTERS],
-)
+@pytest.mark.parametrize("page", CHAPTERS, ids=[page.stem for page in CHAPTERS])
 def test_every_verdict_sentence_names_its_claim_test(page):
     for number, prose, claims in verdict_blocks(page):
         sentences = count_sentences(prose)
