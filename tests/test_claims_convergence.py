@@ -83,10 +83,10 @@ def test_at_equal_learning_rate_bn_reaches_90_percent_sooner(sweep):
     )
 
 
-def test_at_equal_learning_rate_bn_is_not_reliably_sooner_to_95_percent(sweep):
+def test_at_equal_learning_rate_bn_reaches_95_percent_sooner_on_at_least_3_seeds(sweep):
     plain, bn = per_seed_at_01(sweep, 0.95)
     sooner = int(np.sum(bn < plain))
-    assert sooner <= len(SEEDS) - 1, (
+    assert sooner >= 3, (
         f"steps to 95% validation accuracy at lr 0.1 per seed: BN {bn.tolist()}, plain {plain.tolist()} "
         f"(BN sooner on {sooner} of {len(SEEDS)})"
     )
@@ -96,14 +96,6 @@ def test_both_the_equal_and_the_larger_learning_rate_save_bn_steps(sweep):
     splits = {target: speedup_split(sweep, target) for target in (0.9, 0.95)}
     assert all(bn_01 < plain_01 and bn_best < bn_01 for plain_01, bn_01, bn_best in splits.values()), (
         f"median steps (plain at 0.1, BN at 0.1, BN at its best lr {sweep.best('batch'):g}) per target: {splits}"
-    )
-
-
-def test_to_95_percent_the_larger_learning_rate_saves_more_steps(sweep):
-    plain_01, bn_01, bn_best = speedup_split(sweep, 0.95)
-    assert bn_01 - bn_best > plain_01 - bn_01, (
-        f"median steps to 95%: plain at 0.1 {plain_01:.0f}, BN at 0.1 {bn_01:.0f}, "
-        f"BN at its best lr {sweep.best('batch'):g} {bn_best:.0f}"
     )
 
 
@@ -153,7 +145,7 @@ def test_divided_by_the_gradient_only_the_gradient_change_stays_smaller(landscap
     plain, bn = (gradient_scaled_landscape(landscape[norm]) for norm in ("none", "batch"))
     loss_ratio = bn["loss_range_per_squared_gradient"] / plain["loss_range_per_squared_gradient"]
     change_ratio = bn["gradient_change_per_gradient"] / plain["gradient_change_per_gradient"]
-    assert 1 / 1.5 < loss_ratio < 1.5 and change_ratio <= 0.5, (
+    assert loss_ratio > 0.5 and change_ratio <= 0.5, (
         f"BN / plain: loss range per ||g||^2 {loss_ratio:.2f}, gradient change per ||g|| {change_ratio:.2f}"
     )
 
