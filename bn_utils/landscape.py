@@ -139,6 +139,16 @@ class LandscapeRun:
             high[i, : len(probes)] = [p.gradient_changes.max() for p in probes]
         return np.nanmean(low, axis=0), np.nanmean(high, axis=0)
 
+    def probe_values(self, name: str) -> np.ndarray:
+        """(seeds, checkpoints) array of the probe's ``loss`` L(w) or ``gradient_norm`` ||g||;
+        NaN after a divergence."""
+        if name not in ("loss", "gradient_norm"):
+            raise ValueError(f"unknown probe value {name!r}; valid names are: gradient_norm, loss")
+        values = np.full((len(self.probes), len(self.probe_steps)), np.nan)
+        for row, probes in zip(values, self.probes, strict=True):
+            row[: len(probes)] = [getattr(p, name) for p in probes]
+        return values
+
 
 def landscape_run(
     norm: str,
@@ -207,6 +217,49 @@ def summarize_landscape(run: LandscapeRun) -> dict[str, float]:
     }
 
 
+def gradient_scaled_landscape(run: LandscapeRun) -> dict[str, float]:
+    """Medians over seeds and checkpoints (after step 0) of ||g||, loss range / ||g||^2 and
+    gradient change / ||g||: the landscape measures with the gradient's size divided out."""
+    valid.check_type("run", run, LandscapeRun, "a LandscapeRun (from landscape_run)")
+    after_start = np.asarray(run.probe_steps) > 0
+    norm = run.probe_values("gradient_norm")
+    scaled = {
+        "gradient_norm": norm,
+        "loss_range_per_squared_gradient": run.measure("loss_range") / norm**2,
+        "gradient_change_per_gradient": run.measure("gradient_change") / norm,
+    }
+    return {name: float(np.nanmedian(values[:, after_start])) for name, values in scaled.items()}
+
+
+def landscape_at_step(run: LandscapeRun, step: int) -> dict[str, float]:
+    """Medians over seeds, at the checkpoint ``step``, of the three landscape measures and of
+    the probe's loss L(w) and gradient norm ||g||."""
+    valid.check_type("run", run, LandscapeRun, "a LandscapeRun (from landscape_run)")
+    if step not in run.probe_steps:
+        raise ValueError(f"step must be a probed step, one of {run.probe_steps}; got {step!r}")
+    j = run.probe_steps.index(step)
+    values = {name: run.measure(name)[:, j] for name in ("loss_range", "gradient_change", "beta_smoothness")}
+    values.update({name: run.probe_values(name)[:, j] for name in ("loss", "gradient_norm")})
+    return {name: float(np.nanmedian(v)) for name, v in values.items()}
+
+
+def beta_per_seed(run: LandscapeRun, step_size: float, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Per seed, the median over checkpoints in (``start``, ``stop``] of ||g - g'|| / ||eta g||
+    at the probed step size ``step_size``."""
+    valid.check_type("run", run, LandscapeRun, "a LandscapeRun (from landscape_run)")
+    if not run.probes or not run.probes[0]:
+        raise ValueError("the run has no probes")
+    sizes = run.probes[0][0].step_sizes
+    match = np.flatnonzero(np.isclose(sizes, step_size))
+    if not match.size:
+        raise ValueError(f"step_size must be one of the probed step sizes {sizes.tolist()}; got {step_size!r}")
+    steps = np.asarray(run.probe_steps)
+    keep = (steps > start) & (steps <= (steps.max() if stop is None else stop))
+    if not keep.any():
+        raise ValueError(f"no checkpoint in ({start}, {stop}]; probed at {run.probe_steps}")
+    return np.nanmedian(run.beta_by_step_size()[:, keep, match[0]], axis=1)
+
+
 def beta_by_step_size(run: LandscapeRun, after: int = 0) -> dict[str, np.ndarray]:
     """Per step size (``step_sizes``), the median, 10th and 90th percentile over seeds and
     checkpoints after step ``after`` of ||g - g'|| / ||eta g||: the effective beta-smoothness
@@ -227,15 +280,18 @@ def beta_by_step_size(run: LandscapeRun, after: int = 0) -> dict[str, np.ndarray
 
 def plot_beta_by_step_size(runs: dict[str, LandscapeRun], ax=None, title: str | None = None, after: int = 0):
     """Effective beta-smoothness against step size, one line (median) and band (10th to 90th
-    percentile over seeds and checkpoints after step ``after``) per run; log-log axes."""
+    percentile over seeds and checkpoints after step ``after``) per run, in its norm's colour; log-log axes."""
     import matplotlib.pyplot as plt
 
     if not runs:
         raise ValueError("need at least one run to plot")
     ax = ax if ax is not None else plt.subplots(figsize=(5, 3.6))[1]
-    for label, run in runs.items():
+    from .plotting import color_for
+
+    for i, (label, run) in enumerate(runs.items()):
         summary = beta_by_step_size(run, after=after)
-        (line,) = ax.plot(summary["step_sizes"], summary["median"], marker="o", label=label)
+        color = color_for(run.norm, i)
+        (line,) = ax.plot(summary["step_sizes"], summary["median"], marker="o", label=label, color=color)
         ax.fill_between(summary["step_sizes"], summary["low"], summary["high"], color=line.get_color(), alpha=0.2)
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 

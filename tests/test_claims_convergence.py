@@ -11,7 +11,7 @@ probed every 20 steps on a fixed batch of 256 training examples, at step sizes 0
 import numpy as np
 import pytest
 
-from bn_utils.landscape import beta_by_step_size, landscape_run, summarize_landscape
+from bn_utils.landscape import beta_per_seed, gradient_scaled_landscape, landscape_run, summarize_landscape
 from bn_utils.sweeps import lr_sweep
 
 SEEDS = (0, 1, 2, 3, 4)
@@ -53,35 +53,67 @@ def test_at_their_best_learning_rates_bn_reaches_95_percent_sooner(sweep):
 
 def test_at_their_best_learning_rates_bn_ends_with_higher_test_accuracy(sweep):
     plain, bn = (np.median(sweep.test_accuracy(norm)) for norm in ("none", "batch"))
-    assert bn > plain, (
+    assert bn >= plain + 0.01, (
         f"median final test accuracy at the best learning rates: BN {bn:.3f} (lr {sweep.best('batch'):g}), "
         f"plain {plain:.3f} (lr {sweep.best('none'):g})"
     )
 
 
-def test_at_equal_learning_rate_bn_reaches_90_percent_sooner(sweep):
-    plain, bn = (sweep.median_steps_to_target(norm, 0.1, target=0.9) for norm in ("none", "batch"))
-    assert bn <= 0.8 * plain, f"median steps to 90% validation accuracy at lr 0.1: BN {bn:.0f}, plain {plain:.0f}"
-
-
-def test_at_equal_learning_rate_bn_is_not_reliably_sooner_to_95_percent(sweep):
+def per_seed_at_01(sweep, target):
+    """Steps to ``target`` validation accuracy at lr 0.1, per seed: (plain, BN)."""
     index = sweep.values.index(0.1)
-    plain, bn = (sweep.steps_to_target(norm)[index] for norm in ("none", "batch"))
-    assert bn.max() >= plain.min(), (
-        f"steps to 95% validation accuracy at lr 0.1 per seed: BN {bn.tolist()}, plain {plain.tolist()}"
+    return tuple(sweep.steps_to_target(norm, target)[index] for norm in ("none", "batch"))
+
+
+def speedup_split(sweep, target):
+    """Median steps to ``target``: plain at 0.1, BN at 0.1, BN at its best learning rate."""
+    return (
+        sweep.median_steps_to_target("none", 0.1, target=target),
+        sweep.median_steps_to_target("batch", 0.1, target=target),
+        sweep.median_steps_to_target("batch", target=target),
     )
 
 
-def test_the_larger_learning_rate_adds_to_bns_speedup(sweep):
-    at_01, at_best = sweep.median_steps_to_target("batch", 0.1), sweep.median_steps_to_target("batch")
-    assert at_best <= 0.7 * at_01, (
-        f"BN's median steps to 95%: {at_best:.0f} at its best lr {sweep.best('batch'):g}, {at_01:.0f} at lr 0.1"
+def test_at_equal_learning_rate_bn_reaches_90_percent_sooner(sweep):
+    plain, bn = per_seed_at_01(sweep, 0.9)
+    sooner, later = int(np.sum(bn < plain)), int(np.sum(bn > plain))
+    assert sooner >= 4 and later == 0, (
+        f"steps to 90% validation accuracy at lr 0.1 per seed: BN {bn.tolist()}, plain {plain.tolist()} "
+        f"(BN sooner on {sooner}, later on {later})"
+    )
+
+
+def test_at_equal_learning_rate_bn_reaches_95_percent_sooner_on_at_least_3_seeds(sweep):
+    plain, bn = per_seed_at_01(sweep, 0.95)
+    sooner = int(np.sum(bn < plain))
+    assert sooner >= 3, (
+        f"steps to 95% validation accuracy at lr 0.1 per seed: BN {bn.tolist()}, plain {plain.tolist()} "
+        f"(BN sooner on {sooner} of {len(SEEDS)})"
+    )
+
+
+def test_both_the_equal_and_the_larger_learning_rate_save_bn_steps(sweep):
+    splits = {target: speedup_split(sweep, target) for target in (0.9, 0.95)}
+    assert all(bn_01 < plain_01 and bn_best < bn_01 for plain_01, bn_01, bn_best in splits.values()), (
+        f"median steps (plain at 0.1, BN at 0.1, BN at its best lr {sweep.best('batch'):g}) per target: {splits}"
+    )
+
+
+def test_neither_extreme_reading_fits(sweep):
+    """Not "faster at any learning rate" (behind at 0.01), not "only because of the larger
+    learning rate" (sooner to 90% at the equal learning rate 0.1, in medians)."""
+    plain_01, bn_01, _ = speedup_split(sweep, 0.9)
+    index = sweep.values.index(0.01)
+    plain_small, bn_small = (np.median(sweep.final(norm)[index]) for norm in ("none", "batch"))
+    assert bn_01 < plain_01 and bn_small < plain_small, (
+        f"median steps to 90% at lr 0.1: BN {bn_01:.0f}, plain {plain_01:.0f}; "
+        f"median final validation accuracy at lr 0.01: BN {bn_small:.3f}, plain {plain_small:.3f}"
     )
 
 
 def test_at_a_small_equal_learning_rate_bn_ends_behind(sweep):
-    """The measured other side of the coin (Bjorck et al. 2018): at learning rate 0.01 the BN
-    network ends *behind* the plain one (median validation accuracy 0.74 against 0.86 in our runs)."""
+    """At learning rate 0.01 the BN network ends *behind* the plain one (median validation
+    accuracy 0.74 against 0.86 in our runs)."""
     index = sweep.values.index(0.01)
     plain, bn = (np.median(sweep.final(norm)[index]) for norm in ("none", "batch"))
     assert bn < plain, f"median final validation accuracy at lr 0.01: BN {bn:.3f}, plain {plain:.3f}"
@@ -104,18 +136,33 @@ def test_bn_shrinks_the_loss_range_and_the_gradient_change_along_the_step(landsc
         )
 
 
-def test_at_step_sizes_up_to_the_learning_rate_the_effective_beta_differs_by_less_than_1_5x(landscape):
-    plain, bn = beta_by_step_size(landscape["none"]), beta_by_step_size(landscape["batch"])
-    small = plain["step_sizes"] <= 0.1 + 1e-9
-    ratio = bn["median"][small] / plain["median"][small]
-    assert np.all((ratio > 1 / 1.5) & (ratio < 1.5)), (
-        f"median beta, BN / plain, at step sizes {plain['step_sizes'][small].tolist()}: {np.round(ratio, 2).tolist()}"
+def test_bns_gradient_is_smaller(landscape):
+    plain, bn = (gradient_scaled_landscape(landscape[norm])["gradient_norm"] for norm in ("none", "batch"))
+    assert bn <= 0.7 * plain, f"median gradient norm after step 0: BN {bn:.3f}, plain {plain:.3f}"
+
+
+def test_divided_by_the_gradient_only_the_gradient_change_stays_smaller(landscape):
+    plain, bn = (gradient_scaled_landscape(landscape[norm]) for norm in ("none", "batch"))
+    loss_ratio = bn["loss_range_per_squared_gradient"] / plain["loss_range_per_squared_gradient"]
+    change_ratio = bn["gradient_change_per_gradient"] / plain["gradient_change_per_gradient"]
+    assert loss_ratio > 0.5 and change_ratio <= 0.5, (
+        f"BN / plain: loss range per ||g||^2 {loss_ratio:.2f}, gradient change per ||g|| {change_ratio:.2f}"
     )
 
 
-def test_at_the_largest_step_size_bns_effective_beta_is_smaller(landscape):
-    plain, bn = beta_by_step_size(landscape["none"]), beta_by_step_size(landscape["batch"])
-    assert bn["median"][-1] <= 0.6 * plain["median"][-1], (
-        f"median beta at step size {plain['step_sizes'][-1]:g}: BN {bn['median'][-1]:.2f}, "
-        f"plain {plain['median'][-1]:.2f}"
+def test_at_the_training_step_size_every_bn_seeds_beta_is_below_every_plain_seeds(landscape):
+    plain, bn = (beta_per_seed(landscape[norm], 0.1) for norm in ("none", "batch"))
+    assert bn.max() < plain.min(), (
+        f"median beta at step size 0.1 per seed: BN {np.round(bn, 2).tolist()}, plain {np.round(plain, 2).tolist()}"
+    )
+
+
+def test_bns_beta_gap_opens_early_and_mostly_closes_late(landscape):
+    ratios = {
+        phase: np.median(beta_per_seed(landscape["batch"], 0.1, first, last))
+        / np.median(beta_per_seed(landscape["none"], 0.1, first, last))
+        for phase, (first, last) in {"steps 20-100": (0, 100), "steps 120-200": (100, 200)}.items()
+    }
+    assert ratios["steps 20-100"] <= 0.7 and 0.7 < ratios["steps 120-200"] < 1.5, (
+        f"median beta at step size 0.1, BN / plain: {ratios}"
     )

@@ -8,6 +8,9 @@ from torch import nn  # noqa: E402
 import bn_utils as bu  # noqa: E402
 from bn_utils.landscape import (  # noqa: E402
     beta_by_step_size,
+    beta_per_seed,
+    gradient_scaled_landscape,
+    landscape_at_step,
     landscape_run,
     plot_beta_by_step_size,
     probe_gradient_step,
@@ -110,3 +113,25 @@ def test_beta_by_step_size_is_the_ratio_before_the_max():
         beta_by_step_size(run, after=20)
     with pytest.raises(ValueError, match="at least one run"):
         plot_beta_by_step_size({})
+
+
+def test_gradient_scaled_measures_and_per_step_views():
+    data = bu.load_digits()
+    run = landscape_run("none", data, seeds=[0, 1], steps=20, probe_every=10, depth=3, width=32, probe_batch=64)
+    norm = run.probe_values("gradient_norm")
+    assert norm.shape == (2, 3) and np.all(norm > 0)
+    scaled = gradient_scaled_landscape(run)
+    np.testing.assert_allclose(scaled["gradient_norm"], np.median(norm[:, 1:]))
+    np.testing.assert_allclose(
+        scaled["loss_range_per_squared_gradient"], np.median((run.measure("loss_range") / norm**2)[:, 1:])
+    )
+    at_20 = landscape_at_step(run, 20)
+    np.testing.assert_allclose(at_20["loss"], np.median(run.probe_values("loss")[:, 2]))
+    per_seed = beta_per_seed(run, 0.1, start=0, stop=10)
+    np.testing.assert_allclose(per_seed, run.beta_by_step_size()[:, 1, 2])
+    with pytest.raises(ValueError, match="probed step"):
+        landscape_at_step(run, 15)
+    with pytest.raises(ValueError, match="probed step sizes"):
+        beta_per_seed(run, 0.3)
+    with pytest.raises(ValueError, match="unknown probe value"):
+        run.probe_values("beta")
