@@ -146,7 +146,8 @@ def test_stacked_models_with_the_norm_after_the_activation_train_exactly_as_alon
     stacked = train_stacked([build(s, norm, **kw) for s in seeds], digits64, lrs=lrs, seeds=seeds, steps=30)
     for lr, seed, h in zip(lrs, seeds, stacked, strict=True):
         alone = bu.train(build(seed, norm, **kw), digits64, lr=lr, steps=30, seed=seed)
-        np.testing.assert_allclose(h.loss, alone.loss, rtol=0, atol=1e-10)
+        # float64; ghost BN after the ReLU parts by 1.8e-10 after 30 steps with 2 threads (reduction order)
+        np.testing.assert_allclose(h.loss, alone.loss, rtol=0, atol=1e-9)
         assert h.test_acc == alone.test_acc
     before = train_stacked([build(0, norm, norm_kwargs=NORMS[norm])], digits64, lrs=[0.1], seeds=[0], steps=30)
     if norm != "none":  # the stack follows each block's order, not a fixed one
