@@ -6,13 +6,24 @@ Plot helpers take results (histories, arrays), never models.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .training import History, stack_metric
+from .style import (
+    CYCLE,
+    NORM_COLORS,
+    NORM_LABELS,
+    PALETTE,
+    color_for,
+    plot_band,
+    plot_histories,
+    publish,
+    save_figure,
+    use_house_style,
+)
+from .training import stack_metric
 
 __all__ = [
     "PALETTE",
@@ -40,35 +51,6 @@ __all__ = [
     "save_figure",
 ]
 
-# Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
-PALETTE = {
-    "blue": "#0072B2",
-    "orange": "#E69F00",
-    "green": "#009E73",
-    "vermillion": "#D55E00",
-    "purple": "#CC79A7",
-    "sky": "#56B4E9",
-    "yellow": "#F0E442",
-    "black": "#000000",
-}
-# The same normalization has the same colour in every chapter.
-NORM_COLORS = {
-    "none": PALETTE["vermillion"],
-    "batch": PALETTE["blue"],
-    "batch_scratch": PALETTE["sky"],
-    "batch_noisy": PALETTE["green"],
-    "batch_ghost": PALETTE["purple"],
-    "layer": PALETTE["orange"],
-    "group": PALETTE["black"],
-}
-_CYCLE = [PALETTE[k] for k in ("blue", "orange", "green", "vermillion", "purple", "sky", "black")]
-
-METRIC_LABELS = {
-    "loss": "training loss (per step)",
-    "train_acc": "train accuracy",
-    "test_acc": "test accuracy",
-    "test_loss": "test loss",
-}
 SWEEP_LABELS = {
     "loss": "final training loss (last epoch)",
     "test_acc": "final test accuracy",
@@ -84,94 +66,6 @@ PROFILE_LABELS = {
     "gradient_norm": "‖∂L/∂W‖",
     "update_ratio": "update ratio lr·‖∂L/∂W‖ / ‖W‖",
 }
-NORM_LABELS = {"none": "no BN", "batch": "BN", "batch_scratch": "BN (from scratch)", "batch_noisy": "noisy BN"}
-
-
-def use_house_style() -> None:
-    """Apply the course's matplotlib style (call once, in a notebook's setup cell)."""
-    mpl.rcParams.update(
-        {
-            "figure.figsize": (6.4, 3.8),
-            "figure.dpi": 100,
-            "savefig.dpi": 150,
-            "savefig.bbox": "tight",
-            "font.size": 11,
-            "axes.titlesize": 12,
-            "axes.labelsize": 11,
-            "legend.fontsize": 10,
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "axes.prop_cycle": mpl.cycler(color=_CYCLE),
-            "lines.linewidth": 2.0,
-        }
-    )
-
-
-def color_for(label: str, index: int = 0) -> str:
-    """The colour of a normalization name, or the index-th house colour for other labels."""
-    return NORM_COLORS.get(label, _CYCLE[index % len(_CYCLE)])
-
-
-def plot_band(
-    ax, x: np.ndarray, values: np.ndarray, *, label: str, color: str | None = None, band: str = "std"
-) -> None:
-    """Mean over seeds (rows of ``values``) as a line with a shaded band.
-
-    ``band="std"`` shades mean +/- one standard deviation, ``"minmax"`` the range over
-    seeds. NaNs (runs that stopped) are left out of each point's statistics.
-    """
-    if band not in ("std", "minmax"):
-        raise ValueError(f"band must be 'std' or 'minmax', got {band!r}")
-    values = np.atleast_2d(np.asarray(values, dtype=float))
-    if values.shape[1] != len(x):
-        raise ValueError(f"values has {values.shape[1]} columns but x has {len(x)} points")
-    keep = ~np.all(np.isnan(values), axis=0)
-    x, values = np.asarray(x)[keep], values[:, keep]
-    mean = np.nanmean(values, axis=0)
-    if band == "std":
-        low, high = mean - np.nanstd(values, axis=0), mean + np.nanstd(values, axis=0)
-    else:
-        low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
-    (line,) = ax.plot(x, mean, label=f"{label} (n={len(values)})", color=color)
-    ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-
-
-def plot_histories(
-    runs: Mapping[str, Sequence[History]],
-    metric: str = "test_acc",
-    *,
-    ax=None,
-    band: str = "std",
-    title: str | None = None,
-    norms: Mapping[str, str] | None = None,
-):
-    """One band per entry of ``runs`` (label -> histories over seeds); a norm name as label gets
-    the norm's colour and display name ("batch" -> "BN"), and so does a label that ``norms``
-    maps to a norm name. Returns the axes."""
-    if ax is None:
-        _, ax = plt.subplots()
-    for i, (label, histories) in enumerate(runs.items()):
-        steps, values = stack_metric(histories, metric)
-        color = color_for((norms or {}).get(label, label), i)
-        plot_band(ax, steps, values, label=NORM_LABELS.get(label, label), color=color, band=band)
-    ax.set_xlabel("training step")
-    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-    if title:
-        ax.set_title(title)
-    ax.legend()
-    return ax
-
-
-def save_figure(fig, path: str | Path) -> Path:
-    """Save ``fig`` (PNG by default, by the path's suffix), creating folders; returns the path."""
-    path = Path(path)
-    if not path.suffix:
-        path = path.with_suffix(".png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
 
 
 def plot_running_stats(trace, *, ax=None, label: str = ""):
@@ -306,8 +200,8 @@ def plot_distribution_snapshots(record, *, unit: int = 0, at: Sequence[int] = (0
     grid = np.linspace((means - 3 * stds).min(), (means + 3 * stds).max(), 300)
     for i, (index, mu, sd) in enumerate(zip(at, means, stds, strict=True)):
         density = np.exp(-0.5 * ((grid - mu) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
-        ax.plot(grid, density, color=_CYCLE[i % len(_CYCLE)], label=f"after {record.steps[index]} steps")
-        ax.fill_between(grid, density, color=_CYCLE[i % len(_CYCLE)], alpha=0.15, linewidth=0)
+        ax.plot(grid, density, color=CYCLE[i % len(CYCLE)], label=f"after {record.steps[index]} steps")
+        ax.fill_between(grid, density, color=CYCLE[i % len(CYCLE)], alpha=0.15, linewidth=0)
     ax.set_xlabel(f"input to unit {unit}")
     ax.set_ylabel("density (Gaussian fit)")
     ax.legend()
@@ -566,7 +460,7 @@ def plot_estimates(
         _, ax = plt.subplots()
     offsets = np.linspace(-0.15, 0.15, max(len(e.values) for e in estimates.values()))
     for i, (label, estimate) in enumerate(estimates.items()):
-        color = (colors or {}).get(label, _CYCLE[i % len(_CYCLE)])
+        color = (colors or {}).get(label, CYCLE[i % len(CYCLE)])
         values = scale * np.asarray(estimate.values)
         ax.scatter(i + offsets[: len(values)], values, s=14, color=color, alpha=0.6, linewidths=0)
         low, high = estimate.interval
@@ -718,12 +612,3 @@ def plot_dynamics_profile(
     if title:
         ax.set_title(title)
     return ax
-
-
-def publish(fig, name: str) -> None:
-    """Show ``fig`` in the notebook and glue it under ``name`` so the book's prose can paste
-    it (myst-nb glue); closes it so it is not shown twice."""
-    from myst_nb import glue
-
-    glue(name, fig, display=True)
-    plt.close(fig)

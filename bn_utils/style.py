@@ -1,0 +1,188 @@
+"""The course's house style, shared by every experiment's plots: colours, names, bands, publishing.
+
+Each normalization has one colour and one display name in every chapter (``NORM_STYLES``, keyed
+like :data:`bn_utils.models.NORM_LAYERS`; a test checks that every registered norm has one).
+Experiment modules (``bn_utils.experiments``) draw their own figures with these pieces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from .training import History, stack_metric
+
+__all__ = [
+    "PALETTE",
+    "CYCLE",
+    "NormStyle",
+    "NORM_STYLES",
+    "NORM_COLORS",
+    "NORM_LABELS",
+    "METRIC_LABELS",
+    "use_house_style",
+    "color_for",
+    "label_for",
+    "plot_band",
+    "plot_histories",
+    "publish",
+    "save_figure",
+]
+
+# Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
+PALETTE = {
+    "blue": "#0072B2",
+    "orange": "#E69F00",
+    "green": "#009E73",
+    "vermillion": "#D55E00",
+    "purple": "#CC79A7",
+    "sky": "#56B4E9",
+    "yellow": "#F0E442",
+    "black": "#000000",
+}
+# the order in which other series take colours
+CYCLE = [PALETTE[k] for k in ("blue", "orange", "green", "vermillion", "purple", "sky", "black")]
+
+
+class NormStyle(NamedTuple):
+    """How one normalization appears in every figure: its display name and its colour."""
+
+    label: str
+    color: str
+
+
+# One entry per registered norm (bn_utils.models.NORM_LAYERS): a chapter that registers a norm adds it here.
+NORM_STYLES: dict[str, NormStyle] = {
+    "none": NormStyle("no BN", PALETTE["vermillion"]),
+    "batch": NormStyle("BN", PALETTE["blue"]),
+    "batch_scratch": NormStyle("BN (from scratch)", PALETTE["sky"]),
+    "batch_noisy": NormStyle("noisy BN", PALETTE["green"]),
+    "batch_ghost": NormStyle("ghost BN", PALETTE["purple"]),
+    "layer": NormStyle("layer norm", PALETTE["orange"]),
+    "group": NormStyle("group norm", PALETTE["black"]),
+}
+NORM_COLORS = {name: style.color for name, style in NORM_STYLES.items()}
+NORM_LABELS = {name: style.label for name, style in NORM_STYLES.items()}
+
+METRIC_LABELS = {
+    "loss": "training loss (per step)",
+    "train_acc": "train accuracy",
+    "test_acc": "test accuracy",
+    "test_loss": "test loss",
+}
+
+
+def use_house_style() -> None:
+    """Apply the course's matplotlib style (call once, in a notebook's setup cell)."""
+    mpl.rcParams.update(
+        {
+            "figure.figsize": (6.4, 3.8),
+            "figure.dpi": 100,
+            "savefig.dpi": 150,
+            "savefig.bbox": "tight",
+            "font.size": 11,
+            "axes.titlesize": 12,
+            "axes.labelsize": 11,
+            "legend.fontsize": 10,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.prop_cycle": mpl.cycler(color=CYCLE),
+            "lines.linewidth": 2.0,
+        }
+    )
+
+
+def color_for(label: str, index: int = 0) -> str:
+    """The colour of a normalization name, or the index-th house colour for other labels."""
+    style = NORM_STYLES.get(label)
+    return style.color if style else CYCLE[index % len(CYCLE)]
+
+
+def label_for(name: str) -> str:
+    """The display name of a normalization ("batch" -> "BN"); other labels unchanged."""
+    style = NORM_STYLES.get(name)
+    return style.label if style else name
+
+
+def plot_band(
+    ax: Axes, x: np.ndarray, values: np.ndarray, *, label: str, color: str | None = None, band: str = "std"
+) -> None:
+    """Mean over seeds (rows of ``values``) as a line with a shaded band.
+
+    ``band="std"`` shades mean +/- one standard deviation, ``"minmax"`` the range over
+    seeds. NaNs (runs that stopped) are left out of each point's statistics.
+    """
+    if band not in ("std", "minmax"):
+        raise ValueError(f"band must be 'std' or 'minmax', got {band!r}")
+    values = np.atleast_2d(np.asarray(values, dtype=float))
+    if values.shape[1] != len(x):
+        raise ValueError(f"values has {values.shape[1]} columns but x has {len(x)} points")
+    keep = ~np.all(np.isnan(values), axis=0)
+    x, values = np.asarray(x)[keep], values[:, keep]
+    mean = np.nanmean(values, axis=0)
+    if band == "std":
+        low, high = mean - np.nanstd(values, axis=0), mean + np.nanstd(values, axis=0)
+    else:
+        low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+    (line,) = ax.plot(x, mean, label=f"{label} (n={len(values)})", color=color)
+    ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+
+
+def plot_histories(
+    runs: Mapping[str, Sequence[History]],
+    metric: str = "test_acc",
+    *,
+    ax: Axes | None = None,
+    band: str = "std",
+    title: str | None = None,
+    norms: Mapping[str, str] | None = None,
+) -> Axes:
+    """One band per entry of ``runs`` (label -> histories over seeds); a norm name as label gets
+    the norm's colour and display name ("batch" -> "BN"), and so does a label that ``norms``
+    maps to a norm name. Returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    for i, (label, histories) in enumerate(runs.items()):
+        steps, values = stack_metric(histories, metric)
+        color = color_for((norms or {}).get(label, label), i)
+        plot_band(ax, steps, values, label=NORM_LABELS.get(label, label), color=color, band=band)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return ax
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Save ``fig`` (PNG by default, by the path's suffix), creating folders; returns the path."""
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def publish(fig: Figure, name: str) -> None:
+    """Show ``fig`` in the notebook and glue it under ``name`` so the book's prose can paste
+    it (myst-nb glue); closes it so it is not shown twice. Without myst-nb (e.g. on Colab)
+    the figure is only shown."""
+    try:
+        from myst_nb import glue
+    except ImportError:
+        from IPython.display import display
+
+        display(fig)
+    else:
+        glue(name, fig, display=True)
+    plt.close(fig)

@@ -1,0 +1,40 @@
+"""The house style: every registered normalization has one colour and one display name."""
+
+import matplotlib.pyplot as plt
+import pytest
+
+from bn_utils.models import NORM_LAYERS
+from bn_utils.style import NORM_STYLES, color_for, label_for, publish
+
+pytestmark = pytest.mark.unit
+
+def test_every_registered_norm_has_a_style():
+    assert set(NORM_STYLES) == set(NORM_LAYERS), "add a NormStyle for each norm in NORM_LAYERS, and no other"
+
+def test_norm_styles_are_distinct():
+    colors = [style.color for style in NORM_STYLES.values()]
+    labels = [style.label for style in NORM_STYLES.values()]
+    assert len(set(labels)) == len(labels)
+    assert len(set(colors)) == len(colors)
+
+def test_color_and_label_fall_back_for_other_series():
+    assert label_for("batch") == "BN" and label_for("depth 20") == "depth 20"
+    assert color_for("depth 20", 0) != color_for("depth 20", 1)
+
+def test_publish_shows_the_figure_without_myst_nb(monkeypatch):
+    import builtins
+
+    shown = []
+    real_import = builtins.__import__
+
+    def no_myst_nb(name, *args, **kwargs):
+        if name == "myst_nb":
+            raise ImportError("no myst_nb here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_myst_nb)
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    fig, _ = plt.subplots()
+    publish(fig, "fig_name")
+    assert shown == [fig]
+    assert not plt.fignum_exists(fig.number), "publish closes the figure so it is not shown twice"
