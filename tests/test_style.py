@@ -8,8 +8,10 @@ from bn_utils.style import NORM_STYLES, color_for, label_for, publish
 
 pytestmark = pytest.mark.unit
 
+
 def test_every_registered_norm_has_a_style():
     assert set(NORM_STYLES) == set(NORM_LAYERS), "add a NormStyle for each norm in NORM_LAYERS, and no other"
+
 
 def test_norm_styles_are_distinct():
     colors = [style.color for style in NORM_STYLES.values()]
@@ -17,9 +19,11 @@ def test_norm_styles_are_distinct():
     assert len(set(labels)) == len(labels)
     assert len(set(colors)) == len(colors)
 
+
 def test_color_and_label_fall_back_for_other_series():
     assert label_for("batch") == "BN" and label_for("depth 20") == "depth 20"
     assert color_for("depth 20", 0) != color_for("depth 20", 1)
+
 
 def test_publish_shows_the_figure_without_myst_nb(monkeypatch):
     import builtins
