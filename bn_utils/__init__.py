@@ -5,8 +5,8 @@ Logic lives here, unit-tested; the notebooks import it, run it, plot and explain
 
 from .checks import Check, CheckFailed, check_below, check_close, check_range, check_that, max_abs_error
 from .data import Dataset, batch_indices, iterate_batches, load_digits, make_spirals
+from .experiments.inference import accuracy_in_mode, forgotten_eval_study, running_stats_trace
 from .functional import batch_norm, batch_statistics
-from .inference import accuracy_in_mode, forgotten_eval_study, running_stats_trace
 from .layers import BatchNorm1d, BatchNorm2d, GhostBatchNorm, NoisyBatchNorm
 from .models import ACTIVATIONS, NORM_LAYERS, make_activation, make_convnet, make_mlp, make_norm
 from .probes import ActivationProbe, drift_ratio

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bn_utils import forgotten_eval_study, load_digits, make_convnet, make_mlp, run_seeds
-from bn_utils.placement import placement_study
+from bn_utils.experiments.placement import placement_study
 
 SEEDS = (0, 1, 2, 3, 4)
 N_TEST = 449  # the digits' test set

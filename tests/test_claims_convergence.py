@@ -11,8 +11,8 @@ probed every 20 steps on a fixed batch of 256 training examples, at step sizes 0
 import numpy as np
 import pytest
 
-from bn_utils.landscape import beta_per_seed, gradient_scaled_landscape, landscape_run, summarize_landscape
-from bn_utils.sweeps import lr_sweep
+from bn_utils.experiments.landscape import beta_per_seed, gradient_scaled_landscape, landscape_run, summarize_landscape
+from bn_utils.experiments.sweeps import lr_sweep
 
 SEEDS = (0, 1, 2, 3, 4)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bn_utils import load_digits, seed_everything
-from bn_utils.covariate_shift import (
+from bn_utils.experiments.covariate_shift import (
     covariate_shift_run,
     ioffe_mlp,
     lower_step_size,

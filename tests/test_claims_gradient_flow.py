@@ -8,9 +8,9 @@ Gradients at initialisation on 256 training digits (3 seeds); training with SGD 
 import numpy as np
 import pytest
 
-from bn_utils.initialization import RELU_BN_GRADIENT_GROWTH, diagnose_at_init, diagnose_depths
-from bn_utils.layer_dynamics import layer_dynamics
-from bn_utils.sweeps import depth_sweep
+from bn_utils.experiments.initialization import RELU_BN_GRADIENT_GROWTH, diagnose_at_init, diagnose_depths
+from bn_utils.experiments.layer_dynamics import layer_dynamics
+from bn_utils.experiments.sweeps import depth_sweep
 
 SEEDS = (0, 1, 2, 3, 4)
 
@@ -53,7 +53,7 @@ def test_bn_trains_deeper_but_not_at_depth_40(sweep):
 
 
 # ---------------------------------------------------------------------------------------------
-# After the first step (bn_utils.layer_dynamics): 5 seeds, the depth sweep's runs at depth 40
+# After the first step (bn_utils.experiments.layer_dynamics): 5 seeds, the depth sweep's runs at depth 40
 # (and 20, 10 as controls), measured at steps 0, 1, 2, 3, 5, 10, 20, 30, 50. Margins hold on the
 # default and vectorised arithmetic paths and with 1 or 2 threads: from step 1 on, a 40-layer BN
 # network amplifies rounding differences, so per-step values differ between paths.

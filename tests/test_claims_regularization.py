@@ -13,7 +13,7 @@ same initial weights where the architectures allow), with a 95% Student-t interv
 
 import pytest
 
-from bn_utils.regularization import (
+from bn_utils.experiments.regularization import (
     DROPOUT,
     SMALL_DATA,
     WEIGHT_DECAY,

@@ -3,9 +3,13 @@
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from bn_utils.initialization import LayerDiagnostics, diagnose_depths  # noqa: E402
-from bn_utils.plotting import plot_gradient_growth, plot_layer_profile  # noqa: E402
-from bn_utils.sweeps import depth_sweep, lr_sweep  # noqa: E402
+from bn_utils.experiments.initialization import (  # noqa: E402
+    LayerDiagnostics,
+    diagnose_depths,
+    plot_gradient_growth,
+    plot_layer_profile,
+)
+from bn_utils.experiments.sweeps import depth_sweep, lr_sweep  # noqa: E402
 
 
 def made_up(gradient_norm):
@@ -57,7 +61,7 @@ def test_plot_gradient_growth_and_norm_keyed_profiles(digits):
 def test_init_explorer_shows_the_quantities_asked_for(digits, monkeypatch):
     import matplotlib.pyplot as plt
 
-    from bn_utils.widgets import init_explorer
+    from bn_utils.experiments.initialization import init_explorer
 
     shown = []
     monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))

@@ -5,8 +5,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import bn_utils as bu  # noqa: E402
-from bn_utils.initialization import diagnose_init_scales, layer_diagnostics  # noqa: E402
-from bn_utils.plotting import plot_layer_profile  # noqa: E402
+from bn_utils.experiments.initialization import diagnose_init_scales, layer_diagnostics, plot_layer_profile  # noqa: E402
 
 
 def test_layer_diagnostics_measure_each_block_by_hand(digits):
@@ -77,7 +76,7 @@ def test_plot_layer_profile(digits):
 
 
 def test_init_explorer_redraws_what_the_controls_say(digits, shown_figures):
-    from bn_utils.widgets import init_explorer
+    from bn_utils.experiments.initialization import init_explorer
 
     explorer = init_explorer(digits)
     scale, batch_norm, depth = explorer.children[0], explorer.children[1], explorer.children[2]

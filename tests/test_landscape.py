@@ -6,17 +6,17 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import bn_utils as bu  # noqa: E402
-from bn_utils.landscape import (  # noqa: E402
+from bn_utils.experiments.landscape import (  # noqa: E402
     beta_by_step_size,
     beta_per_seed,
     gradient_scaled_landscape,
     landscape_at_step,
     landscape_run,
     plot_beta_by_step_size,
+    plot_landscape,
     probe_gradient_step,
     summarize_landscape,
 )
-from bn_utils.plotting import plot_landscape  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,14 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import bn_utils as bu  # noqa: E402
-from bn_utils.layer_dynamics import (  # noqa: E402
+from bn_utils.experiments.layer_dynamics import (  # noqa: E402
     DYNAMICS_QUANTITIES,
     class_contrast,
     layer_dynamics,
     mean_cosine_similarity,
+    plot_dynamics_profile,
+    plot_layer_dynamics,
 )
-from bn_utils.plotting import plot_dynamics_profile, plot_layer_dynamics  # noqa: E402
 from bn_utils.stacked import train_stacked  # noqa: E402
 
 SMALL = dict(depth=3, width=16, seeds=(0, 1), record_at=(0, 1, 2, 5), probe_size=64)

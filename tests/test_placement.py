@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import bn_utils as bu
-from bn_utils.placement import PlacementStudy, placement_study
+from bn_utils.experiments.placement import PlacementStudy, placement_study
 from bn_utils.training import History
 
 

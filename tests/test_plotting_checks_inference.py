@@ -19,18 +19,9 @@ from bn_utils import (
     max_abs_error,
     running_stats_trace,
 )  # noqa: E402
-from bn_utils.inference import class_sorted
-from bn_utils.plotting import (
-    NORM_COLORS,
-    color_for,
-    plot_band,
-    plot_histories,
-    plot_mode_accuracy,  # noqa: E402
-    plot_placement,
-    plot_running_stats,
-    save_figure,
-    use_house_style,
-)
+from bn_utils.experiments.inference import class_sorted, plot_mode_accuracy, plot_running_stats
+from bn_utils.experiments.placement import plot_placement
+from bn_utils.style import NORM_COLORS, color_for, plot_band, plot_histories, save_figure, use_house_style
 from bn_utils.training import History  # noqa: E402
 
 
@@ -212,7 +203,7 @@ def test_plot_mode_accuracy_groups_the_orders():
 
 
 def test_plot_placement_draws_curves_speed_and_final_accuracy():
-    from bn_utils.placement import PlacementStudy
+    from bn_utils.experiments.placement import PlacementStudy
 
     def history(accs, diverged=False):
         return History(eval_steps=[0, 5, 10], test_acc=accs, diverged_at=7 if diverged else None)
@@ -251,7 +242,7 @@ def test_plot_running_stats_and_mode_accuracy():
 
 
 def test_running_stats_explorer_redraws_what_the_sliders_say(shown_figures):
-    from bn_utils.widgets import running_stats_explorer
+    from bn_utils.experiments.inference import running_stats_explorer
 
     explorer = running_stats_explorer()
     drawn = len(shown_figures)

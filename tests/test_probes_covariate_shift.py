@@ -7,8 +7,13 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from bn_utils import ActivationProbe, NoisyBatchNorm, drift_ratio, load_digits, make_mlp  # noqa: E402
-from bn_utils.covariate_shift import covariate_shift_run, gradient_shift, ioffe_mlp, summarize_runs  # noqa: E402
-from bn_utils.plotting import plot_percentiles  # noqa: E402
+from bn_utils.experiments.covariate_shift import (  # noqa: E402
+    covariate_shift_run,
+    gradient_shift,
+    ioffe_mlp,
+    plot_percentiles,
+    summarize_runs,
+)
 from bn_utils.probes import ActivationRecord, jitter_ratio  # noqa: E402
 
 
@@ -117,7 +122,7 @@ def test_covariate_shift_run_records_every_layer_and_summarizes():
 
 
 def test_covariate_shift_explorer_redraws_what_the_controls_say(shown_figures):
-    from bn_utils.widgets import covariate_shift_explorer, precompute_shift_runs
+    from bn_utils.experiments.covariate_shift import covariate_shift_explorer, precompute_shift_runs
 
     runs = precompute_shift_runs(load_digits(), steps=40, noise_levels=(1.0,))
     assert set(runs) == {("none", 0.0), ("batch", 0.0), ("batch", 1.0)}
@@ -142,7 +147,7 @@ def test_paused_probe_neither_records_nor_counts():
 
 
 def test_snapshot_and_layer_bar_plots():
-    from bn_utils.plotting import plot_distribution_snapshots, plot_layer_bars
+    from bn_utils.experiments.covariate_shift import plot_distribution_snapshots, plot_layer_bars
 
     steps = np.array([1, 6, 11])
     record = ActivationRecord(steps, {}, np.array([[0.0], [1.0], [2.0]]), np.array([[1.0], [1.0], [0.5]]))
@@ -159,7 +164,7 @@ def test_snapshot_and_layer_bar_plots():
 
 
 def test_signal_spread_and_saturated_fraction_on_a_known_network():
-    from bn_utils.covariate_shift import activation_inputs, saturated_fraction, signal_spread
+    from bn_utils.experiments.covariate_shift import activation_inputs, saturated_fraction, signal_spread
 
     model = make_mlp(2, 2, depth=1, width=3, activation="sigmoid")
     with torch.no_grad():
@@ -176,7 +181,7 @@ def test_signal_spread_and_saturated_fraction_on_a_known_network():
 
 
 def test_signal_spread_after_bn_is_one_and_leaves_the_model_alone():
-    from bn_utils.covariate_shift import saturated_fraction, signal_spread
+    from bn_utils.experiments.covariate_shift import saturated_fraction, signal_spread
 
     torch.manual_seed(0)
     model = ioffe_mlp("batch")
@@ -190,7 +195,7 @@ def test_signal_spread_after_bn_is_one_and_leaves_the_model_alone():
 
 
 def test_signal_measures_check_their_arguments():
-    from bn_utils.covariate_shift import activation_inputs, saturated_fraction
+    from bn_utils.experiments.covariate_shift import activation_inputs, saturated_fraction
 
     model = ioffe_mlp("none")
     with pytest.raises(ValueError, match="at least 2 flat examples"):
@@ -217,7 +222,7 @@ def test_ioffe_mlp_initialisations():
 
 
 def test_gradient_shift_at_a_relative_step_is_the_sgd_step_of_that_size():
-    from bn_utils.covariate_shift import lower_step_size
+    from bn_utils.experiments.covariate_shift import lower_step_size
     from bn_utils.training import loss_and_gradients
 
     torch.manual_seed(0)

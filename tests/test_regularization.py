@@ -8,19 +8,22 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import bn_utils as bu  # noqa: E402
-from bn_utils.layers import GhostBatchNorm  # noqa: E402
-from bn_utils.plotting import plot_batch_noise, plot_estimates, plot_generalization, plot_histories  # noqa: E402
-from bn_utils.regularization import (  # noqa: E402
+from bn_utils.experiments.regularization import (  # noqa: E402
     Estimate,
     RegularizationResult,
     Setting,
     batch_noise,
     explicit_regularizers,
     normalized_in_random_batches,
+    plot_batch_noise,
+    plot_estimates,
+    plot_generalization,
     regularization_study,
     strength_grid,
     validation_split,
 )
+from bn_utils.layers import GhostBatchNorm  # noqa: E402
+from bn_utils.style import plot_histories
 
 
 def test_ghost_batch_norm_normalizes_each_chunk_and_updates_running_stats_per_chunk():
@@ -104,7 +107,7 @@ def test_regularization_study_reports_per_seed_and_means(digits):
 
 def test_plot_batch_noise_and_explorer(digits, shown_figures):
 
-    from bn_utils.widgets import batch_noise_explorer
+    from bn_utils.experiments.regularization import batch_noise_explorer
 
     ax = plot_batch_noise({8: 0.4, 32: 0.2})
     assert (

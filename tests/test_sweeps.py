@@ -5,8 +5,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import bn_utils as bu  # noqa: E402
-from bn_utils.plotting import plot_sweep  # noqa: E402
-from bn_utils.sweeps import Sweep, init_scale_sweep, lr_sweep, run_sweep  # noqa: E402
+from bn_utils.experiments.sweeps import Sweep, init_scale_sweep, lr_sweep, plot_sweep, run_sweep  # noqa: E402
 
 
 def history(test_acc, *, diverged_at=None, every=10, loss=1.0):
@@ -128,7 +127,7 @@ def test_plot_sweep_marks_divergence_and_stable_lr(sweep):
 
 
 def test_sweep_explorer_redraws_what_the_controls_say(sweep, shown_figures):
-    from bn_utils.widgets import sweep_explorer
+    from bn_utils.experiments.sweeps import sweep_explorer
 
     explorer = sweep_explorer(sweep)
     lr, batch_norm = explorer.children[0], explorer.children[1]

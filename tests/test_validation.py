@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 import bn_utils as bu
-from bn_utils import covariate_shift, initialization, landscape, regularization, stacked, sweeps
+from bn_utils import stacked
 from bn_utils.data import Dataset
+from bn_utils.experiments import covariate_shift, initialization, landscape, regularization, sweeps
 from bn_utils.probes import ActivationRecord
 
 NAN, INF = math.nan, math.inf

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import bn_utils as bu
-from bn_utils.weight_norms import WeightNormTrace, plot_effective_lr_trace, track_weight_norms
+from bn_utils.experiments.weight_norms import WeightNormTrace, plot_effective_lr_trace, track_weight_norms
 
 
 def test_sgd_step_grows_a_scale_invariant_weight_by_exactly_lr2_g2(digits):

@@ -21,18 +21,20 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
 
-from . import _validate as valid
-from .data import Dataset
-from .models import make_mlp
-from .probes import ActivationProbe, ActivationRecord, drift_ratio, jitter_ratio
-from .training import History, get_device, loss_and_gradients, seed_everything, train
+from .. import _validate as valid
+from ..data import Dataset
+from ..models import make_mlp
+from ..probes import ActivationProbe, ActivationRecord, drift_ratio, jitter_ratio
+from ..style import CYCLE, PALETTE, color_for
+from ..training import History, get_device, loss_and_gradients, seed_everything, train
 
 __all__ = [
     "ShiftRun",
@@ -44,6 +46,11 @@ __all__ = [
     "lower_step_size",
     "covariate_shift_run",
     "summarize_runs",
+    "plot_percentiles",
+    "plot_distribution_snapshots",
+    "plot_layer_bars",
+    "precompute_shift_runs",
+    "covariate_shift_explorer",
 ]
 
 
@@ -342,3 +349,110 @@ def summarize_runs(runs: Sequence[ShiftRun], *, accuracy: float = 0.9, loss: flo
         "jitter_min": float(jitter.min()),
         "jitter_max": float(jitter.max()),
     }
+
+
+def plot_percentiles(record, *, unit: int = 0, ax=None, color: str | None = None, title: str | None = None):
+    """The 15th, 50th and 85th percentiles of one unit's input over training, as in Figure 1
+    (b, c) of the BN paper, from a :class:`bn_utils.probes.ActivationRecord`; returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    color = color or PALETTE["blue"]
+    low, mid, high = (record.percentiles[p][:, unit] for p in (15, 50, 85))
+    ax.fill_between(record.steps, low, high, color=color, alpha=0.25, linewidth=0, label="15th to 85th")
+    ax.plot(record.steps, mid, color=color, label="median (50th)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"input to sigmoid unit {unit}")
+    ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_distribution_snapshots(record, *, unit: int = 0, at: Sequence[int] = (0, -1), ax=None):
+    """One unit's input distribution at a few recorded moments, drawn as Gaussians with the
+    recorded mean and standard deviation (``at`` indexes the records); returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    means, stds = record.mean[list(at), unit], record.std[list(at), unit]
+    grid = np.linspace((means - 3 * stds).min(), (means + 3 * stds).max(), 300)
+    for i, (index, mu, sd) in enumerate(zip(at, means, stds, strict=True)):
+        density = np.exp(-0.5 * ((grid - mu) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
+        ax.plot(grid, density, color=CYCLE[i % len(CYCLE)], label=f"after {record.steps[index]} steps")
+        ax.fill_between(grid, density, color=CYCLE[i % len(CYCLE)], alpha=0.15, linewidth=0)
+    ax.set_xlabel(f"input to unit {unit}")
+    ax.set_ylabel("density (Gaussian fit)")
+    ax.legend()
+    return ax
+
+
+def plot_layer_bars(values: Mapping[str, np.ndarray], *, ax=None, ylabel: str = "", layer_names=None):
+    """Grouped bars: one group per layer, one bar per label; ``values[label]`` is an array
+    (runs, layers) whose mean is the bar and std the error bar; returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    width = 0.8 / len(values)
+    for i, (label, array) in enumerate(values.items()):
+        array = np.atleast_2d(array)
+        x = np.arange(array.shape[1]) + (i - (len(values) - 1) / 2) * width
+        ax.bar(x, array.mean(0), width, yerr=array.std(0), capsize=3, color=color_for(label, i), label=label)
+    layers = array.shape[1]
+    ax.set_xticks(range(layers), layer_names or [f"layer {k + 1}" for k in range(layers)])
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    return ax
+
+
+def precompute_shift_runs(data, *, seed: int = 0, steps: int = 600, noise_levels=(0.5, 1.0, 2.0)) -> dict:
+    """One run per setting for :func:`covariate_shift_explorer`: plain, BN, and noisy BN at
+    each noise level (shift up to +/- level, scale between 1/(1+level) and 1+level)."""
+
+    runs = {
+        ("none", 0.0): covariate_shift_run("none", data, seed=seed, steps=steps, ics_every=None),
+        ("batch", 0.0): covariate_shift_run("batch", data, seed=seed, steps=steps, ics_every=None),
+    }
+    for level in noise_levels:
+        runs[("batch", level)] = covariate_shift_run(
+            "batch_noisy",
+            data,
+            seed=seed,
+            steps=steps,
+            ics_every=None,
+            norm_kwargs={"max_shift": level, "max_scale": 1 + level},
+        )
+    return runs
+
+
+def _draw_shift(runs: dict, layer: int, batch_norm: bool, noise: float, unit: int = 0):
+    key = ("batch", noise) if batch_norm else ("none", 0.0)
+    run, plain = runs[key], runs[("none", 0.0)]
+    label = "plain" if not batch_norm else ("BN" if noise == 0 else f"noisy BN (level {noise:g})")
+    color = color_for("none" if not batch_norm else ("batch" if noise == 0 else "batch_noisy"))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    plot_percentiles(
+        run.records[layer - 1], unit=unit, ax=left, color=color, title=f"{label}, hidden layer {layer}, unit {unit}"
+    )
+    for name, r, c in (("plain", plain, PALETTE["vermillion"]), (label, run, color)):
+        right.plot(r.history.eval_steps, r.history.test_acc, color=c, label=name)
+    right.set_xlabel("training step")
+    right.set_ylabel("test accuracy")
+    right.legend(loc="lower right")
+    right.set_title(
+        f"drift {run.drift(layer - 1):.2f}, jitter {run.jitter(layer - 1):.3f} (median over units)", fontsize=10
+    )
+    plt.show()
+
+
+def covariate_shift_explorer(runs: dict):
+    """Choose the hidden layer, BN on/off and the noise level; the percentile plot and the test
+    accuracy redraw from ``runs`` (see :func:`precompute_shift_runs`), with no training."""
+    import ipywidgets as widgets
+
+    levels = sorted({level for _, level in runs})
+    return widgets.interactive(
+        _draw_shift,
+        runs=widgets.fixed(runs),
+        layer=widgets.Dropdown(options=[1, 2, 3], value=3, description="hidden layer"),
+        batch_norm=widgets.Checkbox(value=True, description="batch norm"),
+        noise=widgets.SelectionSlider(options=levels, value=levels[0], description="noise level"),
+        unit=widgets.IntSlider(value=0, min=0, max=99, description="unit"),
+    )

@@ -17,17 +17,21 @@ each step size eta, look at the loss and the gradient at w - eta g:
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import matplotlib as mpl
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
 
-from . import _validate as valid
-from .data import Dataset
-from .stacked import StackedMLP, train_stacked
-from .training import History, get_device, loss_and_gradients, seed_everything
+from .. import _validate as valid
+from ..data import Dataset
+from ..models import make_mlp
+from ..stacked import StackedMLP, train_stacked
+from ..style import color_for, plot_band
+from ..training import History, get_device, loss_and_gradients, seed_everything
 
 __all__ = [
     "StepProbe",
@@ -37,6 +41,11 @@ __all__ = [
     "summarize_landscape",
     "beta_by_step_size",
     "plot_beta_by_step_size",
+    "gradient_scaled_landscape",
+    "landscape_at_step",
+    "beta_per_seed",
+    "plot_landscape",
+    "LANDSCAPE_LABELS",
 ]
 
 
@@ -167,7 +176,6 @@ def landscape_run(
     """Train a ``depth`` x ``width`` ReLU MLP (He init) with SGD at ``lr``, one per seed, and every
     ``probe_every`` steps (and at step 0) probe each one with :func:`probe_gradient_step` on a fixed
     batch of ``probe_batch`` training examples, at step sizes ``lr * step_multiples``."""
-    from .models import make_mlp
 
     valid.check_dataset("data", data)
     seeds = valid.check_seeds("seeds", seeds)
@@ -286,7 +294,6 @@ def plot_beta_by_step_size(runs: dict[str, LandscapeRun], ax=None, title: str | 
     if not runs:
         raise ValueError("need at least one run to plot")
     ax = ax if ax is not None else plt.subplots(figsize=(5, 3.6))[1]
-    from .plotting import color_for
 
     for i, (label, run) in enumerate(runs.items()):
         summary = beta_by_step_size(run, after=after)
@@ -307,4 +314,39 @@ def plot_beta_by_step_size(runs: dict[str, LandscapeRun], ax=None, title: str | 
     ax.set_ylabel("‖g − g′‖ / ‖η g‖")
     ax.set_title(title or "effective β-smoothness by step size")
     ax.legend()
+    return ax
+
+
+LANDSCAPE_LABELS = {
+    "loss_range": "loss range along the gradient",
+    "gradient_change": "‖∇L(w) − ∇L(w − η∇L)‖",
+    "beta_smoothness": "effective β-smoothness",
+}
+
+
+def plot_landscape(runs: Mapping[str, object], measure: str = "loss_range", *, ax=None, title: str | None = None):
+    """A landscape measure over training, one band per entry of ``runs`` (label ->
+    :class:`bn_utils.experiments.landscape.LandscapeRun`). ``loss_range`` and ``beta_smoothness``: mean
+    and range over seeds; ``gradient_change``: the range over step sizes (as in Santurkar et al.'s
+    Figure 4b), averaged over seeds. Log scale; returns the axes."""
+    if measure not in LANDSCAPE_LABELS:
+        raise ValueError(f"unknown measure {measure!r}; valid names are: {', '.join(sorted(LANDSCAPE_LABELS))}")
+    if ax is None:
+        _, ax = plt.subplots()
+    for i, (label, run) in enumerate(runs.items()):
+        color = color_for(run.norm, i)
+        steps = np.asarray(run.probe_steps)
+        if measure == "gradient_change":
+            low, high = run.gradient_change_band()
+            ax.fill_between(steps, low, high, color=color, alpha=0.3, linewidth=0)
+            ax.plot(steps, high, color=color, label=f"{label} (n={len(run.probes)})")
+        else:
+            plot_band(ax, steps, run.measure(measure), label=label, color=color, band="minmax")
+    ax.set_yscale("log")
+    ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())  # label the decades only
+    ax.set_xlabel("training step")
+    ax.set_ylabel(LANDSCAPE_LABELS[measure])
+    ax.legend()
+    if title:
+        ax.set_title(title)
     return ax

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import Dataset
-from .models import make_mlp
-from .training import get_device, seed_everything, train
+from ..data import Dataset
+from ..models import make_mlp
+from ..style import color_for
+from ..training import get_device, seed_everything, train
 
 __all__ = ["WeightNormTrace", "track_weight_norms", "plot_effective_lr_trace"]
 
@@ -139,8 +140,6 @@ def track_weight_norms(
 def plot_effective_lr_trace(traces: Sequence[WeightNormTrace], ax=None, title: str | None = None):
     """Median (over seeds and layers) effective learning rate lr / ||w_t||^2 against the step, one line per trace."""
     import matplotlib.pyplot as plt
-
-    from .plotting import color_for
 
     if not traces:
         raise ValueError("need at least one trace")

@@ -15,14 +15,16 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from . import _validate as valid
-from .data import Dataset
-from .models import NORM_LAYERS, make_mlp
-from .stacked import train_stacked
-from .training import History, get_device, seed_everything
+from .. import _validate as valid
+from ..data import Dataset
+from ..models import NORM_LAYERS, make_mlp
+from ..stacked import train_stacked
+from ..style import CYCLE, PALETTE, color_for
+from ..training import History, get_device, seed_everything
 
 __all__ = [
     "first_layer_inputs",
@@ -39,6 +41,10 @@ __all__ = [
     "WEIGHT_DECAY",
     "explicit_regularizers",
     "strength_grid",
+    "plot_batch_noise",
+    "plot_generalization",
+    "plot_estimates",
+    "batch_noise_explorer",
 ]
 
 
@@ -419,3 +425,134 @@ def strength_grid(
         configs.update({f"{name}, dropout {p:g}": Setting(norm, dropout=p) for p in dropouts})
         configs.update({f"{name}, L2 {wd:g}": Setting(norm, weight_decay=wd) for wd in weight_decays})
     return configs
+
+
+def plot_batch_noise(noise: Mapping[int, float], *, ax=None, title: str | None = None):
+    """BN's batch noise against the batch size (from :func:`bn_utils.experiments.regularization.batch_noise`),
+    log-log, with the Gaussian prediction sqrt(1.5 / batch size) dashed. Returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    sizes = np.array(sorted(noise))
+    ax.plot(sizes, [noise[s] for s in sizes], marker="o", color=color_for("batch"), label="measured (digits)")
+    ax.plot(
+        sizes, np.sqrt(1.5 / sizes), color=PALETTE["black"], linestyle="--", linewidth=1, label="sqrt(1.5 / batch size)"
+    )
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("std of an example's BN output")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_generalization(result, *, ax=None, title: str | None = None):
+    """Per configuration of a :class:`bn_utils.experiments.regularization.RegularizationResult`, the final
+    generalization gap (train minus test accuracy, in points; bar: mean, error bar: standard
+    deviation over seeds, in the colour of the configuration's norm), with the mean test accuracy
+    written on each bar. Returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    labels = list(result.histories)
+    gaps = [result.spread(label, "gap") for label in labels]
+    bars = ax.bar(
+        range(len(labels)),
+        [100 * g.mean for g in gaps],
+        yerr=[100 * g.std for g in gaps],
+        capsize=4,
+        color=[color_for(result.norms.get(label, label), i) for i, label in enumerate(labels)],
+    )
+    for bar, label in zip(bars, labels, strict=True):
+        ax.annotate(
+            f"test {100 * result.spread(label, 'test_acc').mean:.1f}%",
+            (bar.get_x() + bar.get_width() / 2, 0),
+            xytext=(0, 4),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+            color="white",
+            rotation=90,
+            va="bottom",
+        )
+    ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
+    ax.set_ylabel("train − test accuracy (points)")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_estimates(
+    estimates: Mapping[str, object],
+    *,
+    ax=None,
+    colors: Mapping[str, str] | None = None,
+    scale: float = 100,
+    ylabel: str = "",
+    zero_line: bool = False,
+    title: str | None = None,
+):
+    """Per entry of ``estimates`` (label -> :class:`bn_utils.experiments.regularization.Estimate`), one dot per
+    seed, the mean (a bar across) and its confidence interval (error bar), times ``scale``;
+    ``colors`` maps labels to colours, ``zero_line`` draws y = 0. Returns the axes."""
+    if not estimates:
+        raise ValueError("plot_estimates needs at least one estimate")
+    if ax is None:
+        _, ax = plt.subplots()
+    offsets = np.linspace(-0.15, 0.15, max(len(e.values) for e in estimates.values()))
+    for i, (label, estimate) in enumerate(estimates.items()):
+        color = (colors or {}).get(label, CYCLE[i % len(CYCLE)])
+        values = scale * np.asarray(estimate.values)
+        ax.scatter(i + offsets[: len(values)], values, s=14, color=color, alpha=0.6, linewidths=0)
+        low, high = estimate.interval
+        mean = scale * estimate.mean
+        ax.errorbar(
+            i, mean, yerr=[[mean - scale * low], [scale * high - mean]], fmt="_", markersize=22, capsize=6, color=color
+        )
+    if zero_line:
+        ax.axhline(0, color="0.5", linewidth=1, linestyle="--")
+    ax.set_xticks(range(len(estimates)), list(estimates), rotation=20, ha="right")
+    ax.set_xlim(-0.6, len(estimates) - 0.4)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def _draw_noise(inputs, batch_size: int, example: int, unit: int, draws: int = 300):
+    import torch
+
+    fixed, pool = inputs[example : example + 1], torch.cat([inputs[:example], inputs[example + 1 :]])
+    values = normalized_in_random_batches(
+        fixed, pool, batch_size, draws=draws, generator=torch.Generator().manual_seed(0)
+    )[:, 0, unit].numpy()
+    reference = normalized_in_random_batches(
+        fixed, pool, len(pool) + 1, draws=1, generator=torch.Generator().manual_seed(0)
+    )[0, 0, unit].item()
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    ax.hist(values, bins=30, color=PALETTE["blue"], alpha=0.8)
+    ax.axvline(
+        reference, color=PALETTE["black"], linestyle="--", linewidth=1.5, label="normalized with the whole training set"
+    )
+    ax.set_xlabel(f"BN output of example {example}, unit {unit}")
+    ax.set_ylabel(f"count ({draws} random batches)")
+    ax.set_title(f"batch size {batch_size}: std {values.std():.3f} around {values.mean():.2f}", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    plt.show()
+    return values
+
+
+def batch_noise_explorer(data):
+    """A batch-size slider (and the example and unit): the histogram of one example's BN output
+    over 300 random batches, against its value when normalized with the whole training set."""
+    import ipywidgets as widgets
+
+    inputs = first_layer_inputs(data)
+    return widgets.interactive(
+        _draw_noise,
+        inputs=widgets.fixed(inputs),
+        batch_size=widgets.SelectionSlider(options=[2, 4, 8, 16, 32, 64, 128, 256], value=16, description="batch size"),
+        example=widgets.IntSlider(value=0, min=0, max=len(inputs) - 1, description="example"),
+        unit=widgets.IntSlider(value=0, min=0, max=inputs.shape[1] - 1, description="unit"),
+        draws=widgets.fixed(300),
+    )

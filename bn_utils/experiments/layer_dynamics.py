@@ -25,17 +25,20 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import matplotlib as mpl
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .data import Dataset, batch_indices
-from .models import make_mlp
-from .stacked import StackedMLP, evaluate_stacked
-from .training import get_device, seed_everything
+from ..data import Dataset, batch_indices
+from ..models import make_mlp
+from ..stacked import StackedMLP, evaluate_stacked
+from ..style import color_for
+from ..training import get_device, seed_everything
 
 __all__ = [
     "RECORD_STEPS",
@@ -44,6 +47,8 @@ __all__ = [
     "layer_dynamics",
     "mean_cosine_similarity",
     "class_contrast",
+    "plot_layer_dynamics",
+    "plot_dynamics_profile",
 ]
 
 # Dense where things change fast (the first steps), sparse after.
@@ -216,7 +221,7 @@ def layer_dynamics(
 ) -> LayerDynamics:
     """Train a ``depth`` x ``width`` MLP (He initialisation; BN before each activation when
     ``norm`` is ``"batch"``) with SGD at learning rate ``lr`` on batches of ``batch_size``, one
-    run per seed (the weights and batch order of :func:`bn_utils.sweeps.depth_sweep`'s run with that
+    run per seed (the weights and batch order of :func:`bn_utils.experiments.sweeps.depth_sweep`'s run with that
     seed), for ``steps`` updates (default: the last of ``record_at``); record the per-layer
     measurements of :class:`LayerDynamics` before the update of each step in ``record_at``.
 
@@ -328,3 +333,101 @@ def layer_dynamics(
         hold_weight_norm=hold_weight_norm,
         relative_step=relative_step,
     )
+
+
+_DYNAMICS_EXTRA = {"gradient_ratio": "gradient norm, first / last hidden layer"}
+
+
+def _run_colors(runs: Mapping[str, object]) -> list[str]:
+    """A norm's colour for a run whose norm no other run has; house colours otherwise."""
+    norms = [run.norm for run in runs.values()]
+    return [color_for(norm if norms.count(norm) == 1 else "", i) for i, norm in enumerate(norms)]
+
+
+def _dynamics_label(quantity: str) -> str:
+
+    labels = {**DYNAMICS_QUANTITIES, **_DYNAMICS_EXTRA}
+    if quantity not in labels:
+        raise ValueError(f"unknown quantity {quantity!r}; valid names are: {', '.join(labels)}")
+    return labels[quantity]
+
+
+def plot_layer_dynamics(
+    runs: Mapping[str, object],
+    quantity: str = "gradient_ratio",
+    *,
+    layers: Sequence[int] = (0, -1),
+    ax=None,
+    title: str | None = None,
+):
+    """A quantity over the recorded training steps, one line per entry of ``runs`` (label ->
+    :class:`bn_utils.experiments.layer_dynamics.LayerDynamics`) and, for a per-layer quantity, per hidden layer
+    in ``layers`` (0-based, negative from the end; first solid, the others dashed and dotted):
+    median over seeds, shaded range. ``gradient_ratio`` is the first over the last hidden layer's
+    gradient norm. Steps on a symmetric-log axis, so that step 0 shows; log vertical axis except
+    for the weight growth and the representation measures. Returns the axes."""
+    ylabel = _dynamics_label(quantity)
+    if ax is None:
+        _, ax = plt.subplots()
+    styles = ["-", "--", ":", "-."]
+    for color, (label, run) in zip(_run_colors(runs), runs.items(), strict=True):
+        steps = np.asarray(run.steps)
+        if quantity == "gradient_ratio":
+            series = [(label, run.gradient_ratio)]
+        else:
+            values = run.quantity(quantity)
+            series = []
+            for layer in layers:
+                if not -run.depth <= layer < run.depth:
+                    raise ValueError(f"layer {layer} out of range for {run.depth} hidden layers")
+                series.append((f"{label}, layer {layer % run.depth + 1}", values[..., layer]))
+        for j, (name, v) in enumerate(series):
+            ax.plot(
+                steps,
+                np.median(v, axis=0),
+                color=color,
+                linestyle=styles[j % len(styles)],
+                marker="o",
+                markersize=3,
+                label=f"{name} (n={len(v)})",
+            )
+            ax.fill_between(steps, v.min(0), v.max(0), color=color, alpha=0.15, linewidth=0)
+    ax.set_xscale("symlog", linthresh=1)
+    last = max(max(run.steps) for run in runs.values())
+    ticks = [0] + [m * 10**e for e in range(6) for m in (1, 2, 5) if m * 10**e <= last]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
+    if quantity not in ("similarity", "class_contrast", "weight_growth"):
+        ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_dynamics_profile(
+    runs: Mapping[str, object], quantity: str = "class_contrast", *, step: int = 0, ax=None, title: str | None = None
+):
+    """A per-layer quantity against the hidden layer at one recorded ``step``, one line per
+    entry of ``runs`` (label -> :class:`bn_utils.experiments.layer_dynamics.LayerDynamics`): median over
+    seeds, shaded range. Log vertical axis except for the representation measures. Returns the axes."""
+    ylabel = _dynamics_label(quantity)
+    if quantity == "gradient_ratio":
+        raise ValueError("gradient_ratio is one number per step; plot it with plot_layer_dynamics")
+    if ax is None:
+        _, ax = plt.subplots()
+    for color, (label, run) in zip(_run_colors(runs), runs.items(), strict=True):
+        values = run.quantity(quantity)[:, run.at(step)]
+        layers = np.arange(1, run.depth + 1)
+        ax.plot(layers, np.median(values, 0), color=color, marker="o", markersize=3, label=f"{label} (n={len(values)})")
+        ax.fill_between(layers, values.min(0), values.max(0), color=color, alpha=0.15, linewidth=0)
+    if quantity not in ("similarity", "class_contrast"):
+        ax.set_yscale("log")
+    ax.set_xlabel("hidden layer")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax

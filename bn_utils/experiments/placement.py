@@ -13,14 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import matplotlib.pyplot as plt
 import numpy as np
 
-from .data import Dataset
-from .models import NORM_POSITIONS, make_mlp
-from .stacked import train_stacked
-from .training import History, get_device, seed_everything
+from ..data import Dataset
+from ..models import NORM_POSITIONS, make_mlp
+from ..stacked import train_stacked
+from ..style import NORM_COLORS, PALETTE, plot_band
+from ..training import History, get_device, seed_everything, stack_metric
 
-__all__ = ["PLACEMENT_LABELS", "PlacementStudy", "placement_study"]
+__all__ = ["PLACEMENT_LABELS", "PlacementStudy", "placement_study", "plot_placement"]
 
 PLACEMENT_LABELS = {"before": "BN before ReLU (the paper)", "after": "BN after ReLU"}
 
@@ -129,3 +131,44 @@ def placement_study(
         )
         histories[position] = [flat[i * len(seeds) : (i + 1) * len(seeds)] for i in range(len(lrs))]
     return PlacementStudy(lrs, seeds, histories, target)
+
+
+def plot_placement(study, *, axes=None, lr: float | None = None):
+    """Three panels from a :class:`bn_utils.experiments.placement.PlacementStudy`: test accuracy over
+    training at ``lr`` (default: the study's first learning rate), the steps to the target
+    accuracy against the learning rate (median line, one dot per seed) and the final test
+    accuracy against the learning rate (the same). Returns the axes."""
+
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
+    if len(axes) != 3:
+        raise ValueError(f"plot_placement draws three panels; got {len(axes)} axes")
+    lr = study.lrs[0] if lr is None else lr
+    colors = {"before": NORM_COLORS["batch"], "after": PALETTE["orange"]}
+    curves, speed, final = axes
+    for position, label in PLACEMENT_LABELS.items():
+        steps, values = stack_metric(study.runs(position, lr), "test_acc")
+        plot_band(curves, steps, 100 * values, label=label, color=colors[position])
+        nudge = 0.96 if position == "before" else 1.04  # side by side, not on top of each other
+        for ax, values, scale in (
+            (speed, study.steps_to_target(position), 1),
+            (final, study.final_accuracy(position), 100),
+        ):
+            medians = np.median(values, axis=1)  # never reached (inf) or diverged (NaN): not drawn
+            medians, values = (np.where(np.isfinite(v), v, np.nan) for v in (medians, values))
+            ax.plot(study.lrs, scale * medians, color=colors[position], marker="o", label=label)
+            for lr_value, row in zip(study.lrs, values, strict=True):
+                ax.plot([lr_value * nudge] * len(row), scale * row, ".", color=colors[position], alpha=0.5)
+    curves.axhline(100 * study.target, color="grey", linestyle=":", linewidth=1.5)
+    curves.set(xlabel="training step", ylabel="test accuracy (%)", title=f"learning rate {lr:g}")
+    curves.set_ylim(max(0.0, curves.get_ylim()[0]), 100)
+    curves.legend(loc="lower right")
+    for ax in (speed, final):
+        ax.set_xscale("log")
+        ax.set_xticks(study.lrs, [f"{v:g}" for v in study.lrs])
+        ax.minorticks_off()
+        ax.set_xlabel("learning rate")
+    speed.set(ylabel=f"steps to {100 * study.target:g}% test accuracy", title="speed (median and seeds)")
+    speed.set_ylim(0, None)
+    final.set(ylabel="final test accuracy (%)", title="end of training (median and seeds)")
+    return axes

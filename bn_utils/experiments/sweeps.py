@@ -13,13 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import matplotlib as mpl
+import matplotlib.pyplot as plt
 import numpy as np
 
-from . import _validate as valid
-from .data import Dataset
-from .models import NORM_LAYERS, make_mlp
-from .stacked import evaluate_stacked, train_stacked
-from .training import History, get_device, seed_everything
+from .. import _validate as valid
+from ..data import Dataset
+from ..models import NORM_LAYERS, make_mlp
+from ..stacked import evaluate_stacked, train_stacked
+from ..style import NORM_LABELS, PALETTE, color_for, plot_histories
+from ..training import History, get_device, seed_everything
 
 __all__ = [
     "LR_GRID",
@@ -31,6 +34,9 @@ __all__ = [
     "lr_sweep",
     "init_scale_sweep",
     "depth_sweep",
+    "plot_sweep",
+    "sweep_explorer",
+    "SWEEP_LABELS",
 ]
 
 # 1-3-10 steps from 1e-3 to 10: nine learning rates, about half a decade apart.
@@ -325,3 +331,130 @@ def depth_sweep(data: Dataset, *, depths: Sequence[int] = DEPTH_GRID, **kwargs) 
     """:func:`run_sweep` over the number of hidden layers (default: ``DEPTH_GRID``) at He
     initialisation and a fixed learning rate (``lr``, default 0.1)."""
     return run_sweep(data, "depth", depths, **kwargs)
+
+
+SWEEP_LABELS = {
+    "loss": "final training loss (last epoch)",
+    "test_acc": "final test accuracy",
+    "test_loss": "final test loss",
+}
+
+
+def _reserve_top(ax, fraction: float) -> None:
+    """Raise the top of the y axis so the current data span only the lower ``fraction``."""
+    low, high = ax.get_ylim()
+    if ax.get_yscale() == "log":
+        ax.set_ylim(low, 10 ** (np.log10(low) + (np.log10(high) - np.log10(low)) / fraction))
+    else:
+        ax.set_ylim(low, low + (high - low) / fraction)
+
+
+def plot_sweep(sweep, metric: str = "test_acc", *, ax=None, title: str | None = None, mark: str = "largest"):
+    """Final ``metric`` against the swept setting, one line per norm (mean +/- std over the
+    seeds that did not diverge), from a :class:`bn_utils.experiments.sweeps.Sweep`. Each value at which
+    some seed diverged gets a cross at the top, labelled with how many. Dotted lines mark, per
+    norm, the largest value at which every seed trains (``mark="largest"``) or both ends of
+    the range in which every seed trains (``mark="range"``). Returns the axes."""
+    if mark not in ("largest", "range"):
+        raise ValueError(f"mark must be 'largest' or 'range', got {mark!r}")
+    if ax is None:
+        _, ax = plt.subplots()
+    values = np.asarray(sweep.values)
+    ax.set_xscale("log")
+    if metric.endswith("loss"):
+        ax.set_yscale("log")
+    for i, norm in enumerate(sweep.norms):
+        final = sweep.final(norm, metric)
+        alive = ~np.all(np.isnan(final), axis=1)
+        with np.errstate(invalid="ignore"):
+            mean, std = np.nanmean(final[alive], axis=1), np.nanstd(final[alive], axis=1)
+        label = NORM_LABELS.get(norm, norm)
+        ax.errorbar(
+            values[alive],
+            mean,
+            yerr=std,
+            color=color_for(norm, i),
+            marker="o",
+            capsize=3,
+            label=f"{label} (n={len(sweep.seeds)})",
+        )
+    _reserve_top(ax, 0.8)  # the data keep the lower 80%; the crosses get the strip above
+    crosses = mpl.transforms.blended_transform_factory(ax.transData, ax.transAxes)
+    for i, norm in enumerate(sweep.norms):
+        color, label = color_for(norm, i), NORM_LABELS.get(norm, norm)
+        for value, count in zip(values, sweep.diverged(norm).sum(axis=1), strict=True):
+            if count:
+                y = 0.94 - 0.08 * i
+                ax.plot(value, y, marker="x", markersize=9, mew=2.5, color=color, transform=crosses)
+                ax.annotate(
+                    f"{count}/{len(sweep.seeds)}",
+                    (value, y),
+                    xycoords=crosses,
+                    xytext=(7, -4),
+                    textcoords="offset points",
+                    fontsize=8,
+                    color=color,
+                )
+        stable = sweep.stable_values(norm)
+        if not stable:
+            continue
+        if mark == "largest":
+            ax.axvline(
+                max(stable),
+                color=color,
+                linestyle=":",
+                linewidth=1.5,
+                label=f"largest stable {sweep.label}, {label}: {max(stable):g}",
+            )
+        else:
+            low, high = min(stable), max(stable)
+            for edge in {low, high}:
+                ax.axvline(edge, color=color, linestyle=":", linewidth=1.5)
+            span = f"{low:g} to {high:g}" if low != high else f"{low:g} only"
+            ax.plot([], [], color=color, linestyle=":", linewidth=1.5, label=f"every seed trains, {label}: {span}")
+    ax.plot([], [], "kx", mew=2.5, linestyle="none", label="diverged (seeds)")
+    ax.set_xlabel(sweep.label)
+    ax.set_ylabel(SWEEP_LABELS.get(metric, metric))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def _draw_sweep(sweep, value: float, batch_norm: bool):
+    norm = "batch" if batch_norm else "none"
+    runs = sweep.runs(norm, value)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    plot_histories({norm: runs}, "loss", ax=left, title=f"{NORM_LABELS[norm]}, {sweep.label} {value:g}", band="minmax")
+    left.set_yscale("log")
+    plot_histories({norm: runs}, "test_acc", ax=right)
+    right.axhline(sweep.target, color=PALETTE["black"], linestyle="--", linewidth=1)
+    right.set_ylim(0, 1)
+    diverged = sum(h.diverged for h in runs)
+    steps = sweep.median_steps_to_target(norm, value)
+    target = f"{100 * sweep.target:.0f}%"
+    reached = (
+        f"{target} after {steps:.0f} steps (median)" if np.isfinite(steps) else f"median seed never reached {target}"
+    )
+    right.set_title(f"{diverged}/{len(runs)} seeds diverged; {reached}", fontsize=10)
+    plt.show()
+
+
+def sweep_explorer(sweep):
+    """A slider over the swept setting (learning rate or initial weight scale) and a BN switch,
+    over a precomputed :class:`bn_utils.experiments.sweeps.Sweep`: the training-loss and test-accuracy
+    curves (bands over seeds) redraw instantly, with how many seeds diverged and how fast the
+    target came."""
+    import ipywidgets as widgets
+
+    missing = [norm for norm in ("none", "batch") if norm not in sweep.norms]
+    if missing:
+        raise ValueError(f"the explorer needs a sweep of 'none' and 'batch'; this one lacks {missing}")
+    return widgets.interactive(
+        _draw_sweep,
+        sweep=widgets.fixed(sweep),
+        value=widgets.SelectionSlider(
+            options=list(sweep.values), value=sweep.values[len(sweep.values) // 2], description=sweep.label
+        ),
+        batch_norm=widgets.Checkbox(value=True, description="batch norm"),
+    )

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
 
-from . import _validate as valid
-from .data import Dataset
-from .layers import BatchNorm1d
-from .training import get_device, run_seeds
+from .. import _validate as valid
+from ..data import Dataset
+from ..layers import BatchNorm1d
+from ..style import PALETTE
+from ..training import get_device, run_seeds
 
 __all__ = [
     "ORDERS",
@@ -24,6 +26,9 @@ __all__ = [
     "accuracy_in_mode",
     "class_sorted",
     "forgotten_eval_study",
+    "plot_running_stats",
+    "plot_mode_accuracy",
+    "running_stats_explorer",
 ]
 
 # how forgotten_eval_study orders the test set before cutting it into prediction batches, and
@@ -159,3 +164,94 @@ def forgotten_eval_study(
     train_kwargs.setdefault("eval_every", sys.maxsize)
     run_seeds(build_model, data, seeds, device=device, on_trained=measure, **train_kwargs)
     return {key: np.array(values) for key, values in results.items()}
+
+
+def plot_running_stats(trace, *, ax=None, label: str = ""):
+    """The batch means (dots), the running mean (line) and the true mean (dashed) over steps,
+    from a :class:`bn_utils.experiments.inference.RunningStatsTrace`; returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    steps = np.arange(1, len(trace.batch_mean) + 1)
+    ax.plot(steps, trace.batch_mean, ".", color=PALETTE["orange"], alpha=0.5, markersize=4, label="batch mean")
+    ax.plot(steps, trace.running_mean, color=PALETTE["blue"], label=f"running mean{label}")
+    ax.axhline(trace.true_mean, color=PALETTE["black"], linestyle="--", linewidth=1, label="true mean")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("estimate of the channel mean")
+    ax.legend(loc="lower right")
+    return ax
+
+
+def plot_mode_accuracy(
+    results: Mapping[str, np.ndarray], *, ax=None, title: str | None = None, orders: Sequence[str] | None = None
+):
+    """Test accuracy in training mode against the prediction batch size, with the eval-mode
+    accuracy as a reference band; ``results`` as returned by
+    :func:`bn_utils.experiments.inference.forgotten_eval_study`. Bars are mean +/- std over seeds, one
+    group per order of the test set in ``orders`` (default: every order in ``results``)."""
+
+    present = [order for order, prefix in ORDERS.items() if any(k.startswith(prefix + "@") for k in results)]
+    orders = present if orders is None else list(orders)
+    if not orders or any(order not in present for order in orders):
+        raise ValueError(f"orders must be some of {present} (the orders in these results), got {orders}")
+    if ax is None:
+        _, ax = plt.subplots()
+    sizes = list(dict.fromkeys(k.split("@", 1)[1] for k in results if k.split("@", 1)[0] in ORDERS.values()))
+    styles = {
+        "shuffled": (PALETTE["vermillion"], "training mode (forgot model.eval())"),
+        "sorted": (PALETTE["purple"], "training mode, test set sorted by class"),
+    }
+    if len(orders) > 1:
+        styles["shuffled"] = (PALETTE["vermillion"], "training mode, test set shuffled")
+    width = 0.8 / len(orders)
+    for i, order in enumerate(orders):
+        keys = [f"{ORDERS[order]}@{size}" for size in sizes]
+        shown = [j for j, key in enumerate(keys) if key in results]
+        offset = (i - (len(orders) - 1) / 2) * width
+        ax.bar(
+            [j + offset for j in shown],
+            [100 * np.mean(results[keys[j]]) for j in shown],
+            width=width if len(orders) > 1 else 0.8,
+            yerr=[100 * np.std(results[keys[j]]) for j in shown],
+            capsize=4,
+            color=styles[order][0],
+            label=styles[order][1],
+        )
+    eval_mean, eval_std = 100 * np.mean(results["eval"]), 100 * np.std(results["eval"])
+    ax.axhspan(eval_mean - eval_std, eval_mean + eval_std, color=PALETTE["blue"], alpha=0.25, linewidth=0)
+    ax.axhline(eval_mean, color=PALETTE["blue"], label="eval mode (running statistics)")
+    ax.set_xticks(range(len(sizes)), sizes)
+    ax.set_xlabel("examples predicted together (batch size)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def _draw_running_stats(batch_size: int, momentum: float, cumulative: bool, steps: int = 200):
+    trace = running_stats_trace(batch_size=batch_size, momentum=None if cumulative else momentum, steps=steps, seed=0)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    plot_running_stats(trace, ax=ax)
+    mean_err, var_err = trace.final_relative_error()
+    rule = "cumulative average" if cumulative else f"momentum {momentum:.3f}"
+    ax.set_title(
+        f"batch size {batch_size}, {rule}: final error {mean_err:.2f} std (mean), {100 * var_err:.0f}% (variance)",
+        fontsize=10,
+    )
+    plt.show()
+    return trace
+
+
+def running_stats_explorer():
+    """Sliders for batch size and momentum (and a cumulative-average switch): watch the running
+    mean chase the true mean of a channel whose values are N(2, 3^2)."""
+    import ipywidgets as widgets
+
+    return widgets.interactive(
+        _draw_running_stats,
+        batch_size=widgets.IntSlider(value=32, min=2, max=256, step=2, description="batch size"),
+        momentum=widgets.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.1, description="momentum"),
+        cumulative=widgets.Checkbox(value=False, description="momentum=None (cumulative)"),
+        steps=widgets.fixed(200),
+    )

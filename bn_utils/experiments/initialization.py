@@ -1,0 +1,290 @@
+"""Layer-by-layer diagnostics at initialisation: the experiments of the chapter
+"Initialization robustness".
+
+Karpathy-style health checks of a deep network before it has taken a step, one number per hidden
+block: how large its activations are, how large the gradient of its weights is, and how much one
+SGD step would change those weights relative to their size (the *update ratio*
+``lr * ||dL/dW|| / ||W||``; about 1e-3 per step is the usual rule of thumb for healthy training).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+from .. import _validate as valid
+from ..data import Dataset
+from ..models import make_mlp
+from ..style import NORM_LABELS, PALETTE, color_for
+from ..training import get_device, loss_and_gradients, seed_everything
+
+__all__ = [
+    "RELU_BN_GRADIENT_GROWTH",
+    "LayerDiagnostics",
+    "layer_diagnostics",
+    "diagnose_at_init",
+    "diagnose_init_scales",
+    "diagnose_depths",
+    "plot_layer_profile",
+    "plot_gradient_growth",
+    "init_explorer",
+    "PROFILE_LABELS",
+]
+
+# Yang et al. (2019): in a deep ReLU network with BN before each ReLU, at initialisation and for
+# large batches, the squared gradient norm grows by pi / (pi - 1) per layer going back to the input.
+RELU_BN_GRADIENT_GROWTH = math.sqrt(math.pi / (math.pi - 1))
+
+
+@dataclass(frozen=True)
+class LayerDiagnostics:
+    """One network on one batch: one entry per hidden block, input side first."""
+
+    activation_std: np.ndarray  # standard deviation of the block's output (after its nonlinearity)
+    gradient_norm: np.ndarray  # ||dL/dW|| of the block's linear weight
+    update_ratio: np.ndarray  # lr * ||dL/dW|| / ||W||: the relative change one SGD step makes
+    loss: float
+
+    @property
+    def depth(self) -> int:
+        """Number of hidden blocks."""
+        return len(self.activation_std)
+
+    @property
+    def gradient_growth(self) -> float:
+        """The factor by which the weight-gradient norm grows per layer, going from the last
+        hidden layer back to the first (a least-squares fit of log norm against layer): 1 for a
+        healthy backward pass, above 1 for gradients that explode towards the input."""
+        if self.depth < 2:
+            raise ValueError("gradient growth needs at least 2 hidden layers")
+        slope = np.polyfit(np.arange(self.depth), np.log(self.gradient_norm), 1)[0]
+        return float(np.exp(-slope))
+
+
+def layer_diagnostics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float) -> LayerDiagnostics:
+    """Activation size, weight-gradient size and update ratio of each hidden block of an MLP
+    built by :func:`bn_utils.models.make_mlp`, on the batch (x, y), in training mode (batch
+    statistics, as the first SGD step sees it). Runs on a copy: the model is not changed."""
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or not all(isinstance(getattr(b, "linear", None), nn.Module) for b in blocks):
+        raise ValueError("layer_diagnostics needs a model built by make_mlp or make_convnet (with .blocks[i].linear)")
+    if not len(blocks):
+        raise ValueError("layer_diagnostics needs at least one hidden block (a model built with depth >= 1)")
+    valid.check_inputs_and_labels(x, y)
+    valid.check_number("lr", lr, 0, low_open=True)
+    model = copy.deepcopy(model).train()  # a forward pass in training mode updates running statistics
+    outputs: list[torch.Tensor] = []
+    hooks = [
+        block.register_forward_hook(lambda module, args, out: outputs.append(out.detach())) for block in model.blocks
+    ]
+    weights = [block.linear.weight for block in model.blocks]
+    try:
+        loss, grads = loss_and_gradients(model, x, y, weights)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    gradient_norm = np.array([g.norm().item() for g in grads])
+    weight_norm = np.array([w.detach().norm().item() for w in weights])
+    return LayerDiagnostics(
+        activation_std=np.array([out.float().std().item() for out in outputs]),
+        gradient_norm=gradient_norm,
+        update_ratio=lr * gradient_norm / weight_norm,
+        loss=loss,
+    )
+
+
+def diagnose_at_init(
+    data: Dataset,
+    norm: str,
+    *,
+    seed: int = 0,
+    lr: float = 0.1,
+    depth: int = 10,
+    width: int = 100,
+    activation: str = "relu",
+    init_scale: float = 1.0,
+    scale_head: bool = False,
+    batch_size: int = 256,
+) -> LayerDiagnostics:
+    """:func:`layer_diagnostics` of a freshly initialised ``depth`` x ``width`` MLP whose hidden
+    weights are ``init_scale`` times the He/LeCun scale (the head too if ``scale_head``), on the
+    first ``batch_size`` training examples. The same seed draws the same weights at every scale."""
+    valid.check_dataset("data", data)
+    valid.check_int("depth", depth)
+    valid.check_int("batch_size", batch_size, 1, len(data.x_train))
+    device = get_device()
+    x, y = data.x_train[:batch_size].to(device), data.y_train[:batch_size].to(device)
+    seed_everything(seed)
+    model = make_mlp(
+        data.input_shape[0],
+        data.num_classes,
+        depth=depth,
+        width=width,
+        norm=norm,
+        activation=activation,
+        init_scale=init_scale,
+        head_init_scale=None if scale_head else 1.0,
+    )
+    return layer_diagnostics(model.to(device), x, y, lr)
+
+
+def diagnose_init_scales(data: Dataset, norm: str, scales: Sequence[float], **kwargs) -> dict[float, LayerDiagnostics]:
+    """:func:`diagnose_at_init` at each hidden weight scale (other arguments as there)."""
+    scales = valid.check_values("scales", scales, valid.check_number)
+    return {scale: diagnose_at_init(data, norm, init_scale=scale, **kwargs) for scale in scales}
+
+
+def diagnose_depths(data: Dataset, norm: str, depths: Sequence[int], **kwargs) -> dict[int, LayerDiagnostics]:
+    """:func:`diagnose_at_init` at each depth (other arguments as there)."""
+    depths = valid.check_values("depths", depths, valid.check_int)
+    return {depth: diagnose_at_init(data, norm, depth=depth, **kwargs) for depth in depths}
+
+
+PROFILE_LABELS = {
+    "activation_std": "activation std",
+    "gradient_norm": "‖∂L/∂W‖",
+    "update_ratio": "update ratio lr·‖∂L/∂W‖ / ‖W‖",
+}
+
+
+def plot_layer_profile(
+    diagnostics: Mapping[object, object],
+    quantity: str = "activation_std",
+    *,
+    ax=None,
+    title: str | None = None,
+    key_label: str = "scale",
+):
+    """One line per entry of ``diagnostics`` (e.g. from
+    :func:`bn_utils.experiments.initialization.diagnose_init_scales`): ``quantity`` of each hidden block.
+    Numeric keys (scales, depths) are labelled ``"{key_label} {key}"`` and coloured dark to
+    light as they grow; norm names (``"none"``, ``"batch"``) get the norm's name and colour.
+    Log scale; for the update ratio, a dashed, labelled line marks the 1e-3 rule of thumb.
+    Returns the axes."""
+    if quantity not in PROFILE_LABELS:
+        raise ValueError(f"unknown quantity {quantity!r}; valid names are: {', '.join(PROFILE_LABELS)}")
+    if ax is None:
+        _, ax = plt.subplots()
+    cmap = mpl.colormaps["viridis"]
+    keys = list(diagnostics)
+    for i, key in enumerate(keys):
+        values = getattr(diagnostics[key], quantity)
+        if isinstance(key, str):
+            color, label = color_for(key, i), NORM_LABELS.get(key, key)
+        else:
+            color, label = cmap(i / max(len(keys) - 1, 1) * 0.9), f"{key_label} {key:g}"
+        ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3, color=color, label=label)
+    if quantity == "update_ratio":
+        ax.axhline(1e-3, color=PALETTE["black"], linestyle="--", linewidth=1)
+        ax.annotate(
+            "1e-3 rule of thumb",
+            (0, 1e-3),
+            xycoords=("axes fraction", "data"),
+            xytext=(4, 3),
+            textcoords="offset points",
+            fontsize=8,
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("hidden layer")
+    ax.set_ylabel(PROFILE_LABELS[quantity])
+    ax.legend(fontsize=8, ncol=2)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_gradient_growth(
+    diagnostics: Mapping[str, Mapping[int, object]], *, ax=None, growth: float | None = None, title: str | None = None
+):
+    """The ratio of the first to the last hidden layer's weight-gradient norm at initialisation
+    against depth, one line per norm (``diagnostics[norm][depth]``, e.g. from
+    :func:`bn_utils.experiments.initialization.diagnose_depths`; a list of those, one per seed, gives the
+    mean and the range over seeds). ``growth``, if given, draws the prediction ``growth ** (depth - 1)``.
+    Log scale; returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots()
+    for i, (norm, by_depth) in enumerate(diagnostics.items()):
+        runs = by_depth if isinstance(by_depth, (list, tuple)) else [by_depth]
+        depths = np.array(sorted(runs[0]))
+        ratios = np.array([[run[d].gradient_norm[0] / run[d].gradient_norm[-1] for d in depths] for run in runs])
+        color = color_for(norm, i)
+        ax.plot(
+            depths,
+            np.exp(np.log(ratios).mean(0)),
+            marker="o",
+            color=color,
+            label=f"{NORM_LABELS.get(norm, norm)} (n={len(runs)})",
+        )
+        if len(runs) > 1:
+            ax.fill_between(depths, ratios.min(0), ratios.max(0), color=color, alpha=0.2, linewidth=0)
+    if growth is not None:
+        grid = np.linspace(depths.min(), depths.max(), 100)
+        ax.plot(
+            grid,
+            growth ** (grid - 1),
+            color=PALETTE["black"],
+            linestyle="--",
+            linewidth=1,
+            label=f"{growth:.2f}^(depth - 1)",
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("depth (hidden layers)")
+    ax.set_ylabel("gradient norm, first / last layer")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def _draw_init(
+    data,
+    scale: float,
+    batch_norm: bool,
+    depth: int,
+    activation: str,
+    quantities: tuple[str, str] = ("activation_std", "update_ratio"),
+):
+
+    norm = "batch" if batch_norm else "none"
+    diagnostics = diagnose_init_scales(data, norm, [1.0, scale], depth=depth, activation=activation)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, quantity in zip(axes, quantities, strict=True):
+        plot_layer_profile(diagnostics, quantity, ax=ax)
+    axes[0].set_title(f"{NORM_LABELS[norm]}, {depth} {activation} layers")
+    axes[1].set_title(
+        f"loss at init: {diagnostics[scale].loss:.3g} (scale {scale:g}), {diagnostics[1.0].loss:.3g} (scale 1)"
+    )
+    plt.show()
+    return diagnostics
+
+
+def init_explorer(
+    data,
+    *,
+    quantities: tuple[str, str] = ("activation_std", "update_ratio"),
+    depth: int = 10,
+    scale: float = 2.0,
+    batch_norm: bool = False,
+):
+    """Sliders for the initial weight scale and the depth, a BN switch and the activation: two
+    per-layer ``quantities`` (see :func:`plot_layer_profile`) at
+    initialisation, computed live (one forward and backward pass) against the standard scale 1."""
+    import ipywidgets as widgets
+
+    return widgets.interactive(
+        _draw_init,
+        data=widgets.fixed(data),
+        scale=widgets.FloatLogSlider(value=scale, base=10, min=-1, max=1, step=0.1, description="weight scale"),
+        batch_norm=widgets.Checkbox(value=batch_norm, description="batch norm"),
+        depth=widgets.IntSlider(value=depth, min=2, max=60, description="depth"),
+        activation=widgets.Dropdown(options=["relu", "tanh"], value="relu", description="activation"),
+        quantities=widgets.fixed(tuple(quantities)),
+    )
