@@ -6,9 +6,9 @@ Logic lives here, unit-tested; the notebooks import it, run it, plot and explain
 from .checks import Check, CheckFailed, check_below, check_close, check_range, check_that, max_abs_error
 from .data import Dataset, batch_indices, iterate_batches, load_digits, make_spirals
 from .experiments.inference import accuracy_in_mode, forgotten_eval_study, running_stats_trace
-from .functional import batch_norm, batch_statistics
+from .functional import batch_norm, batch_norm_gradients, batch_statistics
 from .layers import BatchNorm1d, BatchNorm2d, GhostBatchNorm, NoisyBatchNorm
-from .models import ACTIVATIONS, NORM_LAYERS, make_activation, make_convnet, make_mlp, make_norm
+from .models import ACTIVATIONS, NORM_LAYERS, make_activation, make_convnet, make_mlp, make_norm, mlp_for
 from .probes import ActivationProbe, drift_ratio
 from .training import History, evaluate, get_device, run_seeds, seed_everything, stack_metric, train
 
@@ -28,6 +28,7 @@ __all__ = [
     "make_spirals",
     "batch_norm",
     "batch_statistics",
+    "batch_norm_gradients",
     "accuracy_in_mode",
     "forgotten_eval_study",
     "running_stats_trace",
@@ -41,6 +42,7 @@ __all__ = [
     "make_convnet",
     "make_mlp",
     "make_norm",
+    "mlp_for",
     "ActivationProbe",
     "drift_ratio",
     "History",

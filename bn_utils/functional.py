@@ -8,12 +8,14 @@ autograd through the forward ops.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch.autograd.function import once_differentiable
 
 from . import _validate as valid
 
-__all__ = ["batch_norm", "batch_statistics"]
+__all__ = ["batch_norm", "batch_statistics", "batch_norm_gradients"]
 
 
 def _reduce_dims(x: torch.Tensor) -> list[int]:
@@ -153,3 +155,22 @@ def _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, 
         return y
     y, _, _ = _BatchNormFunction.apply(x, weight, bias, running_mean, running_var, eps, False)
     return y
+
+
+def batch_norm_gradients(
+    batch_norm_fn: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    upstream: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dL/dx, dL/dγ, dL/dβ) of L = sum(upstream * batch_norm_fn(x)) in training mode, for any
+    function with ``torch.nn.functional.batch_norm``'s signature: how two implementations'
+    backward passes are compared on the same numbers."""
+    if not all(isinstance(t, torch.Tensor) and t.requires_grad for t in (x, weight, bias)):
+        raise ValueError("x, weight and bias must be tensors with requires_grad=True (their gradients are returned)")
+    if not isinstance(upstream, torch.Tensor) or upstream.shape != x.shape:
+        shape = tuple(upstream.shape) if isinstance(upstream, torch.Tensor) else type(upstream).__name__
+        raise ValueError(f"upstream must be a tensor shaped like x {tuple(x.shape)}, got {shape}")
+    y = batch_norm_fn(x, None, None, weight, bias, training=True)
+    return torch.autograd.grad((y * upstream).sum(), (x, weight, bias))

@@ -21,9 +21,20 @@ import torch
 from torch import nn
 
 from . import _validate as valid
+from .data import Dataset
 from .layers import BatchNorm1d, BatchNorm2d, GhostBatchNorm, NoisyBatchNorm
+from .training import seed_everything
 
-__all__ = ["NORM_LAYERS", "ACTIVATIONS", "NORM_POSITIONS", "make_norm", "make_activation", "make_mlp", "make_convnet"]
+__all__ = [
+    "NORM_LAYERS",
+    "ACTIVATIONS",
+    "NORM_POSITIONS",
+    "make_norm",
+    "make_activation",
+    "make_mlp",
+    "mlp_for",
+    "make_convnet",
+]
 
 # where a block's norm sits relative to its activation
 NORM_POSITIONS = ("before", "after")
@@ -164,6 +175,15 @@ def make_mlp(
     head = nn.Linear(features, num_classes)
     _init_weight(head, "identity", head_init_scale, weight_std)
     return nn.Sequential(OrderedDict(blocks=nn.Sequential(*blocks), head=head))
+
+
+def mlp_for(data: Dataset, *, seed: int, **options) -> nn.Sequential:
+    """A fresh :func:`make_mlp` sized for ``data`` (its input width and classes), its weights drawn
+    from ``seed``: one seed, one network, the same in every experiment that uses that seed."""
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data must be a bn_utils Dataset, got {type(data).__name__}")
+    seed_everything(seed)
+    return make_mlp(data.input_shape[0], data.num_classes, **options)
 
 
 def make_convnet(

@@ -1,4 +1,5 @@
-"""The course's house style, shared by every experiment's plots: colours, names, bands, publishing.
+"""The course's house style, shared by every experiment's plots: colours, names, bands, and publishing
+figures and numbers to the book (myst-nb glue, with a plain fallback where myst-nb is missing).
 
 Each normalization has one colour and one display name in every chapter (``NORM_STYLES``, keyed
 like :data:`bn_utils.models.NORM_LAYERS`; a test checks that every registered norm has one).
@@ -33,6 +34,8 @@ __all__ = [
     "plot_band",
     "plot_histories",
     "publish",
+    "glue",
+    "glue_values",
     "save_figure",
 ]
 
@@ -186,3 +189,26 @@ def publish(fig: Figure, name: str) -> None:
     else:
         glue(name, fig, display=True)
     plt.close(fig)
+
+
+def glue(name: str, value: object, *, display: bool = False) -> None:
+    """Store ``value`` under ``name`` for the book's prose (myst-nb glue); without myst-nb (e.g.
+    on Colab) there is no book to paste into, so the value is only shown if ``display``."""
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        if display:
+            from IPython.display import display as show
+
+            show(value)
+    else:
+        myst_glue(name, value, display=display)
+
+
+def glue_values(values: Mapping[str, object]) -> None:
+    """Glue every entry of ``values`` (key -> number already rounded as the prose shows it, or text)
+    for ``{glue:text}`` in the chapter page, without showing them."""
+    if not isinstance(values, Mapping) or not all(isinstance(key, str) and key for key in values):
+        raise TypeError("glue_values needs a mapping from non-empty names (str) to values")
+    for name, value in values.items():
+        glue(name, value, display=False)

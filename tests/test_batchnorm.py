@@ -4,9 +4,10 @@ statistics, eval mode, state_dict exchange, and the errors on bad input."""
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 import bn_utils
-from bn_utils import BatchNorm1d, BatchNorm2d, batch_norm
+from bn_utils import BatchNorm1d, BatchNorm2d, batch_norm, batch_norm_gradients
 
 TOL = 1e-9
 SHAPES = {  # input shape -> (ours, torch's)
@@ -221,3 +222,19 @@ def test_every_public_name_is_exported_and_defined_where_it_is_documented():
         module = importlib.import_module(obj.__module__) if hasattr(obj, "__module__") else bn_utils
         assert name in getattr(module, "__all__", [name]), f"{name} is exported but not in {module.__name__}.__all__"
     assert {"BatchNorm1d", "BatchNorm2d", "batch_norm", "train", "check_range"} <= set(bn_utils.__all__)
+
+
+def test_batch_norm_gradients_are_autograds_of_the_weighted_sum():
+    x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+    gamma = torch.rand(3, dtype=torch.float64, requires_grad=True)
+    beta = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(8, 3, dtype=torch.float64)
+    ours = batch_norm_gradients(batch_norm, x, gamma, beta, upstream)
+    theirs = batch_norm_gradients(F.batch_norm, x, gamma, beta, upstream)
+    for got, expected in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(ours[2], upstream.sum(0))  # dL/dβ is the upstream gradient summed over the batch
+    with pytest.raises(ValueError, match="requires_grad"):
+        batch_norm_gradients(batch_norm, x.detach(), gamma, beta, upstream)
+    with pytest.raises(ValueError, match="shaped like x"):
+        batch_norm_gradients(batch_norm, x, gamma, beta, upstream[:4])

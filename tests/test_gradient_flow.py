@@ -17,6 +17,11 @@ def made_up(gradient_norm):
     return LayerDiagnostics(np.ones(n), np.asarray(gradient_norm, dtype=float), np.ones(n), loss=2.3)
 
 
+def test_gradient_ratio_is_the_first_layers_gradient_norm_over_the_last():
+    assert made_up([8.0, 4.0, 2.0, 1.0]).gradient_ratio == pytest.approx(8.0)
+    assert made_up([1.0, 3.0, 9.0]).gradient_ratio == pytest.approx(1 / 9)
+
+
 def test_gradient_growth_is_the_per_layer_factor_towards_the_input():
     assert made_up([8.0, 4.0, 2.0, 1.0]).gradient_growth == pytest.approx(2.0)
     assert made_up([1.0, 1.0, 1.0]).gradient_growth == pytest.approx(1.0)

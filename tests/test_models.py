@@ -145,3 +145,19 @@ def test_norm_registry_builds_every_entry_for_both_kinds():
         assert make_norm(name, 6, spatial=True, **options)(torch.randn(4, 6, 3, 3)).shape == (4, 6, 3, 3)
     with pytest.raises(ValueError, match="cannot build norm 'batch_ghost' with the options \\[\\]: .*ghost_batch_size"):
         make_norm("batch_ghost", 6)
+
+
+def test_mlp_for_sizes_the_network_for_the_data_and_draws_weights_from_the_seed(digits):
+    import bn_utils as bu
+
+    bu.seed_everything(3)
+    by_hand = make_mlp(digits.input_shape[0], digits.num_classes, depth=2, width=16, norm="batch")
+    model = bu.mlp_for(digits, seed=3, depth=2, width=16, norm="batch")
+    for (name, expected), (_, got) in zip(by_hand.state_dict().items(), model.state_dict().items(), strict=True):
+        assert torch.equal(expected, got), name
+    assert model(digits.x_test[:4]).shape == (4, digits.num_classes)
+    other_seed = bu.mlp_for(digits, seed=4, depth=2, width=16, norm="batch")
+    first_weight = next(iter(model.state_dict()))
+    assert not torch.equal(model.state_dict()[first_weight], other_seed.state_dict()[first_weight])
+    with pytest.raises(TypeError, match="Dataset"):
+        bu.mlp_for(digits.x_train, seed=0)

@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from bn_utils.models import NORM_LAYERS
-from bn_utils.style import NORM_STYLES, color_for, label_for, publish
+from bn_utils.style import NORM_STYLES, color_for, glue_values, label_for, publish
 
 pytestmark = pytest.mark.unit
 
@@ -42,3 +42,16 @@ def test_publish_shows_the_figure_without_myst_nb(monkeypatch):
     publish(fig, "fig_name")
     assert shown == [fig]
     assert not plt.fignum_exists(fig.number), "publish closes the figure so it is not shown twice"
+
+
+def test_glue_values_glues_each_entry_without_display(monkeypatch):
+    import myst_nb
+
+    glued = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: glued.append((name, value, display)))
+    glue_values({"bn_ratio": "37", "plain_ratio": "1.0"})
+    assert glued == [("bn_ratio", "37", False), ("plain_ratio", "1.0", False)]
+    with pytest.raises(TypeError, match="mapping"):
+        glue_values([("bn_ratio", "37")])
+    with pytest.raises(TypeError, match="non-empty"):
+        glue_values({"": "37"})

@@ -22,9 +22,9 @@ from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset
-from ..models import make_mlp
+from ..models import mlp_for
 from ..style import NORM_LABELS, PALETTE, color_for
-from ..training import get_device, loss_and_gradients, seed_everything
+from ..training import get_device, loss_and_gradients
 
 __all__ = [
     "RELU_BN_GRADIENT_GROWTH",
@@ -57,6 +57,12 @@ class LayerDiagnostics:
     def depth(self) -> int:
         """Number of hidden blocks."""
         return len(self.activation_std)
+
+    @property
+    def gradient_ratio(self) -> float:
+        """The first hidden layer's weight-gradient norm over the last one's: about 1 for a healthy
+        backward pass, in the thousands for a deep ReLU network with BN at initialisation."""
+        return float(self.gradient_norm[0] / self.gradient_norm[-1])
 
     @property
     def gradient_growth(self) -> float:
@@ -122,10 +128,9 @@ def diagnose_at_init(
     valid.check_int("batch_size", batch_size, 1, len(data.x_train))
     device = get_device()
     x, y = data.x_train[:batch_size].to(device), data.y_train[:batch_size].to(device)
-    seed_everything(seed)
-    model = make_mlp(
-        data.input_shape[0],
-        data.num_classes,
+    model = mlp_for(
+        data,
+        seed=seed,
         depth=depth,
         width=width,
         norm=norm,
@@ -214,7 +219,7 @@ def plot_gradient_growth(
     for i, (norm, by_depth) in enumerate(diagnostics.items()):
         runs = by_depth if isinstance(by_depth, (list, tuple)) else [by_depth]
         depths = np.array(sorted(runs[0]))
-        ratios = np.array([[run[d].gradient_norm[0] / run[d].gradient_norm[-1] for d in depths] for run in runs])
+        ratios = np.array([[run[d].gradient_ratio for d in depths] for run in runs])
         color = color_for(norm, i)
         ax.plot(
             depths,

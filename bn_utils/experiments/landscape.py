@@ -28,10 +28,10 @@ from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset
-from ..models import make_mlp
+from ..models import mlp_for
 from ..stacked import StackedMLP, train_stacked
 from ..style import color_for, plot_band
-from ..training import History, get_device, loss_and_gradients, seed_everything
+from ..training import History, get_device, loss_and_gradients
 
 __all__ = [
     "StepProbe",
@@ -188,8 +188,7 @@ def landscape_run(
     data = data.to(device)
     models = []
     for seed in seeds:
-        seed_everything(seed)
-        models.append(make_mlp(data.input_shape[0], data.num_classes, depth=depth, width=width, norm=norm).to(device))
+        models.append(mlp_for(data, seed=seed, depth=depth, width=width, norm=norm).to(device))
     x_probe, y_probe = data.x_train[:probe_batch], data.y_train[:probe_batch]
     step_sizes = lr * np.asarray(step_multiples, dtype=float)
     run = LandscapeRun(norm=norm, histories=[], probes=[[] for _ in seeds])

@@ -35,10 +35,10 @@ import torch
 from torch.nn import functional as F
 
 from ..data import Dataset, batch_indices
-from ..models import make_mlp
+from ..models import mlp_for
 from ..stacked import StackedMLP, evaluate_stacked
 from ..style import color_for
-from ..training import get_device, seed_everything
+from ..training import get_device
 
 __all__ = [
     "RECORD_STEPS",
@@ -255,9 +255,8 @@ def layer_dynamics(
     data = data.to(device)
     models = []
     for seed in seeds:
-        seed_everything(seed)
         models.append(
-            make_mlp(data.input_shape[0], data.num_classes, depth=depth, width=width, norm=norm, activation=activation)
+            mlp_for(data, seed=seed, depth=depth, width=width, norm=norm, activation=activation)
             .to(device)
             .to(data.x_train.dtype)
         )

@@ -17,10 +17,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..data import Dataset
-from ..models import NORM_POSITIONS, make_mlp
+from ..models import NORM_POSITIONS, mlp_for
 from ..stacked import train_stacked
 from ..style import NORM_COLORS, PALETTE, plot_band
-from ..training import History, get_device, seed_everything, stack_metric
+from ..training import History, get_device, stack_metric
 
 __all__ = ["PLACEMENT_LABELS", "PlacementStudy", "placement_study", "plot_placement"]
 
@@ -108,10 +108,9 @@ def placement_study(
         models = []
         for _ in lrs:
             for seed in seeds:
-                seed_everything(seed)
-                model = make_mlp(
-                    data.input_shape[0],
-                    data.num_classes,
+                model = mlp_for(
+                    data,
+                    seed=seed,
                     depth=depth,
                     width=width,
                     norm=norm,

@@ -21,10 +21,10 @@ import torch
 
 from .. import _validate as valid
 from ..data import Dataset
-from ..models import NORM_LAYERS, make_mlp
+from ..models import NORM_LAYERS, mlp_for
 from ..stacked import train_stacked
 from ..style import CYCLE, PALETTE, color_for
-from ..training import History, get_device, seed_everything
+from ..training import History, get_device
 
 __all__ = [
     "first_layer_inputs",
@@ -342,11 +342,10 @@ def regularization_study(
     for label, setting in settings.items():  # the seeds of one configuration train as one stack
         models = []
         for seed in seeds:
-            seed_everything(seed)
             models.append(
-                make_mlp(
-                    data.input_shape[0],
-                    data.num_classes,
+                mlp_for(
+                    data,
+                    seed=seed,
                     depth=depth,
                     width=width,
                     norm=setting.norm,

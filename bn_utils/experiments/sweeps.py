@@ -19,10 +19,10 @@ import numpy as np
 
 from .. import _validate as valid
 from ..data import Dataset
-from ..models import NORM_LAYERS, make_mlp
+from ..models import NORM_LAYERS, mlp_for
 from ..stacked import evaluate_stacked, train_stacked
 from ..style import NORM_LABELS, PALETTE, color_for, plot_histories
-from ..training import History, get_device, seed_everything
+from ..training import History, get_device
 
 __all__ = [
     "LR_GRID",
@@ -263,11 +263,10 @@ def run_sweep(
             for value in group:
                 setting = {"lr": lr, "init_scale": init_scale, "depth": depth, parameter: value}
                 for seed in seeds:
-                    seed_everything(seed)
                     models.append(
-                        make_mlp(
-                            data.input_shape[0],
-                            data.num_classes,
+                        mlp_for(
+                            data,
+                            seed=seed,
                             depth=int(setting["depth"]),
                             width=width,
                             norm=norm,

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from ..data import Dataset
-from ..models import make_mlp
+from ..models import mlp_for
 from ..style import color_for
-from ..training import get_device, seed_everything, train
+from ..training import get_device, train
 
 __all__ = ["WeightNormTrace", "track_weight_norms", "plot_effective_lr_trace"]
 
@@ -100,10 +100,9 @@ def track_weight_norms(
     data = data.to(device)
     sq_norms, sq_grads, accs = [], [], []
     for seed in seeds:
-        seed_everything(seed)
-        model = make_mlp(
-            data.input_shape[0],
-            data.num_classes,
+        model = mlp_for(
+            data,
+            seed=seed,
             depth=depth,
             width=width,
             norm="batch",
