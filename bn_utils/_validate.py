@@ -28,12 +28,10 @@ def is_real(value) -> bool:
 
 def check_int(name: str, value, low: int | None = 1, high: int | None = None) -> int:
     """An integer in [low, high] (either bound None: unbounded); ``low=None, high=None`` checks the type only."""
-    if low is None and high is None:
-        expected = "an integer"
+    if low is None:
+        expected = "an integer" if high is None else f"an integer <= {high}"
     elif high is None:
         expected = {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer >= {low}")
-    elif low is None:
-        expected = f"an integer <= {high}"
     else:
         expected = f"an integer between {low} and {high}"
     message = f"{name} must be {expected}, got {value!r}"
@@ -183,19 +181,19 @@ def check_optimizer(optimizer, momentum, weight_decay=0.0) -> None:
     check_number("weight_decay", weight_decay, 0)
 
 
-def check_schedule(epochs, steps, batch_size, num_examples: int, eval_every) -> None:
-    """Exactly one of ``epochs``/``steps``, a batch size that fits the training set, and ``eval_every``."""
+def check_schedule(epochs, steps, batch_size, num_examples: int, eval_every) -> int:
+    """Exactly one of ``epochs``/``steps``, a batch size that fits the training set, and ``eval_every``;
+    returns the number of optimisation steps (``epochs`` full passes of whole batches, or ``steps``)."""
     if (epochs is None) == (steps is None):
         raise ValueError("give exactly one of epochs= or steps=")
-    if epochs is not None:
-        check_int("epochs", epochs)
-    else:
-        check_int("steps", steps)
     check_int("batch_size", batch_size)
     if batch_size > num_examples:
         raise ValueError(f"batch_size {batch_size} is larger than the training set ({num_examples})")
     if eval_every is not None:
         check_int("eval_every", eval_every)
+    if steps is not None:
+        return check_int("steps", steps)
+    return check_int("epochs", epochs) * (num_examples // batch_size)
 
 
 _SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}

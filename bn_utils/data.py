@@ -107,14 +107,14 @@ class Dataset:
     def validation_view(self) -> Dataset:
         """The training set with the validation set in the place of the test set: what a trainer
         that evaluates on ``x_test`` should see while hyperparameters are being chosen."""
-        if not self.has_validation:
+        if self.x_val is None or self.y_val is None:
             raise ValueError("no validation set: call with_validation() first")
         return replace(
             self, name=f"{self.name} (validation)", x_test=self.x_val, y_test=self.y_val, x_val=None, y_val=None
         )
 
     def __repr__(self) -> str:
-        val = f" / {len(self.x_val)} validation" if self.has_validation else ""
+        val = "" if self.x_val is None else f" / {len(self.x_val)} validation"
         return (
             f"Dataset({self.name!r}: {len(self.x_train)} train{val} / {len(self.x_test)} test, "
             f"input shape {self.input_shape}, {self.num_classes} classes)"

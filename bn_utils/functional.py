@@ -173,4 +173,5 @@ def batch_norm_gradients(
         shape = tuple(upstream.shape) if isinstance(upstream, torch.Tensor) else type(upstream).__name__
         raise ValueError(f"upstream must be a tensor shaped like x {tuple(x.shape)}, got {shape}")
     y = batch_norm_fn(x, None, None, weight, bias, training=True)
-    return torch.autograd.grad((y * upstream).sum(), (x, weight, bias))
+    dx, dweight, dbias = torch.autograd.grad((y * upstream).sum(), (x, weight, bias))
+    return dx, dweight, dbias

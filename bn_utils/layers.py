@@ -25,6 +25,10 @@ class _BatchNorm(nn.Module):
     _version = 2  # the state_dict version of torch's batch norm, so loading either way agrees
     _input_dims: tuple[int, ...] = ()  # accepted numbers of input dimensions
     _shapes: str = ""  # the same, for error messages
+    # buffers, None when track_running_stats=False (as in torch)
+    running_mean: torch.Tensor | None
+    running_var: torch.Tensor | None
+    num_batches_tracked: torch.Tensor | None
 
     def __init__(
         self,
@@ -66,7 +70,7 @@ class _BatchNorm(nn.Module):
 
     def reset_running_stats(self) -> None:
         """Forget the running estimates: mean 0, variance 1, no batches seen."""
-        if self.track_running_stats:
+        if self.running_mean is not None and self.running_var is not None and self.num_batches_tracked is not None:
             self.running_mean.zero_()
             self.running_var.fill_(1)
             self.num_batches_tracked.zero_()
@@ -90,7 +94,7 @@ class _BatchNorm(nn.Module):
             )
         # momentum=None means a cumulative moving average: factor 1/k at the k-th batch.
         factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             if self.momentum is None:
                 factor = 1.0 / float(self.num_batches_tracked)

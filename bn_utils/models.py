@@ -98,7 +98,7 @@ def _block(layers: dict[str, nn.Module], norm_position: str) -> nn.Sequential:
     return nn.Sequential(OrderedDict((name, layers[name]) for name in order))
 
 
-def _init_weight(layer: nn.Module, activation: str, init_scale: float, weight_std: float | None):
+def _init_weight(layer: nn.Linear | nn.Conv2d, activation: str, init_scale: float, weight_std: float | None):
     """Gaussian weights: a fixed ``weight_std``, or init_scale * gain / sqrt(fan_in)."""
     fan_in = layer.weight[0].numel()
     std = weight_std if weight_std is not None else init_scale * ACTIVATIONS[activation][1] / math.sqrt(fan_in)

@@ -46,7 +46,7 @@ class ActivationProbe:
         if not all(valid.is_real(p) and 0 <= p <= 100 for p in percentiles):
             raise ValueError(f"percentiles must lie in [0, 100], got {percentiles}")
         self.module, self.every, self.percentiles = module, every, tuple(percentiles)
-        self._handle = None
+        self._handle: torch.utils.hooks.RemovableHandle | None = None
         self._paused = False
         self._passes = 0
         self._steps: list[int] = []

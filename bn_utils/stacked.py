@@ -19,6 +19,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -26,7 +27,7 @@ from torch.nn import functional as F
 
 from . import _validate as valid
 from .data import Dataset, batch_indices
-from .layers import BatchNorm1d, GhostBatchNorm
+from .layers import BatchNorm1d, GhostBatchNorm, _BatchNorm
 from .training import History
 
 __all__ = ["StackedMLP", "train_stacked", "evaluate_stacked"]
@@ -42,6 +43,17 @@ def _stackable_norm(norm: nn.Module) -> bool:
     if isinstance(norm, GhostBatchNorm):
         norm = norm.bn
     return isinstance(norm, nn.Identity | nn.LayerNorm | nn.GroupNorm) or _is_batch_norm(norm)
+
+
+# the batch norms a stack can hold: torch's and the course's from-scratch ones
+BatchNormLayer = nn.modules.batchnorm._BatchNorm | _BatchNorm
+
+
+def _momentum(layer: BatchNormLayer) -> float:
+    """A batch-norm layer's momentum (StackedMLP rejects momentum=None when it is built)."""
+    if layer.momentum is None:
+        raise ValueError("StackedMLP needs a batch-norm momentum (momentum=None is not supported)")
+    return layer.momentum
 
 
 class StackedMLP:
@@ -88,7 +100,9 @@ class StackedMLP:
                 self.buffers[key] = stacked
         self.ids = list(range(len(models)))
         self.training = True
-        self._blocks = list(self._template.blocks)  # the copy's: the stack keeps no caller's module
+        self._blocks = list(
+            cast(nn.ModuleList, self._template.blocks)
+        )  # the copy's: the stack keeps no caller's module
         self._dropout_seeds = None if dropout_seeds is None else list(dropout_seeds)
         self._generators: list[torch.Generator] | None = None  # made on first use, on the inputs' device
         self._orders = [list(dict(block.named_children())) for block in self._blocks]
@@ -134,7 +148,7 @@ class StackedMLP:
         """Evaluation mode: batch norm uses the running statistics."""
         return self.train(False)
 
-    def _batch_norm(self, h: torch.Tensor, prefix: str, layer: nn.Module) -> torch.Tensor:
+    def _batch_norm(self, h: torch.Tensor, prefix: str, layer: BatchNormLayer) -> torch.Tensor:
         """BN of each model's batch: (M, B, C) viewed as (B, M*C), so each of the M*C
         columns is normalized over its own model's batch."""
         models, batch, channels = h.shape
@@ -149,7 +163,7 @@ class StackedMLP:
             None if weight is None else weight.reshape(-1),
             None if bias is None else bias.reshape(-1),
             training=self.training,
-            momentum=layer.momentum,
+            momentum=_momentum(layer),
             eps=layer.eps,
         )
         if self.training:
@@ -188,7 +202,7 @@ class StackedMLP:
             values = columns.detach().view(size, chunks, models, channels)
             mean = values.sum(0) / size  # (sums over the leading dimension: var_mean over it is slow on CPUs)
             var = (values - mean).pow_(2).sum(0) / (size - 1)
-            momentum = bn.momentum
+            momentum = _momentum(bn)
             decay = torch.tensor(
                 [momentum * (1 - momentum) ** (chunks - 1 - k) for k in range(chunks)], dtype=h.dtype, device=h.device
             ).view(chunks, 1, 1)
@@ -253,19 +267,21 @@ class StackedMLP:
         for i, block in enumerate(self._blocks):
             prefix = f"blocks.{i}."
             for name in self._orders[i]:  # linear, norm, act (or linear, act, norm), then dropout if any
+                module = block.get_submodule(name)
                 if name == "linear":
                     h = self._linear(h, self.params[prefix + "linear.weight"], self.params.get(prefix + "linear.bias"))
                 elif name == "act":
-                    h = block.act(h)
+                    h = module(h)
                 elif name == "drop":
-                    if self.training and block.drop.p > 0:
-                        h = self._dropout(h, block.drop.p)
-                elif isinstance(block.norm, GhostBatchNorm):
-                    h = self._ghost_batch_norm(h, prefix + "norm.", block.norm)
-                elif isinstance(block.norm, nn.LayerNorm | nn.GroupNorm):
-                    h = self._example_norm(h, prefix + "norm.", block.norm)
-                elif not isinstance(block.norm, nn.Identity):
-                    h = self._batch_norm(h, prefix + "norm.", block.norm)
+                    p = cast(nn.Dropout, module).p
+                    if self.training and p > 0:
+                        h = self._dropout(h, p)
+                elif isinstance(module, GhostBatchNorm):
+                    h = self._ghost_batch_norm(h, prefix + "norm.", module)
+                elif isinstance(module, nn.LayerNorm | nn.GroupNorm):
+                    h = self._example_norm(h, prefix + "norm.", module)
+                elif not isinstance(module, nn.Identity):
+                    h = self._batch_norm(h, prefix + "norm.", cast(BatchNormLayer, module))
             hidden.append(h)
         return self._linear(h, self.params["head.weight"], self.params["head.bias"]), hidden
 
@@ -399,7 +415,7 @@ def train_stacked(
     which models are still in it). The models themselves are not changed.
     """
     valid.check_dataset("data", data)
-    valid.check_schedule(epochs, steps, batch_size, len(data.x_train), eval_every)
+    total = valid.check_schedule(epochs, steps, batch_size, len(data.x_train), eval_every)
     valid.check_optimizer(optimizer, momentum)
     valid.check_callable("on_step", on_step)
     models, lrs, seeds = list(models), list(lrs), list(seeds)
@@ -413,7 +429,6 @@ def train_stacked(
             f"{len(lrs)} learning rates and {len(seeds)} seeds"
         )
     steps_per_epoch = len(data.x_train) // batch_size
-    total = steps if steps is not None else epochs * steps_per_epoch
     eval_every = eval_every or steps_per_epoch
     stack = StackedMLP(models, dropout_seeds=list(seeds) if dropout_seeds is None else dropout_seeds).train()
     in_features = stack.params["blocks.0.linear.weight" if stack._blocks else "head.weight"].shape[-1]
@@ -467,8 +482,8 @@ def train_stacked(
             values = losses.tolist()
             finite = [slot for slot, v in enumerate(values) if math.isfinite(v)]
             keys = list(stack.params)
-            grads = torch.autograd.grad(losses[finite].sum(), [stack.params[k] for k in keys])
-            grads = dict(zip(keys, grads, strict=True))
+            gradients = torch.autograd.grad(losses[finite].sum(), [stack.params[k] for k in keys])
+            grads = dict(zip(keys, gradients, strict=True))
             if len(finite) < len(stack):  # diverged: record, and drop from the stack
                 for slot in sorted(set(range(len(stack))) - set(finite)):
                     histories[stack.ids[slot]].diverged_at = step

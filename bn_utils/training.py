@@ -172,13 +172,12 @@ def train(
     valid.check_module("model", model)
     valid.check_dataset("data", data)
     valid.check_number("lr", lr, 0, low_open=True)
-    valid.check_schedule(epochs, steps, batch_size, len(data.x_train), eval_every)
+    total = valid.check_schedule(epochs, steps, batch_size, len(data.x_train), eval_every)
     valid.check_optimizer(optimizer, momentum, weight_decay)
     valid.check_seed("seed", seed)
     valid.check_callable("on_step", on_step)
     valid.check_model_fits(model, data.x_train)
     steps_per_epoch = len(data.x_train) // batch_size
-    total = steps if steps is not None else epochs * steps_per_epoch
     eval_every = eval_every or steps_per_epoch
     opt = _make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
     history = History(
