@@ -13,6 +13,8 @@ matplotlib.use("Agg")  # figures drawn by the tests never need a display
 
 def pytest_collection_modifyitems(items):
     for item in items:
+        if any(item.get_closest_marker(name) for name in ("unit", "claims", "notebooks")):
+            continue  # a test that names its kind keeps it
         path = item.path
         if path.suffix == ".ipynb":
             marker = "notebooks"
