@@ -8,6 +8,7 @@ For each page listed in _toc.yml, served from _build/html on 127.0.0.1, it check
   - no request leaves 127.0.0.1 (the book must work offline),
   - our pages raise no JavaScript error,
   - the page does not overflow sideways at phone width (390 px),
+  - every kernel-free explorer responds: moving each of its sliders changes the figure,
 and that every toc page is reachable by following links from the landing page. A screenshot of
 each page (desktop and phone width) goes to _build/screenshots/. Needs Chromium: Debian's
 `chromium` package, or BOOK_BROWSER=/path/to/chrome.
@@ -50,6 +51,22 @@ RAW_MATH_JS = """() => {
 }"""
 BROKEN_IMAGES_JS = """() => Array.from(document.images)
   .filter(img => !img.complete || img.naturalWidth === 0).map(img => img.getAttribute('src'))"""
+# For each kernel-free explorer (bn_utils.frames): move every slider to another position and
+# report the explorers whose image did not change.
+EXPLORERS_JS = """() => Array.from(document.querySelectorAll('.bn-frames')).map(root => {
+  const image = root.querySelector('img');
+  const dead = [];
+  root.querySelectorAll('input[type=range]').forEach((input, i) => {
+    const before = image.src;
+    const old = Number(input.value);
+    input.value = String(old === Number(input.max) ? Number(input.min) : old + 1);
+    input.dispatchEvent(new Event('input'));
+    if (image.src === before) dead.push(i);
+    input.value = String(old);
+    input.dispatchEvent(new Event('input'));
+  });
+  return {id: root.id, sliders: root.querySelectorAll('input[type=range]').length, dead: dead};
+})"""
 WAIT_FOR_MATHJAX_JS = """async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
   return document.querySelectorAll('mjx-container').length;
@@ -122,7 +139,9 @@ def reachable_pages(base: str) -> set[str]:
     return seen
 
 
-def check_page(page, base: str, path: str, problems: list[str], external: list[str], js_errors: list[str]) -> int:
+def check_page(
+    page, base: str, path: str, problems: list[str], external: list[str], js_errors: list[str], explorers: list[str]
+) -> int:
     """Open one page, record what is wrong with it, screenshot it; return its typeset-math count."""
     external.clear(), js_errors.clear()
     page.set_viewport_size({"width": 1280, "height": 900})
@@ -135,6 +154,10 @@ def check_page(page, base: str, path: str, problems: list[str], external: list[s
         problems.append(f"{path}: untypeset maths left in the text: {raw}")
     if broken := page.evaluate(BROKEN_IMAGES_JS):
         problems.append(f"{path}: {len(broken)} broken image(s): {broken[:3]}")
+    for explorer in page.evaluate(EXPLORERS_JS):
+        explorers.append(f"{path}#{explorer['id']}")
+        if not explorer["sliders"] or explorer["dead"]:
+            problems.append(f"{path}: explorer {explorer['id']} does not respond to slider(s) {explorer['dead']}")
     name = path.replace("/", "__").removesuffix(".html")
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
@@ -163,6 +186,7 @@ def main() -> int:
     external: list[str] = []
     js_errors: list[str] = []
     failed, math_total = [], 0
+    explorers: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=BROWSER, headless=True, args=CHROMIUM_ARGS, chromium_sandbox=False)
         page = browser.new_page()
@@ -182,7 +206,7 @@ def main() -> int:
 
         for path in pages:
             problems: list[str] = []
-            math_total += check_page(page, base, path, problems, external, js_errors)
+            math_total += check_page(page, base, path, problems, external, js_errors, explorers)
             status = "ok" if not problems else "FAILED"
             print(f"{status:6s} {path}")
             for problem in problems:
@@ -196,7 +220,10 @@ def main() -> int:
             failed.append("reachability")
         browser.close()
     server.shutdown()
-    print(f"{len(pages)} pages checked, {math_total} typeset formulas, screenshots in {SHOTS.relative_to(ROOT)}/")
+    print(
+        f"{len(pages)} pages checked, {math_total} typeset formulas, {len(explorers)} kernel-free explorers moved, "
+        f"screenshots in {SHOTS.relative_to(ROOT)}/"
+    )
     print(f"{len(pages) + 1 - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
 

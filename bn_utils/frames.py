@@ -1,0 +1,148 @@
+"""Explorers that work without a kernel: one figure drawn in advance for every setting of a few
+controls, and sliders that swap between them in the page.
+
+The ipywidgets explorers need a running Python kernel, so in the built book (a static web page)
+they are blank. A :class:`FrameExplorer` is plain HTML with the frames embedded as PNG data and a
+few lines of JavaScript: it works in the book, offline, and in JupyterLab.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import itertools
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+__all__ = ["Control", "FrameExplorer", "frame_explorer"]
+
+MAX_FRAMES = 60  # each frame is a PNG embedded in the notebook and the page: keep the product small
+
+
+@dataclass(frozen=True)
+class Control:
+    """One slider: its name and the label shown for each of its positions."""
+
+    name: str
+    labels: tuple[str, ...]
+    start: int = 0  # the position shown first
+
+
+@dataclass(frozen=True)
+class FrameExplorer:
+    """Pre-drawn frames over the grid of ``controls`` (row-major, last control fastest)."""
+
+    title: str
+    controls: tuple[Control, ...]
+    frames: tuple[str, ...]  # base64-encoded PNG images
+
+    def __post_init__(self) -> None:
+        expected = 1
+        for control in self.controls:
+            expected *= len(control.labels)
+        if len(self.frames) != expected:
+            raise ValueError(f"{len(self.frames)} frames for a grid of {expected} settings")
+
+    def index(self, positions: Sequence[int]) -> int:
+        """The frame shown when each control is at the given position."""
+        if len(positions) != len(self.controls):
+            raise ValueError(f"need one position per control ({len(self.controls)}), got {len(positions)}")
+        index = 0
+        for control, position in zip(self.controls, positions, strict=True):
+            if not 0 <= position < len(control.labels):
+                raise ValueError(f"{control.name}: position {position} outside 0..{len(control.labels) - 1}")
+            index = index * len(control.labels) + position
+        return index
+
+    def _repr_html_(self) -> str:
+        digest = hashlib.sha1("".join(self.frames).encode()).hexdigest()[:10]
+        root = f"bn-frames-{digest}"
+        start = self.index([control.start for control in self.controls])
+        sliders = "".join(
+            f'<label class="bn-frames-control">{html.escape(control.name)} '
+            f'<input type="range" min="0" max="{len(control.labels) - 1}" step="1" value="{control.start}" '
+            f'aria-label="{html.escape(control.name)}"> '
+            f"<output>{html.escape(control.labels[control.start])}</output></label>"
+            for control in self.controls
+        )
+        labels = json.dumps([list(control.labels) for control in self.controls])
+        frames = json.dumps([f"data:image/png;base64,{frame}" for frame in self.frames])
+        return (
+            f'<div class="bn-frames" id="{root}">'
+            f'<p class="bn-frames-title">{html.escape(self.title)}</p>{sliders}'
+            f'<img src="data:image/png;base64,{self.frames[start]}" alt="{html.escape(self.title)}" '
+            'style="max-width:100%;height:auto">'
+            "<script>(function () {"
+            f'const root = document.getElementById("{root}");'
+            f"const labels = {labels}; const frames = {frames};"
+            'const inputs = root.querySelectorAll("input"); const outputs = root.querySelectorAll("output");'
+            'const image = root.querySelector("img");'
+            "function show() { let index = 0;"
+            " inputs.forEach((input, i) => { index = index * labels[i].length + Number(input.value);"
+            " outputs[i].textContent = labels[i][Number(input.value)]; });"
+            " image.src = frames[index]; }"
+            'inputs.forEach(input => input.addEventListener("input", show));'
+            "})();</script></div>"
+        )
+
+
+def _png(fig: Figure, dpi: int) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def frame_explorer(
+    draw: Callable[..., Figure],
+    controls: Mapping[str, Sequence[object]],
+    *,
+    title: str,
+    start: Mapping[str, object] | None = None,
+    label: Callable[[str, object], str] = lambda name, value: f"{value:g}" if isinstance(value, float) else str(value),
+    dpi: int = 60,
+) -> FrameExplorer:
+    """Draw ``draw(**setting)`` for every setting of ``controls`` (name -> values; the names are
+    ``draw``'s keyword arguments) and return the explorer that shows them; ``start`` picks the
+    setting shown first (default: each control's first value)."""
+    if not controls:
+        raise ValueError("frame_explorer needs at least one control")
+    values = {name: list(options) for name, options in controls.items()}
+    for name, options in values.items():
+        if not options:
+            raise ValueError(f"control {name!r} has no values")
+    count = 1
+    for options in values.values():
+        count *= len(options)
+    if count > MAX_FRAMES:
+        raise ValueError(f"{count} settings would embed {count} images; at most {MAX_FRAMES}: use fewer values")
+    start = dict(start or {})
+    if unknown := set(start) - set(values):
+        raise ValueError(f"start names unknown controls {sorted(unknown)}; controls are {list(values)}")
+    for name, value in start.items():
+        if value not in values[name]:
+            raise ValueError(f"start value {value!r} of {name!r} is not one of its values {values[name]}")
+    frames = []
+    for setting in itertools.product(*values.values()):
+        fig = draw(**dict(zip(values, setting, strict=True)))
+        if not isinstance(fig, Figure):
+            raise TypeError(f"draw must return a matplotlib Figure, got {type(fig).__name__}")
+        frames.append(_png(fig, dpi))
+    return FrameExplorer(
+        title=title,
+        controls=tuple(
+            Control(
+                name,
+                tuple(label(name, value) for value in options),
+                options.index(start[name]) if name in start else 0,
+            )
+            for name, options in values.items()
+        ),
+        frames=tuple(frames),
+    )

@@ -1,0 +1,47 @@
+"""Kernel-free explorers: frames drawn in advance, swapped by sliders in the page."""
+
+import matplotlib.pyplot as plt
+import pytest
+
+from bn_utils.frames import FrameExplorer, frame_explorer
+
+
+def draw(scale, norm):
+    fig, ax = plt.subplots(figsize=(2, 1.5))
+    ax.plot([0, 1], [0, scale if norm == "batch" else -scale])
+    return fig
+
+
+def test_one_frame_per_setting_in_row_major_order():
+    explorer = frame_explorer(draw, {"scale": [0.5, 2.0], "norm": ["none", "batch"]}, title="t")
+    assert len(explorer.frames) == 4 and len(set(explorer.frames)) == 4
+    assert [c.labels for c in explorer.controls] == [("0.5", "2"), ("none", "batch")]
+    assert explorer.index([1, 0]) == 2  # scale 2.0, norm none
+    with pytest.raises(ValueError, match="outside"):
+        explorer.index([2, 0])
+    assert not plt.get_fignums(), "every drawn figure is closed"
+
+
+def test_start_setting_is_the_first_image_and_the_sliders_positions():
+    explorer = frame_explorer(
+        draw, {"scale": [0.5, 2.0], "norm": ["none", "batch"]}, title="t", start={"norm": "batch"}
+    )
+    page = explorer._repr_html_()
+    assert f'src="data:image/png;base64,{explorer.frames[explorer.index([0, 1])]}"' in page
+    assert page.count('type="range"') == 2 and 'value="1"' in page
+    assert "<script>" in page and "http" not in page.replace("data:image", ""), "no request leaves the page"
+
+
+def test_bad_controls_get_clear_errors():
+    with pytest.raises(ValueError, match="at least one control"):
+        frame_explorer(draw, {}, title="t")
+    with pytest.raises(ValueError, match="no values"):
+        frame_explorer(draw, {"scale": []}, title="t")
+    with pytest.raises(ValueError, match="at most"):
+        frame_explorer(draw, {"scale": list(range(100)), "norm": ["none"]}, title="t")
+    with pytest.raises(ValueError, match="not one of its values"):
+        frame_explorer(draw, {"scale": [1.0], "norm": ["none"]}, title="t", start={"scale": 3.0})
+    with pytest.raises(TypeError, match="Figure"):
+        frame_explorer(lambda scale: None, {"scale": [1.0]}, title="t")
+    with pytest.raises(ValueError, match="frames for a grid"):
+        FrameExplorer(title="t", controls=(), frames=("a", "b"))
