@@ -5,7 +5,14 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import bn_utils as bu  # noqa: E402
-from bn_utils.experiments.initialization import diagnose_init_scales, layer_diagnostics, plot_layer_profile  # noqa: E402
+from bn_utils.experiments.initialization import (  # noqa: E402
+    diagnose_init_scales,
+    layer_diagnostics,
+    plot_effective_lr_comparison,
+    plot_init_profiles,
+    plot_layer_profile,
+)
+from bn_utils.experiments.sweeps import Sweep  # noqa: E402
 
 
 def test_layer_diagnostics_measure_each_block_by_hand(digits):
@@ -85,3 +92,46 @@ def test_init_explorer_redraws_what_the_controls_say(digits, shown_figures):
     left, right = shown_figures[-1].axes
     assert left.get_title() == "BN, 20 relu layers" and len(left.lines[0].get_xdata()) == 20
     assert right.get_title().startswith("loss at init: 2.")
+
+
+def test_plot_init_profiles_draws_a_column_per_norm_and_one_legend(digits):
+    diagnostics = {
+        norm: diagnose_init_scales(digits, norm, [0.5, 1.0], depth=3, width=16) for norm in ("none", "batch")
+    }
+    fig = plot_init_profiles(diagnostics)
+    assert tuple(fig.get_size_inches()) == (12, 7) and len(fig.axes) == 4
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["no BN: activation std", "BN: activation std", "no BN: update ratio", "BN: update ratio"]
+    assert [ax.get_legend() is not None for ax in fig.axes] == [True, False, False, False]
+    assert fig.axes[0].get_ylabel() == "activation std" and fig.axes[1].get_ylabel() == ""  # label_outer
+    np.testing.assert_allclose(fig.axes[3].lines[1].get_ydata(), diagnostics["batch"][1.0].update_ratio)
+    with pytest.raises(ValueError, match="needs a dict norm"):
+        plot_init_profiles({})
+
+
+def made_up_sweep(parameter, values, accuracies):
+    """A Sweep of BN over ``values``, two seeds each, ending at ``accuracies[i]`` (one pair per value)."""
+    grid = [
+        [bu.History(loss=[1.0] * 10, eval_steps=[0, 10], test_acc=[0.1, a], test_loss=[1.0, 1.0], steps_per_epoch=5)
+         for a in pair]
+        for pair in accuracies
+    ]  # fmt: skip
+    return Sweep(parameter, tuple(values), (0, 1), {"batch": grid})
+
+
+def test_plot_effective_lr_comparison_puts_both_sweeps_on_the_effective_lr_axis():
+    by_scale = made_up_sweep("init_scale", (0.5, 1.0, 2.0), [(0.8, 0.9), (0.9, 0.9), (0.6, 0.8)])
+    by_lr = made_up_sweep("lr", (0.025, 0.1, 0.4), [(0.7, 0.7), (0.9, 0.95), (0.8, 0.8)])
+    fig = plot_effective_lr_comparison(by_scale, by_lr, lr=0.1)
+    (ax,) = fig.axes
+    assert tuple(fig.get_size_inches()) == pytest.approx((6.4, 3.8)) and ax.get_xscale() == "log"
+    scale_line, lr_line = (container[0] for container in ax.containers)
+    np.testing.assert_allclose(np.asarray(scale_line.get_xdata(), float), [0.4, 0.1, 0.025])  # 0.1 / c^2
+    np.testing.assert_allclose(np.asarray(scale_line.get_ydata(), float), [0.85, 0.9, 0.7])
+    np.testing.assert_allclose(np.asarray(lr_line.get_xdata(), float), [0.025, 0.1, 0.4])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["scale c, learning rate 0.1", "scale 1, learning rate 0.1/c²"]
+    assert ax.get_title() == "BN network, 2 seeds"
+    assert ax.get_xlabel() == "effective learning rate of the hidden layers, 0.1/c²"
+    with pytest.raises(ValueError, match="by_scale must be a Sweep over init_scale"):
+        plot_effective_lr_comparison(by_lr, by_scale)

@@ -15,6 +15,8 @@ from bn_utils.experiments.layer_dynamics import (  # noqa: E402
     layer_dynamics,
     mean_cosine_similarity,
     plot_dynamics_profile,
+    plot_first_steps,
+    plot_forward_content,
     plot_layer_dynamics,
 )
 from bn_utils.stacked import train_stacked  # noqa: E402
@@ -187,3 +189,33 @@ def test_plot_dynamics_profile_draws_one_line_per_run(small_bn):
         plot_dynamics_profile({"BN": small_bn}, "gradient_ratio")
     with pytest.raises(ValueError, match="step 3 was not recorded"):
         plot_dynamics_profile({"BN": small_bn}, step=3)
+
+
+def test_plot_first_steps_draws_the_ratio_of_every_run_and_the_focus_run_per_layer(digits64):
+    deeper = {**SMALL, "depth": 6}
+    runs = {"BN": layer_dynamics(digits64, "batch", **deeper), "plain": layer_dynamics(digits64, "none", **deeper)}
+    fig = plot_first_steps(runs, focus="BN")
+    ratio, growth, update = fig.axes
+    assert tuple(fig.get_size_inches()) == pytest.approx((15, 3.8))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["first / last layer's gradient norm", "weight growth", "relative update per step"]
+    np.testing.assert_allclose(ratio.lines[1].get_ydata(), np.median(runs["plain"].gradient_ratio, axis=0))
+    labels = [t.get_text() for t in growth.get_legend().get_texts()]
+    assert labels == ["BN, layer 1 (n=2)", "BN, layer 5 (n=2)", "BN, layer 6 (n=2)"]
+    np.testing.assert_allclose(update.lines[0].get_ydata(), np.median(runs["BN"].relative_update[..., 0], axis=0))
+    with pytest.raises(ValueError, match="focus must be one of the runs"):
+        plot_first_steps(runs, focus="ghost")
+
+
+def test_plot_forward_content_draws_profiles_at_init_and_the_last_layer_in_training(small_bn, digits64):
+    plain = layer_dynamics(digits64, "none", **SMALL)
+    fig = plot_forward_content({"BN": small_bn, "plain": plain}, {"BN, depth 3": small_bn})
+    similarity, contrast, during = fig.axes
+    assert tuple(fig.get_size_inches()) == pytest.approx((15, 3.8))
+    assert similarity.get_title() == "at initialisation: how alike all examples look"
+    assert contrast.get_title() == "at initialisation: class structure left"
+    assert during.get_title() == "last hidden layer, during training"
+    np.testing.assert_allclose(contrast.lines[1].get_ydata(), np.median(plain.class_contrast[:, 0], axis=0))
+    np.testing.assert_allclose(during.lines[0].get_ydata(), np.median(small_bn.class_contrast[..., -1], axis=0))
+    with pytest.raises(ValueError, match="during must be a non-empty dict"):
+        plot_forward_content({"BN": small_bn}, {})

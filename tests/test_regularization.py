@@ -18,6 +18,8 @@ from bn_utils.experiments.regularization import (  # noqa: E402
     plot_batch_noise,
     plot_estimates,
     plot_generalization,
+    plot_regularization,
+    plot_small_data,
     regularization_study,
     strength_grid,
     validation_split,
@@ -237,3 +239,55 @@ def test_plot_estimates_draws_seeds_means_and_intervals():
     assert matplotlib.colors.to_hex(ax.collections[0].get_facecolor()[0]) == "#0072b2"
     with pytest.raises(ValueError, match="at least one estimate"):
         plot_estimates({})
+
+
+def made_up_study():
+    """Two configurations of two seeds, evaluated at steps 0, 10, 20 (10 steps per epoch)."""
+
+    def run(seed, train, test):
+        return bu.History(
+            loss=[1.0] * 20, eval_steps=[0, 10, 20], train_acc=[0.1, 0.9, train], test_acc=[0.1, 0.9, test],
+            test_loss=[1.0] * 3, steps_per_epoch=10, config={"seed": seed},
+        )  # fmt: skip
+
+    return RegularizationResult(
+        {"plain": [run(0, 1.0, 0.90), run(1, 1.0, 0.92)], "BN": [run(0, 0.99, 0.95), run(1, 1.0, 0.96)]},
+        norms={"plain": "none", "BN": "batch"},
+    )
+
+
+def test_plot_regularization_draws_curves_and_gaps():
+    study = made_up_study()
+    fig = plot_regularization(study)
+    curves, gaps = fig.axes
+    assert tuple(fig.get_size_inches()) == (13, 4)
+    assert curves.get_title() == "test accuracy (2 seeds)" and curves.get_ylim() == (0.85, 1.0)
+    assert curves.get_xlabel() == "training step (10 per epoch)"
+    np.testing.assert_allclose(curves.lines[1].get_ydata(), [0.1, 0.9, 0.955])
+    assert gaps.get_title() == "generalization gap at the end"
+    assert [t.get_text() for t in gaps.get_xticklabels()] == ["plain", "BN"]
+    assert [p.get_height() for p in gaps.patches] == pytest.approx([9.0, 4.0])
+    with pytest.raises(ValueError, match="needs a RegularizationResult"):
+        plot_regularization({})
+
+
+def test_plot_small_data_draws_accuracies_and_gains_in_the_norms_colours():
+    study = made_up_study()
+    gains = {"dropout, plain": Estimate((0.01, 0.02)), "dropout, BN": Estimate((0.0, -0.01))}
+    fig = plot_small_data(study, gains, train_examples=256)
+    accuracy, gain = fig.axes
+    assert tuple(fig.get_size_inches()) == (13, 4)
+    assert accuracy.get_title() == "256 training images: test accuracy (2 seeds)"
+    assert gain.get_title() == "what dropout and L2 add, per network"
+    seeds = [c for c in accuracy.collections if isinstance(c, matplotlib.collections.PathCollection)]
+    np.testing.assert_allclose(seeds[1].get_offsets()[:, 1], [95, 96])  # BN's test accuracy per seed
+    dots = [c for c in gain.collections if isinstance(c, matplotlib.collections.PathCollection)]
+    colors = [matplotlib.colors.to_hex(c.get_facecolor()[0]) for c in dots]
+    assert colors == ["#d55e00", "#0072b2"] and gain.get_ylabel() == "gain in test accuracy (points)"
+    with pytest.raises(ValueError, match="gains must be a non-empty dict"):
+        plot_small_data(study, {}, train_examples=256)
+
+
+def test_plot_batch_noise_sizes_its_own_figure():
+    ax = plot_batch_noise({8: 0.4, 32: 0.2}, figsize=(6.4, 3.6))
+    assert tuple(ax.figure.get_size_inches()) == pytest.approx((6.4, 3.6))

@@ -5,7 +5,12 @@ import pytest
 import torch
 
 import bn_utils as bu
-from bn_utils.experiments.weight_norms import WeightNormTrace, plot_effective_lr_trace, track_weight_norms
+from bn_utils.experiments.weight_norms import (
+    WeightNormTrace,
+    plot_effective_lr_trace,
+    plot_norm_growth,
+    track_weight_norms,
+)
 
 
 def test_sgd_step_grows_a_scale_invariant_weight_by_exactly_lr2_g2(digits):
@@ -79,3 +84,18 @@ def test_plot_effective_lr_trace(digits):
     assert ax.get_yscale() == "log" and len(ax.lines[0].get_xdata()) == 4
     with pytest.raises(ValueError, match="at least one trace"):
         plot_effective_lr_trace([])
+
+
+def test_plot_norm_growth_scatters_measured_against_predicted_growth(digits):
+    traces = [track_weight_norms(digits, init_scale=c, steps=3, depth=2, width=8) for c in (0.5, 1.0)]
+    fig = plot_norm_growth(traces)
+    left, right = fig.axes
+    assert tuple(fig.get_size_inches()) == (12, 4)
+    assert left.get_xscale() == left.get_yscale() == "log" and left.get_xlabel() == "η²‖g_t‖²"
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["scale 0.5", "scale 1"]
+    offsets = left.collections[1].get_offsets()
+    np.testing.assert_allclose(offsets[:, 0], traces[1].predicted_growth.ravel(), rtol=1e-6)
+    np.testing.assert_allclose(offsets[:, 1], traces[1].growth.ravel(), rtol=1e-6)
+    assert right.get_title() == "effective learning rate, median" and len(right.lines) == 2
+    with pytest.raises(ValueError, match="non-empty list of WeightNormTrace"):
+        plot_norm_growth([])

@@ -18,13 +18,15 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset
 from ..models import mlp_for
-from ..style import NORM_LABELS, PALETTE, color_for
+from ..style import NORM_LABELS, PALETTE, color_for, label_for
 from ..training import get_device, loss_and_gradients
+from .sweeps import Sweep
 
 __all__ = [
     "RELU_BN_GRADIENT_GROWTH",
@@ -35,6 +37,9 @@ __all__ = [
     "diagnose_depths",
     "plot_layer_profile",
     "plot_gradient_growth",
+    "plot_init_profiles",
+    "plot_deep_profile",
+    "plot_effective_lr_comparison",
     "init_explorer",
     "PROFILE_LABELS",
 ]
@@ -247,6 +252,56 @@ def plot_gradient_growth(
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_init_profiles(diagnostics: Mapping[str, Mapping[float, LayerDiagnostics]]) -> Figure:
+    """Activation std (top) and update ratio (bottom) per hidden layer: a column per norm, a line per scale."""
+    if not isinstance(diagnostics, Mapping) or not diagnostics:
+        raise ValueError("plot_init_profiles needs a dict norm -> diagnose_init_scales(...) result")
+    norms = list(diagnostics)
+    fig, axes = plt.subplots(2, len(norms), figsize=(6 * len(norms), 7), sharex=True, sharey="row", squeeze=False)
+    for column, norm in enumerate(norms):  # same scales side by side
+        name = label_for(norm)
+        plot_layer_profile(diagnostics[norm], "activation_std", ax=axes[0, column], title=f"{name}: activation std")
+        plot_layer_profile(diagnostics[norm], "update_ratio", ax=axes[1, column], title=f"{name}: update ratio")
+    for ax in axes.flat:
+        ax.label_outer()
+    for ax in axes.flat[1:]:
+        ax.get_legend().remove()  # one legend of the scales (top left) serves all panels
+    return fig
+
+
+def plot_deep_profile(diagnostics: Mapping[str, LayerDiagnostics]) -> Figure:
+    """Activation std (forward, left) and weight-gradient norm (backward, right) per hidden layer, one line per norm."""
+    if not isinstance(diagnostics, Mapping) or not diagnostics:
+        raise ValueError("plot_deep_profile needs a dict norm -> LayerDiagnostics (from diagnose_at_init)")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    plot_layer_profile(diagnostics, "activation_std", ax=axes[0], title="forward: activation size")
+    plot_layer_profile(diagnostics, "gradient_norm", ax=axes[1], title="backward: weight-gradient size")
+    return fig
+
+
+def plot_effective_lr_comparison(by_scale: Sweep, by_lr: Sweep, *, lr: float = 0.1, norm: str = "batch") -> Figure:
+    """Final test accuracy against the effective learning rate lr/c²: scale c at ``lr``, and scale 1 at lr/c²."""
+    if not isinstance(by_scale, Sweep) or by_scale.parameter != "init_scale":
+        raise ValueError("by_scale must be a Sweep over init_scale (from init_scale_sweep)")
+    if not isinstance(by_lr, Sweep) or by_lr.parameter != "lr":
+        raise ValueError("by_lr must be a Sweep over lr (from lr_sweep)")
+    valid.check_number("lr", lr, 0, low_open=True)
+    effective = [lr / scale**2 for scale in by_scale.values]
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for result, x, label, color in [
+        (by_scale, effective, f"scale c, learning rate {lr:g}", color_for(norm)),
+        (by_lr, list(by_lr.values), f"scale 1, learning rate {lr:g}/c²", PALETTE["orange"]),
+    ]:
+        final = result.final(norm)
+        ax.errorbar(x, final.mean(1), yerr=final.std(1), marker="o", capsize=3, color=color, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"effective learning rate of the hidden layers, {lr:g}/c²")
+    ax.set_ylabel("final test accuracy")
+    ax.set_title(f"{label_for(norm)} network, {len(by_scale.seeds)} seeds")
+    ax.legend(loc="lower center")
+    return fig
 
 
 def _draw_init(

@@ -32,6 +32,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch.nn import functional as F
 
 from ..data import Dataset, batch_indices
@@ -49,6 +50,8 @@ __all__ = [
     "class_contrast",
     "plot_layer_dynamics",
     "plot_dynamics_profile",
+    "plot_first_steps",
+    "plot_forward_content",
 ]
 
 # Dense where things change fast (the first steps), sparse after.
@@ -430,3 +433,31 @@ def plot_dynamics_profile(
     if title:
         ax.set_title(title)
     return ax
+
+
+def _check_runs(name: str, runs: object) -> None:
+    if not isinstance(runs, Mapping) or not runs or not all(isinstance(r, LayerDynamics) for r in runs.values()):
+        raise ValueError(f"{name} must be a non-empty dict label -> LayerDynamics (from layer_dynamics)")
+
+
+def plot_first_steps(runs: Mapping[str, LayerDynamics], focus: str) -> Figure:
+    """First steps: every run's gradient ratio, then the weight growth and relative update of run ``focus``."""
+    _check_runs("runs", runs)
+    if focus not in runs:
+        raise ValueError(f"focus must be one of the runs ({', '.join(runs)}), got {focus!r}")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    plot_layer_dynamics(runs, "gradient_ratio", ax=axes[0], title="first / last layer's gradient norm")
+    plot_layer_dynamics({focus: runs[focus]}, "weight_growth", layers=(0, 4, -1), ax=axes[1], title="weight growth")
+    plot_layer_dynamics({focus: runs[focus]}, "relative_update", ax=axes[2], title="relative update per step")
+    return fig
+
+
+def plot_forward_content(at_init: Mapping[str, LayerDynamics], during: Mapping[str, LayerDynamics]) -> Figure:
+    """Similarity and class contrast per layer at init (``at_init``), last layer's contrast in training (``during``)."""
+    _check_runs("at_init", at_init)
+    _check_runs("during", during)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    plot_dynamics_profile(at_init, "similarity", ax=axes[0], title="at initialisation: how alike all examples look")
+    plot_dynamics_profile(at_init, "class_contrast", ax=axes[1], title="at initialisation: class structure left")
+    plot_layer_dynamics(during, "class_contrast", layers=(-1,), ax=axes[2], title="last hidden layer, during training")
+    return fig

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field, replace
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from .. import _validate as valid
 from ..data import Dataset
 from ..models import NORM_LAYERS, mlp_for
 from ..stacked import train_stacked
-from ..style import CYCLE, PALETTE, color_for
+from ..style import CYCLE, PALETTE, color_for, plot_histories
 from ..training import History, get_device
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
     "plot_batch_noise",
     "plot_generalization",
     "plot_estimates",
+    "plot_regularization",
+    "plot_small_data",
     "batch_noise_explorer",
 ]
 
@@ -426,11 +429,14 @@ def strength_grid(
     return configs
 
 
-def plot_batch_noise(noise: Mapping[int, float], *, ax=None, title: str | None = None):
+def plot_batch_noise(
+    noise: Mapping[int, float], *, ax=None, title: str | None = None, figsize: tuple[float, float] | None = None
+):
     """BN's batch noise against the batch size (from :func:`bn_utils.experiments.regularization.batch_noise`),
-    log-log, with the Gaussian prediction sqrt(1.5 / batch size) dashed. Returns the axes."""
+    log-log, with the Gaussian prediction sqrt(1.5 / batch size) dashed; ``figsize`` sizes a new
+    figure when no ``ax`` is given. Returns the axes."""
     if ax is None:
-        _, ax = plt.subplots()
+        _, ax = plt.subplots(figsize=figsize)
     sizes = np.array(sorted(noise))
     ax.plot(sizes, [noise[s] for s in sizes], marker="o", color=color_for("batch"), label="measured (digits)")
     ax.plot(
@@ -516,6 +522,48 @@ def plot_estimates(
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_regularization(result: RegularizationResult, *, ylim: tuple[float, float] = (0.85, 1.0)) -> Figure:
+    """Test accuracy during training, bands over seeds (left), and the final generalization gap (right)."""
+    if not isinstance(result, RegularizationResult):
+        raise ValueError(f"plot_regularization needs a RegularizationResult, got {type(result).__name__}")
+    first = next(iter(result.histories.values()))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    plot_histories(
+        result.histories, "test_acc", ax=axes[0], title=f"test accuracy ({len(first)} seeds)", norms=result.norms
+    )
+    axes[0].set_ylim(*ylim)
+    axes[0].set_xlabel(f"training step ({first[0].steps_per_epoch} per epoch)")
+    plot_generalization(result, ax=axes[1], title="generalization gap at the end")
+    return fig
+
+
+def plot_small_data(result: RegularizationResult, gains: Mapping[str, Estimate], *, train_examples: int) -> Figure:
+    """Test accuracy per configuration (left) and each regularizer's gain per network (right), with intervals."""
+    if not isinstance(result, RegularizationResult):
+        raise ValueError(f"plot_small_data needs a RegularizationResult, got {type(result).__name__}")
+    if not isinstance(gains, Mapping) or not gains:
+        raise ValueError("gains must be a non-empty dict label -> Estimate (labels ending in 'BN' are drawn as BN)")
+    valid.check_int("train_examples", train_examples)
+    seeds = len(next(iter(result.histories.values())))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    plot_estimates(
+        {label: result.spread(label) for label in result.histories},
+        ax=axes[0],
+        colors={label: color_for(result.norms[label]) for label in result.histories},
+        ylabel="test accuracy (%)",
+        title=f"{train_examples} training images: test accuracy ({seeds} seeds)",
+    )
+    plot_estimates(
+        gains,
+        ax=axes[1],
+        colors={label: color_for("batch" if label.endswith("BN") else "none") for label in gains},
+        ylabel="gain in test accuracy (points)",
+        zero_line=True,
+        title="what dropout and L2 add, per network",
+    )
+    return fig
 
 
 def _draw_noise(inputs, batch_size: int, example: int, unit: int, draws: int = 300):

@@ -457,3 +457,26 @@ def sweep_explorer(sweep):
         ),
         batch_norm=widgets.Checkbox(value=True, description="batch norm"),
     )
+
+
+def plot_sweep_finals(
+    sweep: Sweep,
+    *,
+    titles: tuple[str, str] = ("final test accuracy", "final training loss"),
+    mark: str = "range",
+    ticks: Sequence[float] | None = None,
+) -> mpl.figure.Figure:
+    """Final test accuracy (left) and training loss (right) of a sweep, one legend under the left panel."""
+    if not isinstance(sweep, Sweep):
+        raise TypeError(f"plot_sweep_finals needs a Sweep, got {type(sweep).__name__}")
+    if len(titles) != 2:
+        raise ValueError(f"titles must be two titles (accuracy panel, loss panel), got {titles!r}")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    plot_sweep(sweep, "test_acc", ax=axes[0], title=titles[0], mark=mark)
+    plot_sweep(sweep, "loss", ax=axes[1], title=titles[1], mark=mark)
+    axes[1].get_legend().remove()  # one legend, under the left panel, is enough
+    if ticks is not None:  # e.g. depths: label the swept values themselves, not powers of ten
+        for ax in axes:
+            ax.set_xticks(list(ticks), [f"{t:g}" for t in ticks])
+            ax.minorticks_off()
+    return fig

@@ -14,15 +14,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from ..data import Dataset
 from ..models import mlp_for
 from ..style import color_for
 from ..training import get_device, train
 
-__all__ = ["WeightNormTrace", "track_weight_norms", "plot_effective_lr_trace"]
+__all__ = ["WeightNormTrace", "track_weight_norms", "plot_effective_lr_trace", "plot_norm_growth"]
 
 
 @dataclass(frozen=True)
@@ -138,8 +140,6 @@ def track_weight_norms(
 
 def plot_effective_lr_trace(traces: Sequence[WeightNormTrace], ax=None, title: str | None = None):
     """Median (over seeds and layers) effective learning rate lr / ||w_t||^2 against the step, one line per trace."""
-    import matplotlib.pyplot as plt
-
     if not traces:
         raise ValueError("need at least one trace")
     if ax is None:
@@ -157,3 +157,23 @@ def plot_effective_lr_trace(traces: Sequence[WeightNormTrace], ax=None, title: s
         ax.set_title(title)
     ax.legend(fontsize="small")
     return ax
+
+
+def plot_norm_growth(traces: Sequence[WeightNormTrace]) -> Figure:
+    """Measured against predicted growth of the squared weight norms (left) and the effective learning rate (right)."""
+    if not traces or not all(isinstance(trace, WeightNormTrace) for trace in traces):
+        raise ValueError("plot_norm_growth needs a non-empty list of WeightNormTrace (from track_weight_norms)")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for index, trace in enumerate(traces):
+        axes[0].scatter(
+            trace.predicted_growth.ravel(),
+            trace.growth.ravel(),
+            s=4,
+            color=color_for("", index),
+            label=f"scale {trace.init_scale:g}",
+        )
+    axes[0].set(xscale="log", yscale="log", xlabel="η²‖g_t‖²", ylabel="‖w_{t+1}‖² − ‖w_t‖²")
+    axes[0].set_title("growth of each hidden layer's squared norm, every step")
+    axes[0].legend()
+    plot_effective_lr_trace(list(traces), ax=axes[1], title="effective learning rate, median")
+    return fig
