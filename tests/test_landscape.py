@@ -14,6 +14,7 @@ from bn_utils.experiments.landscape import (  # noqa: E402
     landscape_run,
     plot_beta_by_step_size,
     plot_landscape,
+    plot_landscape_overview,
     probe_gradient_step,
     summarize_landscape,
 )
@@ -109,6 +110,10 @@ def test_beta_by_step_size_is_the_ratio_before_the_max():
     assert np.all(summary["low"] <= summary["median"]) and np.all(summary["median"] <= summary["high"])
     ax = plot_beta_by_step_size({"plain": run})
     assert ax.get_xscale() == "log" and ax.get_legend().get_texts()[0].get_text() == "plain"
+    assert tuple(ax.figure.get_size_inches()) == (5, 3.6)
+    ax = plot_beta_by_step_size({"plain": run}, title="t", figsize=(6, 3.8))
+    assert tuple(ax.figure.get_size_inches()) == (6, 3.8) and ax.get_title() == "t"
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), summary["median"])
     with pytest.raises(ValueError, match="no checkpoint after step 20"):
         beta_by_step_size(run, after=20)
     with pytest.raises(ValueError, match="at least one run"):
@@ -135,3 +140,21 @@ def test_gradient_scaled_measures_and_per_step_views():
         beta_per_seed(run, 0.3)
     with pytest.raises(ValueError, match="unknown probe value"):
         run.probe_values("beta")
+
+
+def test_landscape_overview_draws_the_three_measures_in_order():
+    data = bu.load_digits()
+    kwargs = dict(seeds=[0, 1], steps=20, probe_every=10, depth=3, width=32, probe_batch=64)
+    runs = {"no BN": landscape_run("none", data, **kwargs), "BN": landscape_run("batch", data, **kwargs)}
+    fig = plot_landscape_overview(runs)
+    assert [ax.get_title() for ax in fig.axes] == [
+        "(a) loss range along the gradient",
+        "(b) gradient change over the step sizes",
+        "(c) effective β-smoothness",
+    ]
+    assert tuple(fig.get_size_inches()) == (15, 3.8) and all(ax.get_yscale() == "log" for ax in fig.axes)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["no BN (n=2)", "BN (n=2)"]
+    mean = np.nanmean(runs["BN"].measure("loss_range"), axis=0)
+    np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), mean)
+    with pytest.raises(ValueError, match="LandscapeRun"):
+        plot_landscape_overview({})

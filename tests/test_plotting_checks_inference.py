@@ -19,7 +19,13 @@ from bn_utils import (
     max_abs_error,
     running_stats_trace,
 )  # noqa: E402
-from bn_utils.experiments.inference import class_sorted, plot_mode_accuracy, plot_running_stats
+from bn_utils.experiments.inference import (
+    class_sorted,
+    plot_mode_accuracy,
+    plot_mode_accuracy_panels,
+    plot_running_stats,
+    plot_running_stats_panels,
+)
 from bn_utils.experiments.placement import plot_placement
 from bn_utils.style import NORM_COLORS, color_for, plot_band, plot_histories, save_figure, use_house_style
 from bn_utils.training import History  # noqa: E402
@@ -239,6 +245,40 @@ def test_plot_running_stats_and_mode_accuracy():
     assert heights == pytest.approx([55.0, 92.0])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "64"]
     plt.close(ax.figure)
+
+
+def test_running_stats_panels_draw_one_titled_panel_per_trace():
+    fast, slow = running_stats_trace(steps=20, momentum=0.1), running_stats_trace(steps=20, momentum=0.01)
+    fig = plot_running_stats_panels({"fast": fast, "slow": slow})
+    assert [ax.get_title() for ax in fig.axes] == ["fast", "slow"]
+    assert tuple(fig.get_size_inches()) == (11, 3.6)
+    assert fig.axes[1].get_shared_y_axes().joined(fig.axes[0], fig.axes[1])
+    np.testing.assert_allclose(fig.axes[1].lines[1].get_ydata(), slow.running_mean)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="RunningStatsTrace"):
+        plot_running_stats_panels({})
+
+
+def test_mode_accuracy_panels_draw_one_titled_panel_per_study_in_the_given_orders():
+    results = {
+        "eval": np.array([0.95, 0.97]),
+        "train@1": np.array([0.5, 0.6]),
+        "sorted@1": np.array([0.1, 0.2]),
+        "train@64": np.array([0.9, 0.94]),
+        "sorted@64": np.array([0.3, 0.5]),
+    }
+    fig = plot_mode_accuracy_panels({"conv": results, "MLP": results}, orders=["shuffled"])
+    assert [ax.get_title() for ax in fig.axes] == ["conv", "MLP"]
+    assert tuple(fig.get_size_inches()) == (11, 3.8)
+    bars = [c for c in fig.axes[1].containers if isinstance(c, matplotlib.container.BarContainer)]
+    assert len(bars) == 1 and [bar.get_height() for bar in bars[0].patches] == pytest.approx([55.0, 92.0])
+    plt.close(fig)
+    fig = plot_mode_accuracy_panels({"conv": results})  # every order: shuffled and sorted
+    bars = [c for c in fig.axes[0].containers if isinstance(c, matplotlib.container.BarContainer)]
+    assert len(fig.axes) == 1 and len(bars) == 2
+    plt.close(fig)
+    with pytest.raises(ValueError, match="non-empty"):
+        plot_mode_accuracy_panels({})
 
 
 def test_running_stats_explorer_redraws_what_the_sliders_say(shown_figures):

@@ -261,3 +261,75 @@ def test_covariate_shift_run_records_spread_step_sizes_and_takes_an_init(digits)
     assert small.spread(layer=2)[1][0] < 0.1, "the paper's N(0, 0.1^2) starts with a vanishing top-layer signal"
     with pytest.raises(ValueError, match="ics_relative_step must be positive"):
         covariate_shift_run("none", digits, seed=0, steps=5, ics_relative_step=0.0)
+
+
+@pytest.fixture(scope="module")
+def shift_runs():
+    """Two short runs (seeds 0, 1) per norm, with gradient-shift checkpoints at steps 20 and 40."""
+    data = load_digits()
+    return {
+        norm: [covariate_shift_run(norm, data, seed=s, steps=40, probe_every=5, ics_every=20) for s in (0, 1)]
+        for norm in ["none", "batch", "batch_noisy"]
+    }
+
+
+def test_chapter_figures_draw_their_panels_titles_and_values(shift_runs):
+    from bn_utils.experiments.covariate_shift import (
+        plot_gradient_shift,
+        plot_init_control,
+        plot_ioffe_figure1,
+        plot_noisy_bn,
+        plot_shift_snapshots,
+        plot_vanishing_signal,
+    )
+
+    runs = shift_runs
+    fig = plot_shift_snapshots(runs["none"][0], at=(0, 2, -1), title="one unit")
+    assert len(fig.axes) == 1 and fig.axes[0].get_title() == "one unit" and len(fig.axes[0].lines) == 3
+    assert tuple(fig.get_size_inches()) == (6.4, 3.4)
+    fig = plot_ioffe_figure1(runs)
+    titles = ["(a) test accuracy", "(b) without BN", "(c) with BN"]
+    assert [ax.get_title() for ax in fig.axes] == titles and tuple(fig.get_size_inches()) == (15, 3.8)
+    assert fig.axes[2].get_ylim() == fig.axes[1].get_ylim()
+    median = fig.axes[2].lines[0].get_ydata()
+    np.testing.assert_allclose(median, runs["batch"][0].records[2].percentiles[50][:, 0])
+    fig = plot_vanishing_signal(runs, xlim=30)
+    signal, accuracy = fig.axes
+    assert signal.get_title() == "(a) the signal, layer by layer (median over 2 seeds)"
+    assert signal.get_yscale() == "log" and len(signal.lines) == 6 and accuracy.get_xlim() == (0, 30)
+    assert signal.lines[0].get_label() == "plain, hidden 1" and signal.lines[5].get_label() == "BN, hidden 3"
+    spreads = np.median([r.spread(0)[1] for r in runs["none"]], axis=0)
+    np.testing.assert_allclose(signal.lines[0].get_ydata(), spreads)
+    fig = plot_noisy_bn(runs)
+    assert [ax.get_title() for ax in fig.axes] == ["test accuracy", "noisy BN: input of one unit"]
+    assert len(fig.axes[0].get_legend().get_texts()) == 3
+    fig = plot_gradient_shift(runs, layer_names=["h2", "h3", "out"])
+    l2, cosine = fig.axes
+    assert l2.get_ylabel() == "‖G − G′‖" and cosine.get_ylim() == (0.8, 1.0) and cosine.get_legend() is None
+    assert [t.get_text() for t in l2.get_xticklabels()] == ["h2", "h3", "out"]
+    expected = np.concatenate([np.array(r.ics_l2) for r in runs["none"]]).mean(0)
+    assert [p.get_height() for p in l2.patches[:3]] == pytest.approx(expected.tolist())
+    with pytest.raises(ValueError, match="missing"):
+        plot_ioffe_figure1({"none": runs["none"]})
+    with pytest.raises(ValueError, match="missing"):
+        plot_init_control({("a", "none"): runs["none"]})
+
+
+def test_init_figures_draw_one_group_or_panel_per_initialisation(shift_runs):
+    from bn_utils.experiments.covariate_shift import plot_gradient_shift_by_init, plot_init_control
+
+    # the short BN runs all reach 30% (the plain ones do not yet): they stand in for both networks' bars
+    control = {(init, norm): shift_runs["batch"] for init in ["small", "wide"] for norm in ["none", "batch"]}
+    fig = plot_init_control(control, target=0.3)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["initial weights small", "initial weights wide"]
+    assert ax.get_ylabel() == "steps to 30% test accuracy"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain", "BN"]
+    steps = [r.history.steps_to(0.3) or np.inf for r in shift_runs["batch"]]
+    assert ax.patches[2].get_height() == pytest.approx(np.median(steps))
+    fig = plot_gradient_shift_by_init(control, layer_names=["h2", "h3", "out"])
+    assert [ax.get_title() for ax in fig.axes] == ["initial weights small", "initial weights wide"]
+    assert all(ax.get_yscale() == "log" for ax in fig.axes)
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["plain", "BN"]
+    shift = np.array([1 - np.mean(r.ics_cosine, axis=0) for r in shift_runs["batch"]]).mean(0)
+    assert [p.get_height() for p in fig.axes[0].patches[:3]] == pytest.approx(shift.tolist())

@@ -170,3 +170,35 @@ def test_instability_onset_brackets_the_limit(sweep):
     assert sweep.largest_stable("none") == 1.0 and sweep.instability_onset("none") == 10.0
     assert sweep.instability_onset("batch") is None  # stable to the end of the grid
     np.testing.assert_array_equal(sweep.test_accuracy("none", 1.0), sweep.final("none")[1])
+
+
+def test_sweep_overview_draws_accuracy_and_loss_with_one_legend(sweep):
+    from bn_utils.experiments.sweeps import plot_sweep_overview
+
+    fig = plot_sweep_overview(sweep)
+    accuracy, loss = fig.axes
+    assert accuracy.get_title() == "final test accuracy" and loss.get_title() == "final training loss"
+    assert accuracy.get_ylabel() == "final test accuracy" and loss.get_yscale() == "log"
+    assert accuracy.get_legend() is not None and loss.get_legend() is None
+    assert tuple(fig.get_size_inches()) == (12, 4)
+    means = accuracy.containers[0].lines[0].get_ydata()  # the 'none' errorbar: lr 0.1, 1, 10
+    assert means[0] == pytest.approx(np.nanmean(sweep.final("none")[0]))
+    with pytest.raises(ValueError, match="must be a Sweep"):
+        plot_sweep_overview({"none": []})
+
+
+def test_equal_lr_figure_shows_every_norm_at_one_value(sweep):
+    from bn_utils.experiments.sweeps import plot_equal_lr
+
+    fig = plot_equal_lr(sweep, 1.0, levels=(0.9, 0.95))
+    loss, accuracy = fig.axes
+    assert loss.get_title() == "training loss, learning rate 1" and loss.get_yscale() == "log"
+    assert accuracy.get_title() == "test accuracy, learning rate 1" and accuracy.get_ylim() == (0, 1)
+    assert accuracy.get_ylabel() == "test accuracy" and tuple(fig.get_size_inches()) == (11, 3.6)
+    dashed = [line.get_ydata()[0] for line in accuracy.lines if line.get_linestyle() == "--"]
+    assert dashed == [0.9, 0.95]
+    bands = [line for line in accuracy.lines if line.get_linestyle() != "--"]
+    assert [line.get_label() for line in bands] == ["no BN (n=2)", "BN (n=2)"]
+    assert bands[1].get_ydata()[1] == pytest.approx(0.925)  # BN at lr 1, step 10: mean of 0.95 and 0.9
+    with pytest.raises(ValueError, match="not on the grid"):
+        plot_equal_lr(sweep, 0.5)

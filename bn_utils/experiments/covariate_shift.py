@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset
 from ..models import make_mlp
 from ..probes import ActivationProbe, ActivationRecord, drift_ratio, jitter_ratio
-from ..style import CYCLE, PALETTE, color_for
+from ..style import CYCLE, PALETTE, color_for, plot_histories
 from ..training import History, get_device, loss_and_gradients, seed_everything, train
 
 __all__ = [
@@ -49,6 +50,13 @@ __all__ = [
     "plot_percentiles",
     "plot_distribution_snapshots",
     "plot_layer_bars",
+    "plot_shift_snapshots",
+    "plot_ioffe_figure1",
+    "plot_vanishing_signal",
+    "plot_init_control",
+    "plot_noisy_bn",
+    "plot_gradient_shift",
+    "plot_gradient_shift_by_init",
     "precompute_shift_runs",
     "covariate_shift_explorer",
 ]
@@ -400,6 +408,141 @@ def plot_layer_bars(values: Mapping[str, np.ndarray], *, ax=None, ylabel: str = 
     ax.set_ylabel(ylabel)
     ax.legend()
     return ax
+
+
+# how the chapter's figures name the two networks it compares
+NETWORK_NAMES = {"none": "plain", "batch": "BN"}
+
+
+def _check_runs(runs: Mapping, keys: Sequence) -> None:
+    missing = [key for key in keys if key not in runs or not runs[key]]
+    if missing:
+        raise ValueError(f"runs must hold a non-empty list of ShiftRun for {list(keys)}; missing {missing}")
+    if not all(isinstance(run, ShiftRun) for key in keys for run in runs[key]):
+        raise ValueError("runs must map to lists of ShiftRun (from covariate_shift_run)")
+
+
+def plot_shift_snapshots(
+    run: ShiftRun, *, layer: int = 2, unit: int = 0, at: Sequence[int] = (0, -1), title: str = "", figsize=(6.4, 3.4)
+) -> Figure:
+    """:func:`plot_distribution_snapshots` of one unit of a hidden layer of ``run``, titled; returns the figure."""
+    if not isinstance(run, ShiftRun):
+        raise ValueError(f"run must be a ShiftRun (from covariate_shift_run), got {type(run).__name__}")
+    fig, ax = plt.subplots(figsize=figsize)
+    plot_distribution_snapshots(run.records[layer], unit=unit, at=at, ax=ax)
+    ax.set_title(title)
+    return fig
+
+
+def plot_ioffe_figure1(runs: Mapping[str, Sequence[ShiftRun]], *, layer: int = 2, figsize=(15, 3.8)) -> Figure:
+    """The BN paper's Figure 1 from ``runs`` (norm -> runs over seeds): (a) test accuracy with and without
+    BN, (b, c) one unit's input percentiles (first seed) without and with BN, on the same y axis."""
+    _check_runs(runs, ["none", "batch"])
+    fig, axes = plt.subplots(1, 3, figsize=figsize)
+    histories = {norm: [r.history for r in runs[norm]] for norm in ["none", "batch"]}
+    plot_histories(histories, "test_acc", ax=axes[0], title="(a) test accuracy")
+    plot_percentiles(runs["none"][0].records[layer], ax=axes[1], color=color_for("none"), title="(b) without BN")
+    plot_percentiles(runs["batch"][0].records[layer], ax=axes[2], color=color_for("batch"), title="(c) with BN")
+    axes[2].set_ylim(axes[1].get_ylim())
+    return fig
+
+
+def plot_vanishing_signal(runs: Mapping[str, Sequence[ShiftRun]], *, xlim: float = 300, figsize=(11, 3.8)) -> Figure:
+    """(a) the median over seeds of each hidden layer's spread of sigmoid inputs over training, with and
+    without BN (log scale), (b) test accuracy over the first ``xlim`` steps; returns the figure."""
+    _check_runs(runs, ["none", "batch"])
+    fig, axes = plt.subplots(1, 2, figsize=figsize)
+    layers = len(runs["none"][0].records)
+    for layer, style in zip(range(layers), [":", "--", "-"], strict=False):
+        for norm in ["none", "batch"]:
+            spreads = np.array([r.spread(layer)[1] for r in runs[norm]])
+            steps = runs[norm][0].spread(layer)[0]
+            label = f"{NETWORK_NAMES[norm]}, hidden {layer + 1}"
+            axes[0].plot(steps, np.median(spreads, axis=0), style, color=color_for(norm), label=label)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("training step")
+    axes[0].set_ylabel("spread of sigmoid inputs")
+    axes[0].set_title(f"(a) the signal, layer by layer (median over {len(runs['none'])} seeds)")
+    axes[0].legend(ncol=2, fontsize="small")
+    histories = {norm: [r.history for r in runs[norm]] for norm in ["none", "batch"]}
+    plot_histories(histories, ax=axes[1], title="(b) test accuracy")
+    axes[1].set_xlim(0, xlim)
+    return fig
+
+
+def plot_init_control(
+    runs: Mapping[tuple[str, str], Sequence[ShiftRun]], *, target: float = 0.9, figsize=(6.4, 3.6)
+) -> Figure:
+    """Steps to ``target`` test accuracy per initialisation, with and without BN: bars at the median
+    over seeds, error bars to the fewest and most; ``runs`` maps (initialisation, norm) to runs."""
+    inits = list(dict.fromkeys(init for init, _ in runs))
+    _check_runs(runs, [(init, norm) for init in inits for norm in ["none", "batch"]])
+    fig, ax = plt.subplots(figsize=figsize)
+    for i, norm in enumerate(["none", "batch"]):
+        x = np.arange(len(inits)) + (i - 0.5) * 0.38
+        values = np.array([[r.history.steps_to(target) or np.inf for r in runs[init, norm]] for init in inits], float)
+        median = np.median(values, axis=1)
+        ax.bar(
+            x,
+            median,
+            0.38,
+            color=color_for(norm),
+            label=NETWORK_NAMES[norm],
+            yerr=[median - values.min(1), values.max(1) - median],
+            capsize=3,
+        )
+    ax.set_xticks(range(len(inits)), [f"initial weights {init}" for init in inits])
+    ax.set_ylabel(f"steps to {target:.0%} test accuracy")
+    ax.legend()
+    return fig
+
+
+def plot_noisy_bn(runs: Mapping[str, Sequence[ShiftRun]], *, layer: int = 2, figsize=(11, 3.8)) -> Figure:
+    """Test accuracy of every norm in ``runs`` (norm -> runs over seeds), and the input percentiles of
+    one unit of noisy BN (first seed); returns the figure."""
+    _check_runs(runs, ["batch_noisy"])
+    fig, axes = plt.subplots(1, 2, figsize=figsize)
+    histories = {norm: [r.history for r in norm_runs] for norm, norm_runs in runs.items()}
+    plot_histories(histories, "test_acc", ax=axes[0], title="test accuracy")
+    record = runs["batch_noisy"][0].records[layer]
+    plot_percentiles(record, ax=axes[1], color=color_for("batch_noisy"), title="noisy BN: input of one unit")
+    return fig
+
+
+def plot_gradient_shift(
+    runs: Mapping[str, Sequence[ShiftRun]], *, layer_names: Sequence[str] | None = None, figsize=(11, 3.6)
+) -> Figure:
+    """Santurkar et al.'s measure of covariate shift per layer, one bar per norm (mean and std over seeds
+    and checkpoints): ‖G − G′‖ (left) and cos(G, G′) (right, one legend on the left); returns the figure."""
+    _check_runs(runs, list(runs))
+    l2 = {norm: np.concatenate([np.array(r.ics_l2) for r in norm_runs]) for norm, norm_runs in runs.items()}
+    cosine = {norm: np.concatenate([np.array(r.ics_cosine) for r in norm_runs]) for norm, norm_runs in runs.items()}
+    fig, axes = plt.subplots(1, 2, figsize=figsize)
+    plot_layer_bars(l2, ax=axes[0], ylabel="‖G − G′‖", layer_names=layer_names)
+    plot_layer_bars(cosine, ax=axes[1], ylabel="cos(G, G′)", layer_names=layer_names)
+    axes[1].set_ylim(0.8, 1.0)
+    axes[1].get_legend().remove()  # one legend (left) is enough
+    return fig
+
+
+def plot_gradient_shift_by_init(
+    runs: Mapping[tuple[str, str], Sequence[ShiftRun]], *, layer_names: Sequence[str] | None = None, figsize=(11, 3.6)
+) -> Figure:
+    """1 − cos(G, G′) per layer with and without BN (log scale), one panel per initialisation; ``runs``
+    maps (initialisation, norm) to runs; returns the figure."""
+    inits = list(dict.fromkeys(init for init, _ in runs))
+    _check_runs(runs, [(init, norm) for init in inits for norm in ["none", "batch"]])
+    fig, axes = plt.subplots(1, len(inits), figsize=figsize, sharey=True, squeeze=False)
+    for ax, init in zip(axes[0], inits, strict=True):
+        shift = {
+            norm: np.array([1 - np.mean(r.ics_cosine, axis=0) for r in runs[init, norm]]) for norm in ["none", "batch"]
+        }
+        plot_layer_bars(shift, ax=ax, ylabel="1 − cos(G, G′)", layer_names=layer_names)
+        ax.set_yscale("log")
+        ax.set_title(f"initial weights {init}")
+        for text, norm in zip(ax.get_legend().get_texts(), shift, strict=True):
+            text.set_text(NETWORK_NAMES[norm])
+    return fig
 
 
 def precompute_shift_runs(data, *, seed: int = 0, steps: int = 600, noise_levels=(0.5, 1.0, 2.0)) -> dict:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
@@ -28,6 +29,8 @@ __all__ = [
     "forgotten_eval_study",
     "plot_running_stats",
     "plot_mode_accuracy",
+    "plot_running_stats_panels",
+    "plot_mode_accuracy_panels",
     "running_stats_explorer",
 ]
 
@@ -227,6 +230,30 @@ def plot_mode_accuracy(
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_running_stats_panels(traces: Mapping[str, RunningStatsTrace], *, figsize=(11, 3.6)) -> Figure:
+    """One :func:`plot_running_stats` panel per entry of ``traces`` (title -> trace), side by side
+    with a shared y axis; returns the figure."""
+    if not traces or not all(isinstance(t, RunningStatsTrace) for t in traces.values()):
+        raise ValueError("traces must be a non-empty mapping from titles to RunningStatsTrace")
+    fig, axes = plt.subplots(1, len(traces), figsize=figsize, sharey=True, squeeze=False)
+    for ax, (title, trace) in zip(axes[0], traces.items(), strict=True):
+        plot_running_stats(trace, ax=ax).set_title(title)
+    return fig
+
+
+def plot_mode_accuracy_panels(
+    studies: Mapping[str, Mapping[str, np.ndarray]], *, orders: Sequence[str] | None = None, figsize=(11, 3.8)
+) -> Figure:
+    """One :func:`plot_mode_accuracy` panel per entry of ``studies`` (title -> results of
+    :func:`forgotten_eval_study`), side by side with a shared y axis; returns the figure."""
+    if not studies:
+        raise ValueError("studies must be a non-empty mapping from titles to forgotten_eval_study results")
+    fig, axes = plt.subplots(1, len(studies), figsize=figsize, sharey=True, squeeze=False)
+    for ax, (title, results) in zip(axes[0], studies.items(), strict=True):
+        plot_mode_accuracy(results, ax=ax, title=title, orders=orders)
+    return fig
 
 
 def _draw_running_stats(batch_size: int, momentum: float, cumulative: bool, steps: int = 200):

@@ -24,6 +24,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
@@ -45,6 +46,7 @@ __all__ = [
     "landscape_at_step",
     "beta_per_seed",
     "plot_landscape",
+    "plot_landscape_overview",
     "LANDSCAPE_LABELS",
 ]
 
@@ -285,14 +287,17 @@ def beta_by_step_size(run: LandscapeRun, after: int = 0) -> dict[str, np.ndarray
     }
 
 
-def plot_beta_by_step_size(runs: dict[str, LandscapeRun], ax=None, title: str | None = None, after: int = 0):
+def plot_beta_by_step_size(
+    runs: dict[str, LandscapeRun], ax=None, title: str | None = None, after: int = 0, *, figsize=(5, 3.6)
+):
     """Effective beta-smoothness against step size, one line (median) and band (10th to 90th
-    percentile over seeds and checkpoints after step ``after``) per run, in its norm's colour; log-log axes."""
+    percentile over seeds and checkpoints after step ``after``) per run, in its norm's colour; log-log
+    axes, in a new figure of ``figsize`` unless ``ax`` is given. Returns the axes."""
     import matplotlib.pyplot as plt
 
     if not runs:
         raise ValueError("need at least one run to plot")
-    ax = ax if ax is not None else plt.subplots(figsize=(5, 3.6))[1]
+    ax = ax if ax is not None else plt.subplots(figsize=figsize)[1]
 
     for i, (label, run) in enumerate(runs.items()):
         summary = beta_by_step_size(run, after=after)
@@ -349,3 +354,21 @@ def plot_landscape(runs: Mapping[str, object], measure: str = "loss_range", *, a
     if title:
         ax.set_title(title)
     return ax
+
+
+LANDSCAPE_TITLES = {
+    "loss_range": "(a) loss range along the gradient",
+    "gradient_change": "(b) gradient change over the step sizes",
+    "beta_smoothness": "(c) effective β-smoothness",
+}
+
+
+def plot_landscape_overview(runs: Mapping[str, LandscapeRun], *, figsize=(15, 3.8)) -> Figure:
+    """:func:`plot_landscape` of the three measures side by side, (a) loss range, (b) gradient change,
+    (c) effective β-smoothness, one band per entry of ``runs`` (label -> run); returns the figure."""
+    if not runs or not all(isinstance(run, LandscapeRun) for run in runs.values()):
+        raise ValueError("runs must be a non-empty mapping from labels to LandscapeRun (from landscape_run)")
+    fig, axes = plt.subplots(1, len(LANDSCAPE_TITLES), figsize=figsize)
+    for ax, (measure, title) in zip(axes, LANDSCAPE_TITLES.items(), strict=True):
+        plot_landscape(runs, measure, ax=ax, title=title)
+    return fig

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from .. import _validate as valid
 from ..data import Dataset
@@ -35,6 +36,8 @@ __all__ = [
     "init_scale_sweep",
     "depth_sweep",
     "plot_sweep",
+    "plot_sweep_overview",
+    "plot_equal_lr",
     "sweep_explorer",
     "SWEEP_LABELS",
 ]
@@ -418,6 +421,37 @@ def plot_sweep(sweep, metric: str = "test_acc", *, ax=None, title: str | None = 
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_sweep_overview(sweep: Sweep, *, figsize=(12, 4)) -> Figure:
+    """:func:`plot_sweep` of the final accuracy (left, on the set the sweep selects on) and the final
+    training loss (right), with one legend under the left panel; returns the figure."""
+    if not isinstance(sweep, Sweep):
+        raise ValueError(f"sweep must be a Sweep (from run_sweep / lr_sweep), got {type(sweep).__name__}")
+    fig, axes = plt.subplots(1, 2, figsize=figsize)
+    plot_sweep(sweep, "test_acc", ax=axes[0], title=f"final {sweep.selected_on} accuracy")
+    plot_sweep(sweep, "loss", ax=axes[1], title="final training loss")
+    axes[0].set_ylabel(f"final {sweep.selected_on} accuracy")
+    axes[1].get_legend().remove()  # one legend, under the left panel, is enough
+    return fig
+
+
+def plot_equal_lr(sweep: Sweep, value: float, *, levels: Sequence[float] = (0.9, 0.95), figsize=(11, 3.6)) -> Figure:
+    """Every norm of ``sweep`` at one swept ``value``: training loss (left, range over seeds, log scale)
+    and accuracy on the selection set (right, mean +/- std) with dashed lines at ``levels``; returns the figure."""
+    if not isinstance(sweep, Sweep):
+        raise ValueError(f"sweep must be a Sweep (from run_sweep / lr_sweep), got {type(sweep).__name__}")
+    runs = {norm: sweep.runs(norm, value) for norm in sweep.norms}
+    name = f"{sweep.label} {value:g}"
+    fig, axes = plt.subplots(1, 2, figsize=figsize)
+    plot_histories(runs, "loss", ax=axes[0], title=f"training loss, {name}", band="minmax")
+    axes[0].set_yscale("log")
+    plot_histories(runs, "test_acc", ax=axes[1], title=f"{sweep.selected_on} accuracy, {name}")
+    for level in levels:
+        axes[1].axhline(level, color="black", linestyle="--", linewidth=1)
+    axes[1].set_ylim(0, 1)
+    axes[1].set_ylabel(f"{sweep.selected_on} accuracy")
+    return fig
 
 
 def _draw_sweep(sweep, value: float, batch_norm: bool):
