@@ -173,9 +173,9 @@ def test_instability_onset_brackets_the_limit(sweep):
 
 
 def test_sweep_overview_draws_accuracy_and_loss_with_one_legend(sweep):
-    from bn_utils.experiments.sweeps import plot_sweep_overview
+    from bn_utils.experiments.sweeps import plot_sweep_finals
 
-    fig = plot_sweep_overview(sweep)
+    fig = plot_sweep_finals(sweep, mark="largest")
     accuracy, loss = fig.axes
     assert accuracy.get_title() == "final test accuracy" and loss.get_title() == "final training loss"
     assert accuracy.get_ylabel() == "final test accuracy" and loss.get_yscale() == "log"
@@ -183,8 +183,8 @@ def test_sweep_overview_draws_accuracy_and_loss_with_one_legend(sweep):
     assert tuple(fig.get_size_inches()) == (12, 4)
     means = accuracy.containers[0].lines[0].get_ydata()  # the 'none' errorbar: lr 0.1, 1, 10
     assert means[0] == pytest.approx(np.nanmean(sweep.final("none")[0]))
-    with pytest.raises(ValueError, match="must be a Sweep"):
-        plot_sweep_overview({"none": []})
+    with pytest.raises(TypeError, match="needs a Sweep"):
+        plot_sweep_finals({"none": []})
 
 
 def test_equal_lr_figure_shows_every_norm_at_one_value(sweep):

@@ -36,7 +36,7 @@ __all__ = [
     "init_scale_sweep",
     "depth_sweep",
     "plot_sweep",
-    "plot_sweep_overview",
+    "plot_sweep_finals",
     "plot_equal_lr",
     "sweep_explorer",
     "SWEEP_LABELS",
@@ -423,19 +423,6 @@ def plot_sweep(sweep, metric: str = "test_acc", *, ax=None, title: str | None = 
     return ax
 
 
-def plot_sweep_overview(sweep: Sweep, *, figsize=(12, 4)) -> Figure:
-    """:func:`plot_sweep` of the final accuracy (left, on the set the sweep selects on) and the final
-    training loss (right), with one legend under the left panel; returns the figure."""
-    if not isinstance(sweep, Sweep):
-        raise ValueError(f"sweep must be a Sweep (from run_sweep / lr_sweep), got {type(sweep).__name__}")
-    fig, axes = plt.subplots(1, 2, figsize=figsize)
-    plot_sweep(sweep, "test_acc", ax=axes[0], title=f"final {sweep.selected_on} accuracy")
-    plot_sweep(sweep, "loss", ax=axes[1], title="final training loss")
-    axes[0].set_ylabel(f"final {sweep.selected_on} accuracy")
-    axes[1].get_legend().remove()  # one legend, under the left panel, is enough
-    return fig
-
-
 def plot_equal_lr(sweep: Sweep, value: float, *, levels: Sequence[float] = (0.9, 0.95), figsize=(11, 3.6)) -> Figure:
     """Every norm of ``sweep`` at one swept ``value``: training loss (left, range over seeds, log scale)
     and accuracy on the selection set (right, mean +/- std) with dashed lines at ``levels``; returns the figure."""
@@ -496,20 +483,25 @@ def sweep_explorer(sweep):
 def plot_sweep_finals(
     sweep: Sweep,
     *,
-    titles: tuple[str, str] = ("final test accuracy", "final training loss"),
+    titles: tuple[str, str] | None = None,
     mark: str = "range",
     ticks: Sequence[float] | None = None,
-) -> mpl.figure.Figure:
-    """Final test accuracy (left) and training loss (right) of a sweep, one legend under the left panel."""
+) -> Figure:
+    """:func:`plot_sweep` of the final accuracy (left, on the set the sweep selects on) and the final
+    training loss (right), with one legend under the left panel; ``ticks`` labels the swept values
+    themselves (e.g. depths) instead of powers of ten. Returns the figure."""
     if not isinstance(sweep, Sweep):
-        raise TypeError(f"plot_sweep_finals needs a Sweep, got {type(sweep).__name__}")
+        raise TypeError(f"plot_sweep_finals needs a Sweep (from run_sweep / lr_sweep), got {type(sweep).__name__}")
+    accuracy_title = f"final {sweep.selected_on} accuracy"
+    titles = titles or (accuracy_title, "final training loss")
     if len(titles) != 2:
         raise ValueError(f"titles must be two titles (accuracy panel, loss panel), got {titles!r}")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     plot_sweep(sweep, "test_acc", ax=axes[0], title=titles[0], mark=mark)
     plot_sweep(sweep, "loss", ax=axes[1], title=titles[1], mark=mark)
+    axes[0].set_ylabel(accuracy_title)
     axes[1].get_legend().remove()  # one legend, under the left panel, is enough
-    if ticks is not None:  # e.g. depths: label the swept values themselves, not powers of ten
+    if ticks is not None:
         for ax in axes:
             ax.set_xticks(list(ticks), [f"{t:g}" for t in ticks])
             ax.minorticks_off()
