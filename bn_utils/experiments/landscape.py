@@ -24,6 +24,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import nn
 
@@ -79,16 +80,16 @@ class StepProbe:
 
 
 def probe_gradient_step(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_sizes: Sequence[float], noise_seed: int = 0
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_sizes: Sequence[float] | np.ndarray, noise_seed: int = 0
 ) -> StepProbe:
     """Walk from ``model``'s weights along minus the gradient of the loss on (x, y), and record
     the loss and the gradient change at each step size. The model is evaluated in training mode
     (batch statistics, as the optimizer sees it) on a copy, so it is not changed at all."""
     valid.check_module("model", model)
     valid.check_inputs_and_labels(x, y)
-    step_sizes = np.asarray(step_sizes, dtype=float)
-    if step_sizes.ndim != 1 or len(step_sizes) == 0 or not np.all(np.isfinite(step_sizes) & (step_sizes > 0)):
-        raise ValueError(f"step_sizes must be a non-empty list of finite positive numbers, got {step_sizes.tolist()}")
+    sizes = np.asarray(step_sizes, dtype=float)
+    if sizes.ndim != 1 or len(sizes) == 0 or not np.all(np.isfinite(sizes) & (sizes > 0)):
+        raise ValueError(f"step_sizes must be a non-empty list of finite positive numbers, got {sizes.tolist()}")
     valid.check_seed("noise_seed", noise_seed)
     model = copy.deepcopy(model).train()  # a forward pass in training mode updates running statistics
     params = [p for p in model.parameters() if p.requires_grad]
@@ -96,14 +97,14 @@ def probe_gradient_step(
     loss, grads = loss_and_gradients(model, x, y, params, noise_seed)
     flat = torch.cat([g.flatten() for g in grads])
     losses, changes = [], []
-    for eta in step_sizes:
+    for eta in sizes:
         with torch.no_grad():
             for p, p0, g in zip(params, start, grads, strict=True):
                 p.copy_(p0 - eta * g)
         loss_there, grads_there = loss_and_gradients(model, x, y, params, noise_seed)
         losses.append(loss_there)
         changes.append((flat - torch.cat([g.flatten() for g in grads_there])).norm().item())
-    return StepProbe(step_sizes, loss, flat.norm().item(), np.array(losses), np.array(changes))
+    return StepProbe(sizes, loss, flat.norm().item(), np.array(losses), np.array(changes))
 
 
 @dataclass
@@ -328,7 +329,9 @@ LANDSCAPE_LABELS = {
 }
 
 
-def plot_landscape(runs: Mapping[str, object], measure: str = "loss_range", *, ax=None, title: str | None = None):
+def plot_landscape(
+    runs: Mapping[str, LandscapeRun], measure: str = "loss_range", *, ax: Axes | None = None, title: str | None = None
+) -> Axes:
     """A landscape measure over training, one band per entry of ``runs`` (label ->
     :class:`bn_utils.experiments.landscape.LandscapeRun`). ``loss_range`` and ``beta_smoothness``: mean
     and range over seeds; ``gradient_change``: the range over step sizes (as in Santurkar et al.'s

@@ -32,6 +32,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch.nn import functional as F
 
@@ -340,7 +341,7 @@ def layer_dynamics(
 _DYNAMICS_EXTRA = {"gradient_ratio": "gradient norm, first / last hidden layer"}
 
 
-def _run_colors(runs: Mapping[str, object]) -> list[str]:
+def _run_colors(runs: Mapping[str, LayerDynamics]) -> list[str]:
     """A norm's colour for a run whose norm no other run has; house colours otherwise."""
     norms = [run.norm for run in runs.values()]
     return [color_for(norm if norms.count(norm) == 1 else "", i) for i, norm in enumerate(norms)]
@@ -355,7 +356,7 @@ def _dynamics_label(quantity: str) -> str:
 
 
 def plot_layer_dynamics(
-    runs: Mapping[str, object],
+    runs: Mapping[str, LayerDynamics],
     quantity: str = "gradient_ratio",
     *,
     layers: Sequence[int] = (0, -1),
@@ -410,8 +411,13 @@ def plot_layer_dynamics(
 
 
 def plot_dynamics_profile(
-    runs: Mapping[str, object], quantity: str = "class_contrast", *, step: int = 0, ax=None, title: str | None = None
-):
+    runs: Mapping[str, LayerDynamics],
+    quantity: str = "class_contrast",
+    *,
+    step: int = 0,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
     """A per-layer quantity against the hidden layer at one recorded ``step``, one line per
     entry of ``runs`` (label -> :class:`bn_utils.experiments.layer_dynamics.LayerDynamics`): median over
     seeds, shaded range. Log vertical axis except for the representation measures. Returns the axes."""
