@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shlex
 import shutil
 import subprocess
@@ -128,8 +129,14 @@ def pip_arguments(source: str) -> list[str]:
     return words[2:]
 
 
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+def run(args: list[str], cwd: Path, clean: bool = True) -> subprocess.CompletedProcess:
+    """Run a command. ``clean``: with no PYTHONPATH or user site, so that only what the environment holds
+    is importable; otherwise with this process's environment (git then sees its global configuration)."""
+    if clean:
+        path = f"{Path(shutil.which('git') or '/usr/bin/git').parent}:/usr/bin:/bin"
+        env = {"PATH": path, "HOME": str(cwd), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    else:
+        env = dict(os.environ)
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -139,9 +146,14 @@ def test_the_cells_pip_command_installs_bn_utils_from_a_git_repository(tmp_path)
     dependency (this environment's site-packages) but not bn_utils; the cell's pip command installs it."""
     git = shutil.which("git")
     bare = tmp_path / "course.git"
-    head = run([git, "-C", str(ROOT), "rev-parse", "HEAD"], tmp_path).stdout.strip()
-    assert run([git, "clone", "--quiet", "--bare", str(ROOT), str(bare)], tmp_path).returncode == 0
-    assert run([git, "--git-dir", str(bare), "update-ref", "refs/heads/main", head], tmp_path).returncode == 0
+    # safe.directory: a CI container's user may not own the checkout; we only read our own repository
+    git = [git, "-c", "safe.directory=*"]
+    head = run([*git, "-C", str(ROOT), "rev-parse", "HEAD"], tmp_path, clean=False)
+    assert head.returncode == 0, head.stderr
+    clone = run([*git, "clone", "--quiet", "--bare", str(ROOT), str(bare)], tmp_path, clean=False)
+    assert clone.returncode == 0, clone.stderr
+    ref = [*git, "--git-dir", str(bare), "update-ref", "refs/heads/main", head.stdout.strip()]
+    assert run(ref, tmp_path, clean=False).returncode == 0
 
     env_dir = tmp_path / "env"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=120)
