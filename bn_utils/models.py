@@ -226,3 +226,14 @@ def make_convnet(
     return nn.Sequential(
         OrderedDict(blocks=nn.Sequential(*blocks), pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), head=head)
     )
+
+
+def hidden_blocks(model: nn.Module) -> nn.Sequential:
+    """The hidden blocks of a network built by :func:`make_mlp` or :func:`make_convnet`
+    (``model.blocks``), input side first."""
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, nn.Sequential):
+        raise ValueError(
+            f"expected a network built by make_mlp or make_convnet (with .blocks), got {type(model).__name__}"
+        )
+    return blocks

@@ -32,7 +32,7 @@ from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset
-from ..models import make_mlp
+from ..models import hidden_blocks, make_mlp
 from ..probes import ActivationProbe, ActivationRecord, drift_ratio, jitter_ratio
 from ..style import CYCLE, PALETTE, color_for, plot_histories
 from ..training import History, get_device, loss_and_gradients, seed_everything, train
@@ -104,15 +104,17 @@ def activation_inputs(model: nn.Sequential, x: torch.Tensor, noise_seed: int = 0
     tensor per block, from a training-mode pass (BN uses the batch's statistics, as during
     training) on a copy, so the model and its running statistics are untouched. Noise (noisy
     BN) is drawn from ``noise_seed`` without touching the global random state."""
-    if not hasattr(model, "blocks") or not all(hasattr(block, "act") for block in model.blocks):
+    if not isinstance(getattr(model, "blocks", None), nn.Sequential) or not all(
+        hasattr(block, "act") for block in hidden_blocks(model)
+    ):
         raise ValueError("activation_inputs needs a model from make_mlp (blocks[i].act)")
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"x must be a batch of at least 2 flat examples, got shape {tuple(x.shape)}")
     model = copy.deepcopy(model).train()
     inputs: list[torch.Tensor] = []
     handles = [
-        block.act.register_forward_pre_hook(lambda module, args: inputs.append(args[0].detach()))
-        for block in model.blocks
+        block.get_submodule("act").register_forward_pre_hook(lambda module, args: inputs.append(args[0].detach()))
+        for block in hidden_blocks(model)
     ]
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
@@ -144,8 +146,10 @@ def saturated_fraction(
     )
 
 
-def _layers_with_layers_below(net: nn.Sequential) -> list[torch.Tensor]:
-    return [block.linear.weight for block in net.blocks[1:]] + [net.head.weight]
+def _layers_with_layers_below(net: nn.Sequential) -> list[nn.Parameter]:
+    """The weights of every layer that has a hidden block below it: blocks 2.. and the head."""
+    weights = [block.get_parameter("linear.weight") for block in list(hidden_blocks(net))[1:]]
+    return [*weights, net.get_parameter("head.weight")]
 
 
 def _all_gradients(model: nn.Sequential, x, y, noise_seed: int) -> dict[int, torch.Tensor]:
@@ -181,7 +185,7 @@ def gradient_shift(
     if relative_step is not None and relative_step < 0:
         raise ValueError(f"relative_step must be >= 0 (or None for the SGD step), got {relative_step}")
     valid.check_module("model", model)
-    if not isinstance(getattr(model, "blocks", None), nn.Sequential) or not len(model.blocks):
+    if not isinstance(getattr(model, "blocks", None), nn.Sequential) or not len(hidden_blocks(model)):
         raise ValueError("gradient_shift needs an MLP built by make_mlp with at least one hidden block (model.blocks)")
     valid.check_inputs_and_labels(x, y)
     valid.check_number("lr", lr, 0)  # 0 is a valid probe: no step, no shift
@@ -190,7 +194,7 @@ def gradient_shift(
     grads = _all_gradients(model, x, y, noise_seed)
     l2, cosine = [], []
     for k, target in enumerate(_layers_with_layers_below(model), start=1):
-        below = list(model.blocks[:k].parameters())
+        below = list(hidden_blocks(model)[:k].parameters())
         if relative_step is None:
             step = lr
         else:
@@ -198,8 +202,8 @@ def gradient_shift(
             step = relative_step * _flat(below).norm().item() / max(grad_norm, 1e-30)
         shifted = copy.deepcopy(model)
         with torch.no_grad():
-            for original, moved in zip(below, shifted.blocks[:k].parameters(), strict=True):
-                moved -= step * grads[id(original)]
+            for original, moved in zip(below, hidden_blocks(shifted)[:k].parameters(), strict=True):
+                moved.sub_(step * grads[id(original)])
         moved_target = _layers_with_layers_below(shifted)[k - 1]
         g = grads[id(target)].flatten()
         g_after = loss_and_gradients(shifted, x, y, [moved_target], noise_seed)[1][0].flatten()
@@ -216,8 +220,8 @@ def lower_step_size(
     model = copy.deepcopy(model)  # the forward pass would update BN's running statistics
     grads = _all_gradients(model, x, y, noise_seed)
     sizes = []
-    for k in range(1, len(model.blocks) + 1):
-        below = list(model.blocks[:k].parameters())
+    for k in range(1, len(hidden_blocks(model)) + 1):
+        below = list(hidden_blocks(model)[:k].parameters())
         sizes.append(lr * _flat(grads[id(p)] for p in below).norm().item() / _flat(below).norm().item())
     return np.array(sizes)
 
@@ -299,7 +303,8 @@ def covariate_shift_run(
         head_init_scale=head_init_scale,
     ).to(device)
     probes = [
-        ActivationProbe(block.norm if norm != "none" else block.linear, every=probe_every) for block in model.blocks
+        ActivationProbe(block.get_submodule("norm" if norm != "none" else "linear"), every=probe_every)
+        for block in hidden_blocks(model)
     ]
     x_probe, y_probe = data.x_train[:batch_size], data.y_train[:batch_size]
     run = ShiftRun(history=History(), records=[])

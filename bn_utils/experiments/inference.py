@@ -80,12 +80,15 @@ def running_stats_trace(
     generator = torch.Generator().manual_seed(seed)
     bn = BatchNorm1d(1, momentum=momentum, affine=False).double()
     batches = true_mean + true_std * torch.randn(steps, batch_size, 1, generator=generator, dtype=torch.float64)
+    assert bn.running_mean is not None and bn.running_var is not None  # it tracks running statistics
     rows = []
     for batch in batches:
         bn(batch)
         rows.append((batch.mean().item(), batch.var().item(), bn.running_mean.item(), bn.running_var.item()))
-    cols = np.array(rows).T
-    return RunningStatsTrace(*cols, true_mean=true_mean, true_var=true_std**2)
+    batch_mean, batch_var, running_mean, running_var = np.array(rows).T
+    return RunningStatsTrace(
+        batch_mean, batch_var, running_mean, running_var, true_mean=true_mean, true_var=true_std**2
+    )
 
 
 @torch.no_grad()
@@ -148,7 +151,7 @@ def forgotten_eval_study(
         index = class_sorted(data.y_test)
         tests["sorted"] = (data.x_test[index], data.y_test[index])
     keys = {(order, b): f"{ORDERS[order]}@{b}" for order in orders for b in batch_sizes}
-    results: dict[str, list[float]] = {"eval": []} | {key: [] for key in keys.values()}
+    results: dict[str, list[float]] = {"eval": [], **{key: [] for key in keys.values()}}
 
     def measure(model: nn.Module, _history) -> None:
         results["eval"].append(

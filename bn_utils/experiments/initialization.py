@@ -18,12 +18,13 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset
-from ..models import mlp_for
+from ..models import hidden_blocks, mlp_for
 from ..style import NORM_LABELS, PALETTE, color_for, label_for
 from ..training import get_device, loss_and_gradients
 from .sweeps import Sweep
@@ -94,9 +95,10 @@ def layer_diagnostics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: fl
     model = copy.deepcopy(model).train()  # a forward pass in training mode updates running statistics
     outputs: list[torch.Tensor] = []
     hooks = [
-        block.register_forward_hook(lambda module, args, out: outputs.append(out.detach())) for block in model.blocks
+        block.register_forward_hook(lambda module, args, out: outputs.append(out.detach()))
+        for block in hidden_blocks(model)
     ]
-    weights = [block.linear.weight for block in model.blocks]
+    weights = [block.get_parameter("linear.weight") for block in hidden_blocks(model)]
     try:
         loss, grads = loss_and_gradients(model, x, y, weights)
     finally:
@@ -166,7 +168,7 @@ PROFILE_LABELS = {
 
 
 def plot_layer_profile(
-    diagnostics: Mapping[object, object],
+    diagnostics: Mapping[str, LayerDiagnostics] | Mapping[float, LayerDiagnostics] | Mapping[int, LayerDiagnostics],
     quantity: str = "activation_std",
     *,
     ax=None,
@@ -184,13 +186,13 @@ def plot_layer_profile(
     if ax is None:
         _, ax = plt.subplots()
     cmap = mpl.colormaps["viridis"]
-    keys = list(diagnostics)
-    for i, key in enumerate(keys):
-        values = getattr(diagnostics[key], quantity)
+    for i, (key, diagnosed) in enumerate(diagnostics.items()):
+        values = getattr(diagnosed, quantity)
+        color: str | tuple[float, float, float, float]
         if isinstance(key, str):
             color, label = color_for(key, i), NORM_LABELS.get(key, key)
         else:
-            color, label = cmap(i / max(len(keys) - 1, 1) * 0.9), f"{key_label} {key:g}"
+            color, label = cmap(i / max(len(diagnostics) - 1, 1) * 0.9), f"{key_label} {key:g}"
         ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3, color=color, label=label)
     if quantity == "update_ratio":
         ax.axhline(1e-3, color=PALETTE["black"], linestyle="--", linewidth=1)
@@ -212,8 +214,12 @@ def plot_layer_profile(
 
 
 def plot_gradient_growth(
-    diagnostics: Mapping[str, Mapping[int, object]], *, ax=None, growth: float | None = None, title: str | None = None
-):
+    diagnostics: Mapping[str, Mapping[int, LayerDiagnostics] | Sequence[Mapping[int, LayerDiagnostics]]],
+    *,
+    ax: Axes | None = None,
+    growth: float | None = None,
+    title: str | None = None,
+) -> Axes:
     """The ratio of the first to the last hidden layer's weight-gradient norm at initialisation
     against depth, one line per norm (``diagnostics[norm][depth]``, e.g. from
     :func:`bn_utils.experiments.initialization.diagnose_depths`; a list of those, one per seed, gives the

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import _validate as valid
@@ -253,7 +254,7 @@ class RegularizationResult:
 
     def seeds(self, label: str) -> list[int]:
         """The seeds of a configuration's runs, in order."""
-        return [h.config.get("seed") for h in self._runs(label)]
+        return [int(h.config["seed"]) for h in self._runs(label)]
 
     def spread(self, label: str, metric: str = "test_acc") -> Estimate:
         """The final ``metric`` of a configuration over its seeds (see :meth:`final`)."""
@@ -273,7 +274,7 @@ class RegularizationResult:
                     f"configurations {labels[0]!r} and {label!r} ran different seeds "
                     f"({seeds} and {self.seeds(label)}); a paired contrast needs the same seeds"
                 )
-        total = sum(weight * self.final(label, metric) for label, weight in weights.items())
+        total = np.sum([weight * self.final(label, metric) for label, weight in weights.items()], axis=0)
         return Estimate(tuple(float(v) for v in total))
 
     def difference(self, a: str, b: str, metric: str = "test_acc") -> Estimate:
@@ -488,9 +489,9 @@ def plot_generalization(result, *, ax=None, title: str | None = None):
 
 
 def plot_estimates(
-    estimates: Mapping[str, object],
+    estimates: Mapping[str, Estimate],
     *,
-    ax=None,
+    ax: Axes | None = None,
     colors: Mapping[str, str] | None = None,
     scale: float = 100,
     ylabel: str = "",

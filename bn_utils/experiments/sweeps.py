@@ -257,7 +257,7 @@ def run_sweep(
     final_test: dict[str, np.ndarray] = {}
     # a depth sweep changes the networks' shape: one stack per depth; otherwise one stack per norm
     groups = [[v] for v in values] if parameter == "depth" else [list(values)]
-    histories = {}
+    histories: dict[str, list[list[History]]] = {}
     for norm in norms:
         histories[norm] = []
         tests = []
