@@ -51,7 +51,7 @@ RAW_MATH_JS = """() => {
 }"""
 BROKEN_IMAGES_JS = """() => Array.from(document.images)
   .filter(img => !img.complete || img.naturalWidth === 0).map(img => img.getAttribute('src'))"""
-# For each kernel-free explorer (bn_utils.frames): move every slider to another position and
+# For each kernel-free explorer (bn_utils.explorers): move every slider to another position and
 # report the explorers whose image did not change.
 EXPLORERS_JS = """() => Array.from(document.querySelectorAll('.bn-frames')).map(root => {
   const image = root.querySelector('img');

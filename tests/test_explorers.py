@@ -1,9 +1,9 @@
-"""Kernel-free explorers: frames drawn in advance, swapped by sliders in the page."""
+"""Explorers: live ipywidgets controls, and kernel-free frames swapped by sliders in the page."""
 
 import matplotlib.pyplot as plt
 import pytest
 
-from bn_utils.frames import FrameExplorer, frame_explorer
+from bn_utils.explorers import FrameExplorer, frame_explorer, live_explorer
 
 
 def draw(scale, norm):
@@ -45,3 +45,28 @@ def test_bad_controls_get_clear_errors():
         frame_explorer(lambda scale: None, {"scale": [1.0]}, title="t")
     with pytest.raises(ValueError, match="frames for a grid"):
         FrameExplorer(title="t", controls=(), frames=("a", "b"))
+
+
+def test_live_explorer_offers_exactly_the_values_and_redraws_with_them(monkeypatch):
+    import IPython.display
+
+    drawn, shown = [], []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+
+    def recording_draw(scale, norm):
+        drawn.append((scale, norm))
+        return draw(scale, norm)
+
+    explorer = live_explorer(
+        recording_draw, {"weight scale": [0.5, 1.2, 2.0], "norm": ["none", "batch"]}, start={"weight scale": 1.2}
+    )
+    scale, norm = explorer.children[:2]
+    assert scale.description == "weight scale" and scale.style.description_width == "initial"
+    assert list(scale.options) == [("0.5", 0.5), ("1.2", 1.2), ("2", 2.0)] and scale.value == 1.2
+    assert type(norm).__name__ == "ToggleButtons"
+    drawn.clear(), shown.clear()
+    scale.value = 2.0
+    assert drawn == [(2.0, "none")], "moving a control redraws with the value it shows"
+    assert len(shown) == 1 and not plt.get_fignums()
+    with pytest.raises(ValueError, match="unknown control"):
+        live_explorer(draw, {"scale": [1.0]}, start={"depth": 3})

@@ -1,9 +1,14 @@
-"""Explorers that work without a kernel: one figure drawn in advance for every setting of a few
-controls, and sliders that swap between them in the page.
+"""Explorers: a figure function and its controls, shown two ways.
 
-The ipywidgets explorers need a running Python kernel, so in the built book (a static web page)
-they are blank. A :class:`FrameExplorer` is plain HTML with the frames embedded as PNG data and a
-few lines of JavaScript: it works in the book, offline, and in JupyterLab.
+- :func:`live_explorer`: ipywidgets sliders that call the figure function in the running kernel
+  (any value of any control, in JupyterLab or Colab);
+- :func:`frame_explorer`: every setting of a few controls drawn in advance and embedded as PNG
+  data, with sliders that swap between them in the page: works in the built book, offline, where
+  no kernel runs.
+
+Each experiment module defines a figure function ``draw(*values) -> Figure`` (one argument per
+control, in order) and calls one of these; both take the controls as a mapping from the name
+shown beside the slider to the values it can take.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["Control", "FrameExplorer", "frame_explorer"]
+__all__ = ["Control", "FrameExplorer", "frame_explorer", "live_explorer"]
 
 MAX_FRAMES = 60  # each frame is a PNG embedded in the notebook and the page: keep the product small
 
@@ -92,6 +97,60 @@ class FrameExplorer:
         )
 
 
+def _checked_controls(
+    controls: Mapping[str, Sequence[object]], start: Mapping[str, object] | None
+) -> dict[str, list[object]]:
+    """The controls as lists, after checking each has values and ``start`` names known values."""
+    if not controls:
+        raise ValueError("an explorer needs at least one control")
+    values = {name: list(options) for name, options in controls.items()}
+    for name, options in values.items():
+        if not options:
+            raise ValueError(f"control {name!r} has no values")
+    for name, value in (start or {}).items():
+        if name not in values:
+            raise ValueError(f"start names an unknown control {name!r}; controls are {list(values)}")
+        if value not in values[name]:
+            raise ValueError(f"start value {value!r} of {name!r} is not one of its values {values[name]}")
+    return values
+
+
+def _label(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def live_explorer(
+    draw: Callable[..., Figure], controls: Mapping[str, Sequence[object]], *, start: Mapping[str, object] | None = None
+):
+    """ipywidgets controls over ``controls`` (name shown -> values, in the order of ``draw``'s
+    arguments) that redraw ``draw(*setting)`` in the running kernel. Each control offers exactly
+    its values, so its readout is the value the figure shows."""
+    import ipywidgets as widgets
+
+    values = _checked_controls(controls, start)
+    start = dict(start or {})
+    style = {"description_width": "initial"}  # the whole name, never "learning r..."
+    sliders = {}
+    for i, (name, options) in enumerate(values.items()):
+        value = start.get(name, options[0])
+        choices = [(_label(option), option) for option in options]
+        if all(isinstance(option, str) for option in options) and len(options) <= 4:
+            sliders[f"control_{i}"] = widgets.ToggleButtons(options=choices, value=value, description=name, style=style)
+        else:
+            sliders[f"control_{i}"] = widgets.SelectionSlider(
+                options=choices, value=value, description=name, style=style, continuous_update=False
+            )
+
+    def show(**setting: object) -> None:
+        fig = draw(*(setting[f"control_{i}"] for i in range(len(values))))
+        from IPython.display import display
+
+        display(fig)
+        plt.close(fig)
+
+    return widgets.interactive(show, **sliders)
+
+
 def _png(fig: Figure, dpi: int) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
@@ -105,32 +164,21 @@ def frame_explorer(
     *,
     title: str,
     start: Mapping[str, object] | None = None,
-    label: Callable[[str, object], str] = lambda name, value: f"{value:g}" if isinstance(value, float) else str(value),
     dpi: int = 60,
 ) -> FrameExplorer:
-    """Draw ``draw(**setting)`` for every setting of ``controls`` (name -> values; the names are
-    ``draw``'s keyword arguments) and return the explorer that shows them; ``start`` picks the
+    """Draw ``draw(*setting)`` for every setting of ``controls`` (name shown -> values, in the
+    order of ``draw``'s arguments) and return the explorer that shows them; ``start`` picks the
     setting shown first (default: each control's first value)."""
-    if not controls:
-        raise ValueError("frame_explorer needs at least one control")
-    values = {name: list(options) for name, options in controls.items()}
-    for name, options in values.items():
-        if not options:
-            raise ValueError(f"control {name!r} has no values")
+    values = _checked_controls(controls, start)
     count = 1
     for options in values.values():
         count *= len(options)
     if count > MAX_FRAMES:
         raise ValueError(f"{count} settings would embed {count} images; at most {MAX_FRAMES}: use fewer values")
     start = dict(start or {})
-    if unknown := set(start) - set(values):
-        raise ValueError(f"start names unknown controls {sorted(unknown)}; controls are {list(values)}")
-    for name, value in start.items():
-        if value not in values[name]:
-            raise ValueError(f"start value {value!r} of {name!r} is not one of its values {values[name]}")
     frames = []
     for setting in itertools.product(*values.values()):
-        fig = draw(**dict(zip(values, setting, strict=True)))
+        fig = draw(*setting)
         if not isinstance(fig, Figure):
             raise TypeError(f"draw must return a matplotlib Figure, got {type(fig).__name__}")
         frames.append(_png(fig, dpi))
@@ -139,7 +187,7 @@ def frame_explorer(
         controls=tuple(
             Control(
                 name,
-                tuple(label(name, value) for value in options),
+                tuple(_label(value) for value in options),
                 options.index(start[name]) if name in start else 0,
             )
             for name, options in values.items()
