@@ -15,10 +15,12 @@ def digits():
 def shown_figures(monkeypatch):
     """The figures an explorer shows, in order. ipywidgets swallows an exception raised inside a
     redraw, so a test of an explorer asserts on what the redraw drew, never on how long it took."""
+    import IPython.display
     import matplotlib.pyplot as plt
 
     shown = []
     monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
+    monkeypatch.setattr(IPython.display, "display", shown.append)
     return shown
 
 

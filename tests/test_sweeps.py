@@ -130,18 +130,27 @@ def test_sweep_explorer_redraws_what_the_controls_say(sweep, shown_figures):
     from bn_utils.experiments.sweeps import sweep_explorer
 
     explorer = sweep_explorer(sweep)
-    lr, batch_norm = explorer.children[0], explorer.children[1]
-    assert list(lr.options) == [0.1, 1.0, 10.0] and batch_norm.value is True
-    lr.value, batch_norm.value = 10.0, False  # one seed of the plain network diverged here
+    lr, norm = explorer.children[0], explorer.children[1]
+    assert [value for _, value in lr.options] == [0.1, 1.0, 10.0] and norm.value == "batch"
+    lr.value, norm.value = 10.0, "none"  # one seed of the plain network diverged here
     explorer.update()
     loss_axes, accuracy_axes = shown_figures[-1].axes
     assert loss_axes.get_title() == "no BN, learning rate 10"
     assert accuracy_axes.get_title() == "1/2 seeds diverged; median seed never reached 95%"
-    lr.value, batch_norm.value = 1.0, True
+    assert accuracy_axes.get_xlim()[1] == 40, "the axes span the whole planned run, not only the diverged part"
+    lr.value, norm.value = 1.0, "batch"
     explorer.update()
     assert shown_figures[-1].axes[1].get_title() == "0/2 seeds diverged; 95% after 15 steps (median)"
     with pytest.raises(ValueError, match="lacks \\['batch'\\]"):
         sweep_explorer(Sweep("lr", (0.1,), (0,), {"none": [[history([0.1, 0.9])]]}))
+
+
+def test_sweep_explorer_without_a_kernel_has_a_frame_for_every_setting(sweep):
+    from bn_utils.experiments.sweeps import sweep_explorer
+
+    frames = sweep_explorer(sweep, live=False)
+    assert [control.labels for control in frames.controls] == [("0.1", "1", "10"), ("none", "batch")]
+    assert len(frames.frames) == 6 and frames.index([1, 1]) == 3
 
 
 def test_a_sweep_selected_on_validation_reports_test_accuracy_only_at_the_end():

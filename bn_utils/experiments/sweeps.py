@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from .. import _validate as valid
 from ..data import Dataset
+from ..explorers import frame_explorer, live_explorer
 from ..models import NORM_LAYERS, mlp_for
 from ..stacked import evaluate_stacked, train_stacked
 from ..style import NORM_LABELS, PALETTE, color_for, plot_histories
@@ -39,6 +40,7 @@ __all__ = [
     "plot_sweep_finals",
     "plot_equal_lr",
     "sweep_explorer",
+    "sweep_run_figure",
     "SWEEP_LABELS",
 ]
 
@@ -441,8 +443,10 @@ def plot_equal_lr(sweep: Sweep, value: float, *, levels: Sequence[float] = (0.9,
     return fig
 
 
-def _draw_sweep(sweep, value: float, batch_norm: bool):
-    norm = "batch" if batch_norm else "none"
+def sweep_run_figure(sweep: Sweep, value: float, norm: str) -> Figure:
+    """One setting of a sweep: the training-loss and test-accuracy curves of one norm at one
+    swept ``value`` (bands over seeds), how many seeds diverged (and where: dotted lines), and how
+    fast the target came. The axes span the whole run even when every seed diverged early."""
     runs = sweep.runs(norm, value)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     plot_histories({norm: runs}, "loss", ax=left, title=f"{NORM_LABELS[norm]}, {sweep.label} {value:g}", band="minmax")
@@ -450,34 +454,40 @@ def _draw_sweep(sweep, value: float, batch_norm: bool):
     plot_histories({norm: runs}, "test_acc", ax=right)
     right.axhline(sweep.target, color=PALETTE["black"], linestyle="--", linewidth=1)
     right.set_ylim(0, 1)
-    diverged = sum(h.diverged for h in runs)
+    planned = max(
+        int(h.config.get("steps", h.steps)) for row in sweep.histories.values() for seeds in row for h in seeds
+    )
+    stopped = [h.diverged_at for h in runs if h.diverged_at is not None]
+    for ax in (left, right):
+        ax.set_xlim(0, planned)
+        for step in stopped:
+            ax.axvline(step, color=PALETTE["vermillion"], linestyle=":", linewidth=1)
     steps = sweep.median_steps_to_target(norm, value)
     target = f"{100 * sweep.target:.0f}%"
     reached = (
         f"{target} after {steps:.0f} steps (median)" if np.isfinite(steps) else f"median seed never reached {target}"
     )
-    right.set_title(f"{diverged}/{len(runs)} seeds diverged; {reached}", fontsize=10)
-    plt.show()
+    right.set_title(f"{len(stopped)}/{len(runs)} seeds diverged; {reached}", fontsize=10)
+    return fig
 
 
-def sweep_explorer(sweep):
-    """A slider over the swept setting (learning rate or initial weight scale) and a BN switch,
-    over a precomputed :class:`bn_utils.experiments.sweeps.Sweep`: the training-loss and test-accuracy
-    curves (bands over seeds) redraw instantly, with how many seeds diverged and how fast the
-    target came."""
-    import ipywidgets as widgets
-
+def sweep_explorer(sweep: Sweep, *, live: bool = True):
+    """The swept setting (learning rate or initial weight scale) and the norm, over a precomputed
+    :class:`Sweep`: the training-loss and test-accuracy curves (bands over seeds) of that setting,
+    with how many seeds diverged and how fast the target came. ``live=False`` gives the kernel-free
+    version for the book (every setting drawn in advance)."""
     missing = [norm for norm in ("none", "batch") if norm not in sweep.norms]
     if missing:
         raise ValueError(f"the explorer needs a sweep of 'none' and 'batch'; this one lacks {missing}")
-    return widgets.interactive(
-        _draw_sweep,
-        sweep=widgets.fixed(sweep),
-        value=widgets.SelectionSlider(
-            options=list(sweep.values), value=sweep.values[len(sweep.values) // 2], description=sweep.label
-        ),
-        batch_norm=widgets.Checkbox(value=True, description="batch norm"),
-    )
+    controls: dict[str, Sequence[object]] = {sweep.label: list(sweep.values), "norm": ["none", "batch"]}
+    start = {sweep.label: sweep.values[len(sweep.values) // 2], "norm": "batch"}
+
+    def draw(value: float, norm: str) -> Figure:
+        return sweep_run_figure(sweep, value, norm)
+
+    if live:
+        return live_explorer(draw, controls, start=start)
+    return frame_explorer(draw, controls, start=start, title=f"{sweep.label} and norm: training curves over seeds")
 
 
 def plot_sweep_finals(
