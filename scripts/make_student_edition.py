@@ -140,6 +140,9 @@ def make_student_notebook(
     A stub keeps the glue records (never displayed) of the names in ``keep_glue``: values that the
     student book still pastes outside its solutions, such as a verdict's number that an exercise measures."""
     nb = copy.deepcopy(nb)
+    for cell in nb.cells:  # a notebook built with nbformat.from_dict may hold its source as a list of lines
+        if not isinstance(cell.source, str):
+            cell.source = "".join(cell.source)
     cells, stubs = [], 0
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "markdown" and SOLUTION_TAG in _tags(cell):

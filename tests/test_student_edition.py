@@ -54,7 +54,7 @@ def test_real_notebooks_solution_cells_become_stubs_and_the_rest_is_untouched(no
                 assert after == before, f"{path.name}, cell {i} changed"
         assert student.metadata["bn_course"]["edition"] == "student"
         assert "edition" not in original.metadata["bn_course"], "the input notebook is not changed"
-    assert total == 17
+    assert total >= 17, "the six notebooks had 17 solution cells when the student edition was introduced"
 
 
 def test_exercise_labels_come_from_the_solution_or_the_markdown_above():
@@ -68,6 +68,19 @@ def test_exercise_labels_come_from_the_solution_or_the_markdown_above():
     ]
     assert [mse.exercise_label(nb.cells, i) for i in (1, 2, 4)] == ["Your turn", "Exercise 4", "Exercise 5"]
     assert mse.exercise_label([nbformat.v4.new_code_cell("a = 1")], 0) == "This exercise"
+
+
+def test_a_source_held_as_a_list_of_lines_is_read_as_text():
+    nb = nbformat.from_dict(
+        {
+            "cells": [{"cell_type": "code", "metadata": {"tags": ["solution"]}, "source": ["x = 1\n", "y = 2"]}],
+            "metadata": {},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+    )
+    student, stubs = mse.make_student_notebook(nb)
+    assert stubs == 1 and student.cells[0].source.startswith("raise NotImplementedError")
 
 
 def test_hide_cell_without_the_solution_comment_is_not_a_solution():
@@ -196,7 +209,8 @@ def test_strip_book_solutions_on_the_real_pages():
 def test_make_student_edition_writes_a_course_folder(tmp_path):
     out = tmp_path / "student"
     counts = mse.make_student_edition(ROOT, out)
-    assert counts["notebooks"] == len(NOTEBOOKS) and counts["stubs"] == 17
+    solutions = sum(mse.is_solution_cell(c) for p in NOTEBOOKS for c in nbformat.read(p, as_version=4).cells)
+    assert counts["notebooks"] == len(NOTEBOOKS) and counts["stubs"] == solutions >= 17
     assert {p.name for p in (out / "notebooks").glob("*.ipynb")} == {p.name for p in NOTEBOOKS}
     assert (out / "bn_utils" / "exercises.py").is_file() and (out / "requirements.txt").is_file()
     assert not (out / "book" / "misconceptions.md").exists(), "instructor-only pages stay out"
@@ -275,4 +289,4 @@ def test_a_student_notebook_raises_only_not_implemented_at_its_stubs(notebook_co
     stub_cells = [i for i, cell in enumerate(student.cells) if mse.STUB_TAG in cell.metadata.get("tags", [])]
     errors = _errors(_execute(student, ROOT / "notebooks"))
     assert errors == [(i, "NotImplementedError") for i in stub_cells], errors
-    assert stubs == len(stub_cells) == 3
+    assert stubs == len(stub_cells) >= 3
