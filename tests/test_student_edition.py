@@ -288,5 +288,8 @@ def test_a_student_notebook_raises_only_not_implemented_at_its_stubs(notebook_co
     student, stubs = mse.make_student_notebook(nbformat.read(path, as_version=4))
     stub_cells = [i for i, cell in enumerate(student.cells) if mse.STUB_TAG in cell.metadata.get("tags", [])]
     errors = _errors(_execute(student, ROOT / "notebooks"))
-    assert errors == [(i, "NotImplementedError") for i in stub_cells], errors
+    assert errors and {name for _, name in errors} == {"NotImplementedError"}, errors
+    # a whole-cell stub raises itself; a "your turn" skeleton or a prediction raises where it is used
+    raising = [i for i in stub_cells if student.cells[i].source.startswith("raise NotImplementedError")]
+    assert set(raising) <= {i for i, _ in errors}, (raising, errors)
     assert stubs == len(stub_cells) >= 3
