@@ -137,6 +137,8 @@ def backward_with(mistake):
         dx = inv_std * (g - mean_term - var_term)
         full = dims_of(x)
         dgamma = (dy * (x if mistake == "dgamma_x" else x_hat)).sum(dim=full)
+        if mistake == "dgamma_gamma":
+            dgamma = (dy * pc(gamma, x) * x_hat).sum(dim=full)
         dbeta = dy.mean(dim=full) if mistake == "dbeta_mean" else dy.sum(dim=full)
         return dx, dgamma, dbeta
 
@@ -152,6 +154,7 @@ BACKWARD_MISTAKES = {
     "4d_means_over_n_only": ("4d_over_n_only", "wrong axes for a 4-D input: your statistics run over N only (dim 0)"),
     "dgamma_uses_x": ("dgamma_x", "dgamma multiplies dy by x"),
     "dbeta_is_a_mean": ("dbeta_mean", "dbeta is the per-channel sum of dy"),
+    "dgamma_times_gamma": ("dgamma_gamma", "not gamma * dy * x_hat"),
 }
 
 
