@@ -33,6 +33,11 @@ def execute(path: Path) -> float:
     # Widget state is not kept: the explorers need a live kernel, and a stored state would make
     # the book load a widget manager from a CDN to show sliders that cannot redraw anything.
     nb.metadata.pop("widgets", None)
+    # For the same reason a live explorer's stored output is only its text stand-in,
+    # "interactive(children=(SelectionSlider(...": drop it; the cell draws it again when run.
+    for cell in nb.cells:
+        if any("application/vnd.jupyter.widget-view+json" in out.get("data", {}) for out in cell.get("outputs", [])):
+            cell.outputs = []
     # JupyterLab's own name for this kernel: a notebook opened there is not marked modified at once.
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     seconds = time.perf_counter() - start

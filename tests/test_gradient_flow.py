@@ -67,15 +67,14 @@ def test_plot_gradient_growth_and_norm_keyed_profiles(digits):
 
 
 def test_init_explorer_shows_the_quantities_asked_for(digits, monkeypatch):
-    import matplotlib.pyplot as plt
+
+    import IPython.display
 
     from bn_utils.experiments.initialization import init_explorer
 
     shown = []
-    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
-    explorer = init_explorer(
-        digits, quantities=("activation_std", "gradient_norm"), depth=30, scale=1.0, batch_norm=True
-    )
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    explorer = init_explorer(digits, quantities=("activation_std", "gradient_norm"), depth=30, scale=1.0, norm="batch")
     explorer.update()
     left, right = shown[-1].axes
     assert left.get_ylabel() == "activation std" and right.get_ylabel() == "‖∂L/∂W‖"

@@ -86,12 +86,22 @@ def test_init_explorer_redraws_what_the_controls_say(digits, shown_figures):
     from bn_utils.experiments.initialization import init_explorer
 
     explorer = init_explorer(digits)
-    scale, batch_norm, depth = explorer.children[0], explorer.children[1], explorer.children[2]
-    scale.value, batch_norm.value, depth.value = 10.0, True, 20
+    scale, norm, depth = explorer.children[0], explorer.children[1], explorer.children[2]
+    assert 1.2 in [value for _, value in scale.options], "the scale the chapter asks about is on the slider"
+    scale.value, norm.value, depth.value = 10.0, "batch", 20
     explorer.update()
     left, right = shown_figures[-1].axes
     assert left.get_title() == "BN, 20 relu layers" and len(left.lines[0].get_xdata()) == 20
     assert right.get_title().startswith("loss at init: 2.")
+    bn_range = left.get_ylim()
+    norm.value = "none"
+    assert shown_figures[-1].axes[0].get_ylim() == bn_range, "switching the norm keeps the axis range"
+    low, high = bn_range
+    assert high / low > 100, "BN's flat profile is drawn on the range that holds the plain network's too"
+    frames = init_explorer(digits, live=False)
+    assert [control.name for control in frames.controls] == ["weight scale", "norm"] and len(frames.frames) == 12
+    with pytest.raises(ValueError, match="scale must be one of"):
+        init_explorer(digits, scale=3.0)
 
 
 def test_plot_init_profiles_draws_a_column_per_norm_and_one_legend(digits):

@@ -127,11 +127,19 @@ def test_covariate_shift_explorer_redraws_what_the_controls_say(shown_figures):
     runs = precompute_shift_runs(load_digits(), steps=40, noise_levels=(1.0,))
     assert set(runs) == {("none", 0.0), ("batch", 0.0), ("batch", 1.0)}
     explorer = covariate_shift_explorer(runs)
-    explorer.children[0].value = 1
-    explorer.children[1].value = False
+    layer, network, unit = explorer.children[:3]
+    assert [value for _, value in network.options] == ["plain", "BN", "noisy BN (level 1)"]
+    layer.value = 1
+    network.value = "plain"
     percentiles, accuracy = shown_figures[-1].axes
     assert percentiles.get_title() == "plain, hidden layer 1, unit 0"
     assert accuracy.get_title().startswith("drift ") and len(accuracy.lines) == 2
+    unit.value = 7
+    assert shown_figures[-1].axes[0].get_title() == "plain, hidden layer 1, unit 7"
+    frames = covariate_shift_explorer(runs, live=False)
+    assert [len(control.labels) for control in frames.controls] == [3, 3] and len(frames.frames) == 9
+    with pytest.raises(ValueError, match="plain network's run"):
+        covariate_shift_explorer({("batch", 0.0): runs[("batch", 0.0)]})
     plt.close("all")
 
 

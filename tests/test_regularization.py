@@ -119,6 +119,10 @@ def test_plot_batch_noise_and_explorer(digits, shown_figures):
     explorer.children[0].value = 128
     explorer.update()
     assert shown_figures[-1].axes[0].get_title().startswith("batch size 128: std 0.")
+    explorer.children[2].value = 5
+    assert shown_figures[-1].axes[0].get_xlabel() == "BN output of example 0, unit 5"
+    frames = batch_noise_explorer(digits, live=False)
+    assert len(frames.frames) == 8 * 3 and frames.controls[0].labels[frames.controls[0].start] == "16"
 
 
 def test_estimate_summarizes_seeds_with_a_t_interval():

@@ -23,6 +23,7 @@ import contextlib
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -32,6 +33,7 @@ from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset
+from ..explorers import frame_explorer, live_explorer
 from ..models import hidden_blocks, make_mlp
 from ..probes import ActivationProbe, ActivationRecord, drift_ratio, jitter_ratio
 from ..style import CYCLE, PALETTE, color_for, plot_histories
@@ -59,6 +61,7 @@ __all__ = [
     "plot_gradient_shift_by_init",
     "precompute_shift_runs",
     "covariate_shift_explorer",
+    "shift_setting_figure",
 ]
 
 
@@ -550,7 +553,9 @@ def plot_gradient_shift_by_init(
     return fig
 
 
-def precompute_shift_runs(data, *, seed: int = 0, steps: int = 600, noise_levels=(0.5, 1.0, 2.0)) -> dict:
+def precompute_shift_runs(
+    data: Dataset, *, seed: int = 0, steps: int = 600, noise_levels: Sequence[float] = (0.5, 1.0, 2.0)
+) -> dict[tuple[str, float], ShiftRun]:
     """One run per setting for :func:`covariate_shift_explorer`: plain, BN, and noisy BN at
     each noise level (shift up to +/- level, scale between 1/(1+level) and 1+level)."""
 
@@ -570,16 +575,29 @@ def precompute_shift_runs(data, *, seed: int = 0, steps: int = 600, noise_levels
     return runs
 
 
-def _draw_shift(runs: dict, layer: int, batch_norm: bool, noise: float, unit: int = 0):
-    key = ("batch", noise) if batch_norm else ("none", 0.0)
-    run, plain = runs[key], runs[("none", 0.0)]
-    label = "plain" if not batch_norm else ("BN" if noise == 0 else f"noisy BN (level {noise:g})")
-    color = color_for("none" if not batch_norm else ("batch" if noise == 0 else "batch_noisy"))
+def _networks(runs: Mapping[tuple[str, float], ShiftRun]) -> dict[str, tuple[str, float]]:
+    """Display name -> key of each precomputed run: plain, BN, noisy BN at each level."""
+    names = {}
+    for norm, level in sorted(runs, key=lambda key: (key[0] != "none", key[1])):
+        names["plain" if norm == "none" else ("BN" if level == 0 else f"noisy BN (level {level:g})")] = (norm, level)
+    return names
+
+
+def shift_setting_figure(runs: Mapping[tuple[str, float], ShiftRun], layer: int, network: str, unit: int = 0) -> Figure:
+    """One precomputed run (``network``: "plain", "BN" or "noisy BN (level x)"): the percentiles of
+    one unit's input over training at a hidden ``layer``, and its test accuracy beside the plain
+    network's, with the drift and jitter of that layer."""
+    networks = _networks(runs)
+    if network not in networks:
+        raise ValueError(f"unknown network {network!r}; precomputed: {list(networks)}")
+    norm, level = networks[network]
+    run, plain = runs[(norm, level)], runs[("none", 0.0)]
+    color = color_for("none" if norm == "none" else ("batch" if level == 0 else "batch_noisy"))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     plot_percentiles(
-        run.records[layer - 1], unit=unit, ax=left, color=color, title=f"{label}, hidden layer {layer}, unit {unit}"
+        run.records[layer - 1], unit=unit, ax=left, color=color, title=f"{network}, hidden layer {layer}, unit {unit}"
     )
-    for name, r, c in (("plain", plain, PALETTE["vermillion"]), (label, run, color)):
+    for name, r, c in (("plain", plain, PALETTE["vermillion"]), (network, run, color)):
         right.plot(r.history.eval_steps, r.history.test_acc, color=c, label=name)
     right.set_xlabel("training step")
     right.set_ylabel("test accuracy")
@@ -587,20 +605,23 @@ def _draw_shift(runs: dict, layer: int, batch_norm: bool, noise: float, unit: in
     right.set_title(
         f"drift {run.drift(layer - 1):.2f}, jitter {run.jitter(layer - 1):.3f} (median over units)", fontsize=10
     )
-    plt.show()
+    return fig
 
 
-def covariate_shift_explorer(runs: dict):
-    """Choose the hidden layer, BN on/off and the noise level; the percentile plot and the test
-    accuracy redraw from ``runs`` (see :func:`precompute_shift_runs`), with no training."""
-    import ipywidgets as widgets
-
-    levels = sorted({level for _, level in runs})
-    return widgets.interactive(
-        _draw_shift,
-        runs=widgets.fixed(runs),
-        layer=widgets.Dropdown(options=[1, 2, 3], value=3, description="hidden layer"),
-        batch_norm=widgets.Checkbox(value=True, description="batch norm"),
-        noise=widgets.SelectionSlider(options=levels, value=levels[0], description="noise level"),
-        unit=widgets.IntSlider(value=0, min=0, max=99, description="unit"),
+def covariate_shift_explorer(runs: Mapping[tuple[str, float], ShiftRun], *, live: bool = True):
+    """The hidden layer and the network (plain, BN, noisy BN at each noise level), and live also the
+    unit: the percentile plot and the test accuracy redraw from ``runs`` (see
+    :func:`precompute_shift_runs`), with no training. ``live=False``: the kernel-free version (unit 0)."""
+    if ("none", 0.0) not in runs:
+        raise ValueError("the explorer needs the plain network's run, key ('none', 0.0)")
+    networks = list(_networks(runs))
+    start = {"hidden layer": 3, "network": "BN" if "BN" in networks else networks[0]}
+    if live:
+        controls: dict[str, Sequence[object]] = {"hidden layer": [1, 2, 3], "network": networks, "unit": range(100)}
+        return live_explorer(partial(shift_setting_figure, runs), controls, start=start)
+    return frame_explorer(
+        partial(shift_setting_figure, runs),
+        {"hidden layer": [1, 2, 3], "network": networks},
+        start=start,
+        title="a unit's input over training: hidden layer and network",
     )

@@ -16,6 +16,7 @@ from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset
+from ..explorers import frame_explorer, live_explorer
 from ..layers import BatchNorm1d
 from ..style import PALETTE
 from ..training import get_device, run_seeds
@@ -32,6 +33,9 @@ __all__ = [
     "plot_running_stats_panels",
     "plot_mode_accuracy_panels",
     "running_stats_explorer",
+    "running_stats_figure",
+    "RUNNING_STATS_BATCH_SIZES",
+    "RUNNING_STATS_MOMENTA",
 ]
 
 # how forgotten_eval_study orders the test set before cutting it into prediction batches, and
@@ -259,29 +263,35 @@ def plot_mode_accuracy_panels(
     return fig
 
 
-def _draw_running_stats(batch_size: int, momentum: float, cumulative: bool, steps: int = 200):
-    trace = running_stats_trace(batch_size=batch_size, momentum=None if cumulative else momentum, steps=steps, seed=0)
+RUNNING_STATS_BATCH_SIZES = (2, 8, 32, 128)
+RUNNING_STATS_MOMENTA: tuple[float | str, ...] = (0.001, 0.01, 0.1, 0.5, "cumulative")
+
+
+def running_stats_figure(batch_size: int, momentum: float | str, steps: int = 200) -> Figure:
+    """The running mean chasing the true mean of a channel whose values are N(2, 3^2), with one
+    batch size and momentum (``"cumulative"``: PyTorch's momentum=None, a cumulative average)."""
+    cumulative = momentum == "cumulative"
+    trace = running_stats_trace(
+        batch_size=batch_size, momentum=None if cumulative else float(momentum), steps=steps, seed=0
+    )
     fig, ax = plt.subplots(figsize=(7, 3.5))
     plot_running_stats(trace, ax=ax)
     mean_err, var_err = trace.final_relative_error()
-    rule = "cumulative average" if cumulative else f"momentum {momentum:.3f}"
+    rule = "cumulative average" if cumulative else f"momentum {momentum:g}"
     ax.set_title(
         f"batch size {batch_size}, {rule}: final error {mean_err:.2f} std (mean), {100 * var_err:.0f}% (variance)",
         fontsize=10,
     )
-    plt.show()
-    return trace
+    return fig
 
 
-def running_stats_explorer():
-    """Sliders for batch size and momentum (and a cumulative-average switch): watch the running
-    mean chase the true mean of a channel whose values are N(2, 3^2)."""
-    import ipywidgets as widgets
-
-    return widgets.interactive(
-        _draw_running_stats,
-        batch_size=widgets.IntSlider(value=32, min=2, max=256, step=2, description="batch size"),
-        momentum=widgets.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.1, description="momentum"),
-        cumulative=widgets.Checkbox(value=False, description="momentum=None (cumulative)"),
-        steps=widgets.fixed(200),
+def running_stats_explorer(*, live: bool = True):
+    """Batch size and momentum (or a cumulative average): watch the running mean chase the true
+    mean of a channel whose values are N(2, 3^2). ``live=False`` gives the kernel-free version."""
+    controls: dict[str, Sequence[object]] = {"batch size": RUNNING_STATS_BATCH_SIZES, "momentum": RUNNING_STATS_MOMENTA}
+    start = {"batch size": 32, "momentum": 0.1}
+    if live:
+        return live_explorer(running_stats_figure, controls, start=start)
+    return frame_explorer(
+        running_stats_figure, controls, start=start, title="running statistics: batch size and momentum"
     )

@@ -24,6 +24,7 @@ from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset
+from ..explorers import frame_explorer, live_explorer
 from ..models import hidden_blocks, mlp_for
 from ..style import NORM_LABELS, PALETTE, color_for, label_for
 from ..training import get_device, loss_and_gradients
@@ -43,6 +44,9 @@ __all__ = [
     "plot_effective_lr_comparison",
     "init_explorer",
     "PROFILE_LABELS",
+    "init_profile_figure",
+    "INIT_EXPLORER_SCALES",
+    "INIT_EXPLORER_DEPTHS",
 ]
 
 # Yang et al. (2019): in a deep ReLU network with BN before each ReLU, at initialisation and for
@@ -310,47 +314,75 @@ def plot_effective_lr_comparison(by_scale: Sweep, by_lr: Sweep, *, lr: float = 0
     return fig
 
 
-def _draw_init(
-    data,
-    scale: float,
-    batch_norm: bool,
-    depth: int,
-    activation: str,
-    quantities: tuple[str, str] = ("activation_std", "update_ratio"),
-):
+# the initial weight scales the explorer offers (1.2 is the "just above 1" the chapter asks about)
+INIT_EXPLORER_SCALES = (0.1, 0.25, 0.5, 0.8, 1.0, 1.2, 1.5, 2.0, 4.0, 10.0)
+INIT_EXPLORER_DEPTHS = (2, 5, 10, 20, 30, 40, 60)
 
-    norm = "batch" if batch_norm else "none"
-    diagnostics = diagnose_init_scales(data, norm, [1.0, scale], depth=depth, activation=activation)
+
+def init_profile_figure(
+    data: Dataset,
+    scale: float,
+    norm: str,
+    depth: int,
+    activation: str = "relu",
+    quantities: tuple[str, str] = ("activation_std", "update_ratio"),
+) -> Figure:
+    """Two per-layer ``quantities`` at initialisation (one forward and backward pass) of a network
+    at weight scale ``scale`` against the standard scale 1. Each panel's range covers both the
+    plain and the BN network, so switching the norm never rescales the axis: a flat BN profile
+    looks flat."""
+    both = {
+        name: diagnose_init_scales(data, name, [1.0, scale], depth=depth, activation=activation)
+        for name in ("none", "batch")
+    }
+    diagnostics = both[norm]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for ax, quantity in zip(axes, quantities, strict=True):
         plot_layer_profile(diagnostics, quantity, ax=ax)
+        values = np.concatenate([getattr(d, quantity) for by_scale in both.values() for d in by_scale.values()])
+        values = values[np.isfinite(values) & (values > 0)]
+        if len(values):
+            ax.set_ylim(values.min() / 2, values.max() * 2)
     axes[0].set_title(f"{NORM_LABELS[norm]}, {depth} {activation} layers")
     axes[1].set_title(
         f"loss at init: {diagnostics[scale].loss:.3g} (scale {scale:g}), {diagnostics[1.0].loss:.3g} (scale 1)"
     )
-    plt.show()
-    return diagnostics
+    return fig
 
 
 def init_explorer(
-    data,
+    data: Dataset,
     *,
     quantities: tuple[str, str] = ("activation_std", "update_ratio"),
     depth: int = 10,
     scale: float = 2.0,
-    batch_norm: bool = False,
+    norm: str = "none",
+    live: bool = True,
 ):
-    """Sliders for the initial weight scale and the depth, a BN switch and the activation: two
-    per-layer ``quantities`` (see :func:`plot_layer_profile`) at
-    initialisation, computed live (one forward and backward pass) against the standard scale 1."""
-    import ipywidgets as widgets
-
-    return widgets.interactive(
-        _draw_init,
-        data=widgets.fixed(data),
-        scale=widgets.FloatLogSlider(value=scale, base=10, min=-1, max=1, step=0.1, description="weight scale"),
-        batch_norm=widgets.Checkbox(value=batch_norm, description="batch norm"),
-        depth=widgets.IntSlider(value=depth, min=2, max=60, description="depth"),
-        activation=widgets.Dropdown(options=["relu", "tanh"], value="relu", description="activation"),
-        quantities=widgets.fixed(tuple(quantities)),
+    """The initial weight scale, the norm, and live also the depth and the activation: two
+    per-layer ``quantities`` (see :func:`plot_layer_profile`) at initialisation, computed on the
+    fly (one forward and backward pass) against the standard scale 1. ``live=False``: the
+    kernel-free version (scale and norm, at this depth, ReLU)."""
+    if scale not in INIT_EXPLORER_SCALES or depth not in INIT_EXPLORER_DEPTHS:
+        raise ValueError(
+            f"scale must be one of {INIT_EXPLORER_SCALES} and depth one of {INIT_EXPLORER_DEPTHS}; "
+            f"got scale {scale}, depth {depth}"
+        )
+    start = {"weight scale": scale, "norm": norm, "depth": depth}
+    if live:
+        controls: dict[str, Sequence[object]] = {
+            "weight scale": INIT_EXPLORER_SCALES,
+            "norm": ["none", "batch"],
+            "depth": INIT_EXPLORER_DEPTHS,
+            "activation": ["relu", "tanh"],
+        }
+        return live_explorer(
+            lambda s, n, d, a: init_profile_figure(data, s, n, d, a, quantities), controls, start=start
+        )
+    del start["depth"]
+    return frame_explorer(
+        lambda s, n: init_profile_figure(data, s, n, depth, "relu", quantities),
+        {"weight scale": (0.25, 0.5, 1.0, 1.2, 2.0, 4.0), "norm": ["none", "batch"]},
+        start=start,
+        title=f"per-layer profile at initialisation, {depth} ReLU layers: weight scale and norm",
     )

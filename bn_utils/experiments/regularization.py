@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,6 +24,7 @@ from matplotlib.figure import Figure
 
 from .. import _validate as valid
 from ..data import Dataset
+from ..explorers import frame_explorer, live_explorer
 from ..models import NORM_LAYERS, mlp_for
 from ..stacked import train_stacked
 from ..style import CYCLE, PALETTE, color_for, plot_histories
@@ -49,6 +51,8 @@ __all__ = [
     "plot_regularization",
     "plot_small_data",
     "batch_noise_explorer",
+    "batch_noise_figure",
+    "NOISE_EXPLORER_BATCH_SIZES",
 ]
 
 
@@ -567,9 +571,14 @@ def plot_small_data(result: RegularizationResult, gains: Mapping[str, Estimate],
     return fig
 
 
-def _draw_noise(inputs, batch_size: int, example: int, unit: int, draws: int = 300):
-    import torch
+NOISE_EXPLORER_BATCH_SIZES = (2, 4, 8, 16, 32, 64, 128, 256)
 
+
+def batch_noise_figure(
+    inputs: torch.Tensor, batch_size: int, example: int = 0, unit: int = 0, draws: int = 300
+) -> Figure:
+    """The histogram of one example's BN output (one unit) over ``draws`` random batches of
+    ``batch_size``, against its value when normalized with the whole training set."""
     fixed, pool = inputs[example : example + 1], torch.cat([inputs[:example], inputs[example + 1 :]])
     values = normalized_in_random_batches(
         fixed, pool, batch_size, draws=draws, generator=torch.Generator().manual_seed(0)
@@ -586,21 +595,25 @@ def _draw_noise(inputs, batch_size: int, example: int, unit: int, draws: int = 3
     ax.set_ylabel(f"count ({draws} random batches)")
     ax.set_title(f"batch size {batch_size}: std {values.std():.3f} around {values.mean():.2f}", fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
-    plt.show()
-    return values
+    return fig
 
 
-def batch_noise_explorer(data):
-    """A batch-size slider (and the example and unit): the histogram of one example's BN output
-    over 300 random batches, against its value when normalized with the whole training set."""
-    import ipywidgets as widgets
-
+def batch_noise_explorer(data: Dataset, *, live: bool = True):
+    """The batch size, and live also the example and the unit: the histogram of one example's BN
+    output over 300 random batches, against its value when normalized with the whole training
+    set. ``live=False``: the kernel-free version (examples 0 to 2, unit 0)."""
     inputs = first_layer_inputs(data)
-    return widgets.interactive(
-        _draw_noise,
-        inputs=widgets.fixed(inputs),
-        batch_size=widgets.SelectionSlider(options=[2, 4, 8, 16, 32, 64, 128, 256], value=16, description="batch size"),
-        example=widgets.IntSlider(value=0, min=0, max=len(inputs) - 1, description="example"),
-        unit=widgets.IntSlider(value=0, min=0, max=inputs.shape[1] - 1, description="unit"),
-        draws=widgets.fixed(300),
+    start = {"batch size": 16}
+    if live:
+        controls: dict[str, Sequence[object]] = {
+            "batch size": NOISE_EXPLORER_BATCH_SIZES,
+            "example": range(len(inputs)),
+            "unit": range(inputs.shape[1]),
+        }
+        return live_explorer(partial(batch_noise_figure, inputs), controls, start=start)
+    return frame_explorer(
+        partial(batch_noise_figure, inputs),
+        {"batch size": NOISE_EXPLORER_BATCH_SIZES, "example": [0, 1, 2]},
+        start=start,
+        title="one example's BN output over random batches: batch size",
     )
