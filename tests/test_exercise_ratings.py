@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-RATED_PAGES = ["book/misconceptions.md"]
+RATED_PAGES = [
+    "book/misconceptions.md",
+    "book/bn_from_scratch.md",
+    "book/internal_covariate_shift.md",
+    "book/faster_convergence.md",
+    "book/initialization_robustness.md",
+    "book/gradient_flow.md",
+    "book/regularization_noise.md",
+]
 # Notebooks join when their exercises are converted: add ``RATED_NOTEBOOKS = [...]`` with a test
 # ``assert notebook_problems(json.loads(path.read_text())["cells"]) == []`` for each (none is yet).
 
