@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from PIL import Image
 
 __all__ = ["Control", "FrameExplorer", "frame_explorer", "live_explorer"]
 
@@ -152,10 +153,17 @@ def live_explorer(
 
 
 def _png(fig: Figure, dpi: int) -> str:
+    """The figure as a base64 PNG with a 64-colour palette: a third of the size of a full-colour
+    one, which matters when dozens of frames are stored in the notebook and the page."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    image = (
+        Image.open(io.BytesIO(buffer.getvalue())).convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT)
+    )
+    small = io.BytesIO()
+    image.save(small, format="PNG", optimize=True)
+    return base64.b64encode(small.getvalue()).decode("ascii")
 
 
 def frame_explorer(
@@ -164,7 +172,7 @@ def frame_explorer(
     *,
     title: str,
     start: Mapping[str, object] | None = None,
-    dpi: int = 60,
+    dpi: int = 72,
 ) -> FrameExplorer:
     """Draw ``draw(*setting)`` for every setting of ``controls`` (name shown -> values, in the
     order of ``draw``'s arguments) and return the explorer that shows them; ``start`` picks the
