@@ -10,6 +10,7 @@ SGD step would change those weights relative to their size (the *update ratio*
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -320,30 +321,27 @@ INIT_EXPLORER_DEPTHS = (2, 5, 10, 20, 30, 40, 60)
 
 
 def init_profile_figure(
-    data: Dataset,
+    profiles: Mapping[str, Mapping[float, LayerDiagnostics]],
     scale: float,
     norm: str,
-    depth: int,
-    activation: str = "relu",
+    title: str,
     quantities: tuple[str, str] = ("activation_std", "update_ratio"),
 ) -> Figure:
-    """Two per-layer ``quantities`` at initialisation (one forward and backward pass) of a network
-    at weight scale ``scale`` against the standard scale 1. Each panel's range covers both the
-    plain and the BN network, so switching the norm never rescales the axis: a flat BN profile
-    looks flat."""
-    both = {
-        name: diagnose_init_scales(data, name, [1.0, scale], depth=depth, activation=activation)
-        for name in ("none", "batch")
-    }
-    diagnostics = both[norm]
+    """Two per-layer ``quantities`` at initialisation of the ``norm`` network at weight scale
+    ``scale`` against the standard scale 1 (``profiles[norm][scale]``, e.g. from
+    :func:`diagnose_init_scales`). Each panel's range covers every network in ``profiles``, so
+    switching the norm never rescales the axis: a flat BN profile looks flat."""
+    if norm not in profiles or scale not in profiles[norm] or 1.0 not in profiles[norm]:
+        raise ValueError(f"profiles needs the {norm!r} network at scales 1 and {scale}")
+    diagnostics = {1.0: profiles[norm][1.0], scale: profiles[norm][scale]}
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for ax, quantity in zip(axes, quantities, strict=True):
         plot_layer_profile(diagnostics, quantity, ax=ax)
-        values = np.concatenate([getattr(d, quantity) for by_scale in both.values() for d in by_scale.values()])
+        values = np.concatenate([getattr(d, quantity) for by_scale in profiles.values() for d in by_scale.values()])
         values = values[np.isfinite(values) & (values > 0)]
         if len(values):
             ax.set_ylim(values.min() / 2, values.max() * 2)
-    axes[0].set_title(f"{NORM_LABELS[norm]}, {depth} {activation} layers")
+    axes[0].set_title(title)
     axes[1].set_title(
         f"loss at init: {diagnostics[scale].loss:.3g} (scale {scale:g}), {diagnostics[1.0].loss:.3g} (scale 1)"
     )
@@ -360,14 +358,25 @@ def init_explorer(
     live: bool = True,
 ):
     """The initial weight scale, the norm, and live also the depth and the activation: two
-    per-layer ``quantities`` (see :func:`plot_layer_profile`) at initialisation, computed on the
-    fly (one forward and backward pass) against the standard scale 1. ``live=False``: the
-    kernel-free version (scale and norm, at this depth, ReLU)."""
+    per-layer ``quantities`` (see :func:`plot_layer_profile`) at initialisation, computed on
+    demand (one forward and backward pass per network) against the standard scale 1.
+    ``live=False``: the kernel-free version (scale and norm, at this depth, ReLU)."""
     if scale not in INIT_EXPLORER_SCALES or depth not in INIT_EXPLORER_DEPTHS:
         raise ValueError(
             f"scale must be one of {INIT_EXPLORER_SCALES} and depth one of {INIT_EXPLORER_DEPTHS}; "
             f"got scale {scale}, depth {depth}"
         )
+
+    @functools.cache
+    def profile(norm: str, scale: float, depth: int, activation: str) -> LayerDiagnostics:
+        return diagnose_init_scales(data, norm, [scale], depth=depth, activation=activation)[scale]
+
+    def draw(scale: float, norm: str, depth: int = depth, activation: str = "relu") -> Figure:
+        profiles = {name: {s: profile(name, s, depth, activation) for s in (1.0, scale)} for name in ("none", "batch")}
+        return init_profile_figure(
+            profiles, scale, norm, f"{NORM_LABELS[norm]}, {depth} {activation} layers", quantities
+        )
+
     start = {"weight scale": scale, "norm": norm, "depth": depth}
     if live:
         controls: dict[str, Sequence[object]] = {
@@ -376,12 +385,10 @@ def init_explorer(
             "depth": INIT_EXPLORER_DEPTHS,
             "activation": ["relu", "tanh"],
         }
-        return live_explorer(
-            lambda s, n, d, a: init_profile_figure(data, s, n, d, a, quantities), controls, start=start
-        )
+        return live_explorer(draw, controls, start=start)
     del start["depth"]
     return frame_explorer(
-        lambda s, n: init_profile_figure(data, s, n, depth, "relu", quantities),
+        draw,
         {"weight scale": (0.25, 0.5, 1.0, 1.2, 2.0, 4.0), "norm": ["none", "batch"]},
         start=start,
         title=f"per-layer profile at initialisation, {depth} ReLU layers: weight scale and norm",
