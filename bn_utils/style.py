@@ -35,6 +35,7 @@ __all__ = [
     "plot_band",
     "plot_histories",
     "publish",
+    "describe_figure",
     "glue",
     "glue_values",
     "save_figure",
@@ -177,18 +178,34 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return path
 
 
+def describe_figure(fig: Figure) -> str:
+    """A text description of a figure from its panels' titles and axis labels: the alt text a
+    screen reader reads on the notebook pages of the book."""
+    panels = []
+    for ax in fig.axes:
+        title, x, y = ax.get_title(), ax.get_xlabel(), ax.get_ylabel()
+        if not (title or x or y):
+            continue  # a colour bar or an inset without labels
+        axes = f"{y or 'value'} against {x}" if x else (y or "")
+        panels.append(f"{title}: {axes}" if title and axes else title or axes)
+    if not panels:
+        return "Figure"
+    return ("Figure: " if len(panels) == 1 else f"Figure with {len(panels)} panels: ") + "; ".join(panels) + "."
+
+
 def publish(fig: Figure, name: str) -> None:
-    """Show ``fig`` in the notebook and glue it under ``name`` so the book's prose can paste
-    it (myst-nb glue); closes it so it is not shown twice. Without myst-nb (e.g. on Colab)
-    the figure is only shown."""
+    """Show ``fig`` in the notebook, with its description (:func:`describe_figure`) as alt text,
+    and glue it under ``name`` so the book's prose can paste it (myst-nb glue); closes it so it is
+    not shown twice. Without myst-nb (e.g. on Colab) the figure is only shown."""
+    from IPython.display import display
+
     try:
         from myst_nb import glue
     except ImportError:
-        from IPython.display import display
-
-        display(fig)
+        pass
     else:
-        glue(name, fig, display=True)
+        glue(name, fig, display=False)
+    display(fig, metadata={"image/png": {"alt": describe_figure(fig)}})
     plt.close(fig)
 
 

@@ -4,7 +4,7 @@
 
 For each page listed in _toc.yml, served from _build/html on 127.0.0.1, it checks that
   - the maths is typeset (no raw $$, \\( or \\[ left in the text outside code),
-  - no image is broken,
+  - no image is broken, and every image has alt text that is not its file name,
   - no request leaves 127.0.0.1 (the book must work offline),
   - our pages raise no JavaScript error,
   - the page does not overflow sideways at phone width (390 px),
@@ -67,6 +67,8 @@ EXPLORERS_JS = """() => Array.from(document.querySelectorAll('.bn-frames')).map(
   });
   return {id: root.id, sliders: root.querySelectorAll('input[type=range]').length, dead: dead};
 })"""
+ALT_IS_A_PATH_JS = """() => Array.from(document.images)
+  .filter(img => !img.alt || img.alt.includes('_images/') || img.alt.endsWith('.png')).map(img => img.getAttribute('src'))"""
 WAIT_FOR_MATHJAX_JS = """async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
   return document.querySelectorAll('mjx-container').length;
@@ -154,6 +156,8 @@ def check_page(
         problems.append(f"{path}: untypeset maths left in the text: {raw}")
     if broken := page.evaluate(BROKEN_IMAGES_JS):
         problems.append(f"{path}: {len(broken)} broken image(s): {broken[:3]}")
+    if unnamed := page.evaluate(ALT_IS_A_PATH_JS):
+        problems.append(f"{path}: {len(unnamed)} image(s) without alt text, or with a file name as alt text: {unnamed[:2]}")
     for explorer in page.evaluate(EXPLORERS_JS):
         explorers.append(f"{path}#{explorer['id']}")
         if not explorer["sliders"] or explorer["dead"]:

@@ -38,6 +38,15 @@ def execute(path: Path) -> float:
     for cell in nb.cells:
         if any("application/vnd.jupyter.widget-view+json" in out.get("data", {}) for out in cell.get("outputs", [])):
             cell.outputs = []
+        # A figure shown by bn_utils.style.publish carries its description as alt text; myst-nb
+        # reads alt text from the cell's metadata, so it goes there (else the file name is used).
+        alts = [
+            out["metadata"]["image/png"]["alt"]
+            for out in cell.get("outputs", [])
+            if "alt" in out.get("metadata", {}).get("image/png", {})
+        ]
+        if alts:
+            cell.metadata.setdefault("mystnb", {}).setdefault("image", {})["alt"] = " ".join(alts)
     # JupyterLab's own name for this kernel: a notebook opened there is not marked modified at once.
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     seconds = time.perf_counter() - start

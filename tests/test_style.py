@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from bn_utils.models import NORM_LAYERS
-from bn_utils.style import NORM_STYLES, color_for, glue_values, label_for, publish
+from bn_utils.style import NORM_STYLES, color_for, describe_figure, glue_values, label_for, publish
 
 pytestmark = pytest.mark.unit
 
@@ -37,7 +37,7 @@ def test_publish_shows_the_figure_without_myst_nb(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_myst_nb)
-    monkeypatch.setattr("IPython.display.display", shown.append)
+    monkeypatch.setattr("IPython.display.display", lambda fig, metadata: shown.append(fig))
     fig, _ = plt.subplots()
     publish(fig, "fig_name")
     assert shown == [fig]
@@ -55,3 +55,26 @@ def test_glue_values_glues_each_entry_without_display(monkeypatch):
         glue_values([("bn_ratio", "37")])
     with pytest.raises(TypeError, match="non-empty"):
         glue_values({"": "37"})
+
+
+def test_describe_figure_reads_titles_and_axis_labels():
+    fig, (left, right) = plt.subplots(1, 2)
+    left.set(title="final test accuracy", xlabel="learning rate", ylabel="accuracy")
+    right.set(xlabel="training step")
+    assert describe_figure(fig) == (
+        "Figure with 2 panels: final test accuracy: accuracy against learning rate; value against training step."
+    )
+    assert describe_figure(plt.figure()) == "Figure"
+
+
+def test_publish_glues_the_figure_and_shows_it_with_its_description(monkeypatch):
+    import myst_nb
+
+    glued, shown = [], []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: glued.append((name, display)))
+    monkeypatch.setattr("IPython.display.display", lambda fig, metadata: shown.append(metadata))
+    fig, ax = plt.subplots()
+    ax.set(title="noise", xlabel="batch size")
+    publish(fig, "fig_noise")
+    assert glued == [("fig_noise", False)]
+    assert shown == [{"image/png": {"alt": "Figure: noise: value against batch size."}}]
