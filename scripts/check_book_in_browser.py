@@ -68,7 +68,8 @@ EXPLORERS_JS = """() => Array.from(document.querySelectorAll('.bn-frames')).map(
   return {id: root.id, sliders: root.querySelectorAll('input[type=range]').length, dead: dead};
 })"""
 ALT_IS_A_PATH_JS = """() => Array.from(document.images)
-  .filter(img => !img.alt || img.alt.includes('_images/') || img.alt.endsWith('.png')).map(img => img.getAttribute('src'))"""
+  .filter(img => !img.alt || img.alt.includes('_images/') || img.alt.endsWith('.png'))
+  .map(img => img.getAttribute('src'))"""
 WAIT_FOR_MATHJAX_JS = """async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
   return document.querySelectorAll('mjx-container').length;
@@ -157,7 +158,7 @@ def check_page(
     if broken := page.evaluate(BROKEN_IMAGES_JS):
         problems.append(f"{path}: {len(broken)} broken image(s): {broken[:3]}")
     if unnamed := page.evaluate(ALT_IS_A_PATH_JS):
-        problems.append(f"{path}: {len(unnamed)} image(s) without alt text, or with a file name as alt text: {unnamed[:2]}")
+        problems.append(f"{path}: {len(unnamed)} image(s) whose alt text is missing or a file name: {unnamed[:2]}")
     for explorer in page.evaluate(EXPLORERS_JS):
         explorers.append(f"{path}#{explorer['id']}")
         if not explorer["sliders"] or explorer["dead"]:
