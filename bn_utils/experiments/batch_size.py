@@ -59,7 +59,10 @@ __all__ = [
     "plot_mode_gap",
     "plot_statistics_gap",
     "plot_orders",
+    "plot_why",
     "explorer",
+    "FC_NORMS",
+    "fully_connected_sweep",
 ]
 
 # the normalizations the sweep compares, and the batch sizes of the issue
@@ -74,10 +77,10 @@ ORDERS = ("shuffled", "sorted")
 # batch size, SGD with momentum, the learning rate at batch 32 (scaled linearly with the batch
 # size, see :func:`scaled_lr`) and the batch-renorm schedule in epochs.
 SETUP: dict[str, object] = dict(
-    channels=(8, 16),
+    channels=(16, 32),
     num_groups=4,
-    epochs=4,
-    base_lr=0.05,
+    epochs=10,
+    base_lr=0.1,
     base_batch=32,
     momentum=0.9,
     train_examples=512,
@@ -884,3 +887,100 @@ def explorer(result: SweepResult):
         ),
         mode=widgets.ToggleButtons(options=["eval mode", "train mode"], value="eval mode", description="mode"),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The fully connected contrast: one value per unit and example
+
+
+FC_NORMS = ("batch", "layer", "none")
+
+
+def fully_connected_sweep(
+    data: Dataset,
+    *,
+    seeds: Sequence[int],
+    norms: Sequence[str] = FC_NORMS,
+    batch_sizes: Sequence[int] = (2, 32),
+    depth: int = 2,
+    width: int = 64,
+    epochs: int | None = None,
+    train_examples: int | None = None,
+    base_lr: float | None = None,
+) -> SweepResult:
+    """The sweep's schedule (epochs, training images, SGD with momentum at :func:`scaled_lr`) on a
+    fully connected ``make_mlp(64, 10, depth, width, norm)`` over flat digits, where BN has one
+    value per unit and example (at batch 2 every normalized value is -1 or +1), trained with
+    :func:`bn_utils.stacked.train_stacked`. Only eval-mode accuracies are measured (the other
+    arrays of the result are NaN)."""
+    from ..models import make_mlp
+    from ..stacked import train_stacked
+
+    valid.check_dataset("data", data)
+    if data.x_train.dim() != 2:
+        raise ValueError(f"fully_connected_sweep needs flat inputs (N, features), e.g. load_digits(), got {data!r}")
+    seeds = valid.check_seeds("seeds", seeds)
+    norms = valid.check_values("norms", norms, lambda n, v: valid.check_type(n, v, str, "a norm name"), distinct=True)
+    for norm in norms:
+        if norm not in ("batch", "layer", "group", "none"):
+            raise ValueError(f"fully_connected_sweep trains batch, layer, group or no norm, got {norm!r}")
+    epochs = SETUP["epochs"] if epochs is None else valid.check_int("epochs", epochs)
+    n_train = SETUP["train_examples"] if train_examples is None else train_examples
+    n_train = valid.check_int("train_examples", n_train, 2, len(data.x_train))
+    batch_sizes = valid.check_values("batch_sizes", batch_sizes, lambda n, v: valid.check_int(n, v, 2, n_train))
+    subset = Dataset(
+        data.name, data.x_train[:n_train], data.y_train[:n_train], data.x_test, data.y_test, data.num_classes
+    )
+    shape = (len(norms), len(batch_sizes), len(seeds))
+    eval_acc, train_acc, diverged = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, -1)
+    lrs = tuple(scaled_lr(size, base_lr=base_lr) for size in batch_sizes)
+    for j, size in enumerate(batch_sizes):
+        for i, norm in enumerate(norms):  # one stack per norm: train_stacked stacks one architecture
+            models = []
+            for seed in seeds:
+                seed_everything(seed)
+                models.append(make_mlp(subset.input_shape[0], 10, depth=depth, width=width, norm=norm))
+            histories = train_stacked(
+                models,
+                subset,
+                lrs=[lrs[j]] * len(models),
+                seeds=seeds,
+                epochs=epochs,
+                batch_size=size,
+                momentum=SETUP["momentum"],
+                eval_every=epochs * (n_train // size),
+            )
+            for s, history in enumerate(histories):
+                eval_acc[i, j, s] = history.test_acc[-1]
+                train_acc[i, j, s] = history.train_acc[-1]
+                diverged[i, j, s] = -1 if history.diverged_at is None else history.diverged_at
+    nan = np.full(shape, np.nan)
+    return SweepResult(
+        norms=tuple(norms),
+        batch_sizes=tuple(batch_sizes),
+        seeds=tuple(seeds),
+        order="shuffled",
+        eval_acc=eval_acc,
+        train_mode_acc=nan,
+        train_acc=train_acc,
+        diverged_at=diverged,
+        stat_gap_mean=nan,
+        stat_gap_log_std=nan,
+        lrs=lrs,
+        epochs=epochs,
+        train_examples=n_train,
+        config=dict(SETUP, architecture=f"MLP {depth} x {width}"),
+    )
+
+
+def plot_why(result: SweepResult) -> Figure:
+    """Two panels: train-mode minus eval-mode accuracy (:func:`plot_mode_gap`) and the gap between
+    batch and running statistics (:func:`plot_statistics_gap`), against batch size."""
+    import matplotlib.pyplot as plt
+
+    valid.check_type("result", result, SweepResult, "a SweepResult")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.9))
+    plot_mode_gap(result, ax=left, norms=[n for n in result.norms if n in ("batch", "batch_renorm", "group")])
+    plot_statistics_gap(result, ax=right)
+    fig.tight_layout()
+    return fig
