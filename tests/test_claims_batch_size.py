@@ -97,6 +97,9 @@ def test_class_sorted_batches_cost_bn_more_than_group_norm(sweep, sorted_sweep):
     bn_drop = sweep.values("batch", 8) - sorted_sweep.values("batch", 8)
     gn_drop = sweep.values("group", 8) - sorted_sweep.values("group", 8)
     assert bn_drop.mean() > 20 * POINT, f"BN, shuffled minus class-sorted batches of 8 (points): {points(bn_drop)}"
+    assert bn_drop.mean() > gn_drop.mean() + 5 * POINT, (
+        f"shuffled minus class-sorted batches of 8 (points), BN {points(bn_drop)}, group norm {points(gn_drop)}"
+    )
     lead = sorted_sweep.values("group", 8) - sorted_sweep.values("batch", 8)
     assert lead.mean() > 8 * POINT and lead.min() > 0, (
         f"class-sorted batches of 8, group norm minus BN per seed (points): {points(lead)}; "
