@@ -154,8 +154,10 @@ def plot_normalization_axes(
         ax = fig.add_subplot(1, len(names), i + 1, projection="3d")
         # axes: x = positions (H*W), y = examples (N), z = channels (C), as in Wu & He's figure
         filled = np.ones((shape[2], shape[0], shape[1]), dtype=bool)
-        colors = np.where(mask.transpose(2, 0, 1)[..., None], np.array([color_for(name)], dtype=object), "#FFFFFF")
-        ax.voxels(filled, facecolors=colors[..., 0], edgecolor="#777777", linewidth=0.3, alpha=0.9)
+        # shaded: the norm's colour; the rest nearly transparent, so shading inside the cube shows
+        shaded = mask.transpose(2, 0, 1)
+        ax.voxels(filled & ~shaded, facecolors="#BBBBBB14", edgecolor="#99999955", linewidth=0.3)
+        ax.voxels(shaded, facecolors=color_for(name) + "D9", edgecolor="#333333", linewidth=0.3)
         ax.set_xlabel("H·W", labelpad=-10)
         ax.set_ylabel("N", labelpad=-10)
         ax.set_zlabel("C", labelpad=-10)
@@ -805,7 +807,7 @@ def plot_statistics_gap(result: SweepResult, *, ax: Axes | None = None, norm: st
     sizes = np.asarray(result.batch_sizes, dtype=float)
     for metric, label, color in (
         ("stat_gap_mean", "mean: RMS of d", color_for(norm)),
-        ("stat_gap_log_std", "std: RMS of log r", color_for("group")),
+        ("stat_gap_log_std", "std: RMS of log r", "#777777"),
     ):
         values = np.array([result.values(norm, int(s), metric).mean() for s in sizes])
         ax.plot(sizes, values, marker="o", label=label, color=color)
