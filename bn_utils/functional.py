@@ -15,7 +15,7 @@ from torch.autograd.function import once_differentiable
 
 from . import _validate as valid
 
-__all__ = ["batch_norm", "batch_statistics", "batch_norm_gradients"]
+__all__ = ["batch_norm", "batch_statistics", "batch_norm_gradients", "layer_norm", "group_norm", "instance_norm"]
 
 
 def _reduce_dims(x: torch.Tensor) -> list[int]:
@@ -175,3 +175,90 @@ def batch_norm_gradients(
     y = batch_norm_fn(x, None, None, weight, bias, training=True)
     dx, dweight, dbias = torch.autograd.grad((y * upstream).sum(), (x, weight, bias))
     return dx, dweight, dbias
+
+
+def _check_affine(name: str, t: torch.Tensor | None, shape: tuple[int, ...], x: torch.Tensor) -> None:
+    if t is not None:
+        valid.check_type(name, t, torch.Tensor, "a torch.Tensor or None")
+        if tuple(t.shape) != tuple(shape):
+            raise ValueError(
+                f"expected {name} of shape {tuple(shape)} for the input of shape {tuple(x.shape)}, "
+                f"got shape {tuple(t.shape)}"
+            )
+
+
+def _normalize(x: torch.Tensor, dims: list[int], eps: float) -> torch.Tensor:
+    """(x - mean) / sqrt(biased var + eps), the statistics taken over ``dims`` (autograd backward)."""
+    mean = x.mean(dim=dims, keepdim=True)
+    var = x.var(dim=dims, unbiased=False, keepdim=True)
+    return (x - mean) * torch.rsqrt(var + eps)
+
+
+def layer_norm(
+    x: torch.Tensor,
+    normalized_shape: tuple[int, ...] | list[int] | int,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """Layer norm (Ba et al., 2016): each example normalized over its last ``len(normalized_shape)``
+    dimensions, with its own mean and biased variance; same semantics as
+    ``torch.nn.functional.layer_norm`` (``weight``/``bias`` have ``normalized_shape``). No batch
+    statistics: training and inference compute the same thing."""
+    valid.check_type("x", x, torch.Tensor, "a torch.Tensor")
+    valid.check_number("eps", eps, 0)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape or not all(valid.is_int(s) and s > 0 for s in shape):
+        raise ValueError(f"normalized_shape must be a positive int or a tuple of them, got {normalized_shape!r}")
+    if x.dim() < len(shape) or tuple(x.shape[x.dim() - len(shape) :]) != shape:
+        raise ValueError(f"layer_norm expected an input whose last dimensions are {shape}, got shape {tuple(x.shape)}")
+    _check_affine("weight", weight, shape, x)
+    _check_affine("bias", bias, shape, x)
+    y = _normalize(x, list(range(x.dim() - len(shape), x.dim())), eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def group_norm(
+    x: torch.Tensor,
+    num_groups: int,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """Group norm (Wu & He, 2018): the C channels of each example split into ``num_groups``
+    consecutive groups, each group normalized over its channels and positions; same semantics as
+    ``torch.nn.functional.group_norm`` (``weight``/``bias`` one value per channel). One group is
+    layer norm over (C, H, W); C groups is instance norm (Ulyanov et al., 2016)."""
+    valid.check_type("x", x, torch.Tensor, "a torch.Tensor")
+    valid.check_int("num_groups", num_groups)
+    valid.check_number("eps", eps, 0)
+    if x.dim() < 2:
+        raise ValueError(f"group_norm expected input of shape (N, C) or (N, C, *), got shape {tuple(x.shape)}")
+    n, c = x.shape[:2]
+    if c % num_groups:
+        raise ValueError(f"group_norm needs num_groups to divide the {c} channels, got num_groups={num_groups}")
+    _check_affine("weight", weight, (c,), x)
+    _check_affine("bias", bias, (c,), x)
+    grouped = x.reshape(n, num_groups, -1)
+    y = _normalize(grouped, [2], eps).reshape(x.shape)
+    if weight is not None:
+        y = y * _per_channel(weight, x)
+    if bias is not None:
+        y = y + _per_channel(bias, x)
+    return y
+
+
+def instance_norm(
+    x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None, eps: float = 1e-5
+) -> torch.Tensor:
+    """Instance norm (Ulyanov et al., 2016): each channel of each example normalized over its own
+    positions, i.e. :func:`group_norm` with one group per channel (as
+    ``torch.nn.functional.instance_norm`` without running statistics)."""
+    valid.check_type("x", x, torch.Tensor, "a torch.Tensor")
+    if x.dim() < 3:
+        raise ValueError(f"instance_norm expected input of shape (N, C, *) with positions, got shape {tuple(x.shape)}")
+    return group_norm(x, x.shape[1], weight, bias, eps)

@@ -16,7 +16,7 @@ from torch import nn
 from . import _validate as valid
 from .functional import _batch_norm, _check_input
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "NoisyBatchNorm", "GhostBatchNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "NoisyBatchNorm", "GhostBatchNorm", "BatchRenorm1d", "BatchRenorm2d"]
 
 
 class _BatchNorm(nn.Module):
@@ -208,3 +208,114 @@ class GhostBatchNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"ghost_batch_size={self.ghost_batch_size}"
+
+
+class _BatchRenorm(_BatchNorm):
+    """Batch renormalization (Ioffe, 2017): batch norm whose training-mode output is corrected
+    towards what the running statistics would give.
+
+    With the batch's mean mu_B and std sigma_B = sqrt(var_B + eps), and the running ones mu and
+    sigma = sqrt(running_var + eps), training computes
+
+        r = clip(sigma_B / sigma, 1 / r_max, r_max),   d = clip((mu_B - mu) / sigma, -d_max, d_max),
+        y = weight * ((x - mu_B) / sigma_B * r + d) + bias,
+
+    with r and d treated as constants by the backward pass (no gradient through them), then
+    updates the running statistics as batch norm does (momentum, unbiased variance). Without
+    clipping, (x - mu_B) / sigma_B * r + d = (x - mu) / sigma: the training output equals the
+    inference output. With r = 1, d = 0 (r_max = 1, d_max = 0) it is batch norm. Inference
+    (eval mode) is batch norm's: the running statistics.
+
+    The paper's warm-up: r_max = 1 and d_max = 0 (plain batch norm) for the first
+    ``warmup_steps`` training batches, then relaxed linearly to ``r_max`` and ``d_max`` over the
+    next ``relax_steps`` (the paper used 5,000 and about 35,000 steps on ImageNet). The step is
+    ``num_batches_tracked``, so the schedule travels with the ``state_dict``, which has the same
+    keys as batch norm's (a drop-in both ways).
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        r_max: float = 3.0,
+        d_max: float = 5.0,
+        warmup_steps: int = 5000,
+        relax_steps: int = 35000,
+    ) -> None:
+        valid.check_momentum("momentum", momentum)  # batch renorm needs running statistics: no None
+        super().__init__(num_features, eps, momentum, affine, True, device, dtype)
+        self.r_max_final = valid.check_number("r_max", r_max, 1)
+        self.d_max_final = valid.check_number("d_max", d_max, 0)
+        self.warmup_steps = valid.check_int("warmup_steps", warmup_steps, 0)
+        self.relax_steps = valid.check_int("relax_steps", relax_steps, 0)
+
+    def limits(self, step: int | None = None) -> tuple[float, float]:
+        """(r_max, d_max) at training batch ``step`` (default: the next batch) of the warm-up schedule."""
+        if step is None:
+            step = int(self.num_batches_tracked) + 1
+        valid.check_int("step", step, 0)
+        past = step - self.warmup_steps
+        if past <= 0:
+            fraction = 0.0
+        elif self.relax_steps == 0:
+            fraction = 1.0
+        else:
+            fraction = min(1.0, past / self.relax_steps)
+        return 1.0 + fraction * (self.r_max_final - 1.0), fraction * self.d_max_final
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        name = type(self).__name__
+        if x.dim() not in self._input_dims or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{name}({self.num_features}) expected {self._shapes} input with C={self.num_features}, "
+                f"got shape {tuple(x.shape)}"
+            )
+        _check_input(x, None, None, True)
+        self.num_batches_tracked.add_(1)
+        r_max, d_max = self.limits(int(self.num_batches_tracked))
+        dims = [0, *range(2, x.dim())]
+        shape = (1, -1, *([1] * (x.dim() - 2)))
+        mean = x.mean(dim=dims)
+        var = x.var(dim=dims, unbiased=False)
+        std = torch.sqrt(var + self.eps)
+        with torch.no_grad():
+            running_std = torch.sqrt(self.running_var + self.eps)
+            r = (std / running_std).clamp(1.0 / r_max, r_max)
+            d = ((mean - self.running_mean) / running_std).clamp(-d_max, d_max)
+            n = x.numel() // x.shape[1]
+            self.running_mean.mul_(1 - self.momentum).add_(mean, alpha=self.momentum)
+            self.running_var.mul_(1 - self.momentum).add_(var * (n / (n - 1)), alpha=self.momentum)
+        y = (x - mean.reshape(shape)) / std.reshape(shape) * r.reshape(shape) + d.reshape(shape)
+        if self.weight is not None:
+            y = y * self.weight.reshape(shape)
+        if self.bias is not None:
+            y = y + self.bias.reshape(shape)
+        return y
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"r_max={self.r_max_final}, d_max={self.d_max_final}, warmup_steps={self.warmup_steps}, "
+            f"relax_steps={self.relax_steps}"
+        )
+
+
+class BatchRenorm1d(_BatchRenorm):
+    """Batch renormalization (Ioffe, 2017) for input (N, C) or (N, C, L); see :class:`_BatchRenorm`."""
+
+    _input_dims = (2, 3)
+    _shapes = "2D (N, C) or 3D (N, C, L)"
+
+
+class BatchRenorm2d(_BatchRenorm):
+    """Batch renormalization (Ioffe, 2017) for input (N, C, H, W); see :class:`_BatchRenorm`."""
+
+    _input_dims = (4,)
+    _shapes = "4D (N, C, H, W)"

@@ -22,7 +22,7 @@ from torch import nn
 
 from . import _validate as valid
 from .data import Dataset
-from .layers import BatchNorm1d, BatchNorm2d, GhostBatchNorm, NoisyBatchNorm
+from .layers import BatchNorm1d, BatchNorm2d, BatchRenorm1d, BatchRenorm2d, GhostBatchNorm, NoisyBatchNorm
 from .training import seed_everything
 
 __all__ = [
@@ -56,7 +56,19 @@ NORM_LAYERS: dict[str, Callable[..., nn.Module]] = {
     "group": lambda features, spatial, num_groups=None, **kw: nn.GroupNorm(
         num_groups or math.gcd(features, 32), features, **kw
     ),
+    # batch renormalization (Ioffe, 2017): batch norm corrected towards the running statistics
+    "batch_renorm": lambda features, spatial, **kw: (BatchRenorm2d if spatial else BatchRenorm1d)(features, **kw),
+    # instance norm (Ulyanov et al., 2016): each channel of each example over its own positions
+    # (one group per channel, with a per-channel affine); a fully connected unit has no positions
+    "instance": lambda features, spatial, **kw: _instance_norm(features, spatial, **kw),
 }
+
+
+def _instance_norm(features: int, spatial: int, **kw) -> nn.Module:
+    if not spatial:
+        raise ValueError("instance norm needs feature maps (a conv net): a fully connected unit has one value")
+    return nn.GroupNorm(features, features, **kw)
+
 
 # name -> (module factory, gain): the gain keeps activations' scale through depth at
 # init_scale=1 (He et al. 2015 for ReLU; 1 for the saturating ones, as in LeCun init).

@@ -72,6 +72,8 @@ NORM_STYLES: dict[str, NormStyle] = {
     "batch_ghost": NormStyle("ghost BN", PALETTE["purple"]),
     "layer": NormStyle("layer norm", PALETTE["orange"]),
     "group": NormStyle("group norm", PALETTE["black"]),
+    "batch_renorm": NormStyle("batch renorm", "#882255"),  # Tol's wine: the palette has no colour left
+    "instance": NormStyle("instance norm", "#B8A000"),  # a darker yellow, visible on white
 }
 NORM_COLORS = {name: style.color for name, style in NORM_STYLES.items()}
 NORM_LABELS = {name: style.label for name, style in NORM_STYLES.items()}

@@ -122,7 +122,7 @@ def test_unknown_names_list_the_valid_ones():
     with pytest.raises(
         ValueError,
         match="unknown norm 'batchnorm'; valid names are: "
-        "batch, batch_ghost, batch_noisy, batch_scratch, group, layer, none",
+        "batch, batch_ghost, batch_noisy, batch_renorm, batch_scratch, group, instance, layer, none",
     ):
         make_mlp(4, 2, norm="batchnorm")
     with pytest.raises(ValueError, match="unknown activation 'gelu'.*relu"):
@@ -139,9 +139,14 @@ def test_unknown_names_list_the_valid_ones():
 
 def test_norm_registry_builds_every_entry_for_both_kinds():
     required = {"batch_ghost": {"ghost_batch_size": 2}}  # options without a default
+    spatial_only = {"instance"}  # normalizes over positions: a fully connected unit has none
     for name in NORM_LAYERS:
         options = required.get(name, {})
-        assert make_norm(name, 6, **options)(torch.randn(4, 6)).shape == (4, 6)
+        if name in spatial_only:
+            with pytest.raises(ValueError, match="needs feature maps"):
+                make_norm(name, 6, **options)
+        else:
+            assert make_norm(name, 6, **options)(torch.randn(4, 6)).shape == (4, 6)
         assert make_norm(name, 6, spatial=True, **options)(torch.randn(4, 6, 3, 3)).shape == (4, 6, 3, 3)
     with pytest.raises(ValueError, match="cannot build norm 'batch_ghost' with the options \\[\\]: .*ghost_batch_size"):
         make_norm("batch_ghost", 6)

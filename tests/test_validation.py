@@ -922,7 +922,8 @@ CASES = [
         lambda d: sweeps.lr_sweep(d, lrs=[0.1], seeds=(0,), norms=("batch", "batch"), steps=1),
         ValueError,
         "norms must be a non-empty list of different norm names "
-        "(batch, batch_ghost, batch_noisy, batch_scratch, group, layer, none), got ('batch', 'batch')",
+        "(batch, batch_ghost, batch_noisy, batch_renorm, batch_scratch, group, instance, layer, none), "
+        "got ('batch', 'batch')",
     ),
     (
         "lr_sweep-repeated-lr",

@@ -1,0 +1,988 @@
+"""Batch size: when batch normalization breaks, and normalizing without the batch (the chapter
+"Batch size").
+
+BN normalizes with the statistics of the mini-batch in training and with running averages of
+them at inference. Small batches make the two differ; batches that are not a random sample make
+them differ systematically. This module measures both on a small convolutional network on the
+8x8 digits, for BN, batch renormalization (Ioffe, 2017), group norm and layer norm (Wu & He,
+2018; Ba et al., 2016) and no normalization:
+
+- :func:`statistic_support` and :func:`plot_normalization_axes`: which values one statistic of
+  each normalization averages, read off the code itself (the gradient of one output);
+- :class:`StackedConvNet` and :func:`train_stacked_convnets`: the seeds of one configuration
+  trained as one network (grouped convolutions, one group per seed), exactly as separate runs;
+- :func:`batch_size_sweep` -> :class:`SweepResult`: accuracy in eval and train mode, and the gap
+  between batch and running statistics, against batch size, over seeds;
+- plots typed against the result, and :func:`explorer` over precomputed results.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import nn
+
+from .. import _validate as valid
+from ..data import Dataset, batch_indices
+from ..functional import batch_norm, group_norm, instance_norm, layer_norm
+from ..models import NORM_LAYERS, make_convnet
+from ..style import color_for, label_for
+from ..training import get_device, seed_everything
+from .regularization import Estimate
+
+__all__ = [
+    "AXES_NORMS",
+    "NORMS",
+    "BATCH_SIZES",
+    "ORDERS",
+    "SETUP",
+    "WU_HE_2018",
+    "reference_normalization",
+    "statistic_support",
+    "plot_normalization_axes",
+    "StackedConvNet",
+    "epoch_batches",
+    "train_stacked_convnets",
+    "scaled_lr",
+    "SweepResult",
+    "batch_size_sweep",
+    "build_stack",
+    "plot_error_vs_batch_size",
+    "plot_wu_he",
+    "plot_sweep",
+    "plot_mode_gap",
+    "plot_statistics_gap",
+    "plot_orders",
+    "plot_why",
+    "explorer",
+    "FC_NORMS",
+    "fully_connected_sweep",
+]
+
+# the normalizations the sweep compares, and the batch sizes of the issue
+NORMS = ("batch", "batch_renorm", "group", "layer", "none")
+BATCH_SIZES = (2, 4, 8, 16, 32, 128)
+# how batches are drawn: "shuffled" (a random partition each epoch) or "sorted" (consecutive
+# examples of the class-sorted training set, so each batch holds one or two classes; the order
+# of the batches is shuffled each epoch)
+ORDERS = ("shuffled", "sorted")
+
+# The chapter's setting (see the page): conv widths, groups of group norm, the epochs for every
+# batch size, SGD with momentum, the learning rate at batch 32 (scaled linearly with the batch
+# size, see :func:`scaled_lr`) and the batch-renorm schedule in epochs.
+SETUP: dict[str, object] = dict(
+    channels=(16, 32),
+    num_groups=4,
+    epochs=10,
+    base_lr=0.1,
+    base_batch=32,
+    momentum=0.9,
+    train_examples=512,
+    renorm=dict(r_max=3.0, d_max=5.0, warmup_epochs=1, relax_epochs=1),
+)
+
+# Wu & He (2018), Figure 1 / Table 3: ResNet-50 on ImageNet, validation error (%) against images
+# per GPU (each GPU normalizes its own batch).
+WU_HE_2018: dict[str, dict[int, float]] = {
+    "batch": {32: 23.6, 16: 23.7, 8: 24.8, 4: 27.3, 2: 34.7},
+    "group": {32: 24.1, 16: 24.2, 8: 24.0, 4: 24.2, 2: 24.1},
+}
+
+# the normalizations whose statistics the axes figure shows
+AXES_NORMS = ("batch", "layer", "instance", "group")
+
+
+# ---------------------------------------------------------------------------------------------
+# Which values one statistic averages
+
+
+def reference_normalization(name: str, x: torch.Tensor, *, num_groups: int = 2) -> torch.Tensor:
+    """``x`` (N, C, *) normalized without affine by the from-scratch function of ``name``: batch
+    norm in training mode (:func:`bn_utils.functional.batch_norm`), layer norm over (C, *),
+    instance norm, or group norm with ``num_groups`` groups."""
+    valid.check_type("x", x, torch.Tensor, "a torch.Tensor")
+    if x.dim() < 3:
+        raise ValueError(f"expected feature maps of shape (N, C, *), got shape {tuple(x.shape)}")
+    if name == "batch":
+        return batch_norm(x, None, None, training=True)
+    if name == "layer":
+        return layer_norm(x, tuple(x.shape[1:]))
+    if name == "instance":
+        return instance_norm(x)
+    if name == "group":
+        return group_norm(x, num_groups)
+    raise ValueError(f"unknown normalization {name!r}; valid names are: {', '.join(AXES_NORMS)}")
+
+
+def statistic_support(
+    name: str, shape: tuple[int, int, int] = (4, 6, 5), index: tuple[int, int, int] = (1, 2, 0), *, num_groups: int = 2
+) -> np.ndarray:
+    """Boolean (N, C, positions) mask of the inputs that share the statistics of the output at
+    ``index``: read off the code by differentiating the (centred) output at ``index`` with
+    respect to every input, in float64. Only the inputs its mean and variance average over, and
+    the input itself, get a non-zero gradient."""
+    valid.check_type("shape", shape, tuple, "a tuple (N, C, positions)")
+    if len(shape) != 3:
+        raise ValueError(f"shape must be (N, C, positions), got {shape!r}")
+    for size in shape:
+        valid.check_int("each of shape", size)
+    if len(index) != 3 or not all(valid.is_int(i) and 0 <= i < s for i, s in zip(index, shape, strict=False)):
+        raise ValueError(f"index must be a position (n, c, p) inside shape {shape}, got {index!r}")
+    x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    y = reference_normalization(name, x, num_groups=num_groups)
+    (grad,) = torch.autograd.grad(y[index], x)
+    return (grad.abs() > 1e-12).numpy()
+
+
+def plot_normalization_axes(
+    names: Sequence[str] = AXES_NORMS, *, shape: tuple[int, int, int] = (4, 6, 5), num_groups: int = 2
+) -> Figure:
+    """The N x C x (H*W) cube once per normalization, shaded where one statistic of the output
+    at (example 1, channel 2) averages (from :func:`statistic_support`)."""
+    import matplotlib.pyplot as plt
+
+    names = valid.check_values("names", names, lambda n, v: valid.check_type(n, v, str, "a norm name"))
+    fig = plt.figure(figsize=(3.0 * len(names), 3.4))
+    for i, name in enumerate(names):
+        mask = statistic_support(name, shape, num_groups=num_groups)
+        ax = fig.add_subplot(1, len(names), i + 1, projection="3d")
+        # axes: x = positions (H*W), y = examples (N), z = channels (C), as in Wu & He's figure
+        filled = np.ones((shape[2], shape[0], shape[1]), dtype=bool)
+        # shaded: the norm's colour; the rest nearly transparent, so shading inside the cube shows
+        shaded = mask.transpose(2, 0, 1)
+        ax.voxels(filled & ~shaded, facecolors="#BBBBBB14", edgecolor="#99999955", linewidth=0.3)
+        ax.voxels(shaded, facecolors=color_for(name) + "D9", edgecolor="#333333", linewidth=0.3)
+        ax.set_xlabel("H·W", labelpad=-10)
+        ax.set_ylabel("N", labelpad=-10)
+        ax.set_zlabel("C", labelpad=-10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_zticks([])
+        title = label_for(name) if name != "group" else f"group norm ({num_groups} groups)"
+        ax.set_title(title)
+        ax.view_init(elev=22, azim=-55)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# The seeds of one configuration as one network
+
+
+def _stack_norm(norms: Sequence[nn.Module], slots: int) -> nn.Module:
+    """One norm over the channels of every slot, holding each slot's parameters and buffers:
+    per-channel norms stack by concatenating their channels, group norms also multiply their
+    number of groups (groups never straddle two slots)."""
+    first = norms[0]
+    if isinstance(first, nn.Identity):
+        return nn.Identity()
+    stacked = copy.deepcopy(first)
+    if isinstance(first, nn.GroupNorm):
+        stacked.num_groups, stacked.num_channels = slots * first.num_groups, slots * first.num_channels
+    elif hasattr(first, "num_features") and not list(first.children()):
+        stacked.num_features = slots * first.num_features
+    else:
+        raise ValueError(f"cannot stack the norm {type(first).__name__}: expected a per-channel norm or group norm")
+    with torch.no_grad():
+        for name, _ in first.named_parameters(recurse=False):
+            setattr(stacked, name, nn.Parameter(torch.cat([getattr(n, name).detach() for n in norms])))
+        for name, buffer in first.named_buffers(recurse=False):
+            if buffer is not None and buffer.dim():
+                stacked._buffers[name] = torch.cat([getattr(n, name) for n in norms]).clone()
+    return stacked
+
+
+class _MaskedBiasConv2d(nn.Conv2d):
+    """A grouped convolution whose bias is used (and learns) only where ``bias_mask`` is 1: the
+    slots whose own network has a bias."""
+
+    def __init__(self, *args, bias_mask: torch.Tensor, **kwargs):
+        super().__init__(*args, bias=True, **kwargs)
+        self.register_buffer("bias_mask", bias_mask.to(self.weight))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.weight, self.bias * self.bias_mask)
+
+
+class _ChannelSplitNorm(nn.Module):
+    """Different stacked norms side by side: part k normalizes the next ``sizes[k]`` channels."""
+
+    def __init__(self, parts: Sequence[nn.Module], sizes: Sequence[int]):
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+        self.sizes = list(sizes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([part(chunk) for part, chunk in zip(self.parts, x.split(self.sizes, dim=1), strict=True)], 1)
+
+
+def _stack_norms(norms: Sequence[nn.Module], channels: int) -> nn.Module:
+    """The norms of all slots as one module: runs of slots with the same kind of norm stacked by
+    :func:`_stack_norm`, side by side when the kinds differ."""
+    runs: list[list[nn.Module]] = []
+    for norm in norms:
+        if runs and type(runs[-1][0]) is type(norm) and repr(runs[-1][0]) == repr(norm):
+            runs[-1].append(norm)
+        else:
+            runs.append([norm])
+    if len(runs) == 1:
+        return _stack_norm(norms, len(norms))
+    return _ChannelSplitNorm([_stack_norm(run, len(run)) for run in runs], [len(run) * channels for run in runs])
+
+
+class StackedConvNet(nn.Module):
+    """Several :func:`bn_utils.models.make_convnet` networks of one architecture as one network:
+    every convolution grouped with one group per network, every norm stacked over the networks'
+    channels (a per-channel norm over all of them, group norm with the groups of all of them;
+    networks with different norms get theirs side by side), the head a grouped 1x1 convolution.
+    Input (B, slots * in_channels, H, W), slot s in channels [s * in_channels, (s + 1) *
+    in_channels); output (B, slots, classes). Slots share no
+    parameter and no statistic, so training all slots with the sum of their losses trains each
+    exactly as alone."""
+
+    def __init__(self, models: Sequence[nn.Module]):
+        super().__init__()
+        if not models:
+            raise ValueError("StackedConvNet needs at least one network")
+        for model in models:
+            valid.check_module("each of models", model)
+            if not (hasattr(model, "blocks") and hasattr(model, "head")):
+                raise ValueError("StackedConvNet stacks networks built by bn_utils.models.make_convnet")
+        self.slots = len(models)
+        self.templates = nn.ModuleList([copy.deepcopy(m) for m in models])  # each slot's architecture
+        for template in self.templates:
+            template.requires_grad_(False)
+        blocks = []
+        for i, block in enumerate(models[0].blocks):
+            conv = block.linear
+            convs = [m.blocks[i].linear for m in models]
+            if any(c.weight.shape != conv.weight.shape for c in convs):
+                raise ValueError("StackedConvNet needs networks of one architecture (the same channels)")
+            with torch.no_grad():
+                weight = torch.cat([c.weight for c in convs])
+                has_bias = [c.bias is not None for c in convs]
+                bias = torch.cat(
+                    [c.bias if c.bias is not None else torch.zeros_like(c.weight[:, 0, 0, 0]) for c in convs]
+                )
+                mask = torch.cat([torch.full_like(bias[: conv.out_channels], float(b)) for b in has_bias])
+            options = dict(kernel_size=conv.kernel_size, padding=conv.padding, groups=self.slots)
+            channels_in, channels_out = self.slots * conv.in_channels, self.slots * conv.out_channels
+            if any(has_bias):
+                stacked_conv = _MaskedBiasConv2d(channels_in, channels_out, bias_mask=mask, **options).to(weight)
+            else:
+                stacked_conv = nn.Conv2d(channels_in, channels_out, bias=False, **options).to(weight)
+            with torch.no_grad():
+                stacked_conv.weight.copy_(weight)
+                if any(has_bias):
+                    stacked_conv.bias.copy_(bias)
+            layers = {name: copy.deepcopy(layer) for name, layer in block.named_children()}
+            layers["linear"] = stacked_conv
+            layers["norm"] = _stack_norms([m.blocks[i].norm for m in models], conv.out_channels)
+            blocks.append(nn.Sequential(*layers.values()))
+            blocks[-1]._names = list(layers)  # type: ignore[attr-defined]
+        self.blocks = nn.ModuleList(blocks)
+        head = models[0].head
+        self.classes = head.out_features
+        self.head = nn.Conv2d(self.slots * head.in_features, self.slots * self.classes, 1, groups=self.slots).to(
+            head.weight
+        )
+        with torch.no_grad():
+            self.head.weight.copy_(torch.cat([m.head.weight for m in models])[..., None, None])
+            self.head.bias.copy_(torch.cat([m.head.bias for m in models]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        x = x.mean(dim=(2, 3), keepdim=True)
+        return self.head(x).reshape(len(x), self.slots, self.classes)
+
+    def norm(self, block: int) -> nn.Module:
+        """The stacked norm layer of conv block ``block``."""
+        return self.blocks[block][list(self.blocks[block]._names).index("norm")]
+
+    def model(self, slot: int) -> nn.Module:
+        """A stand-alone copy of slot ``slot``'s network (a ``make_convnet`` network)."""
+        valid.check_int("slot", slot, 0, self.slots - 1)
+        template = self.templates[slot]
+        model = copy.deepcopy(template).requires_grad_(True)
+        state = {}
+        for key, value in template.state_dict().items():
+            stacked, offset = self._stacked_tensor(key, slot)
+            if value.dim() == 0:
+                state[key] = stacked.clone()
+            else:
+                size = value.shape[0]
+                state[key] = stacked[offset * size : (offset + 1) * size].reshape(value.shape).clone()
+        model.load_state_dict(state)
+        return model
+
+    def _stacked_tensor(self, key: str, slot: int) -> tuple[torch.Tensor, int]:
+        """The stacked tensor holding ``key`` of slot ``slot``, and the slot's index in it."""
+        parts = key.split(".")
+        if parts[0] == "head":
+            return getattr(self.head, parts[1]), slot
+        block = self.blocks[int(parts[1])]
+        layer = block[list(block._names).index(parts[2])]
+        if isinstance(layer, _ChannelSplitNorm):
+            channels = self.templates[slot].blocks[int(parts[1])].linear.out_channels
+            start = 0
+            for part, size in zip(layer.parts, layer.sizes, strict=True):
+                if slot < start + size // channels:
+                    return getattr(part, parts[3]), slot - start
+                start += size // channels
+        return getattr(layer, parts[3]), slot
+
+
+def epoch_batches(
+    labels: torch.Tensor, batch_size: int, *, seed: int, epoch: int, order: str = "shuffled"
+) -> list[torch.Tensor]:
+    """The mini-batches (index tensors) of one epoch: ``"shuffled"`` as
+    :func:`bn_utils.data.batch_indices` (what :func:`bn_utils.training.train` uses), or
+    ``"sorted"``: consecutive examples of the class-sorted set (a loader without shuffling over
+    data stored class by class, one client's data, a stretch of a sequence), the batches taken in
+    a seeded random order; both drop a short last batch."""
+    valid.check_type("labels", labels, torch.Tensor, "a 1-D tensor of class labels")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
+    if order == "shuffled":
+        return batch_indices(len(labels), batch_size, seed=seed, epoch=epoch)
+    valid.check_int("batch_size", batch_size, 1, len(labels))
+    sorted_idx = torch.sort(labels.cpu(), stable=True).indices
+    batches = list(sorted_idx.split(batch_size))
+    if len(batches[-1]) < batch_size:
+        batches.pop()
+    generator = torch.Generator().manual_seed(1_000_003 * seed + epoch)
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def _slot_inputs(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """(B, slots * C, H, W) from x (N, C, H, W) and idx (slots, B): slot s sees x[idx[s]]."""
+    batch = x[idx]  # (slots, B, C, H, W)
+    return batch.transpose(0, 1).reshape(idx.shape[1], -1, *x.shape[2:])
+
+
+def _repeat_inputs(x: torch.Tensor, slots: int) -> torch.Tensor:
+    """(N, slots * C, H, W): every slot sees the same inputs (evaluation)."""
+    return x.repeat(1, slots, 1, 1)
+
+
+def _renorm_options(norm: str, steps_per_epoch: int, renorm: Mapping[str, float]) -> dict:
+    if norm != "batch_renorm":
+        return {}
+    return dict(
+        r_max=renorm["r_max"],
+        d_max=renorm["d_max"],
+        warmup_steps=int(renorm["warmup_epochs"] * steps_per_epoch),
+        relax_steps=int(renorm["relax_epochs"] * steps_per_epoch),
+    )
+
+
+def build_stack(
+    norms: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    channels: tuple[int, ...],
+    norm_kwargs: Mapping[str, dict] | None = None,
+    dtype=torch.float32,
+) -> StackedConvNet:
+    """One :class:`StackedConvNet` whose slot s is ``make_convnet(1, 10, channels=..., norm=norms[s],
+    norm_kwargs=norm_kwargs.get(norms[s]))`` initialised after ``seed_everything(seeds[s])`` (as
+    :func:`bn_utils.training.run_seeds` builds it)."""
+    norms = valid.check_values("norms", norms, lambda n, v: valid.check_type(n, v, str, "a norm name"))
+    seeds = valid.check_seeds("seeds", seeds, distinct=False)
+    if len(norms) != len(seeds):
+        raise ValueError(f"need one norm per seed (one per slot), got {len(norms)} norms and {len(seeds)} seeds")
+    norm_kwargs = dict(norm_kwargs or {})
+    models = []
+    for norm, seed in zip(norms, seeds, strict=True):
+        seed_everything(seed)
+        model = make_convnet(1, 10, channels=tuple(channels), norm=norm, norm_kwargs=norm_kwargs.get(norm))
+        models.append(model.to(dtype))
+    return StackedConvNet(models)
+
+
+def train_stacked_convnets(
+    stack: StackedConvNet,
+    data: Dataset,
+    *,
+    seeds: Sequence[int],
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    order: str = "shuffled",
+) -> np.ndarray:
+    """Train every slot of ``stack`` with SGD on the mean cross-entropy of its own mini-batches
+    (slot s: the batches of ``seeds[s]``, from :func:`epoch_batches`), for ``epochs`` epochs;
+    with ``order="shuffled"`` each slot takes exactly the steps ``bn_utils.training.train`` takes
+    with that seed. Returns, per slot, the step at which its loss stopped being finite (-1: never);
+    such a slot stops learning (its loss is left out), the others go on."""
+    valid.check_type("stack", stack, StackedConvNet, "a StackedConvNet")
+    valid.check_dataset("data", data)
+    seeds = valid.check_seeds("seeds", seeds, distinct=False)
+    if len(seeds) != stack.slots:
+        raise ValueError(f"need one seed per slot of the stack ({stack.slots}), got {len(seeds)}")
+    valid.check_number("lr", lr, 0, low_open=True)
+    valid.check_int("epochs", epochs)
+    valid.check_int("batch_size", batch_size, 2, len(data.x_train))
+    valid.check_optimizer("sgd", momentum, weight_decay)
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
+    opt = torch.optim.SGD(stack.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    diverged = np.full(stack.slots, -1)
+    slots = torch.arange(stack.slots)
+    step = 0
+    stack.train()
+    for epoch in range(epochs):
+        per_seed = [epoch_batches(data.y_train, batch_size, seed=s, epoch=epoch, order=order) for s in seeds]
+        idx_all = torch.stack([torch.stack(batches) for batches in per_seed], dim=1).to(data.x_train.device)
+        for idx in idx_all:  # (slots, B)
+            logits = stack(_slot_inputs(data.x_train, idx))  # (B, slots, classes)
+            labels = data.y_train[idx]  # (slots, B)
+            losses = nn.functional.cross_entropy(logits.permute(0, 2, 1), labels.T, reduction="none").mean(0)
+            finite = torch.isfinite(losses.detach())
+            newly = (~finite).numpy() & (diverged < 0)
+            diverged[newly] = step
+            opt.zero_grad(set_to_none=True)
+            losses[finite & torch.as_tensor(diverged < 0)].sum().backward()
+            opt.step()
+            step += 1
+    del slots
+    return diverged
+
+
+def scaled_lr(batch_size: int, *, base_lr: float | None = None, base_batch: int | None = None) -> float:
+    """The learning rate at ``batch_size``: ``base_lr * batch_size / base_batch`` (the linear
+    scaling rule of Goyal et al., 2017; defaults from :data:`SETUP`)."""
+    valid.check_int("batch_size", batch_size)
+    base_lr = SETUP["base_lr"] if base_lr is None else valid.check_number("base_lr", base_lr, 0, low_open=True)
+    base_batch = SETUP["base_batch"] if base_batch is None else valid.check_int("base_batch", base_batch)
+    return base_lr * batch_size / base_batch
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweep
+
+
+@torch.no_grad()
+def _accuracy_eval_mode(stack: StackedConvNet, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    was = stack.training
+    stack.eval()
+    try:
+        pred = stack(_repeat_inputs(x, stack.slots)).argmax(dim=2)  # (N, slots)
+    finally:
+        stack.train(was)
+    return (pred == y[:, None]).double().mean(0).cpu().numpy()
+
+
+@torch.no_grad()
+def _accuracy_train_mode(stack: StackedConvNet, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> np.ndarray:
+    """Predict in chunks of ``batch_size`` in training mode (batch statistics), on a copy; a last
+    chunk of one example joins the chunk before it."""
+    probe = copy.deepcopy(stack).train()
+    starts = list(range(0, len(x), batch_size))
+    if len(starts) > 1 and len(x) - starts[-1] == 1:
+        starts.pop()
+    correct = torch.zeros(stack.slots, dtype=torch.float64)
+    for start, end in zip(starts, starts[1:] + [len(x)], strict=True):
+        pred = probe(_repeat_inputs(x[start:end], stack.slots)).argmax(dim=2)
+        correct += (pred == y[start:end, None]).double().sum(0).cpu()
+    return (correct / len(x)).numpy()
+
+
+def _running_statistics(norm: nn.Module, channels: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(running mean, running var, eps) over every channel of a stacked norm; NaN in the channels
+    of slots whose norm keeps no running statistics."""
+    parts, sizes = (norm.parts, norm.sizes) if isinstance(norm, _ChannelSplitNorm) else ([norm], [channels])
+    means, variances, eps = [], [], 1e-5
+    for part, size in zip(parts, sizes, strict=True):
+        if getattr(part, "running_mean", None) is not None:
+            means.append(part.running_mean)
+            variances.append(part.running_var)
+            eps = part.eps
+        else:
+            means.append(torch.full((size,), float("nan")))
+            variances.append(torch.full((size,), float("nan")))
+    device = next((m.device for m in means if m.device.type != "cpu"), torch.device("cpu"))
+    return torch.cat([m.to(device) for m in means]), torch.cat([v.to(device) for v in variances]), eps
+
+
+@torch.no_grad()
+def _statistics_gap(
+    stack: StackedConvNet, data: Dataset, seeds: Sequence[int], batch_size: int, batches: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per slot, the RMS over channels and training batches of the first norm's
+    d = (mu_B - mu) / sigma and of log r = log(sigma_B / sigma): how far the batch statistics of
+    a training batch are from the running ones it is evaluated with (batch renorm's corrections,
+    unclipped). NaN for slots whose first norm has no running statistics."""
+    conv = stack.blocks[0][0]
+    channels = conv.out_channels
+    running_mean, running_var, eps = _running_statistics(stack.norm(0), channels)
+    sigma = torch.sqrt(running_var + eps)
+    per_seed = [epoch_batches(data.y_train, batch_size, seed=s, epoch=0)[:batches] for s in seeds]
+    idx_all = torch.stack([torch.stack(b) for b in per_seed], dim=1).to(data.x_train.device)
+    per_slot = channels // stack.slots
+    d_sq = torch.zeros(stack.slots, dtype=torch.float64)
+    log_r_sq = torch.zeros(stack.slots, dtype=torch.float64)
+    for idx in idx_all:
+        pre = conv(_slot_inputs(data.x_train, idx))
+        mean = pre.mean(dim=(0, 2, 3))
+        var = pre.var(dim=(0, 2, 3), unbiased=False)
+        d = (mean - running_mean) / sigma
+        log_r = torch.log(torch.sqrt(var + eps) / sigma)
+        d_sq += (d.double() ** 2).reshape(stack.slots, per_slot).mean(1).cpu()
+        log_r_sq += (log_r.double() ** 2).reshape(stack.slots, per_slot).mean(1).cpu()
+    return (d_sq / len(idx_all)).sqrt().numpy(), (log_r_sq / len(idx_all)).sqrt().numpy()
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What :func:`batch_size_sweep` measured, as arrays indexed (norm, batch size, seed):
+    eval-mode test accuracy (running statistics), train-mode test accuracy (test set predicted in
+    batches of the training batch size, with batch statistics), eval-mode accuracy on the
+    training examples, the step at which a run's loss stopped being finite (-1: never), and the
+    first norm's gap between batch and running statistics (NaN without running statistics)."""
+
+    norms: tuple[str, ...]
+    batch_sizes: tuple[int, ...]
+    seeds: tuple[int, ...]
+    order: str
+    eval_acc: np.ndarray
+    train_mode_acc: np.ndarray
+    train_acc: np.ndarray
+    diverged_at: np.ndarray
+    stat_gap_mean: np.ndarray
+    stat_gap_log_std: np.ndarray
+    lrs: tuple[float, ...]
+    epochs: int
+    train_examples: int
+    config: dict = field(default_factory=dict)
+
+    def _at(self, norm: str, batch_size: int) -> tuple[int, int]:
+        if norm not in self.norms:
+            raise ValueError(f"unknown norm {norm!r}; the sweep has: {', '.join(self.norms)}")
+        if batch_size not in self.batch_sizes:
+            raise ValueError(f"batch size {batch_size!r} not in the sweep: {self.batch_sizes}")
+        return self.norms.index(norm), self.batch_sizes.index(batch_size)
+
+    def values(self, norm: str, batch_size: int, metric: str = "eval_acc") -> np.ndarray:
+        """Per seed, ``eval_acc``, ``train_mode_acc``, ``train_acc``, ``mode_gap`` (train-mode
+        minus eval-mode accuracy), ``stat_gap_mean`` or ``stat_gap_log_std``."""
+        i, j = self._at(norm, batch_size)
+        if metric == "mode_gap":
+            return self.train_mode_acc[i, j] - self.eval_acc[i, j]
+        if metric not in ("eval_acc", "train_mode_acc", "train_acc", "stat_gap_mean", "stat_gap_log_std"):
+            raise ValueError(
+                f"unknown metric {metric!r}; valid names are: eval_acc, train_mode_acc, train_acc, mode_gap, "
+                "stat_gap_mean, stat_gap_log_std"
+            )
+        return getattr(self, metric)[i, j]
+
+    def estimate(self, norm: str, batch_size: int, metric: str = "eval_acc") -> Estimate:
+        """The per-seed values of :meth:`values` with their mean, spread and interval."""
+        return Estimate(tuple(float(v) for v in self.values(norm, batch_size, metric)))
+
+    def change(self, norm: str, small: int, large: int, metric: str = "eval_acc") -> Estimate:
+        """Per seed, ``metric`` at batch ``large`` minus at batch ``small`` (same seed, same init)."""
+        return Estimate(tuple(float(v) for v in self.values(norm, large, metric) - self.values(norm, small, metric)))
+
+    def recovered(self, batch_size: int, *, reference: int, norm: str = "batch_renorm") -> float:
+        """The fraction of BN's loss of mean eval-mode accuracy from batch ``reference`` to
+        ``batch_size`` that ``norm`` wins back: (norm - BN) / (BN at reference - BN) at batch_size."""
+        bn_small = self.values("batch", batch_size).mean()
+        lost = self.values("batch", reference).mean() - bn_small
+        if lost <= 0:
+            return float("nan")
+        return float((self.values(norm, batch_size).mean() - bn_small) / lost)
+
+    def table(self, metric: str = "eval_acc", *, scale: float = 100, digits: int = 1) -> dict[str, dict[int, str]]:
+        """'mean ± std' of ``metric`` (x ``scale``) per norm and batch size."""
+        return {
+            norm: {
+                size: self.estimate(norm, size, metric).format(scale=scale, digits=digits) for size in self.batch_sizes
+            }
+            for norm in self.norms
+        }
+
+    def markdown_table(self, metric: str = "eval_acc") -> str:
+        """:meth:`table` as a Markdown table (norms as rows, batch sizes as columns)."""
+        table = self.table(metric)
+        head = "| | " + " | ".join(f"batch {s}" for s in self.batch_sizes) + " |"
+        rule = "|---|" + "---|" * len(self.batch_sizes)
+        rows = [f"| {label_for(n)} | " + " | ".join(table[n][s] for s in self.batch_sizes) + " |" for n in self.norms]
+        return "\n".join([head, rule, *rows])
+
+
+def batch_size_sweep(
+    data: Dataset,
+    *,
+    seeds: Sequence[int],
+    norms: Sequence[str] = NORMS,
+    batch_sizes: Sequence[int] = BATCH_SIZES,
+    order: str = "shuffled",
+    epochs: int | None = None,
+    train_examples: int | None = None,
+    base_lr: float | None = None,
+    stat_batches: int = 32,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> SweepResult:
+    """Train ``make_convnet(channels=SETUP["channels"])`` with each norm at each batch size, one
+    stacked network per (norm, batch size) holding the seeds; the same ``epochs`` and the same
+    first ``train_examples`` training images for every batch size, SGD with momentum at
+    :func:`scaled_lr`. Group norm uses ``SETUP["num_groups"]`` groups; batch renorm its schedule in
+    epochs (``SETUP["renorm"]``). Defaults come from :data:`SETUP`. Returns a :class:`SweepResult`."""
+    valid.check_dataset("data", data)
+    if data.x_train.dim() != 4:
+        raise ValueError(f"batch_size_sweep needs images (N, C, H, W), e.g. load_digits(images=True), got {data!r}")
+    seeds = valid.check_seeds("seeds", seeds)
+    norms = valid.check_values("norms", norms, lambda n, v: valid.check_type(n, v, str, "a norm name"), distinct=True)
+    for norm in norms:
+        if norm not in NORM_LAYERS:
+            raise ValueError(f"unknown norm {norm!r}; valid names are: {', '.join(sorted(NORM_LAYERS))}")
+    epochs = SETUP["epochs"] if epochs is None else valid.check_int("epochs", epochs)
+    n_train = SETUP["train_examples"] if train_examples is None else train_examples
+    n_train = valid.check_int("train_examples", n_train, 2, len(data.x_train))
+    batch_sizes = valid.check_values("batch_sizes", batch_sizes, lambda n, v: valid.check_int(n, v, 2, n_train))
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
+    valid.check_int("stat_batches", stat_batches)
+    device = torch.device(device) if device is not None else get_device()
+    subset = Dataset(
+        data.name,
+        data.x_train[:n_train],
+        data.y_train[:n_train],
+        data.x_test,
+        data.y_test,
+        data.num_classes,
+    ).to(device)
+    shape = (len(norms), len(batch_sizes), len(seeds))
+    out = {k: np.full(shape, np.nan) for k in ("eval", "train_mode", "train", "gap_mean", "gap_std", "diverged")}
+    lrs = tuple(scaled_lr(size, base_lr=base_lr) for size in batch_sizes)
+    slot_norms = [norm for norm in norms for _ in seeds]
+    slot_seeds = [seed for _ in norms for seed in seeds]
+    sizes = range(len(batch_sizes))
+    if progress:
+        from tqdm.auto import tqdm
+
+        sizes = tqdm(sizes, desc="batch sizes", leave=False)
+    for j in sizes:
+        size = batch_sizes[j]
+        kwargs = {"group": {"num_groups": SETUP["num_groups"]}}
+        kwargs["batch_renorm"] = _renorm_options("batch_renorm", n_train // size, SETUP["renorm"])
+        stack = build_stack(slot_norms, slot_seeds, channels=SETUP["channels"], norm_kwargs=kwargs).to(device)
+        results = {
+            "diverged": train_stacked_convnets(
+                stack,
+                subset,
+                seeds=slot_seeds,
+                lr=lrs[j],
+                epochs=epochs,
+                batch_size=size,
+                momentum=SETUP["momentum"],
+                order=order,
+            ),
+            "eval": _accuracy_eval_mode(stack, subset.x_test, subset.y_test),
+            "train_mode": _accuracy_train_mode(stack, subset.x_test, subset.y_test, size),
+            "train": _accuracy_eval_mode(stack, subset.x_train, subset.y_train),
+        }
+        results["gap_mean"], results["gap_std"] = _statistics_gap(stack, subset, slot_seeds, size, stat_batches)
+        for key, value in results.items():
+            out[key][:, j, :] = np.asarray(value, dtype=float).reshape(len(norms), len(seeds))
+    return SweepResult(
+        norms=tuple(norms),
+        batch_sizes=tuple(batch_sizes),
+        seeds=tuple(seeds),
+        order=order,
+        eval_acc=out["eval"],
+        train_mode_acc=out["train_mode"],
+        train_acc=out["train"],
+        diverged_at=out["diverged"].astype(int),
+        stat_gap_mean=out["gap_mean"],
+        stat_gap_log_std=out["gap_std"],
+        lrs=lrs,
+        epochs=epochs,
+        train_examples=n_train,
+        config=dict(SETUP, base_lr=base_lr if base_lr is not None else SETUP["base_lr"]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots and explorer
+
+
+def _new_ax(ax: Axes | None, figsize=(6.4, 3.8)) -> Axes:
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def _log2_axis(ax: Axes, sizes: Sequence[int]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(sizes))
+    ax.set_xticklabels([str(s) for s in sizes])
+    ax.set_xlabel("batch size (examples per normalization batch)")
+
+
+def plot_error_vs_batch_size(
+    result: SweepResult, *, ax: Axes | None = None, norms: Sequence[str] | None = None, metric: str = "eval_acc"
+) -> Axes:
+    """Test error (%, 100 - accuracy) against batch size, mean over seeds with a +/- 1 std band,
+    one line per norm (``metric``: ``eval_acc`` or ``train_mode_acc``)."""
+    from ..style import plot_band
+
+    valid.check_type("result", result, SweepResult, "a SweepResult")
+    if metric not in ("eval_acc", "train_mode_acc"):
+        raise ValueError(f"metric must be 'eval_acc' or 'train_mode_acc', got {metric!r}")
+    ax = _new_ax(ax)
+    for norm in norms or result.norms:
+        values = np.stack([100 * (1 - result.values(norm, size, metric)) for size in result.batch_sizes], axis=1)
+        plot_band(ax, np.asarray(result.batch_sizes), values, label=label_for(norm), color=color_for(norm))
+    _log2_axis(ax, result.batch_sizes)
+    mode = "eval mode" if metric == "eval_acc" else "train mode"
+    ax.set_ylabel(f"test error (%), {mode}")
+    ax.set_title(f"Digits, {result.epochs} epochs at every batch size ({result.order} batches)", fontsize=10)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_wu_he(*, ax: Axes | None = None) -> Axes:
+    """Wu & He (2018)'s ResNet-50 ImageNet validation error against images per GPU (:data:`WU_HE_2018`)."""
+    ax = _new_ax(ax)
+    for norm, errors in WU_HE_2018.items():
+        sizes = sorted(errors)
+        ax.plot(sizes, [errors[s] for s in sizes], marker="o", label=label_for(norm), color=color_for(norm))
+    _log2_axis(ax, sorted(WU_HE_2018["batch"]))
+    ax.set_xlabel("images per GPU")
+    ax.set_ylabel("validation error (%)")
+    ax.set_title("ResNet-50 on ImageNet (Wu & He, 2018)", fontsize=10)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_sweep(result: SweepResult, *, norms: Sequence[str] | None = None) -> Figure:
+    """Our error against batch size beside Wu & He (2018)'s ImageNet numbers (two panels)."""
+    import matplotlib.pyplot as plt
+
+    valid.check_type("result", result, SweepResult, "a SweepResult")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.9))
+    plot_error_vs_batch_size(result, ax=left, norms=norms)
+    plot_wu_he(ax=right)
+    fig.tight_layout()
+    return fig
+
+
+def plot_mode_gap(result: SweepResult, *, ax: Axes | None = None, norms: Sequence[str] | None = None) -> Axes:
+    """Train-mode minus eval-mode test accuracy (points) against batch size, per norm: how far the
+    statistics a network trained with are from the ones it is tested with."""
+    from ..style import plot_band
+
+    valid.check_type("result", result, SweepResult, "a SweepResult")
+    ax = _new_ax(ax)
+    for norm in norms or result.norms:
+        values = np.stack([100 * result.values(norm, size, "mode_gap") for size in result.batch_sizes], axis=1)
+        plot_band(ax, np.asarray(result.batch_sizes), values, label=label_for(norm), color=color_for(norm))
+    ax.axhline(0, color="#777777", linewidth=1)
+    _log2_axis(ax, result.batch_sizes)
+    ax.set_ylabel("train mode - eval mode (points)")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_statistics_gap(result: SweepResult, *, ax: Axes | None = None, norm: str = "batch") -> Axes:
+    """RMS of d = (mu_B - mu) / sigma and of log r = log(sigma_B / sigma) at the first norm
+    against batch size (log-log, mean over seeds), with a 1 / sqrt(batch size) line through the
+    value at the largest batch for comparison."""
+    valid.check_type("result", result, SweepResult, "a SweepResult")
+    ax = _new_ax(ax)
+    sizes = np.asarray(result.batch_sizes, dtype=float)
+    for metric, label, color in (
+        ("stat_gap_mean", "mean: RMS of d", color_for(norm)),
+        ("stat_gap_log_std", "std: RMS of log r", "#777777"),
+    ):
+        values = np.array([result.values(norm, int(s), metric).mean() for s in sizes])
+        ax.plot(sizes, values, marker="o", label=label, color=color)
+        ax.plot(sizes, values[-1] * np.sqrt(sizes[-1] / sizes), linestyle=":", color=color, linewidth=1.2)
+    ax.plot([], [], linestyle=":", color="#777777", label="1 / sqrt(batch size)")
+    ax.set_yscale("log")
+    _log2_axis(ax, result.batch_sizes)
+    ax.set_ylabel("batch vs running statistics")
+    ax.set_title(f"{label_for(norm)}, first layer, after training", fontsize=10)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_orders(shuffled: SweepResult, sorted_: SweepResult, batch_size: int, *, ax: Axes | None = None) -> Axes:
+    """Eval-mode test accuracy with shuffled and with class-sorted batches of ``batch_size``, per
+    norm (bars: mean over seeds; whiskers: min to max)."""
+    valid.check_type("shuffled", shuffled, SweepResult, "a SweepResult")
+    valid.check_type("sorted_", sorted_, SweepResult, "a SweepResult")
+    norms = [n for n in shuffled.norms if n in sorted_.norms]
+    ax = _new_ax(ax)
+    x = np.arange(len(norms))
+    for offset, (result, label, hatch) in zip(
+        (-0.2, 0.2), ((shuffled, "shuffled batches", ""), (sorted_, "class-sorted batches", "//")), strict=True
+    ):
+        values = [100 * result.values(n, batch_size) for n in norms]
+        means = np.array([v.mean() for v in values])
+        errors = np.array([[m - v.min(), v.max() - m] for m, v in zip(means, values, strict=True)]).T
+        ax.bar(
+            x + offset,
+            means,
+            width=0.38,
+            yerr=errors,
+            capsize=3,
+            label=label,
+            hatch=hatch,
+            color=[color_for(n) for n in norms],
+            alpha=0.85 if not hatch else 0.45,
+            edgecolor="#333333",
+        )
+    ax.set_xticks(x)
+    ax.set_xticklabels([label_for(n) for n in norms])
+    ax.set_ylabel("test accuracy (%), eval mode")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"Batches of {batch_size}: random vs class-sorted", fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
+    return ax
+
+
+def _draw_explorer(result: SweepResult, batch_size: int, norms: Sequence[str], mode: str) -> str:
+    import matplotlib.pyplot as plt
+
+    metric = {"eval mode": "eval_acc", "train mode": "train_mode_acc"}[mode]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    plot_error_vs_batch_size(result, ax=ax, norms=list(norms) or list(result.norms), metric=metric)
+    ax.axvline(batch_size, color="#777777", linestyle="--", linewidth=1)
+    lines = [f"{label_for(n)}: {result.estimate(n, batch_size, metric).format()}%" for n in norms or result.norms]
+    text = f"batch {batch_size}, {mode} accuracy: " + "; ".join(lines)
+    ax.set_title(f"batch {batch_size} ({mode})", fontsize=10)
+    plt.show()
+    print(text)
+    return text
+
+
+def explorer(result: SweepResult):
+    """Batch size x normalization over a precomputed :class:`SweepResult`: pick a batch size,
+    the norms and the mode (eval: running statistics; train: batch statistics) and read the
+    accuracy over seeds; no training, so each redraw takes well under a second."""
+    import ipywidgets as widgets
+
+    valid.check_type("result", result, SweepResult, "a SweepResult")
+    return widgets.interactive(
+        _draw_explorer,
+        result=widgets.fixed(result),
+        batch_size=widgets.SelectionSlider(
+            options=list(result.batch_sizes), value=result.batch_sizes[0], description="batch size"
+        ),
+        norms=widgets.SelectMultiple(
+            options=[(label_for(n), n) for n in result.norms], value=tuple(result.norms), description="norms"
+        ),
+        mode=widgets.ToggleButtons(options=["eval mode", "train mode"], value="eval mode", description="mode"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The fully connected contrast: one value per unit and example
+
+
+FC_NORMS = ("batch", "layer", "none")
+
+
+def fully_connected_sweep(
+    data: Dataset,
+    *,
+    seeds: Sequence[int],
+    norms: Sequence[str] = FC_NORMS,
+    batch_sizes: Sequence[int] = (2, 32),
+    depth: int = 2,
+    width: int = 64,
+    epochs: int | None = None,
+    train_examples: int | None = None,
+    base_lr: float | None = None,
+) -> SweepResult:
+    """The sweep's schedule (epochs, training images, SGD with momentum at :func:`scaled_lr`) on a
+    fully connected ``make_mlp(64, 10, depth, width, norm)`` over flat digits, where BN has one
+    value per unit and example (at batch 2 every normalized value is -1 or +1), trained with
+    :func:`bn_utils.stacked.train_stacked`. Only eval-mode accuracies are measured (the other
+    arrays of the result are NaN)."""
+    from ..models import make_mlp
+    from ..stacked import train_stacked
+
+    valid.check_dataset("data", data)
+    if data.x_train.dim() != 2:
+        raise ValueError(f"fully_connected_sweep needs flat inputs (N, features), e.g. load_digits(), got {data!r}")
+    seeds = valid.check_seeds("seeds", seeds)
+    norms = valid.check_values("norms", norms, lambda n, v: valid.check_type(n, v, str, "a norm name"), distinct=True)
+    for norm in norms:
+        if norm not in ("batch", "layer", "group", "none"):
+            raise ValueError(f"fully_connected_sweep trains batch, layer, group or no norm, got {norm!r}")
+    epochs = SETUP["epochs"] if epochs is None else valid.check_int("epochs", epochs)
+    n_train = SETUP["train_examples"] if train_examples is None else train_examples
+    n_train = valid.check_int("train_examples", n_train, 2, len(data.x_train))
+    batch_sizes = valid.check_values("batch_sizes", batch_sizes, lambda n, v: valid.check_int(n, v, 2, n_train))
+    subset = Dataset(
+        data.name, data.x_train[:n_train], data.y_train[:n_train], data.x_test, data.y_test, data.num_classes
+    )
+    shape = (len(norms), len(batch_sizes), len(seeds))
+    eval_acc, train_acc, diverged = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, -1)
+    lrs = tuple(scaled_lr(size, base_lr=base_lr) for size in batch_sizes)
+    for j, size in enumerate(batch_sizes):
+        for i, norm in enumerate(norms):  # one stack per norm: train_stacked stacks one architecture
+            models = []
+            for seed in seeds:
+                seed_everything(seed)
+                models.append(make_mlp(subset.input_shape[0], 10, depth=depth, width=width, norm=norm))
+            histories = train_stacked(
+                models,
+                subset,
+                lrs=[lrs[j]] * len(models),
+                seeds=seeds,
+                epochs=epochs,
+                batch_size=size,
+                momentum=SETUP["momentum"],
+                eval_every=epochs * (n_train // size),
+            )
+            for s, history in enumerate(histories):
+                eval_acc[i, j, s] = history.test_acc[-1]
+                train_acc[i, j, s] = history.train_acc[-1]
+                diverged[i, j, s] = -1 if history.diverged_at is None else history.diverged_at
+    nan = np.full(shape, np.nan)
+    return SweepResult(
+        norms=tuple(norms),
+        batch_sizes=tuple(batch_sizes),
+        seeds=tuple(seeds),
+        order="shuffled",
+        eval_acc=eval_acc,
+        train_mode_acc=nan,
+        train_acc=train_acc,
+        diverged_at=diverged,
+        stat_gap_mean=nan,
+        stat_gap_log_std=nan,
+        lrs=lrs,
+        epochs=epochs,
+        train_examples=n_train,
+        config=dict(SETUP, architecture=f"MLP {depth} x {width}"),
+    )
+
+
+def plot_why(result: SweepResult) -> Figure:
+    """Two panels: train-mode minus eval-mode accuracy (:func:`plot_mode_gap`) and the gap between
+    batch and running statistics (:func:`plot_statistics_gap`), against batch size."""
+    import matplotlib.pyplot as plt
+
+    valid.check_type("result", result, SweepResult, "a SweepResult")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.9))
+    plot_mode_gap(result, ax=left, norms=[n for n in result.norms if n in ("batch", "batch_renorm", "group")])
+    plot_statistics_gap(result, ax=right)
+    fig.tight_layout()
+    return fig
