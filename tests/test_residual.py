@@ -203,6 +203,7 @@ def test_depth_sweep_summaries_and_freezing(digits, monkeypatch):
     text = sweep.table()
     assert "residual BN" in text and "depth 3" in text and "deepest" in text
     assert r.plot_depth_sweep(sweep).get_xlabel() == "depth (hidden blocks)"
+    assert len(r.plot_at_depth(sweep, 3).get_xticks()) == 4
     with pytest.raises(ValueError, match="depth 7 was not trained"):
         sweep.at("residual_bn", 7)
 

@@ -50,6 +50,7 @@ __all__ = [
     "plot_gradient_norms",
     "plot_at_init",
     "plot_depth_sweep",
+    "plot_at_depth",
     "explorer",
 ]
 
@@ -462,6 +463,30 @@ def plot_depth_sweep(result: DepthSweep, *, ax: Axes | None = None, names: Seque
     ax.set_xlabel("depth (hidden blocks)")
     ax.set_ylabel(f"test accuracy after {result.steps} steps")
     ax.legend(fontsize="small")
+    return ax
+
+
+def plot_at_depth(
+    result: DepthSweep, depth: int, *, ax: Axes | None = None, names: Sequence[str] | None = None
+) -> Axes:
+    """Final test accuracy of every seed at one ``depth``, one column per architecture: a dot per
+    seed that trained or not, a cross at 0 for a seed that diverged, a bar at the median."""
+    valid.check_type("result", result, DepthSweep, "a DepthSweep from depth_sweep")
+    names = list(names or result.architectures)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 4))
+    for i, name in enumerate(names):
+        style = _style(ax, name, i)
+        values, crashed = result.at(name, depth), result.diverged[name][result.depths.index(depth)]
+        jitter = np.linspace(-0.15, 0.15, len(values))
+        ax.plot(i + jitter[~crashed], values[~crashed], "o", color=style["color"], alpha=0.7)
+        ax.plot(i + jitter[crashed], np.zeros(crashed.sum()), "x", color=style["color"], ms=8)
+        ax.plot([i - 0.3, i + 0.3], [np.median(np.nan_to_num(values, nan=0.0))] * 2, color=style["color"], lw=2)
+    ax.axhline(result.min_accuracy, ls=":", color="grey", lw=1)
+    ax.set_xticks(range(len(names)), [ARCHITECTURES[n].label.replace(", ", ",\n") for n in names], fontsize="small")
+    ax.set_ylim(-0.05, 1.03)
+    ax.set_ylabel(f"test accuracy after {result.steps} steps")
+    ax.set_title(f"depth {depth}: dots are seeds, crosses diverged runs, bars medians")
     return ax
 
 
