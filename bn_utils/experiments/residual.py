@@ -250,7 +250,8 @@ def plot_stream_variance(result: AtInit, *, ax: Axes | None = None, names: Seque
 
 def plot_branch_ratio(result: AtInit, *, ax: Axes | None = None, names: Sequence[str] | None = None) -> Axes:
     """Each branch's variance over the stream's it is added to, by block (median and range over
-    seeds), with 1/(1 + l) (dashed): the ratio BN's unit-variance branches give a stream of variance 1 + l."""
+    seeds), with 1/block (dashed): the ratio that unit-variance branches give a stream whose variance starts at 1
+    and grows by 1 per block."""
     valid.check_type("result", result, AtInit, "an AtInit from measure_at_init")
     if ax is None:
         _, ax = plt.subplots()
@@ -260,7 +261,7 @@ def plot_branch_ratio(result: AtInit, *, ax: Axes | None = None, names: Sequence
         if np.all(np.isnan(ratio)) or not np.all(ratio > 0):
             continue  # the plain stack has no branches; zero branches have ratio 0 (no log)
         _band(ax, blocks, ratio, **_style(ax, name, i))
-    ax.plot(blocks, 1 / blocks, ls="--", color="grey", lw=1, label="1 / (1 + block − 1)")
+    ax.plot(blocks, 1 / blocks, ls="--", color="grey", lw=1, label="1 / block")
     ax.set_yscale("log")
     ax.set_xlabel("block")
     ax.set_ylabel("branch variance / stream variance")
