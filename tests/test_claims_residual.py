@@ -75,6 +75,10 @@ def test_stream_variance_grows_linearly_with_bn_and_geometrically_without(at_ini
 
 
 def test_deep_bn_branches_are_small_next_to_the_stream(at_init80):
+    branch = at_init80.branch_var["residual_bn"]
+    assert branch.min() > 0.55 and branch.max() < 0.9, (
+        f"BN: branch variance over blocks and seeds {branch.min():.3f}..{branch.max():.3f} (1 - 1/pi = 0.68)"
+    )
     ratio = at_init80.branch_ratio("residual_bn")
     first, last = ratio[:, 0], ratio[:, -1]
     assert ((first > 0.5) & (first < 1.5)).all(), f"BN: first branch / stream variance: {fmt(first)}"
