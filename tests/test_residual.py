@@ -256,3 +256,16 @@ def test_explorer_draws_the_stream_and_the_sweep(digits, shown_figures):
     widget.children[1].value = 10
     widget.update()
     assert len(shown_figures) >= 1 and len(shown_figures[-1].axes) == 2
+
+
+def test_plots_and_explorer_reject_what_they_cannot_draw(digits):
+    with pytest.raises(TypeError, match="AtInit"):
+        r.plot_branch_ratio([1, 2])
+    with pytest.raises(TypeError, match="AtInit"):
+        r.plot_gradient_norms(None)
+    with pytest.raises(TypeError, match="DepthSweep"):
+        r.plot_at_depth({}, 40)
+    with pytest.raises(TypeError, match="DepthSweep"):
+        r.explorer(digits, "sweep")
+    with pytest.raises(ValueError, match="valid names are"):
+        r.depth_sweep(digits, architectures=("resnet50",))
