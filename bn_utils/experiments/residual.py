@@ -350,8 +350,12 @@ class DepthSweep:
 
     def table(self) -> str:
         """A text table: per architecture and depth, the median test accuracy (%) and the number of
-        seeds that trained / diverged, then the deepest depth at which every seed trains."""
-        head = f"{'architecture':40s}" + "".join(f"{'depth ' + str(d):>16s}" for d in self.depths) + "  deepest"
+        seeds that trained / diverged, then the deepest of the depths run at which every seed trains (0: none)."""
+        head = (
+            f"{'architecture':40s}"
+            + "".join(f"{'depth ' + str(d):>16s}" for d in self.depths)
+            + "  deepest of these depths"
+        )
         rows = [head]
         for name in self.architectures:
             cells = []
@@ -359,7 +363,7 @@ class DepthSweep:
                 n_ok, n_div = int(self.trained(name)[i].sum()), int(self.diverged[name][i].sum())
                 cell = f"{100 * self.median(name)[i]:.0f}% {n_ok}/{len(self.seeds)}" + (f" ({n_div}✗)" if n_div else "")
                 cells.append(f"{cell:>16s}")
-            rows.append(f"{ARCHITECTURES[name].label:40s}" + "".join(cells) + f"  {self.deepest(name):>7d}")
+            rows.append(f"{ARCHITECTURES[name].label:40s}" + "".join(cells) + f"  {self.deepest(name):>22d}")
         return "\n".join(rows)
 
 
