@@ -29,11 +29,17 @@ __all__ = [
     "NORM_LAYERS",
     "ACTIVATIONS",
     "NORM_POSITIONS",
+    "RESIDUAL_ORDERS",
+    "BRANCH_INITS",
     "make_norm",
     "make_activation",
     "make_mlp",
     "mlp_for",
     "make_convnet",
+    "hidden_blocks",
+    "ResidualBlock",
+    "ResidualMLP",
+    "make_residual_mlp",
 ]
 
 # where a block's norm sits relative to its activation
@@ -249,3 +255,158 @@ def hidden_blocks(model: nn.Module) -> nn.Sequential:
             f"expected a network built by make_mlp or make_convnet (with .blocks), got {type(model).__name__}"
         )
     return blocks
+
+
+# where a residual block's norm and activation sit: before the branch's linear layer, on a clean
+# identity path (He et al. 2016, "Identity mappings"), or after it, with the activation after the sum
+# (He et al. 2016, the original ResNet)
+RESIDUAL_ORDERS = ("pre", "post")
+
+# how each residual branch starts: "default" (He initialisation), "zero" (the branch's output is 0),
+# "scaled" (no norm: branch weights / sqrt(depth), Fixup-style), "bn_like" (no norm: branch l's weights
+# / sqrt(l + 1) and the head / sqrt(depth + 1), BN's relative branch size at initialisation)
+BRANCH_INITS = ("default", "zero", "scaled", "bn_like")
+
+
+class ResidualBlock(nn.Module):
+    """One residual block of width ``width`` with a one-layer branch. ``order="pre"``:
+    ``h + linear(act(norm(h)))``; ``order="post"``: ``act(h + norm(linear(h)))``. The children are
+    ``norm``, ``act``, ``linear`` (pre) or ``linear``, ``norm``, ``act`` (post), named as in
+    :func:`make_mlp`'s blocks so the same probes and diagnostics apply."""
+
+    def __init__(self, width: int, *, norm: str, activation: str, order: str, norm_kwargs: dict | None = None):
+        super().__init__()
+        if order not in RESIDUAL_ORDERS:
+            raise ValueError(f"order must be 'pre' or 'post', got {order!r}")
+        self.order = order
+        layers = {
+            "norm": make_norm(norm, width, **(norm_kwargs or {})),
+            "act": make_activation(activation),
+            "linear": nn.Linear(width, width, bias=False),
+        }
+        for name in ("norm", "act", "linear") if order == "pre" else ("linear", "norm", "act"):
+            self.add_module(name, layers[name])
+
+    def branch(self, h: torch.Tensor) -> torch.Tensor:
+        """The residual branch's output, the term added to the stream."""
+        if self.order == "pre":
+            return self.linear(self.act(self.norm(h)))
+        return self.norm(self.linear(h))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """The stream after this block."""
+        out = h + self.branch(h)
+        return out if self.order == "pre" else self.act(out)
+
+
+class ResidualMLP(nn.Module):
+    """``stem`` (linear, input to width) -> ``blocks`` (:class:`ResidualBlock`) -> ``final`` (norm
+    -> activation in the pre-activation order, nothing in the post-activation order, whose stream
+    has already been through an activation) -> ``head``. Built by :func:`make_residual_mlp`."""
+
+    def __init__(self, stem: nn.Linear, blocks: list[ResidualBlock], final: nn.Sequential, head: nn.Linear, **config):
+        super().__init__()
+        self.stem, self.blocks, self.final, self.head = stem, nn.Sequential(*blocks), final, head
+        self.config = dict(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for inputs (batch, in_features)."""
+        return self.head(self.final(self.blocks(self.stem(x))))
+
+    def streams(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(streams, branches): the residual stream after the stem and after each block (depth + 1
+        tensors), and each block's branch output (depth tensors), in the model's current mode."""
+        h = self.stem(x)
+        streams, branches = [h], []
+        for block in self.blocks:
+            branches.append(block.branch(h))
+            h = h + branches[-1] if block.order == "pre" else block.act(h + branches[-1])
+            streams.append(h)
+        return streams, branches
+
+
+def make_residual_mlp(
+    in_features: int,
+    num_classes: int,
+    *,
+    depth: int = 10,
+    width: int = 100,
+    norm: str = "none",
+    activation: str = "relu",
+    order: str = "pre",
+    branch_init: str = "default",
+    norm_kwargs: dict | None = None,
+) -> ResidualMLP:
+    """A residual MLP: a linear stem to ``width`` units, ``depth`` residual blocks with one linear
+    layer per branch (:class:`ResidualBlock`, ``order`` "pre" or "post"), and a linear head.
+
+    The stem and head have Gaussian weights of std 1/sqrt(fan_in) and zero biases; each branch's
+    linear layer (no bias) has He's std gain/sqrt(width), then ``branch_init``:
+
+    - ``"default"``: nothing more;
+    - ``"zero"``: every branch starts at zero, so the network starts as stem -> head: with a norm in
+      the post-activation order, the norm's scale gamma is 0 (Goyal et al. 2017's zero-gamma);
+      otherwise the branch's linear weights are 0 (in the pre-activation order, gamma = 0 would feed
+      0 to the ReLU, whose gradient at 0 is 0: the branch would never start);
+    - ``"scaled"`` (``norm="none"`` only): branch weights divided by sqrt(depth), so the stream's
+      variance grows at most by a factor of about e over all blocks, and the head at zero: the
+      normalization-free scaling of Fixup (Zhang et al. 2019) for one-layer branches;
+    - ``"bn_like"`` (``norm="none"``, ``order="pre"`` only): block l's weights (l = 0, 1, ...) divided by
+      sqrt(l + 1) and the head's by sqrt(depth + 1): the relative branch size that batch norm gives
+      block l at initialisation, and the scale its final norm gives the head, without any norm.
+    """
+    _check_common(("in_features", in_features), num_classes, norm, activation, 1.0, None, norm_kwargs, "before")
+    valid.check_int("depth", depth, 0)
+    valid.check_int("width", width)
+    if order not in RESIDUAL_ORDERS:
+        raise ValueError(
+            f"order must be 'pre' (norm -> act -> linear) or 'post' (linear -> norm, act after the sum), got {order!r}"
+        )
+    if branch_init not in BRANCH_INITS:
+        raise ValueError(f"unknown branch_init {branch_init!r}; valid names are: {', '.join(BRANCH_INITS)}")
+    if branch_init in ("scaled", "bn_like") and norm != "none":
+        raise ValueError(
+            f"branch_init={branch_init!r} replaces normalization: use it with norm='none', got norm={norm!r}"
+        )
+    if branch_init == "bn_like" and order != "pre":
+        raise ValueError("branch_init='bn_like' matches the pre-activation order's stream: use order='pre'")
+    stem = nn.Linear(in_features, width)
+    _init_weight(stem, "identity", 1.0, None)
+    blocks = []
+    for index in range(depth):
+        block = ResidualBlock(width, norm=norm, activation=activation, order=order, norm_kwargs=norm_kwargs)
+        _init_weight(block.linear, activation, 1.0, None)
+        with torch.no_grad():
+            if branch_init == "zero":
+                gamma = getattr(block.norm, "weight", None)
+                (gamma if order == "post" and gamma is not None else block.linear.weight).zero_()
+            elif branch_init == "scaled":
+                block.linear.weight.div_(math.sqrt(depth))
+            elif branch_init == "bn_like":
+                block.linear.weight.div_(math.sqrt(index + 1))
+        blocks.append(block)
+    if order == "pre":
+        final = nn.Sequential(
+            OrderedDict(norm=make_norm(norm, width, **(norm_kwargs or {})), act=make_activation(activation))
+        )
+    else:
+        final = nn.Sequential()
+    head = nn.Linear(width, num_classes)
+    _init_weight(head, "identity", 1.0, None)
+    with torch.no_grad():
+        if branch_init == "scaled":
+            head.weight.zero_()
+        elif branch_init == "bn_like":
+            head.weight.div_(math.sqrt(depth + 1))
+    return ResidualMLP(
+        stem,
+        blocks,
+        final,
+        head,
+        depth=depth,
+        width=width,
+        norm=norm,
+        activation=activation,
+        order=order,
+        branch_init=branch_init,
+    )

@@ -28,9 +28,10 @@ from torch.nn import functional as F
 from . import _validate as valid
 from .data import Dataset, batch_indices
 from .layers import BatchNorm1d, GhostBatchNorm, _BatchNorm
+from .models import ResidualMLP
 from .training import History
 
-__all__ = ["StackedMLP", "train_stacked", "evaluate_stacked"]
+__all__ = ["StackedMLP", "StackedResidualMLP", "train_stacked", "evaluate_stacked"]
 
 
 def _is_batch_norm(module: nn.Module) -> bool:
@@ -138,6 +139,9 @@ class StackedMLP:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def _in_features(self) -> int:
+        return self.params["blocks.0.linear.weight" if self._blocks else "head.weight"].shape[-1]
 
     def train(self, mode: bool = True) -> StackedMLP:
         """Training mode (batch statistics, running averages updated) or not, as ``nn.Module.train``."""
@@ -309,6 +313,63 @@ class StackedMLP:
         return model
 
 
+class StackedResidualMLP(StackedMLP):
+    """M residual MLPs built by :func:`bn_utils.models.make_residual_mlp` with the same arguments,
+    evaluated together as :class:`StackedMLP` evaluates MLPs (norm ``none``, ``batch``,
+    ``batch_scratch``, ``batch_ghost``, ``layer`` or ``group``; no dropout). ``forward_with_hidden``
+    gives the residual stream after each block."""
+
+    @staticmethod
+    def _check_structure(model: nn.Module) -> None:
+        if not isinstance(model, ResidualMLP):
+            raise ValueError("StackedResidualMLP stacks residual MLPs built by bn_utils.make_residual_mlp")
+        norms = [block.norm for block in model.blocks] + list(getattr(model.final, "norm", nn.Identity()).modules())[:1]
+        for i, norm in enumerate(norms):
+            if not _stackable_norm(norm):
+                raise ValueError(
+                    f"norm {i} is {norm.__class__.__name__}; StackedResidualMLP supports norm='none', "
+                    "'batch', 'batch_scratch', 'batch_ghost' (with running statistics), 'layer' and 'group'"
+                )
+
+    def _in_features(self) -> int:
+        return self.params["stem.weight"].shape[-1]
+
+    def _norm(self, h: torch.Tensor, prefix: str, norm: nn.Module) -> torch.Tensor:
+        if isinstance(norm, GhostBatchNorm):
+            return self._ghost_batch_norm(h, prefix, norm)
+        if isinstance(norm, nn.LayerNorm | nn.GroupNorm):
+            return self._example_norm(h, prefix, norm)
+        if isinstance(norm, nn.Identity):
+            return h
+        return self._batch_norm(h, prefix, norm)
+
+    def forward_with_hidden(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The logits and the residual stream after each block, each (M, B, width), input side first."""
+        in_features = self._in_features()
+        if x.dim() == 2:
+            x = x.expand(len(self), *x.shape)
+        if x.dim() != 3 or x.shape[0] != len(self) or x.shape[2] != in_features:
+            raise ValueError(
+                f"expected inputs of shape ({len(self)}, batch, {in_features}) or "
+                f"(batch, {in_features}), got {tuple(x.shape)}"
+            )
+        h = self._linear(x, self.params["stem.weight"], self.params["stem.bias"])
+        hidden = []
+        for i, block in enumerate(self._blocks):
+            prefix = f"blocks.{i}."
+            if block.order == "pre":
+                branch = block.act(self._norm(h, prefix + "norm.", block.norm))
+                h = h + self._linear(branch, self.params[prefix + "linear.weight"], None)
+            else:
+                branch = self._linear(h, self.params[prefix + "linear.weight"], None)
+                h = block.act(h + self._norm(branch, prefix + "norm.", block.norm))
+            hidden.append(h)
+        final = self._template.final
+        if len(final):
+            h = final.act(self._norm(h, "final.norm.", final.norm))
+        return self._linear(h, self.params["head.weight"], self.params["head.bias"]), hidden
+
+
 @torch.no_grad()
 def evaluate_stacked(
     stack: StackedMLP, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
@@ -430,8 +491,9 @@ def train_stacked(
         )
     steps_per_epoch = len(data.x_train) // batch_size
     eval_every = eval_every or steps_per_epoch
-    stack = StackedMLP(models, dropout_seeds=list(seeds) if dropout_seeds is None else dropout_seeds).train()
-    in_features = stack.params["blocks.0.linear.weight" if stack._blocks else "head.weight"].shape[-1]
+    stack_class = StackedResidualMLP if models and isinstance(models[0], ResidualMLP) else StackedMLP
+    stack = stack_class(models, dropout_seeds=list(seeds) if dropout_seeds is None else dropout_seeds).train()
+    in_features = stack._in_features()
     if data.input_shape != (in_features,):
         raise ValueError(
             f"the models do not fit the data: they take inputs of width {in_features}, i.e. examples of shape "

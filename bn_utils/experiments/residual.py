@@ -1,0 +1,529 @@
+"""Residual networks: what makes deep batch-normalized networks trainable (the chapter "Residual
+networks").
+
+Two experiments on the same architectures (:data:`ARCHITECTURES`):
+
+- at initialisation (:func:`measure_at_init` -> :class:`AtInit`): the variance of the residual
+  stream block by block, each branch's size relative to the stream it is added to, and each block's
+  weight-gradient norm (from :func:`bn_utils.initialization.layer_diagnostics`);
+- training with depth (:func:`depth_sweep` -> :class:`DepthSweep`): final test accuracy per
+  architecture, depth and seed, with SGD as in the chapter "Deep-network gradient flow". Networks of
+  one structure and depth train as one stack (:func:`bn_utils.stacked.train_stacked`), so the
+  architectures that differ only in their initialisation share a stack.
+
+The control ``residual_bn_frozen`` is the residual BN network whose batch norms stop using batch
+statistics after ``freeze_at`` steps: from then on each normalizes with its running statistics
+(a fixed affine map), while training goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from matplotlib import pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import nn
+
+from .. import _validate as valid
+from ..data import Dataset
+from ..models import make_mlp, make_residual_mlp
+from ..stacked import train_stacked
+from ..style import CYCLE, PALETTE
+from ..training import get_device, seed_everything
+from .initialization import layer_diagnostics
+
+__all__ = [
+    "ARCHITECTURES",
+    "SWEEP_ARCHITECTURES",
+    "Architecture",
+    "build",
+    "AtInit",
+    "measure_at_init",
+    "DepthSweep",
+    "depth_sweep",
+    "plot_stream_variance",
+    "plot_branch_ratio",
+    "plot_gradient_norms",
+    "plot_at_init",
+    "plot_depth_sweep",
+    "plot_at_depth",
+    "explorer",
+]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How to build one of the compared networks: ``residual`` or the plain MLP of chapter 5,
+    with its norm, residual order and branch initialisation; ``freeze_at`` (training only) stops
+    its batch norms' use of batch statistics after that many steps."""
+
+    label: str
+    color: str
+    residual: bool
+    norm: str
+    branch_init: str = "default"
+    order: str = "pre"
+    freeze_at: int | None = None
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "plain_bn": Architecture("plain BN stack", PALETTE["blue"], False, "batch"),
+    "residual_none": Architecture("residual, no norm", PALETTE["vermillion"], True, "none"),
+    "residual_bn": Architecture("residual BN", PALETTE["green"], True, "batch"),
+    "residual_bn_zero": Architecture("residual BN, zero branches", PALETTE["purple"], True, "batch", "zero"),
+    "residual_scaled": Architecture("residual, no norm, 1/√depth", PALETTE["orange"], True, "none", "scaled"),
+    "residual_bn_like": Architecture("residual, no norm, BN's scaling", PALETTE["sky"], True, "none", "bn_like"),
+    "residual_bn_frozen": Architecture(
+        "residual BN, statistics frozen at step 50", PALETTE["black"], True, "batch", freeze_at=50
+    ),
+}
+# the five architectures of the depth sweep (the others are controls)
+SWEEP_ARCHITECTURES = ("plain_bn", "residual_none", "residual_bn", "residual_bn_zero", "residual_scaled")
+
+
+def _check_architectures(names: Sequence[str], *, training: bool) -> tuple[str, ...]:
+    names = tuple(names)
+    if not names or len(set(names)) < len(names):
+        raise ValueError(f"need a non-empty list of different architecture names, got {names}")
+    for name in names:
+        if name not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {name!r}; valid names are: {', '.join(ARCHITECTURES)}")
+        if not training and ARCHITECTURES[name].freeze_at is not None:
+            raise ValueError(f"{name!r} differs from residual_bn only in training; measure residual_bn at init")
+    return names
+
+
+def build(name: str, in_features: int, num_classes: int, *, depth: int, width: int = 100) -> nn.Module:
+    """A fresh network of the architecture ``name`` (see :data:`ARCHITECTURES`) with ``depth``
+    hidden blocks (linear layers besides the stem and head) of ``width`` units."""
+    _check_architectures([name], training=True)
+    arch = ARCHITECTURES[name]
+    if not arch.residual:
+        return make_mlp(in_features, num_classes, depth=depth, width=width, norm=arch.norm)
+    return make_residual_mlp(
+        in_features,
+        num_classes,
+        depth=depth,
+        width=width,
+        norm=arch.norm,
+        order=arch.order,
+        branch_init=arch.branch_init,
+    )
+
+
+def _median_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.nanmedian(values, 0), np.nanmin(values, 0), np.nanmax(values, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# At initialisation
+
+
+@dataclass(frozen=True)
+class AtInit:
+    """Networks of ``depth`` blocks at initialisation, one per seed, on one batch of training
+    examples in training mode. Arrays per architecture, rows = seeds: ``stream_var`` (seeds, depth
+    + 1), the variance over the batch of each unit of the stream, averaged over units, after the stem
+    and after each block (for the plain stack: its input-side first block's output, and so on:
+    ``stream_var[:, 0]`` is NaN); ``branch_var`` (seeds, depth), the same for each branch's output
+    (NaN for the plain stack); ``gradient_norm`` (seeds, depth), each block's weight-gradient norm."""
+
+    depth: int
+    seeds: tuple[int, ...]
+    stream_var: dict[str, np.ndarray]
+    branch_var: dict[str, np.ndarray]
+    gradient_norm: dict[str, np.ndarray]
+
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        """The architectures measured, in order."""
+        return tuple(self.stream_var)
+
+    def _get(self, table: dict[str, np.ndarray], name: str) -> np.ndarray:
+        if name not in table:
+            raise ValueError(f"{name!r} was not measured; measured: {', '.join(table)}")
+        return table[name]
+
+    def variance_growth(self, name: str) -> np.ndarray:
+        """(seeds,): the stream's variance after the last block over its variance after the stem."""
+        var = self._get(self.stream_var, name)
+        return var[:, -1] / var[:, 0]
+
+    def growth_per_block(self, name: str) -> np.ndarray:
+        """(seeds,): the geometric mean of the factor by which the stream's variance grows per block."""
+        return self.variance_growth(name) ** (1 / self.depth)
+
+    def branch_ratio(self, name: str) -> np.ndarray:
+        """(seeds, depth): each branch's variance over the variance of the stream it is added to."""
+        return self._get(self.branch_var, name) / self._get(self.stream_var, name)[:, :-1]
+
+    def gradient_ratio(self, name: str) -> np.ndarray:
+        """(seeds,): the first block's weight-gradient norm over the last block's (chapter 5's ratio)."""
+        norm = self._get(self.gradient_norm, name)
+        return norm[:, 0] / norm[:, -1]
+
+
+def _unit_variance(h: torch.Tensor) -> float:
+    return h.detach().double().var(0).mean().item()
+
+
+def measure_at_init(
+    data: Dataset,
+    *,
+    depth: int = 80,
+    architectures: Sequence[str] = ("plain_bn", "residual_none", "residual_bn", "residual_bn_zero", "residual_scaled"),
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    width: int = 100,
+    batch_size: int = 256,
+    gradients: bool = True,
+) -> AtInit:
+    """:class:`AtInit` of each architecture at ``depth`` blocks, on the first ``batch_size``
+    training examples; seed s draws the weights of every architecture from ``seed_everything(s)``.
+    ``gradients=False`` skips the backward pass (``gradient_norm`` is then NaN)."""
+    valid.check_dataset("data", data)
+    valid.check_int("depth", depth, 2)
+    valid.check_int("width", width)
+    valid.check_int("batch_size", batch_size, 2, len(data.x_train))
+    names = _check_architectures(architectures, training=False)
+    seeds = tuple(valid.check_seeds("seeds", seeds))
+    device = get_device()
+    x, y = data.x_train[:batch_size].to(device), data.y_train[:batch_size].to(device)
+    stream_var, branch_var, gradient_norm = {}, {}, {}
+    for name in names:
+        streams = np.full((len(seeds), depth + 1), np.nan)
+        branches = np.full((len(seeds), depth), np.nan)
+        grads = np.full((len(seeds), depth), np.nan)
+        for row, seed in enumerate(seeds):
+            seed_everything(seed)
+            model = build(name, data.input_shape[0], data.num_classes, depth=depth, width=width).to(device)
+            model = model.to(x.dtype).train()
+            if gradients:  # on a copy, before the forward pass below updates the running statistics
+                with np.errstate(divide="ignore", invalid="ignore"):  # zero branches: update ratio 0/0
+                    grads[row] = layer_diagnostics(model, x, y, lr=0.1).gradient_norm
+            with torch.no_grad():
+                if ARCHITECTURES[name].residual:
+                    hs, bs = model.streams(x)
+                    streams[row] = [_unit_variance(h) for h in hs]
+                    branches[row] = [_unit_variance(b) for b in bs]
+                else:
+                    h = x
+                    for index, block in enumerate(model.blocks):
+                        h = block(h)
+                        streams[row, index + 1] = _unit_variance(h)
+        stream_var[name], branch_var[name], gradient_norm[name] = streams, branches, grads
+    return AtInit(depth, seeds, stream_var, branch_var, gradient_norm)
+
+
+def _style(ax: Axes, name: str, index: int) -> dict:
+    arch = ARCHITECTURES.get(name)
+    return {"label": arch.label if arch else name, "color": arch.color if arch else CYCLE[index % len(CYCLE)]}
+
+
+def _band(ax: Axes, x: np.ndarray, values: np.ndarray, **style) -> None:
+    middle, low, high = _median_band(values)
+    (line,) = ax.plot(x, middle, **style)
+    ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+
+
+def plot_stream_variance(result: AtInit, *, ax: Axes | None = None, names: Sequence[str] | None = None) -> Axes:
+    """The stream's variance after each block at initialisation (median and range over seeds, log
+    scale), with the linear growth 1 + l (dashed) for reference."""
+    valid.check_type("result", result, AtInit, "an AtInit from measure_at_init")
+    if ax is None:
+        _, ax = plt.subplots()
+    blocks = np.arange(result.depth + 1)
+    for i, name in enumerate(names or result.architectures):
+        values = result._get(result.stream_var, name)
+        keep = ~np.all(np.isnan(values), 0)
+        _band(ax, blocks[keep], values[:, keep], **_style(ax, name, i))
+    ax.plot(blocks, 1 + blocks, ls="--", color="grey", lw=1, label="1 + block (linear growth)")
+    ax.set_yscale("log")
+    ax.set_xlabel("block (0 = after the stem)")
+    ax.set_ylabel("variance of the stream")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_branch_ratio(result: AtInit, *, ax: Axes | None = None, names: Sequence[str] | None = None) -> Axes:
+    """Each branch's variance over the stream's it is added to, by block (median and range over
+    seeds), with 1/block (dashed): the ratio that unit-variance branches give a stream whose variance starts at 1
+    and grows by 1 per block."""
+    valid.check_type("result", result, AtInit, "an AtInit from measure_at_init")
+    if ax is None:
+        _, ax = plt.subplots()
+    blocks = np.arange(1, result.depth + 1)
+    for i, name in enumerate(names or result.architectures):
+        ratio = result.branch_ratio(name)
+        if np.all(np.isnan(ratio)) or not np.all(ratio > 0):
+            continue  # the plain stack has no branches; zero branches have ratio 0 (no log)
+        _band(ax, blocks, ratio, **_style(ax, name, i))
+    ax.plot(blocks, 1 / blocks, ls="--", color="grey", lw=1, label="1 / block")
+    ax.set_yscale("log")
+    ax.set_xlabel("block")
+    ax.set_ylabel("branch variance / stream variance")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_gradient_norms(result: AtInit, *, ax: Axes | None = None, names: Sequence[str] | None = None) -> Axes:
+    """Each block's weight-gradient norm at initialisation (median and range over seeds, log scale);
+    architectures whose gradients are all zero at initialisation (a zero head) are left out."""
+    valid.check_type("result", result, AtInit, "an AtInit from measure_at_init")
+    if ax is None:
+        _, ax = plt.subplots()
+    blocks = np.arange(1, result.depth + 1)
+    for i, name in enumerate(names or result.architectures):
+        norm = result._get(result.gradient_norm, name)
+        if np.any(np.isnan(norm)) or not np.all(norm > 0) or not np.all(np.isfinite(norm)):
+            continue
+        _band(ax, blocks, norm, **_style(ax, name, i))
+    ax.set_yscale("log")
+    ax.set_xlabel("block")
+    ax.set_ylabel("‖∂L/∂W‖ at initialisation")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_at_init(result: AtInit, *, names: Sequence[str] | None = None) -> Figure:
+    """The three views of :class:`AtInit` side by side: stream variance, branch/stream ratio,
+    gradient norms."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    plot_stream_variance(result, ax=axes[0], names=names)
+    plot_branch_ratio(result, ax=axes[1], names=names)
+    plot_gradient_norms(result, ax=axes[2], names=names)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Training with depth
+
+
+@dataclass(frozen=True)
+class DepthSweep:
+    """Final test accuracy after ``steps`` SGD steps, per architecture: ``test_acc[name]`` has shape
+    (depths, seeds), NaN where the run diverged (``diverged[name]`` True). A seed *trains* when it
+    ends at ``min_accuracy`` or more."""
+
+    depths: tuple[int, ...]
+    seeds: tuple[int, ...]
+    lr: float
+    steps: int
+    test_acc: dict[str, np.ndarray]
+    diverged: dict[str, np.ndarray]
+    min_accuracy: float = 0.5
+    config: dict = field(default_factory=dict)
+
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        """The architectures trained, in order."""
+        return tuple(self.test_acc)
+
+    def _get(self, name: str) -> np.ndarray:
+        if name not in self.test_acc:
+            raise ValueError(f"{name!r} was not trained; trained: {', '.join(self.test_acc)}")
+        return self.test_acc[name]
+
+    def at(self, name: str, depth: int) -> np.ndarray:
+        """(seeds,) final test accuracies of ``name`` at ``depth`` (NaN: diverged)."""
+        if depth not in self.depths:
+            raise ValueError(f"depth {depth} was not trained; depths: {list(self.depths)}")
+        return self._get(name)[self.depths.index(depth)]
+
+    def trained(self, name: str) -> np.ndarray:
+        """(depths, seeds) booleans: the run ended at ``min_accuracy`` or more (a diverged run did not)."""
+        with np.errstate(invalid="ignore"):
+            return np.nan_to_num(self._get(name), nan=-1.0) >= self.min_accuracy
+
+    def deepest(self, name: str) -> int:
+        """The deepest depth at which every seed trains (0 if none does)."""
+        ok = self.trained(name).all(1)
+        return max((d for d, good in zip(self.depths, ok, strict=True) if good), default=0)
+
+    def median(self, name: str) -> np.ndarray:
+        """(depths,) median final test accuracy, a diverged run counting as 0."""
+        return np.median(np.nan_to_num(self._get(name), nan=0.0), 1)
+
+    def table(self) -> str:
+        """A text table: per architecture and depth, the median test accuracy (%) and the number of
+        seeds that trained / diverged, then the deepest of the depths run at which every seed trains (0: none)."""
+        head = (
+            f"{'architecture':40s}"
+            + "".join(f"{'depth ' + str(d):>16s}" for d in self.depths)
+            + "  deepest of these depths"
+        )
+        rows = [head]
+        for name in self.architectures:
+            cells = []
+            for i in range(len(self.depths)):
+                n_ok, n_div = int(self.trained(name)[i].sum()), int(self.diverged[name][i].sum())
+                cell = f"{100 * self.median(name)[i]:.0f}% {n_ok}/{len(self.seeds)}" + (f" ({n_div}✗)" if n_div else "")
+                cells.append(f"{cell:>16s}")
+            rows.append(f"{ARCHITECTURES[name].label:40s}" + "".join(cells) + f"  {self.deepest(name):>22d}")
+        return "\n".join(rows)
+
+
+def _stack_key(name: str) -> tuple:
+    arch = ARCHITECTURES[name]
+    return (arch.residual, arch.norm, arch.order, arch.freeze_at)
+
+
+def depth_sweep(
+    data: Dataset,
+    *,
+    depths: Sequence[int] = (10, 40),
+    architectures: Sequence[str] = SWEEP_ARCHITECTURES,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    lr: float = 0.1,
+    steps: int = 200,
+    batch_size: int = 64,
+    width: int = 100,
+    min_accuracy: float = 0.5,
+) -> DepthSweep:
+    """Train every architecture at every depth with every seed (SGD at ``lr``, batches of
+    ``batch_size``, ``steps`` steps; seed s draws the weights and the batch order); return the final
+    test accuracies. Architectures of one structure (the same norm and order, differing only in
+    their initialisation) train together as one stack per depth."""
+    valid.check_dataset("data", data)
+    depths = tuple(valid.check_values("depths", depths, lambda n, v: valid.check_int(n, v, 1), distinct=True))
+    if not depths:
+        raise ValueError("need at least one depth")
+    names = _check_architectures(architectures, training=True)
+    seeds = tuple(valid.check_seeds("seeds", seeds))
+    valid.check_number("lr", lr, 0, low_open=True)
+    valid.check_int("steps", steps)
+    valid.check_int("width", width)
+    valid.check_number("min_accuracy", min_accuracy, 0, 1)
+    for name in names:
+        freeze_at = ARCHITECTURES[name].freeze_at
+        if freeze_at is not None and freeze_at >= steps:
+            raise ValueError(f"{name!r} freezes its statistics at step {freeze_at}: train for more steps than that")
+    device = get_device()
+    data = data.to(device)
+    test_acc = {name: np.full((len(depths), len(seeds)), np.nan) for name in names}
+    diverged = {name: np.zeros((len(depths), len(seeds)), dtype=bool) for name in names}
+    groups: dict[tuple, list[str]] = {}
+    for name in names:
+        groups.setdefault(_stack_key(name), []).append(name)
+    for d, depth in enumerate(depths):
+        for members in groups.values():
+            models, run_seeds = [], []
+            for name in members:
+                for seed in seeds:
+                    seed_everything(seed)
+                    model = build(name, data.input_shape[0], data.num_classes, depth=depth, width=width)
+                    models.append(model.to(device).to(data.x_train.dtype))
+                    run_seeds.append(seed)
+            freeze_at = ARCHITECTURES[members[0]].freeze_at
+
+            def freeze(stack, step, freeze_at=freeze_at):
+                if step == freeze_at:
+                    stack.eval()  # from now on BN normalizes with its running statistics, which stay fixed
+
+            histories = train_stacked(
+                models,
+                data,
+                lrs=[lr] * len(models),
+                seeds=run_seeds,
+                steps=steps,
+                batch_size=batch_size,
+                eval_every=steps,
+                eval_train=False,
+                on_step=freeze if freeze_at is not None else None,
+            )
+            for i, history in enumerate(histories):
+                name, s = members[i // len(seeds)], i % len(seeds)
+                diverged[name][d, s] = history.diverged
+                if not history.diverged:
+                    test_acc[name][d, s] = history.test_acc[-1]
+    config = dict(batch_size=batch_size, width=width, optimizer="sgd")
+    return DepthSweep(depths, seeds, lr, steps, test_acc, diverged, min_accuracy, config)
+
+
+def plot_depth_sweep(result: DepthSweep, *, ax: Axes | None = None, names: Sequence[str] | None = None) -> Axes:
+    """Final test accuracy against depth per architecture: every seed as a dot (a diverged run at
+    0), the median as a line; the dotted line is ``min_accuracy``."""
+    valid.check_type("result", result, DepthSweep, "a DepthSweep from depth_sweep")
+    if ax is None:
+        _, ax = plt.subplots()
+    depths = np.array(result.depths)
+    names = names or result.architectures
+    for i, name in enumerate(names):
+        style = _style(ax, name, i)
+        values = np.nan_to_num(result._get(name), nan=0.0)
+        offset = (i - (len(names) - 1) / 2) * 0.03
+        x = depths * np.exp(offset)
+        for s in range(values.shape[1]):
+            ax.plot(x, values[:, s], "o", color=style["color"], alpha=0.5, ms=4)
+        ax.plot(x, np.median(values, 1), "-", **style)
+    ax.axhline(result.min_accuracy, ls=":", color="grey", lw=1)
+    ax.set_xscale("log")
+    ax.set_xticks(depths, [str(d) for d in depths])
+    ax.minorticks_off()
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("depth (hidden blocks)")
+    ax.set_ylabel(f"test accuracy after {result.steps} steps")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_at_depth(
+    result: DepthSweep, depth: int, *, ax: Axes | None = None, names: Sequence[str] | None = None
+) -> Axes:
+    """Final test accuracy of every seed at one ``depth``, one column per architecture: a dot per
+    seed that trained or not, a cross at 0 for a seed that diverged, a bar at the median."""
+    valid.check_type("result", result, DepthSweep, "a DepthSweep from depth_sweep")
+    names = list(names or result.architectures)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 4))
+    for i, name in enumerate(names):
+        style = _style(ax, name, i)
+        values, crashed = result.at(name, depth), result.diverged[name][result.depths.index(depth)]
+        jitter = np.linspace(-0.15, 0.15, len(values))
+        ax.plot(i + jitter[~crashed], values[~crashed], "o", color=style["color"], alpha=0.7)
+        ax.plot(i + jitter[crashed], np.zeros(crashed.sum()), "x", color=style["color"], ms=8)
+        ax.plot([i - 0.3, i + 0.3], [np.median(np.nan_to_num(values, nan=0.0))] * 2, color=style["color"], lw=2)
+    ax.axhline(result.min_accuracy, ls=":", color="grey", lw=1)
+    ax.set_xticks(range(len(names)), [ARCHITECTURES[n].label.replace(", ", ",\n") for n in names], fontsize="small")
+    ax.set_ylim(-0.05, 1.03)
+    ax.set_ylabel(f"test accuracy after {result.steps} steps")
+    ax.set_title(f"depth {depth}: dots are seeds, crosses diverged runs, bars medians")
+    return ax
+
+
+def _draw_explorer(architecture: str, depth: int, data: Dataset, sweep: DepthSweep, seeds: tuple[int, ...]) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    result = measure_at_init(data, depth=depth, architectures=[architecture], seeds=seeds, gradients=False)
+    plot_stream_variance(result, ax=axes[0])
+    axes[0].set_title(f"{ARCHITECTURES[architecture].label}, {depth} blocks, at initialisation")
+    if architecture in sweep.architectures:
+        plot_depth_sweep(sweep, ax=axes[1], names=[architecture])
+        if depth in sweep.depths:
+            axes[1].axvline(depth, color="grey", lw=1)
+    else:
+        axes[1].text(0.5, 0.5, "not in the precomputed sweep", ha="center", va="center", transform=axes[1].transAxes)
+        axes[1].set_axis_off()
+    fig.tight_layout()
+    plt.show()
+
+
+def explorer(data: Dataset, sweep: DepthSweep, *, seeds: Sequence[int] = (0, 1, 2, 3, 4)):
+    """An architecture menu and a depth slider: the stream's variance at initialisation (computed
+    live, forward pass only) and the precomputed sweep's accuracies for that architecture."""
+    import ipywidgets as widgets
+
+    valid.check_dataset("data", data)
+    valid.check_type("sweep", sweep, DepthSweep, "a DepthSweep from depth_sweep")
+    options = [(ARCHITECTURES[n].label, n) for n in ARCHITECTURES if ARCHITECTURES[n].freeze_at is None]
+    return widgets.interactive(
+        _draw_explorer,
+        architecture=widgets.Dropdown(options=options, value="residual_bn", description="network"),
+        depth=widgets.SelectionSlider(options=[5, 10, 20, 40, 80, 160], value=40, description="depth"),
+        data=widgets.fixed(data),
+        sweep=widgets.fixed(sweep),
+        seeds=widgets.fixed(tuple(valid.check_seeds("seeds", seeds))),
+    )

@@ -1,0 +1,271 @@
+"""Residual MLPs (bn_utils.models.make_residual_mlp), their stacked training, and the experiment
+module of the chapter "Residual networks" (bn_utils.experiments.residual)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import bn_utils as bu
+from bn_utils.experiments import residual as r
+from bn_utils.models import ResidualBlock, ResidualMLP, make_residual_mlp
+from bn_utils.stacked import StackedResidualMLP, train_stacked
+
+
+def build(seed, dtype=torch.float64, **kw):
+    bu.seed_everything(seed)
+    return make_residual_mlp(64, 10, **{"depth": 3, "width": 16, **kw}).to(dtype)
+
+
+@pytest.mark.parametrize("order,children", [("pre", ["norm", "act", "linear"]), ("post", ["linear", "norm", "act"])])
+def test_blocks_are_named_like_make_mlp_and_compute_their_order(order, children):
+    model = build(0, norm="batch", order=order)
+    assert isinstance(model, ResidualMLP) and len(model.blocks) == 3
+    block = model.blocks[1]
+    assert list(dict(block.named_children())) == children
+    assert isinstance(block.norm, nn.BatchNorm1d) and block.linear.bias is None
+    h = torch.randn(32, 16, dtype=torch.float64)
+    expected = (
+        h + block.linear(block.act(block.norm(h))) if order == "pre" else block.act(h + block.norm(block.linear(h)))
+    )
+    torch.testing.assert_close(block(h), expected)
+    assert (len(model.final) == 2) == (order == "pre")
+
+
+def test_streams_follow_the_forward_pass():
+    model = build(1, norm="batch").train()
+    x = torch.randn(20, 64, dtype=torch.float64)
+    streams, branches = model.streams(x)
+    assert len(streams) == 4 and len(branches) == 3
+    torch.testing.assert_close(streams[0], model.stem(x))
+    for before, branch, after in zip(streams, branches, streams[1:], strict=False):
+        torch.testing.assert_close(after, before + branch)
+    torch.testing.assert_close(model.head(model.final(streams[-1])), model(x))
+
+
+def test_branch_initialisations():
+    depth = 9
+    default = build(0, depth=depth)
+    for name, kw in {"zero_pre": {"norm": "batch"}, "zero_none": {}}.items():
+        model = build(0, depth=depth, branch_init="zero", **kw)
+        assert all((b.linear.weight == 0).all() for b in model.blocks), name
+        x = torch.randn(8, 64, dtype=torch.float64)
+        streams, _ = model.streams(x)
+        assert all(torch.equal(s, streams[0]) for s in streams), "zero branches leave the stream as it was"
+    post = build(0, depth=depth, norm="batch", order="post", branch_init="zero")
+    assert all((b.norm.weight == 0).all() and (b.linear.weight != 0).all() for b in post.blocks), "zero-gamma"
+    scaled = build(0, depth=depth, branch_init="scaled")
+    for a, b in zip(scaled.blocks, default.blocks, strict=True):
+        torch.testing.assert_close(a.linear.weight, b.linear.weight / 3)
+    assert (scaled.head.weight == 0).all()
+    like = build(0, depth=depth, branch_init="bn_like")
+    for index, (a, b) in enumerate(zip(like.blocks, default.blocks, strict=True)):
+        torch.testing.assert_close(a.linear.weight, b.linear.weight / math.sqrt(index + 1))
+    torch.testing.assert_close(like.head.weight, default.head.weight / math.sqrt(depth + 1))
+
+
+def test_he_init_of_the_branches_and_the_stem():
+    model = make_residual_mlp(64, 10, depth=2, width=400)
+    assert model.blocks[0].linear.weight.std().item() == pytest.approx(math.sqrt(2 / 400), rel=0.02)
+    assert model.stem.weight.std().item() == pytest.approx(1 / 8, rel=0.05)
+
+
+def test_the_same_seed_builds_the_same_model():
+    a, b = build(3, norm="batch"), build(3, norm="batch")
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+
+
+def test_make_residual_mlp_rejects_bad_arguments_and_says_what_was_expected():
+    with pytest.raises(ValueError, match="order must be 'pre'"):
+        make_residual_mlp(64, 10, order="middle")
+    with pytest.raises(ValueError, match="valid names are: default, zero, scaled, bn_like"):
+        make_residual_mlp(64, 10, branch_init="fixup")
+    with pytest.raises(ValueError, match="use it with norm='none'"):
+        make_residual_mlp(64, 10, norm="batch", branch_init="scaled")
+    with pytest.raises(ValueError, match="use order='pre'"):
+        make_residual_mlp(64, 10, branch_init="bn_like", order="post")
+    with pytest.raises(ValueError, match="valid names are"):
+        make_residual_mlp(64, 10, norm="batchy")
+    with pytest.raises(ValueError, match="depth must be a non-negative integer"):
+        make_residual_mlp(64, 10, depth=-1)
+    with pytest.raises(ValueError, match="order must be"):
+        ResidualBlock(8, norm="none", activation="relu", order="sideways")
+
+
+@pytest.mark.parametrize("order", ["pre", "post"])
+@pytest.mark.parametrize(
+    "norm,branch_init", [("none", "default"), ("batch", "default"), ("batch", "zero"), ("layer", "default")]
+)
+def test_stacked_residual_models_train_exactly_as_alone(digits64, order, norm, branch_init):
+    seeds, lrs = [0, 1], [0.05, 0.1]
+    kw = {"norm": norm, "order": order, "branch_init": branch_init}
+    stacked = train_stacked([build(s, **kw) for s in seeds], digits64, lrs=lrs, seeds=seeds, steps=30, eval_every=15)
+    for seed, lr, h in zip(seeds, lrs, stacked, strict=True):
+        alone = bu.train(build(seed, **kw), digits64, lr=lr, steps=30, seed=seed, eval_every=15)
+        np.testing.assert_allclose(h.loss, alone.loss, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(h.test_acc, alone.test_acc, rtol=0, atol=1e-12)
+
+
+def test_stacked_residual_forward_matches_each_model_and_round_trips(digits64):
+    models = [build(s, norm="batch") for s in (0, 1, 2)]
+    stack = StackedResidualMLP(models).eval()
+    x = digits64.x_test[:50]
+    logits, hidden = stack.forward_with_hidden(x)
+    for slot, model in enumerate(models):
+        model.eval()
+        torch.testing.assert_close(logits[slot], model(x))
+        torch.testing.assert_close(hidden[-1][slot], model.streams(x)[0][-1])
+        copy = stack.model(slot)
+        torch.testing.assert_close(copy(x), model(x))
+    with pytest.raises(ValueError, match="make_residual_mlp"):
+        StackedResidualMLP([bu.make_mlp(64, 10)])
+    with pytest.raises(ValueError, match="expected inputs of shape"):
+        stack(torch.zeros(4, 7, dtype=torch.float64))
+
+
+@pytest.fixture(scope="module")
+def digits64():
+    return bu.load_digits(dtype=torch.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# The experiment module
+
+
+def test_build_gives_each_architecture(digits):
+    for name, arch in r.ARCHITECTURES.items():
+        model = r.build(name, 64, 10, depth=4, width=8)
+        assert isinstance(model, ResidualMLP) == arch.residual
+        assert model(digits.x_train[:5]).shape == (5, 10)
+    with pytest.raises(ValueError, match="valid names are: plain_bn"):
+        r.build("resnet", 64, 10, depth=4)
+
+
+def test_measure_at_init_shapes_and_identities(digits):
+    result = r.measure_at_init(digits, depth=6, width=32, seeds=(0, 1), batch_size=64)
+    assert result.architectures == ("plain_bn", "residual_none", "residual_bn", "residual_bn_zero", "residual_scaled")
+    assert result.stream_var["residual_bn"].shape == (2, 7) and result.gradient_norm["plain_bn"].shape == (2, 6)
+    assert np.isnan(result.stream_var["plain_bn"][:, 0]).all() and np.isnan(result.branch_var["plain_bn"]).all()
+    np.testing.assert_allclose(result.variance_growth("residual_bn_zero"), 1.0)
+    np.testing.assert_allclose(result.gradient_ratio("residual_bn_zero"), 1.0, rtol=1e-5)
+    assert (result.branch_ratio("residual_bn_zero") == 0).all()
+    np.testing.assert_allclose(
+        result.growth_per_block("residual_bn") ** 6, result.variance_growth("residual_bn"), rtol=1e-12
+    )
+    # the first branch of a BN block has unit-variance BN outputs through a ReLU and He weights: about 1
+    first = result.branch_var["residual_bn"][:, 0]
+    assert ((first > 0.6) & (first < 1.5)).all(), first
+    fig = r.plot_at_init(result)
+    assert len(fig.axes) == 3
+    with pytest.raises(ValueError, match="was not measured"):
+        result.variance_growth("residual_bn_like")
+
+
+def test_measure_at_init_rejects_bad_arguments(digits):
+    with pytest.raises(ValueError, match="depth must be an integer >= 2"):
+        r.measure_at_init(digits, depth=1)
+    with pytest.raises(ValueError, match="differs from residual_bn only in training"):
+        r.measure_at_init(digits, architectures=["residual_bn_frozen"])
+    with pytest.raises(ValueError, match="different architecture names"):
+        r.measure_at_init(digits, architectures=["plain_bn", "plain_bn"])
+    with pytest.raises(ValueError, match="batch_size must be"):
+        r.measure_at_init(digits, batch_size=1)
+    with pytest.raises(TypeError, match="AtInit"):
+        r.plot_stream_variance("nope")
+
+
+def test_depth_sweep_summaries_and_freezing(digits, monkeypatch):
+    calls = []
+    original = train_stacked
+
+    def spy(models, data, **kw):
+        calls.append((len(models), kw["on_step"]))
+        return original(models, data, **kw)
+
+    monkeypatch.setattr(r, "train_stacked", spy)
+    sweep = r.depth_sweep(
+        digits,
+        depths=(2, 3),
+        architectures=("residual_bn", "residual_bn_zero", "residual_bn_frozen", "residual_none"),
+        seeds=(0, 1),
+        steps=60,
+        width=16,
+    )
+    # residual_bn and residual_bn_zero share a stack; the frozen control and the no-norm net get their own
+    assert [n for n, _ in calls] == [4, 2, 2] * 2
+    assert calls[0][1] is None and calls[1][1] is not None
+    assert sweep.test_acc["residual_bn"].shape == (2, 2)
+    assert sweep.trained("residual_bn").dtype == bool
+    assert sweep.deepest("residual_bn") in (0, 2, 3)
+    text = sweep.table()
+    assert "residual BN" in text and "depth 3" in text and "deepest" in text
+    assert r.plot_depth_sweep(sweep).get_xlabel() == "depth (hidden blocks)"
+    assert len(r.plot_at_depth(sweep, 3).get_xticks()) == 4
+    with pytest.raises(ValueError, match="depth 7 was not trained"):
+        sweep.at("residual_bn", 7)
+
+
+def test_freezing_stops_the_running_statistics(digits, monkeypatch):
+    """After freeze_at steps BN normalizes with its running statistics, which stop changing."""
+    stacks = []
+    original = train_stacked
+
+    def spy(models, data, **kw):
+        on_step = kw["on_step"]
+
+        def keep(stack, step):
+            stacks.append(stack)
+            on_step(stack, step)
+
+        return original(models, data, **{**kw, "on_step": keep})
+
+    monkeypatch.setattr(r, "train_stacked", spy)
+    monkeypatch.setitem(r.ARCHITECTURES, "frozen_test", r.Architecture("t", "k", True, "batch", freeze_at=3))
+    r.depth_sweep(digits, depths=(2,), architectures=("frozen_test",), seeds=(0, 1), steps=10, width=8)
+    tracked = stacks[-1].buffers["blocks.0.norm.num_batches_tracked"]
+    assert (tracked == 3).all() and not stacks[-1].training, tracked
+
+
+def test_depth_sweep_rejects_bad_arguments(digits):
+    with pytest.raises(ValueError, match="train for more steps"):
+        r.depth_sweep(digits, architectures=("residual_bn_frozen",), steps=50)
+    with pytest.raises(ValueError, match="depths must all be different"):
+        r.depth_sweep(digits, depths=(3, 3))
+    with pytest.raises(ValueError, match="each of depths must be a positive integer"):
+        r.depth_sweep(digits, depths=(0,))
+    with pytest.raises(ValueError, match="lr must be"):
+        r.depth_sweep(digits, lr=0)
+    with pytest.raises(TypeError, match="DepthSweep"):
+        r.plot_depth_sweep(None)
+
+
+def test_explorer_draws_the_stream_and_the_sweep(digits, shown_figures):
+    sweep = r.DepthSweep(
+        (5, 10),
+        (0, 1),
+        0.1,
+        200,
+        {"residual_bn": np.array([[0.9, 0.95], [0.9, np.nan]])},
+        {"residual_bn": np.array([[False, False], [False, True]])},
+    )
+    assert sweep.deepest("residual_bn") == 5 and sweep.median("residual_bn")[1] == pytest.approx(0.45)
+    widget = r.explorer(digits, sweep, seeds=(0,))
+    widget.children[1].value = 10
+    widget.update()
+    assert len(shown_figures) >= 1 and len(shown_figures[-1].axes) == 2
+
+
+def test_plots_and_explorer_reject_what_they_cannot_draw(digits):
+    with pytest.raises(TypeError, match="AtInit"):
+        r.plot_branch_ratio([1, 2])
+    with pytest.raises(TypeError, match="AtInit"):
+        r.plot_gradient_norms(None)
+    with pytest.raises(TypeError, match="DepthSweep"):
+        r.plot_at_depth({}, 40)
+    with pytest.raises(TypeError, match="DepthSweep"):
+        r.explorer(digits, "sweep")
+    with pytest.raises(ValueError, match="valid names are"):
+        r.depth_sweep(digits, architectures=("resnet50",))
