@@ -233,6 +233,12 @@ class _BatchRenorm(_BatchNorm):
     keys as batch norm's (a drop-in both ways).
     """
 
+    # always running statistics and a momentum (never None: __init__ rejects momentum=None)
+    momentum: float
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    num_batches_tracked: torch.Tensor
+
     def __init__(
         self,
         num_features: int,

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import cast
 
 import torch
 from torch import nn
@@ -274,6 +275,11 @@ class ResidualBlock(nn.Module):
     ``norm``, ``act``, ``linear`` (pre) or ``linear``, ``norm``, ``act`` (post), named as in
     :func:`make_mlp`'s blocks so the same probes and diagnostics apply."""
 
+    # the children, added by name in __init__ (in the order of ``order``)
+    norm: nn.Module
+    act: nn.Module
+    linear: nn.Linear
+
     def __init__(self, width: int, *, norm: str, activation: str, order: str, norm_kwargs: dict | None = None):
         super().__init__()
         if order not in RESIDUAL_ORDERS:
@@ -318,7 +324,7 @@ class ResidualMLP(nn.Module):
         tensors), and each block's branch output (depth tensors), in the model's current mode."""
         h = self.stem(x)
         streams, branches = [h], []
-        for block in self.blocks:
+        for block in cast("Iterable[ResidualBlock]", self.blocks):  # built from ResidualBlocks only
             branches.append(block.branch(h))
             h = h + branches[-1] if block.order == "pre" else block.act(h + branches[-1])
             streams.append(h)

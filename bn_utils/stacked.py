@@ -341,7 +341,7 @@ class StackedResidualMLP(StackedMLP):
             return self._example_norm(h, prefix, norm)
         if isinstance(norm, nn.Identity):
             return h
-        return self._batch_norm(h, prefix, norm)
+        return self._batch_norm(h, prefix, cast(BatchNormLayer, norm))
 
     def forward_with_hidden(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The logits and the residual stream after each block, each (M, B, width), input side first."""
@@ -358,15 +358,15 @@ class StackedResidualMLP(StackedMLP):
         for i, block in enumerate(self._blocks):
             prefix = f"blocks.{i}."
             if block.order == "pre":
-                branch = block.act(self._norm(h, prefix + "norm.", block.norm))
+                branch = block.get_submodule("act")(self._norm(h, prefix + "norm.", block.get_submodule("norm")))
                 h = h + self._linear(branch, self.params[prefix + "linear.weight"], None)
             else:
                 branch = self._linear(h, self.params[prefix + "linear.weight"], None)
-                h = block.act(h + self._norm(branch, prefix + "norm.", block.norm))
+                h = block.get_submodule("act")(h + self._norm(branch, prefix + "norm.", block.get_submodule("norm")))
             hidden.append(h)
-        final = self._template.final
+        final = cast(nn.Sequential, self._template.final)
         if len(final):
-            h = final.act(self._norm(h, "final.norm.", final.norm))
+            h = final.get_submodule("act")(self._norm(h, "final.norm.", final.get_submodule("norm")))
         return self._linear(h, self.params["head.weight"], self.params["head.bias"]), hidden
 
 

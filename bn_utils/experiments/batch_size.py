@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict, cast
 
 import numpy as np
 import torch
@@ -31,7 +32,8 @@ from torch import nn
 from .. import _validate as valid
 from ..data import Dataset, batch_indices
 from ..functional import batch_norm, group_norm, instance_norm, layer_norm
-from ..models import NORM_LAYERS, make_convnet
+from ..layers import _BatchNorm
+from ..models import NORM_LAYERS, hidden_blocks, make_convnet
 from ..style import color_for, label_for
 from ..training import get_device, seed_everything
 from .regularization import Estimate
@@ -73,10 +75,33 @@ BATCH_SIZES = (2, 4, 8, 16, 32, 128)
 # of the batches is shuffled each epoch)
 ORDERS = ("shuffled", "sorted")
 
+
+class _RenormSchedule(TypedDict):
+    """Batch renorm's limits and its warm-up schedule, in epochs (see :class:`bn_utils.layers.BatchRenorm2d`)."""
+
+    r_max: float
+    d_max: float
+    warmup_epochs: int
+    relax_epochs: int
+
+
+class _Setup(TypedDict):
+    """The fields of :data:`SETUP`, with their types."""
+
+    channels: tuple[int, ...]
+    num_groups: int
+    epochs: int
+    base_lr: float
+    base_batch: int
+    momentum: float
+    train_examples: int
+    renorm: _RenormSchedule
+
+
 # The chapter's setting (see the page): conv widths, groups of group norm, the epochs for every
 # batch size, SGD with momentum, the learning rate at batch 32 (scaled linearly with the batch
 # size, see :func:`scaled_lr`) and the batch-renorm schedule in epochs.
-SETUP: dict[str, object] = dict(
+SETUP: _Setup = dict(
     channels=(16, 32),
     num_groups=4,
     epochs=10,
@@ -175,6 +200,11 @@ def plot_normalization_axes(
 # The seeds of one configuration as one network
 
 
+# the per-channel norms (``num_features`` channels, each with its own statistics): torch's batch
+# and instance norms, and the course's batch norms and batch renorms
+_PER_CHANNEL_NORMS = (nn.modules.batchnorm._NormBase, _BatchNorm)
+
+
 def _stack_norm(norms: Sequence[nn.Module], slots: int) -> nn.Module:
     """One norm over the channels of every slot, holding each slot's parameters and buffers:
     per-channel norms stack by concatenating their channels, group norms also multiply their
@@ -182,11 +212,11 @@ def _stack_norm(norms: Sequence[nn.Module], slots: int) -> nn.Module:
     first = norms[0]
     if isinstance(first, nn.Identity):
         return nn.Identity()
-    stacked = copy.deepcopy(first)
-    if isinstance(first, nn.GroupNorm):
-        stacked.num_groups, stacked.num_channels = slots * first.num_groups, slots * first.num_channels
-    elif hasattr(first, "num_features") and not list(first.children()):
-        stacked.num_features = slots * first.num_features
+    stacked = copy.deepcopy(first)  # first's class and sizes
+    if isinstance(stacked, nn.GroupNorm):
+        stacked.num_groups, stacked.num_channels = slots * stacked.num_groups, slots * stacked.num_channels
+    elif isinstance(stacked, _PER_CHANNEL_NORMS) and not list(stacked.children()):
+        stacked.num_features = slots * stacked.num_features
     else:
         raise ValueError(f"cannot stack the norm {type(first).__name__}: expected a per-channel norm or group norm")
     with torch.no_grad():
@@ -198,12 +228,38 @@ def _stack_norm(norms: Sequence[nn.Module], slots: int) -> nn.Module:
     return stacked
 
 
+class _ConvOptions(TypedDict):
+    """The options a stacked convolution copies from the networks' own."""
+
+    kernel_size: tuple[int, int]
+    padding: str | tuple[int, int]
+    groups: int
+
+
+def _pair(size: tuple[int, ...]) -> tuple[int, int]:
+    """A ``Conv2d``'s (height, width) attribute (torch types them ``tuple[int, ...]``) as a pair."""
+    height, width = size
+    return height, width
+
+
 class _MaskedBiasConv2d(nn.Conv2d):
     """A grouped convolution whose bias is used (and learns) only where ``bias_mask`` is 1: the
     slots whose own network has a bias."""
 
-    def __init__(self, *args, bias_mask: torch.Tensor, **kwargs):
-        super().__init__(*args, bias=True, **kwargs)
+    bias: torch.Tensor  # always a bias (never None)
+    bias_mask: torch.Tensor
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        bias_mask: torch.Tensor,
+        kernel_size: tuple[int, int],
+        padding: str | tuple[int, int],
+        groups: int,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=kernel_size, padding=padding, groups=groups, bias=True)
         self.register_buffer("bias_mask", bias_mask.to(self.weight))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -258,10 +314,11 @@ class StackedConvNet(nn.Module):
         self.templates = nn.ModuleList([copy.deepcopy(m) for m in models])  # each slot's architecture
         for template in self.templates:
             template.requires_grad_(False)
-        blocks = []
-        for i, block in enumerate(models[0].blocks):
-            conv = block.linear
-            convs = [m.blocks[i].linear for m in models]
+        blocks: list[nn.Sequential] = []
+        self._block_names: list[list[str]] = []  # each block's layers, in order ("linear", "norm", ...)
+        for i, block in enumerate(hidden_blocks(models[0])):
+            conv = cast(nn.Conv2d, block.get_submodule("linear"))
+            convs = [cast(nn.Conv2d, hidden_blocks(m)[i].get_submodule("linear")) for m in models]
             if any(c.weight.shape != conv.weight.shape for c in convs):
                 raise ValueError("StackedConvNet needs networks of one architecture (the same channels)")
             with torch.no_grad():
@@ -271,30 +328,33 @@ class StackedConvNet(nn.Module):
                     [c.bias if c.bias is not None else torch.zeros_like(c.weight[:, 0, 0, 0]) for c in convs]
                 )
                 mask = torch.cat([torch.full_like(bias[: conv.out_channels], float(b)) for b in has_bias])
-            options = dict(kernel_size=conv.kernel_size, padding=conv.padding, groups=self.slots)
+            padding = conv.padding if isinstance(conv.padding, str) else _pair(conv.padding)
+            options = _ConvOptions(kernel_size=_pair(conv.kernel_size), padding=padding, groups=self.slots)
             channels_in, channels_out = self.slots * conv.in_channels, self.slots * conv.out_channels
+            stacked_conv: nn.Conv2d
             if any(has_bias):
                 stacked_conv = _MaskedBiasConv2d(channels_in, channels_out, bias_mask=mask, **options).to(weight)
             else:
                 stacked_conv = nn.Conv2d(channels_in, channels_out, bias=False, **options).to(weight)
             with torch.no_grad():
                 stacked_conv.weight.copy_(weight)
-                if any(has_bias):
+                if stacked_conv.bias is not None:  # the masked one: some slot has a bias
                     stacked_conv.bias.copy_(bias)
             layers = {name: copy.deepcopy(layer) for name, layer in block.named_children()}
             layers["linear"] = stacked_conv
-            layers["norm"] = _stack_norms([m.blocks[i].norm for m in models], conv.out_channels)
+            norms = [hidden_blocks(m)[i].get_submodule("norm") for m in models]
+            layers["norm"] = _stack_norms(norms, conv.out_channels)
             blocks.append(nn.Sequential(*layers.values()))
-            blocks[-1]._names = list(layers)  # type: ignore[attr-defined]
+            self._block_names.append(list(layers))
         self.blocks = nn.ModuleList(blocks)
-        head = models[0].head
+        head = cast(nn.Linear, models[0].get_submodule("head"))
         self.classes = head.out_features
         self.head = nn.Conv2d(self.slots * head.in_features, self.slots * self.classes, 1, groups=self.slots).to(
             head.weight
         )
         with torch.no_grad():
-            self.head.weight.copy_(torch.cat([m.head.weight for m in models])[..., None, None])
-            self.head.bias.copy_(torch.cat([m.head.bias for m in models]))
+            self.head.weight.copy_(torch.cat([m.get_parameter("head.weight") for m in models])[..., None, None])
+            self.head.get_parameter("bias").copy_(torch.cat([m.get_parameter("head.bias") for m in models]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -304,7 +364,7 @@ class StackedConvNet(nn.Module):
 
     def norm(self, block: int) -> nn.Module:
         """The stacked norm layer of conv block ``block``."""
-        return self.blocks[block][list(self.blocks[block]._names).index("norm")]
+        return cast(nn.Sequential, self.blocks[block])[self._block_names[block].index("norm")]
 
     def model(self, slot: int) -> nn.Module:
         """A stand-alone copy of slot ``slot``'s network (a ``make_convnet`` network)."""
@@ -327,10 +387,10 @@ class StackedConvNet(nn.Module):
         parts = key.split(".")
         if parts[0] == "head":
             return getattr(self.head, parts[1]), slot
-        block = self.blocks[int(parts[1])]
-        layer = block[list(block._names).index(parts[2])]
+        block = cast(nn.Sequential, self.blocks[int(parts[1])])
+        layer = block[self._block_names[int(parts[1])].index(parts[2])]
         if isinstance(layer, _ChannelSplitNorm):
-            channels = self.templates[slot].blocks[int(parts[1])].linear.out_channels
+            channels = cast(nn.Conv2d, self.templates[slot].get_submodule(f"blocks.{parts[1]}.linear")).out_channels
             start = 0
             for part, size in zip(layer.parts, layer.sizes, strict=True):
                 if slot < start + size // channels:
@@ -372,7 +432,7 @@ def _repeat_inputs(x: torch.Tensor, slots: int) -> torch.Tensor:
     return x.repeat(1, slots, 1, 1)
 
 
-def _renorm_options(norm: str, steps_per_epoch: int, renorm: Mapping[str, float]) -> dict:
+def _renorm_options(norm: str, steps_per_epoch: int, renorm: _RenormSchedule) -> dict:
     if norm != "batch_renorm":
         return {}
     return dict(
@@ -501,9 +561,11 @@ def _running_statistics(norm: nn.Module, channels: int) -> tuple[torch.Tensor, t
     """(running mean, running var, eps) over every channel of a stacked norm; NaN in the channels
     of slots whose norm keeps no running statistics."""
     parts, sizes = (norm.parts, norm.sizes) if isinstance(norm, _ChannelSplitNorm) else ([norm], [channels])
-    means, variances, eps = [], [], 1e-5
+    means: list[torch.Tensor] = []
+    variances: list[torch.Tensor] = []
+    eps = 1e-5
     for part, size in zip(parts, sizes, strict=True):
-        if getattr(part, "running_mean", None) is not None:
+        if isinstance(part, _PER_CHANNEL_NORMS) and part.running_mean is not None and part.running_var is not None:
             means.append(part.running_mean)
             variances.append(part.running_var)
             eps = part.eps
@@ -522,7 +584,7 @@ def _statistics_gap(
     d = (mu_B - mu) / sigma and of log r = log(sigma_B / sigma): how far the batch statistics of
     a training batch are from the running ones it is evaluated with (batch renorm's corrections,
     unclipped). NaN for slots whose first norm has no running statistics."""
-    conv = stack.blocks[0][0]
+    conv = cast(nn.Conv2d, cast(nn.Sequential, stack.blocks[0])[0])  # the first stacked convolution
     channels = conv.out_channels
     running_mean, running_var, eps = _running_statistics(stack.norm(0), channels)
     sigma = torch.sqrt(running_var + eps)

@@ -30,7 +30,7 @@ from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset
-from ..models import make_mlp, make_residual_mlp
+from ..models import ResidualMLP, hidden_blocks, make_mlp, make_residual_mlp
 from ..stacked import train_stacked
 from ..style import CYCLE, PALETTE
 from ..training import get_device, seed_everything
@@ -205,13 +205,13 @@ def measure_at_init(
                 with np.errstate(divide="ignore", invalid="ignore"):  # zero branches: update ratio 0/0
                     grads[row] = layer_diagnostics(model, x, y, lr=0.1).gradient_norm
             with torch.no_grad():
-                if ARCHITECTURES[name].residual:
+                if isinstance(model, ResidualMLP):  # build gives one exactly for the residual architectures
                     hs, bs = model.streams(x)
                     streams[row] = [_unit_variance(h) for h in hs]
                     branches[row] = [_unit_variance(b) for b in bs]
                 else:
                     h = x
-                    for index, block in enumerate(model.blocks):
+                    for index, block in enumerate(hidden_blocks(model)):
                         h = block(h)
                         streams[row, index + 1] = _unit_variance(h)
         stream_var[name], branch_var[name], gradient_norm[name] = streams, branches, grads
@@ -341,7 +341,7 @@ class DepthSweep:
 
     def deepest(self, name: str) -> int:
         """The deepest depth at which every seed trains (0 if none does)."""
-        ok = self.trained(name).all(1)
+        ok = np.all(self.trained(name), axis=1)
         return max((d for d, good in zip(self.depths, ok, strict=True) if good), default=0)
 
     def median(self, name: str) -> np.ndarray:
