@@ -41,15 +41,23 @@ def test_real_notebooks_solution_cells_become_stubs_and_the_rest_is_untouched(no
         assert len(student.cells) == len(original.cells), "no cell is dropped (no markdown cell is tagged solution)"
         for i, (before, after) in enumerate(zip(original.cells, student.cells, strict=True)):
             if i in solutions:
-                assert after.source.startswith('raise NotImplementedError("Exercise '), after.source
-                assert "write your solution here (see the exercise above)" in after.source
+                if "# BEGIN SOLUTION" in before.source:  # a "Your turn" or prediction cell: only its middle goes
+                    kept = before.source.split("# BEGIN SOLUTION")[0].strip()
+                    assert after.source.startswith(kept), "the signature and docstring stay"
+                    assert "# END SOLUTION" not in after.source and "# BEGIN SOLUTION" not in after.source
+                    assert "write your solution here" in after.source or "...  # your prediction" in after.source
+                else:
+                    assert after.source.startswith('raise NotImplementedError("Exercise '), after.source
+                    assert "write your solution here (see the exercise above)" in after.source
                 assert "hide-cell" not in after.metadata["tags"] and mse.STUB_TAG in after.metadata["tags"]
                 assert "jupyter" not in after.metadata, "the stub is not hidden from the learner"
                 assert all(mse._glue_name(o) for o in after.outputs), "only glue records (never shown) may stay"
                 assert not after.outputs, "no keep_glue given: nothing of a solution's output stays"
-            elif before.cell_type == "markdown" and "<details>" in before.source:
-                assert "<details>" not in after.source and mse.SOLUTION_REMOVED in after.source
+            elif before.cell_type == "markdown" and mse.DETAILS.search(before.source):
+                assert not mse.DETAILS.search(after.source) and mse.SOLUTION_REMOVED in after.source
                 assert after.source.split("\n")[0] == before.source.split("\n")[0], "the exercise itself stays"
+            elif "answer-output" in before.metadata.get("tags", []):  # a check that prints the answer
+                assert after.source == before.source and not after.outputs
             else:
                 assert after == before, f"{path.name}, cell {i} changed"
         assert student.metadata["bn_course"]["edition"] == "student"
