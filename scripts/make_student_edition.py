@@ -216,6 +216,16 @@ def student_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def unlink_instructor_pages(text: str) -> str:
+    """A page's links to an instructor-only page become its plain title: the page is not in the
+    student edition, and a link to it would break the student book's build."""
+    for page in INSTRUCTOR_PAGES:
+        name = page.rsplit("/", 1)[-1]
+        title = name.replace("_", " ").capitalize()
+        text = re.sub(rf"\{{doc\}}`(?:[^`<]*<)?[./]*(?:book/)?{name}>?`", f"*{title}* (instructor edition)", text)
+    return text
+
+
 def make_student_edition(source: Path, out: Path, *, clear_all_outputs: bool = False) -> dict[str, int]:
     """Write the student edition of the course at ``source`` into ``out`` (replaced); return counts."""
     source, out = Path(source).resolve(), Path(out).resolve()
@@ -237,6 +247,7 @@ def make_student_edition(source: Path, out: Path, *, clear_all_outputs: bool = F
             page.unlink()
             continue
         text, removed = strip_book_solutions(page.read_text(encoding="utf-8"))
+        text = unlink_instructor_pages(text)
         page.write_text(text, encoding="utf-8")
         pages.append(text)
         counts["pages"] += 1

@@ -301,3 +301,11 @@ def test_a_student_notebook_raises_only_not_implemented_at_its_stubs(notebook_co
     raising = [i for i in stub_cells if student.cells[i].source.startswith("raise NotImplementedError")]
     assert set(raising) <= {i for i, _ in errors}, (raising, errors)
     assert stubs == len(stub_cells) >= 3
+
+
+def test_links_to_instructor_pages_become_plain_titles():
+    text = "See {doc}`misconceptions`, {doc}`../book/misconceptions` and {doc}`the list <misconceptions>`."
+    assert mse.unlink_instructor_pages(text) == (
+        "See *Misconceptions* (instructor edition), *Misconceptions* (instructor edition) and "
+        "*Misconceptions* (instructor edition)."
+    )
