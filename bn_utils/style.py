@@ -197,17 +197,19 @@ def describe_figure(fig: Figure) -> str:
 
 def publish(fig: Figure, name: str) -> None:
     """Show ``fig`` in the notebook, with its description (:func:`describe_figure`) as alt text,
-    and glue it under ``name`` so the book's prose can paste it (myst-nb glue); closes it so it is
-    not shown twice. Without myst-nb (e.g. on Colab) the figure is only shown."""
+    glued under ``name`` so the book's prose can paste it; closes it so it is not shown twice.
+
+    This is myst-nb's ``glue(name, fig, display=True)`` (the output carries the glue record in its
+    metadata, which the book reads) plus the alt text, so it needs no myst-nb in the kernel. The
+    figure is stored as ``image/png``, which nbval does not compare: its pixels differ between
+    arithmetic paths."""
+    from IPython.core.formatters import format_display_data
     from IPython.display import display
 
-    try:
-        from myst_nb import glue
-    except ImportError:
-        pass
-    else:
-        glue(name, fig, display=False)
-    display(fig, metadata={"image/png": {"alt": describe_figure(fig)}})
+    bundle, metadata = format_display_data(fig)
+    metadata["scrapbook"] = {"name": name, "mime_prefix": ""}
+    metadata.setdefault("image/png", {})["alt"] = describe_figure(fig)
+    display(bundle, raw=True, metadata=metadata)
     plt.close(fig)
 
 

@@ -25,25 +25,6 @@ def test_color_and_label_fall_back_for_other_series():
     assert color_for("depth 20", 0) != color_for("depth 20", 1)
 
 
-def test_publish_shows_the_figure_without_myst_nb(monkeypatch):
-    import builtins
-
-    shown = []
-    real_import = builtins.__import__
-
-    def no_myst_nb(name, *args, **kwargs):
-        if name == "myst_nb":
-            raise ImportError("no myst_nb here")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_myst_nb)
-    monkeypatch.setattr("IPython.display.display", lambda fig, metadata: shown.append(fig))
-    fig, _ = plt.subplots()
-    publish(fig, "fig_name")
-    assert shown == [fig]
-    assert not plt.fignum_exists(fig.number), "publish closes the figure so it is not shown twice"
-
-
 def test_glue_values_glues_each_entry_without_display(monkeypatch):
     import myst_nb
 
@@ -67,14 +48,18 @@ def test_describe_figure_reads_titles_and_axis_labels():
     assert describe_figure(plt.figure()) == "Figure"
 
 
-def test_publish_glues_the_figure_and_shows_it_with_its_description(monkeypatch):
-    import myst_nb
+def test_publish_shows_the_figure_as_a_glue_record_with_its_description(monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.core.pylabtools import select_figure_formats
 
-    glued, shown = [], []
-    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: glued.append((name, display)))
-    monkeypatch.setattr("IPython.display.display", lambda fig, metadata: shown.append(metadata))
+    select_figure_formats(InteractiveShell.instance(), {"png"})  # what the notebook kernel does
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda bundle, raw, metadata: shown.append((bundle, metadata)))
     fig, ax = plt.subplots()
     ax.set(title="noise", xlabel="batch size")
     publish(fig, "fig_noise")
-    assert glued == [("fig_noise", False)]
-    assert shown == [{"image/png": {"alt": "Figure: noise: value against batch size."}}]
+    [(bundle, metadata)] = shown
+    assert set(bundle) == {"image/png", "text/plain"}, "stored as image/png, which nbval does not compare"
+    assert metadata["scrapbook"] == {"name": "fig_noise", "mime_prefix": ""}, "myst-nb's glue record, displayed"
+    assert metadata["image/png"]["alt"] == "Figure: noise: value against batch size."
+    assert not plt.fignum_exists(fig.number), "publish closes the figure so it is not shown twice"
