@@ -221,7 +221,8 @@ class _BatchRenorm(_BatchNorm):
         y = weight * ((x - mu_B) / sigma_B * r + d) + bias,
 
     with r and d treated as constants by the backward pass (no gradient through them), then
-    updates the running statistics as batch norm does (momentum, unbiased variance). Without
+    updates the running statistics as batch norm does (momentum, unbiased variance; the paper
+    averages sigma itself). Without
     clipping, (x - mu_B) / sigma_B * r + d = (x - mu) / sigma: the training output equals the
     inference output. With r = 1, d = 0 (r_max = 1, d_max = 0) it is batch norm. Inference
     (eval mode) is batch norm's: the running statistics.

@@ -338,6 +338,8 @@ def test_sweep_result_shapes_and_summaries(tiny_sweep):
         r.values("batch", 4)
     with pytest.raises(ValueError, match="unknown metric"):
         r.values("batch", 2, "loss")
+    np.testing.assert_array_equal(r.values("group", 2, "recomputed_acc"), r.values("group", 2))
+    assert np.all((0 <= r.recomputed_acc) & (r.recomputed_acc <= 1))
 
 
 def test_recovered_fraction():
@@ -389,3 +391,34 @@ def test_plots_and_explorer(tiny_sweep, shown_figures):
     widget.children[0].value = 8
     widget.update()
     assert shown_figures[-1].axes[0].get_title() == "batch 8 (eval mode)"
+
+
+def test_recompute_running_statistics_gives_the_statistics_of_the_inputs():
+    torch.manual_seed(0)
+    model = make_convnet(1, 10, channels=(4, 6), norm="batch").double()
+    model.train()(_x(3, 1, 8, 8, seed=1))  # running statistics of one small batch
+    inputs = _x(50, 1, 8, 8, seed=2)
+    model.train()
+    returned = bs.recompute_running_statistics(model, inputs)
+    assert returned is model and model.training  # modes restored
+    first = model.blocks[0]
+    pre = first.linear(inputs)
+    torch.testing.assert_close(first.norm.running_mean, pre.mean(dim=(0, 2, 3)), rtol=0, atol=1e-12)
+    torch.testing.assert_close(first.norm.running_var, pre.var(dim=(0, 2, 3)), rtol=0, atol=1e-12)
+    assert first.norm.momentum == 0.1
+    # the second layer sees the first normalized with its new statistics (training mode divides by
+    # the biased variance, eval mode by the unbiased running one: a relative 1 / (50 * 64) apart)
+    model.eval()
+    second = model.blocks[1]
+    pre2 = second.linear(model.blocks[0](inputs))
+    torch.testing.assert_close(second.norm.running_mean, pre2.mean(dim=(0, 2, 3)), rtol=1e-3, atol=1e-6)
+
+
+def test_recompute_running_statistics_leaves_batch_renorm_and_rejects_bad_inputs():
+    renorm = make_convnet(1, 10, channels=(4,), norm="batch_renorm")
+    with pytest.raises(ValueError, match="no batch norm"):
+        bs.recompute_running_statistics(renorm, torch.randn(4, 1, 8, 8))
+    with pytest.raises((TypeError, ValueError)):
+        bs.recompute_running_statistics("model", torch.randn(4, 1, 8, 8))
+    with pytest.raises((TypeError, ValueError), match="torch.Tensor"):
+        bs.recompute_running_statistics(make_convnet(1, 10, channels=(4,), norm="batch"), [1.0])

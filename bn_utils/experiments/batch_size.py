@@ -54,6 +54,7 @@ __all__ = [
     "scaled_lr",
     "SweepResult",
     "batch_size_sweep",
+    "recompute_running_statistics",
     "build_stack",
     "plot_error_vs_batch_size",
     "plot_wu_he",
@@ -604,13 +605,48 @@ def _statistics_gap(
     return (d_sq / len(idx_all)).sqrt().numpy(), (log_r_sq / len(idx_all)).sqrt().numpy()
 
 
+@torch.no_grad()
+def recompute_running_statistics(model: nn.Module, inputs: torch.Tensor) -> nn.Module:
+    """Replace the running mean and variance of every batch norm in ``model`` (``torch`` BN
+    layers, not batch renorm) by those of ``inputs`` fed as one batch, layer after layer (each BN
+    normalizing with its new statistics); ``model`` is changed in place and returned."""
+    valid.check_module("model", model)
+    valid.check_type("inputs", inputs, torch.Tensor, "a torch.Tensor batch the model takes")
+    norms = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and m.running_mean is not None
+        and not type(m).__name__.startswith("BatchRenorm")
+    ]
+    if not norms:
+        raise ValueError("model has no batch norm with running statistics to recompute")
+    was_training = {m: m.training for m in model.modules()}
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    try:
+        for m in norms:
+            m.train()
+            m.momentum = 1.0  # the running statistics become this batch's (variance: unbiased)
+        model(inputs)
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        for m, training in was_training.items():
+            m.training = training
+    return model
+
+
 @dataclass(frozen=True)
 class SweepResult:
     """What :func:`batch_size_sweep` measured, as arrays indexed (norm, batch size, seed):
     eval-mode test accuracy (running statistics), train-mode test accuracy (test set predicted in
     batches of the training batch size, with batch statistics), eval-mode accuracy on the
-    training examples, the step at which a run's loss stopped being finite (-1: never), and the
-    first norm's gap between batch and running statistics (NaN without running statistics)."""
+    training examples, the step at which a run's loss stopped being finite (-1: never), the
+    first norm's gap between batch and running statistics (NaN without running statistics), and
+    eval-mode test accuracy after :func:`recompute_running_statistics` over the training images
+    (``recomputed_acc``; equal to ``eval_acc`` for norms without running statistics, None if not
+    measured)."""
 
     norms: tuple[str, ...]
     batch_sizes: tuple[int, ...]
@@ -626,6 +662,7 @@ class SweepResult:
     epochs: int
     train_examples: int
     config: dict = field(default_factory=dict)
+    recomputed_acc: np.ndarray | None = None
 
     def _at(self, norm: str, batch_size: int) -> tuple[int, int]:
         if norm not in self.norms:
@@ -636,15 +673,15 @@ class SweepResult:
 
     def values(self, norm: str, batch_size: int, metric: str = "eval_acc") -> np.ndarray:
         """Per seed, ``eval_acc``, ``train_mode_acc``, ``train_acc``, ``mode_gap`` (train-mode
-        minus eval-mode accuracy), ``stat_gap_mean`` or ``stat_gap_log_std``."""
+        minus eval-mode accuracy), ``stat_gap_mean``, ``stat_gap_log_std`` or ``recomputed_acc``."""
         i, j = self._at(norm, batch_size)
         if metric == "mode_gap":
             return self.train_mode_acc[i, j] - self.eval_acc[i, j]
-        if metric not in ("eval_acc", "train_mode_acc", "train_acc", "stat_gap_mean", "stat_gap_log_std"):
-            raise ValueError(
-                f"unknown metric {metric!r}; valid names are: eval_acc, train_mode_acc, train_acc, mode_gap, "
-                "stat_gap_mean, stat_gap_log_std"
-            )
+        metrics = ("eval_acc", "train_mode_acc", "train_acc", "stat_gap_mean", "stat_gap_log_std", "recomputed_acc")
+        if metric not in metrics:
+            raise ValueError(f"unknown metric {metric!r}; valid names are: {', '.join(metrics)}, mode_gap")
+        if metric == "recomputed_acc" and self.recomputed_acc is None:
+            raise ValueError("this result has no recomputed_acc (fully_connected_sweep does not measure it)")
         return getattr(self, metric)[i, j]
 
     def estimate(self, norm: str, batch_size: int, metric: str = "eval_acc") -> Estimate:
@@ -726,7 +763,8 @@ def batch_size_sweep(
         data.num_classes,
     ).to(device)
     shape = (len(norms), len(batch_sizes), len(seeds))
-    out = {k: np.full(shape, np.nan) for k in ("eval", "train_mode", "train", "gap_mean", "gap_std", "diverged")}
+    keys = ("eval", "train_mode", "train", "gap_mean", "gap_std", "diverged", "recomputed")
+    out = {k: np.full(shape, np.nan) for k in keys}
     lrs = tuple(scaled_lr(size, base_lr=base_lr) for size in batch_sizes)
     slot_norms = [norm for norm in norms for _ in seeds]
     slot_seeds = [seed for _ in norms for seed in seeds]
@@ -756,6 +794,11 @@ def batch_size_sweep(
             "train": _accuracy_eval_mode(stack, subset.x_train, subset.y_train),
         }
         results["gap_mean"], results["gap_std"] = _statistics_gap(stack, subset, slot_seeds, size, stat_batches)
+        if any(norm == "batch" for norm in norms):
+            refreshed = recompute_running_statistics(copy.deepcopy(stack), _repeat_inputs(subset.x_train, stack.slots))
+            results["recomputed"] = _accuracy_eval_mode(refreshed, subset.x_test, subset.y_test)
+        else:
+            results["recomputed"] = results["eval"]
         for key, value in results.items():
             out[key][:, j, :] = np.asarray(value, dtype=float).reshape(len(norms), len(seeds))
     return SweepResult(
@@ -773,6 +816,7 @@ def batch_size_sweep(
         epochs=epochs,
         train_examples=n_train,
         config=dict(SETUP, base_lr=base_lr if base_lr is not None else SETUP["base_lr"]),
+        recomputed_acc=out["recomputed"],
     )
 
 
@@ -975,8 +1019,8 @@ def fully_connected_sweep(
     """The sweep's schedule (epochs, training images, SGD with momentum at :func:`scaled_lr`) on a
     fully connected ``make_mlp(64, 10, depth, width, norm)`` over flat digits, where BN has one
     value per unit and example (at batch 2 every normalized value is -1 or +1), trained with
-    :func:`bn_utils.stacked.train_stacked`. Only eval-mode accuracies are measured (the other
-    arrays of the result are NaN)."""
+    :func:`bn_utils.stacked.train_stacked`. Only eval-mode accuracies are measured, on the test
+    and on the training images (the other arrays of the result are NaN)."""
     from ..models import make_mlp
     from ..stacked import train_stacked
 
