@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypedDict, cast
+from typing import TypedDict, TypeVar, cast
 
 import numpy as np
 import torch
@@ -37,6 +37,8 @@ from ..models import NORM_LAYERS, hidden_blocks, make_convnet
 from ..style import color_for, label_for
 from ..training import get_device, seed_everything
 from .regularization import Estimate
+
+ModelT = TypeVar("ModelT", bound=nn.Module)  # the model comes back as the type it went in
 
 __all__ = [
     "AXES_NORMS",
@@ -606,7 +608,7 @@ def _statistics_gap(
 
 
 @torch.no_grad()
-def recompute_running_statistics(model: nn.Module, inputs: torch.Tensor) -> nn.Module:
+def recompute_running_statistics(model: ModelT, inputs: torch.Tensor) -> ModelT:
     """Replace the running mean and variance of every batch norm in ``model`` (``torch`` BN
     layers, not batch renorm) by those of ``inputs`` fed as one batch, layer after layer (each BN
     normalizing with its new statistics); ``model`` is changed in place and returned."""
@@ -632,8 +634,8 @@ def recompute_running_statistics(model: nn.Module, inputs: torch.Tensor) -> nn.M
     finally:
         for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
-        for m, training in was_training.items():
-            m.training = training
+        for module, training in was_training.items():
+            module.training = training
     return model
 
 
