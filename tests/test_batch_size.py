@@ -390,7 +390,13 @@ def test_plots_and_explorer(tiny_sweep, shown_figures):
     widget = bs.explorer(tiny_sweep)
     widget.children[0].value = 8
     widget.update()
-    assert shown_figures[-1].axes[0].get_title() == "batch 8 (eval mode)"
+    assert shown_figures[-1].axes[0].get_title().startswith("batch 8 (eval mode): BN ")
+    widget.children[1].value = "train mode"
+    assert shown_figures[-1].axes[0].get_title().startswith("batch 8 (train mode)")
+    frames = bs.explorer(tiny_sweep, live=False)
+    assert len(frames.frames) == len(tiny_sweep.batch_sizes) * 2
+    with pytest.raises(ValueError, match="mode must be one of"):
+        bs.batch_size_figure(tiny_sweep, 8, "test mode")
 
 
 def test_recompute_running_statistics_gives_the_statistics_of_the_inputs():

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict, TypeVar, cast
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
@@ -31,6 +32,7 @@ from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset, batch_indices
+from ..explorers import frame_explorer, live_explorer
 from ..functional import batch_norm, group_norm, instance_norm, layer_norm
 from ..layers import _BatchNorm
 from ..models import NORM_LAYERS, hidden_blocks, make_convnet
@@ -66,6 +68,7 @@ __all__ = [
     "plot_orders",
     "plot_why",
     "explorer",
+    "batch_size_figure",
     "FC_NORMS",
     "fully_connected_sweep",
 ]
@@ -964,39 +967,38 @@ def plot_orders(shuffled: SweepResult, sorted_: SweepResult, batch_size: int, *,
     return ax
 
 
-def _draw_explorer(result: SweepResult, batch_size: int, norms: Sequence[str], mode: str) -> str:
-    import matplotlib.pyplot as plt
+EXPLORER_MODES = {"eval mode": "eval_acc", "train mode": "train_mode_acc"}
 
-    metric = {"eval mode": "eval_acc", "train mode": "train_mode_acc"}[mode]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    plot_error_vs_batch_size(result, ax=ax, norms=list(norms) or list(result.norms), metric=metric)
+
+def batch_size_figure(result: SweepResult, batch_size: int, mode: str) -> Figure:
+    """Test accuracy against batch size for every norm of a precomputed :class:`SweepResult`
+    (``mode``: "eval mode", running statistics; "train mode", batch statistics), with one batch
+    size marked and each norm's accuracy there (mean ± std over seeds) in the title."""
+    if mode not in EXPLORER_MODES:
+        raise ValueError(f"mode must be one of {list(EXPLORER_MODES)}, got {mode!r}")
+    metric = EXPLORER_MODES[mode]
+    fig, ax = plt.subplots(figsize=(7, 3.9))
+    plot_error_vs_batch_size(result, ax=ax, norms=list(result.norms), metric=metric)
     ax.axvline(batch_size, color="#777777", linestyle="--", linewidth=1)
-    lines = [f"{label_for(n)}: {result.estimate(n, batch_size, metric).format()}%" for n in norms or result.norms]
-    text = f"batch {batch_size}, {mode} accuracy: " + "; ".join(lines)
-    ax.set_title(f"batch {batch_size} ({mode})", fontsize=10)
-    plt.show()
-    print(text)
-    return text
+    accuracies = "; ".join(f"{label_for(n)} {result.estimate(n, batch_size, metric).format()}%" for n in result.norms)
+    ax.set_title(f"batch {batch_size} ({mode}): {accuracies}", fontsize=8, wrap=True)
+    return fig
 
 
-def explorer(result: SweepResult):
-    """Batch size x normalization over a precomputed :class:`SweepResult`: pick a batch size,
-    the norms and the mode (eval: running statistics; train: batch statistics) and read the
-    accuracy over seeds; no training, so each redraw takes well under a second."""
-    import ipywidgets as widgets
-
+def explorer(result: SweepResult, *, live: bool = True):
+    """Batch size and mode (eval: running statistics; train: batch statistics) over a precomputed
+    :class:`SweepResult`: every norm's accuracy against batch size, one batch size marked and read
+    out; no training, so each redraw takes well under a second. ``live=False``: the kernel-free
+    version for the book."""
     valid.check_type("result", result, SweepResult, "a SweepResult")
-    return widgets.interactive(
-        _draw_explorer,
-        result=widgets.fixed(result),
-        batch_size=widgets.SelectionSlider(
-            options=list(result.batch_sizes), value=result.batch_sizes[0], description="batch size"
-        ),
-        norms=widgets.SelectMultiple(
-            options=[(label_for(n), n) for n in result.norms], value=tuple(result.norms), description="norms"
-        ),
-        mode=widgets.ToggleButtons(options=["eval mode", "train mode"], value="eval mode", description="mode"),
-    )
+    controls: dict[str, Sequence[object]] = {"batch size": list(result.batch_sizes), "mode": list(EXPLORER_MODES)}
+
+    def draw(batch_size: int, mode: str) -> Figure:
+        return batch_size_figure(result, batch_size, mode)
+
+    if live:
+        return live_explorer(draw, controls)
+    return frame_explorer(draw, controls, title="test accuracy against batch size: batch size and mode")
 
 
 # ---------------------------------------------------------------------------------------------
