@@ -379,7 +379,7 @@ class DepthSweep:
         depths run at which every seed trains (0: none)."""
         head = (
             f"{'architecture':42s}"
-            + "".join(f"{'depth ' + str(d):>24s}" for d in self.depths)
+            + "".join(f" {'depth ' + str(d):>25s}" for d in self.depths)
             + "  deepest of these depths"
         )
         rows = [head]
@@ -391,7 +391,7 @@ class DepthSweep:
                 if n_div and name in self.diverged_at:
                     steps = sorted(int(s) for s in self.diverged_at[name][i][self.diverged[name][i]])
                     cell += " at " + ",".join(map(str, steps))
-                cells.append(f"{cell:>24s}")
+                cells.append(f" {cell:>25s}")
             rows.append(f"{ARCHITECTURES[name].label:42s}" + "".join(cells) + f"  {self.deepest(name):>22d}")
         return "\n".join(rows)
 
