@@ -264,7 +264,7 @@ def hidden_blocks(model: nn.Module) -> nn.Sequential:
 RESIDUAL_ORDERS = ("pre", "post")
 
 # how each residual branch starts: "default" (He initialisation), "zero" (the branch's output is 0),
-# "scaled" (no norm: branch weights / sqrt(depth), Fixup-style), "bn_like" (no norm: branch l's weights
+# "scaled" (no norm: branch weights / sqrt(depth), the "1/sqrt(depth) scaling"), "bn_like" (no norm: branch l's weights
 # / sqrt(l + 1) and the head / sqrt(depth + 1), BN's relative branch size at initialisation)
 BRANCH_INITS = ("default", "zero", "scaled", "bn_like")
 
@@ -355,8 +355,10 @@ def make_residual_mlp(
       otherwise the branch's linear weights are 0 (in the pre-activation order, gamma = 0 would feed
       0 to the ReLU, whose gradient at 0 is 0: the branch would never start);
     - ``"scaled"`` (``norm="none"`` only): branch weights divided by sqrt(depth), so the stream's
-      variance grows at most by a factor of about e over all blocks, and the head at zero: the
-      normalization-free scaling of Fixup (Zhang et al. 2019) for one-layer branches;
+      variance grows at most by a factor of about e over all blocks, and the head at zero (the
+      "1/sqrt(depth) scaling"). Fixup (Zhang et al. 2019) zeroes each branch's last layer and scales
+      its other layers by depth^(-1/(2m-2)) for m-layer branches: for one-layer branches that is zero
+      branches; 1/sqrt(depth) is Fixup's exponent for m = 2, applied to the only layer;
     - ``"bn_like"`` (``norm="none"``, ``order="pre"`` only): block l's weights (l = 0, 1, ...) divided by
       sqrt(l + 1) and the head's by sqrt(depth + 1): the relative branch size that batch norm gives
       block l at initialisation, and the scale its final norm gives the head, without any norm.

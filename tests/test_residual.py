@@ -146,7 +146,14 @@ def test_build_gives_each_architecture(digits):
 
 def test_measure_at_init_shapes_and_identities(digits):
     result = r.measure_at_init(digits, depth=6, width=32, seeds=(0, 1), batch_size=64)
-    assert result.architectures == ("plain_bn", "residual_none", "residual_bn", "residual_bn_zero", "residual_scaled")
+    assert result.architectures == (
+        "plain_bn",
+        "residual_none",
+        "residual_bn",
+        "residual_bn_zero",
+        "residual_scaled",
+        "residual_bn_like",
+    )
     assert result.stream_var["residual_bn"].shape == (2, 7) and result.gradient_norm["plain_bn"].shape == (2, 6)
     assert np.isnan(result.stream_var["plain_bn"][:, 0]).all() and np.isnan(result.branch_var["plain_bn"]).all()
     np.testing.assert_allclose(result.variance_growth("residual_bn_zero"), 1.0)
@@ -161,7 +168,7 @@ def test_measure_at_init_shapes_and_identities(digits):
     fig = r.plot_at_init(result)
     assert len(fig.axes) == 3
     with pytest.raises(ValueError, match="was not measured"):
-        result.variance_growth("residual_bn_like")
+        result.variance_growth("residual_bn_frozen")
 
 
 def test_measure_at_init_rejects_bad_arguments(digits):
@@ -200,6 +207,13 @@ def test_depth_sweep_summaries_and_freezing(digits, monkeypatch):
     assert sweep.test_acc["residual_bn"].shape == (2, 2)
     assert sweep.trained("residual_bn").dtype == bool
     assert sweep.deepest("residual_bn") in (0, 2, 3)
+    assert sweep.diverged_at["residual_bn"].shape == (2, 2) and set(sweep.at_freeze) == {"residual_bn_frozen"}
+    before = sweep.accuracy_at_freeze("residual_bn_frozen", 3)
+    assert before.shape == (2,) and ((before >= 0) & (before <= 1)).all(), before
+    with pytest.raises(ValueError, match="has no freeze step"):
+        sweep.accuracy_at_freeze("residual_bn", 3)
+    with pytest.raises(ValueError, match="depth 7 was not trained"):
+        sweep.accuracy_at_freeze("residual_bn_frozen", 7)
     text = sweep.table()
     assert "residual BN" in text and "depth 3" in text and "deepest" in text
     assert r.plot_depth_sweep(sweep).get_xlabel() == "depth (hidden blocks)"
@@ -209,7 +223,8 @@ def test_depth_sweep_summaries_and_freezing(digits, monkeypatch):
 
 
 def test_freezing_stops_the_running_statistics(digits, monkeypatch):
-    """After freeze_at steps BN normalizes with its running statistics, which stop changing."""
+    """After freeze_at steps BN normalizes with its running statistics (set once, at the freeze, from
+    a large batch), which stop changing."""
     stacks = []
     original = train_stacked
 
@@ -226,12 +241,33 @@ def test_freezing_stops_the_running_statistics(digits, monkeypatch):
     monkeypatch.setitem(r.ARCHITECTURES, "frozen_test", r.Architecture("t", "k", True, "batch", freeze_at=3))
     r.depth_sweep(digits, depths=(2,), architectures=("frozen_test",), seeds=(0, 1), steps=10, width=8)
     tracked = stacks[-1].buffers["blocks.0.norm.num_batches_tracked"]
-    assert (tracked == 3).all() and not stacks[-1].training, tracked
+    assert (tracked == 4).all() and not stacks[-1].training, tracked  # 3 training steps and the freeze's pass
+
+
+def test_freeze_statistics_sets_the_running_statistics_from_the_batch(digits):
+    models = [build(seed, dtype=torch.float32, norm="batch", depth=2) for seed in (0, 1)]
+    stack = StackedResidualMLP(models)
+    x = digits.x_train[:128]
+    r._freeze_statistics(stack, x)
+    assert not stack.training
+    assert all(m.momentum == 0.1 for m in stack._template.modules() if isinstance(m, nn.BatchNorm1d))
+    for slot, seed in enumerate((0, 1)):
+        expected = stack.model(slot)
+        reference = build(seed, dtype=torch.float32, norm="batch", depth=2)
+        for m in reference.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.momentum = 1.0
+        with torch.no_grad():
+            reference.train()(x)
+        for key in ("blocks.0.norm.running_mean", "blocks.1.norm.running_var", "final.norm.running_var"):
+            torch.testing.assert_close(expected.state_dict()[key], reference.state_dict()[key])
 
 
 def test_depth_sweep_rejects_bad_arguments(digits):
     with pytest.raises(ValueError, match="train for more steps"):
-        r.depth_sweep(digits, architectures=("residual_bn_frozen",), steps=50)
+        r.depth_sweep(digits, architectures=("residual_bn_frozen",), steps=10)
+    with pytest.raises(ValueError, match="freeze_batch must be"):
+        r.depth_sweep(digits, freeze_batch=1)
     with pytest.raises(ValueError, match="depths must all be different"):
         r.depth_sweep(digits, depths=(3, 3))
     with pytest.raises(ValueError, match="each of depths must be a positive integer"):

@@ -12,8 +12,9 @@ Two experiments on the same architectures (:data:`ARCHITECTURES`):
   architectures that differ only in their initialisation share a stack.
 
 The control ``residual_bn_frozen`` is the residual BN network whose batch norms stop using batch
-statistics after ``freeze_at`` steps: from then on each normalizes with its running statistics
-(a fixed affine map), while training goes on.
+statistics after ``freeze_at`` steps: at that step each batch norm's running statistics are set from
+one batch of ``freeze_batch`` training examples, and from then on each normalizes with those fixed
+statistics (its gamma and beta still train), while training goes on.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset
+from ..layers import _BatchNorm
 from ..models import ResidualMLP, hidden_blocks, make_mlp, make_residual_mlp
-from ..stacked import train_stacked
+from ..stacked import StackedMLP, evaluate_stacked, train_stacked
 from ..style import CYCLE, PALETTE
 from ..training import get_device, seed_everything
 from .initialization import layer_diagnostics
@@ -78,7 +80,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "residual_scaled": Architecture("residual, no norm, 1/√depth", PALETTE["orange"], True, "none", "scaled"),
     "residual_bn_like": Architecture("residual, no norm, BN's scaling", PALETTE["sky"], True, "none", "bn_like"),
     "residual_bn_frozen": Architecture(
-        "residual BN, statistics frozen at step 50", PALETTE["black"], True, "batch", freeze_at=50
+        "residual BN, statistics frozen at step 10", PALETTE["black"], True, "batch", freeze_at=10
     ),
 }
 # the five architectures of the depth sweep (the others are controls)
@@ -175,7 +177,14 @@ def measure_at_init(
     data: Dataset,
     *,
     depth: int = 80,
-    architectures: Sequence[str] = ("plain_bn", "residual_none", "residual_bn", "residual_bn_zero", "residual_scaled"),
+    architectures: Sequence[str] = (
+        "plain_bn",
+        "residual_none",
+        "residual_bn",
+        "residual_bn_zero",
+        "residual_scaled",
+        "residual_bn_like",
+    ),
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     width: int = 100,
     batch_size: int = 256,
@@ -231,16 +240,21 @@ def _band(ax: Axes, x: np.ndarray, values: np.ndarray, **style) -> None:
 
 def plot_stream_variance(result: AtInit, *, ax: Axes | None = None, names: Sequence[str] | None = None) -> Axes:
     """The stream's variance after each block at initialisation (median and range over seeds, log
-    scale), with the linear growth 1 + l (dashed) for reference."""
+    scale), with the linear growth v0 + (1 - 1/pi) l (dashed) for reference: v0 the median variance
+    after the stem, 1 - 1/pi the variance of a BN branch (ReLU of a unit Gaussian, He weights)."""
     valid.check_type("result", result, AtInit, "an AtInit from measure_at_init")
     if ax is None:
         _, ax = plt.subplots()
     blocks = np.arange(result.depth + 1)
+    starts = []
     for i, name in enumerate(names or result.architectures):
         values = result._get(result.stream_var, name)
         keep = ~np.all(np.isnan(values), 0)
         _band(ax, blocks[keep], values[:, keep], **_style(ax, name, i))
-    ax.plot(blocks, 1 + blocks, ls="--", color="grey", lw=1, label="1 + block (linear growth)")
+        starts.extend(values[:, 0][np.isfinite(values[:, 0])])
+    v0 = float(np.median(starts)) if starts else 1.0
+    slope = 1 - 1 / np.pi
+    ax.plot(blocks, v0 + slope * blocks, ls="--", color="grey", lw=1, label=f"{v0:.2f} + {slope:.2f} × block (linear)")
     ax.set_yscale("log")
     ax.set_xlabel("block (0 = after the stem)")
     ax.set_ylabel("variance of the stream")
@@ -306,8 +320,10 @@ def plot_at_init(result: AtInit, *, names: Sequence[str] | None = None) -> Figur
 @dataclass(frozen=True)
 class DepthSweep:
     """Final test accuracy after ``steps`` SGD steps, per architecture: ``test_acc[name]`` has shape
-    (depths, seeds), NaN where the run diverged (``diverged[name]`` True). A seed *trains* when it
-    ends at ``min_accuracy`` or more."""
+    (depths, seeds), NaN where the run diverged (``diverged[name]`` True, ``diverged_at[name]`` the
+    step, 0 where it did not). A seed *trains* when it ends at ``min_accuracy`` or more.
+    ``at_freeze[name]`` (architectures with ``freeze_at`` only): the test accuracy at the freeze step,
+    in evaluation mode with the statistics just set (NaN: diverged before)."""
 
     depths: tuple[int, ...]
     seeds: tuple[int, ...]
@@ -317,6 +333,8 @@ class DepthSweep:
     diverged: dict[str, np.ndarray]
     min_accuracy: float = 0.5
     config: dict = field(default_factory=dict)
+    diverged_at: dict[str, np.ndarray] = field(default_factory=dict)
+    at_freeze: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def architectures(self) -> tuple[str, ...]:
@@ -348,12 +366,21 @@ class DepthSweep:
         """(depths,) median final test accuracy, a diverged run counting as 0."""
         return np.median(np.nan_to_num(self._get(name), nan=0.0), 1)
 
+    def accuracy_at_freeze(self, name: str, depth: int) -> np.ndarray:
+        """(seeds,) test accuracies of ``name`` (an architecture with ``freeze_at``) at its freeze step."""
+        if name not in self.at_freeze:
+            raise ValueError(f"{name!r} has no freeze step here; with one: {', '.join(self.at_freeze) or 'none'}")
+        if depth not in self.depths:
+            raise ValueError(f"depth {depth} was not trained; depths: {list(self.depths)}")
+        return self.at_freeze[name][self.depths.index(depth)]
+
     def table(self) -> str:
         """A text table: per architecture and depth, the median test accuracy (%) and the number of
-        seeds that trained / diverged, then the deepest of the depths run at which every seed trains (0: none)."""
+        seeds that trained / diverged (with the steps at which they diverged), then the deepest of the
+        depths run at which every seed trains (0: none)."""
         head = (
-            f"{'architecture':40s}"
-            + "".join(f"{'depth ' + str(d):>16s}" for d in self.depths)
+            f"{'architecture':42s}"
+            + "".join(f" {'depth ' + str(d):>25s}" for d in self.depths)
             + "  deepest of these depths"
         )
         rows = [head]
@@ -362,9 +389,33 @@ class DepthSweep:
             for i in range(len(self.depths)):
                 n_ok, n_div = int(self.trained(name)[i].sum()), int(self.diverged[name][i].sum())
                 cell = f"{100 * self.median(name)[i]:.0f}% {n_ok}/{len(self.seeds)}" + (f" ({n_div}✗)" if n_div else "")
-                cells.append(f"{cell:>16s}")
-            rows.append(f"{ARCHITECTURES[name].label:40s}" + "".join(cells) + f"  {self.deepest(name):>22d}")
+                if n_div and name in self.diverged_at:
+                    steps = sorted(int(s) for s in self.diverged_at[name][i][self.diverged[name][i]])
+                    cell += " at " + ",".join(map(str, steps))
+                cells.append(f" {cell:>25s}")
+            rows.append(f"{ARCHITECTURES[name].label:42s}" + "".join(cells) + f"  {self.deepest(name):>22d}")
         return "\n".join(rows)
+
+
+def _freeze_statistics(stack: StackedMLP, x: torch.Tensor) -> None:
+    """Set every batch norm's running statistics of ``stack`` from the batch ``x`` (one pass in
+    training mode with momentum 1, no gradient), then put the stack in evaluation mode, where its
+    batch norms normalize with those statistics, fixed from then on (gamma and beta still train)."""
+    layers = [
+        m
+        for m in stack._template.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm | _BatchNorm) and m.running_mean is not None
+    ]
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for layer in layers:
+            layer.momentum = 1.0
+        with torch.no_grad():
+            stack.train()(x)
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+    stack.eval()
 
 
 def _stack_key(name: str) -> tuple:
@@ -383,11 +434,14 @@ def depth_sweep(
     batch_size: int = 64,
     width: int = 100,
     min_accuracy: float = 0.5,
+    freeze_batch: int = 512,
 ) -> DepthSweep:
     """Train every architecture at every depth with every seed (SGD at ``lr``, batches of
     ``batch_size``, ``steps`` steps; seed s draws the weights and the batch order); return the final
     test accuracies. Architectures of one structure (the same norm and order, differing only in
-    their initialisation) train together as one stack per depth."""
+    their initialisation) train together as one stack per depth. An architecture with ``freeze_at``
+    gets its batch norms' statistics set at that step from the first ``freeze_batch`` training
+    examples, then kept fixed (see :func:`_freeze_statistics`)."""
     valid.check_dataset("data", data)
     depths = tuple(valid.check_values("depths", depths, lambda n, v: valid.check_int(n, v, 1), distinct=True))
     if not depths:
@@ -398,6 +452,7 @@ def depth_sweep(
     valid.check_int("steps", steps)
     valid.check_int("width", width)
     valid.check_number("min_accuracy", min_accuracy, 0, 1)
+    valid.check_int("freeze_batch", freeze_batch, 2, len(data.x_train))
     for name in names:
         freeze_at = ARCHITECTURES[name].freeze_at
         if freeze_at is not None and freeze_at >= steps:
@@ -406,6 +461,10 @@ def depth_sweep(
     data = data.to(device)
     test_acc = {name: np.full((len(depths), len(seeds)), np.nan) for name in names}
     diverged = {name: np.zeros((len(depths), len(seeds)), dtype=bool) for name in names}
+    diverged_at = {name: np.zeros((len(depths), len(seeds)), dtype=int) for name in names}
+    at_freeze = {
+        name: np.full((len(depths), len(seeds)), np.nan) for name in names if ARCHITECTURES[name].freeze_at is not None
+    }
     groups: dict[tuple, list[str]] = {}
     for name in names:
         groups.setdefault(_stack_key(name), []).append(name)
@@ -419,10 +478,13 @@ def depth_sweep(
                     models.append(model.to(device).to(data.x_train.dtype))
                     run_seeds.append(seed)
             freeze_at = ARCHITECTURES[members[0]].freeze_at
+            frozen_acc: dict[int, float] = {}
 
-            def freeze(stack, step, freeze_at=freeze_at):
+            def freeze(stack, step, freeze_at=freeze_at, frozen_acc=frozen_acc):
                 if step == freeze_at:
-                    stack.eval()  # from now on BN normalizes with its running statistics, which stay fixed
+                    _freeze_statistics(stack, data.x_train[:freeze_batch])
+                    accuracy, _ = evaluate_stacked(stack, data.x_test, data.y_test)
+                    frozen_acc.update(zip(stack.ids, accuracy.tolist(), strict=True))
 
             histories = train_stacked(
                 models,
@@ -438,10 +500,14 @@ def depth_sweep(
             for i, history in enumerate(histories):
                 name, s = members[i // len(seeds)], i % len(seeds)
                 diverged[name][d, s] = history.diverged
+                diverged_at[name][d, s] = history.diverged_at or 0
+                if name in at_freeze and i in frozen_acc:
+                    at_freeze[name][d, s] = frozen_acc[i]
                 if not history.diverged:
                     test_acc[name][d, s] = history.test_acc[-1]
     config = dict(batch_size=batch_size, width=width, optimizer="sgd")
-    return DepthSweep(depths, seeds, lr, steps, test_acc, diverged, min_accuracy, config)
+    config["freeze_batch"] = freeze_batch
+    return DepthSweep(depths, seeds, lr, steps, test_acc, diverged, min_accuracy, config, diverged_at, at_freeze)
 
 
 def plot_depth_sweep(result: DepthSweep, *, ax: Axes | None = None, names: Sequence[str] | None = None) -> Axes:
