@@ -292,6 +292,9 @@ def test_explorer_draws_the_stream_and_the_sweep(digits, shown_figures):
     widget.children[1].value = 10
     widget.update()
     assert len(shown_figures) >= 1 and len(shown_figures[-1].axes) == 2
+    assert shown_figures[-1].axes[0].get_title().endswith(", 10 blocks, at initialisation")
+    frames = r.explorer(digits, sweep, seeds=(0,), live=False)
+    assert frames.controls[0].name == "network" and len(frames.frames) == len(frames.controls[0].labels)
 
 
 def test_plots_and_explorer_reject_what_they_cannot_draw(digits):

@@ -31,6 +31,7 @@ from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset
+from ..explorers import frame_explorer, live_explorer
 from ..layers import _BatchNorm
 from ..models import ResidualMLP, hidden_blocks, make_mlp, make_residual_mlp
 from ..stacked import StackedMLP, evaluate_stacked, train_stacked
@@ -54,6 +55,7 @@ __all__ = [
     "plot_depth_sweep",
     "plot_at_depth",
     "explorer",
+    "explorer_figure",
 ]
 
 
@@ -561,7 +563,9 @@ def plot_at_depth(
     return ax
 
 
-def _draw_explorer(architecture: str, depth: int, data: Dataset, sweep: DepthSweep, seeds: tuple[int, ...]) -> None:
+def explorer_figure(data: Dataset, sweep: DepthSweep, architecture: str, depth: int, seeds: Sequence[int]) -> Figure:
+    """One network of the chapter at one depth: its stream's variance at initialisation (a
+    forward pass of ``seeds``) and the precomputed sweep's accuracies for that network."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     result = measure_at_init(data, depth=depth, architectures=[architecture], seeds=seeds, gradients=False)
     plot_stream_variance(result, ax=axes[0])
@@ -574,22 +578,25 @@ def _draw_explorer(architecture: str, depth: int, data: Dataset, sweep: DepthSwe
         axes[1].text(0.5, 0.5, "not in the precomputed sweep", ha="center", va="center", transform=axes[1].transAxes)
         axes[1].set_axis_off()
     fig.tight_layout()
-    plt.show()
+    return fig
 
 
-def explorer(data: Dataset, sweep: DepthSweep, *, seeds: Sequence[int] = (0, 1, 2, 3, 4)):
-    """An architecture menu and a depth slider: the stream's variance at initialisation (computed
-    live, forward pass only) and the precomputed sweep's accuracies for that architecture."""
-    import ipywidgets as widgets
-
+def explorer(data: Dataset, sweep: DepthSweep, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), live: bool = True):
+    """The network and, live, the depth: the stream's variance at initialisation (computed on
+    demand, forward pass only) and the precomputed sweep's accuracies for that network.
+    ``live=False``: the kernel-free version for the book (every network at depth 40)."""
     valid.check_dataset("data", data)
     valid.check_type("sweep", sweep, DepthSweep, "a DepthSweep from depth_sweep")
-    options = [(ARCHITECTURES[n].label, n) for n in ARCHITECTURES if ARCHITECTURES[n].freeze_at is None]
-    return widgets.interactive(
-        _draw_explorer,
-        architecture=widgets.Dropdown(options=options, value="residual_bn", description="network"),
-        depth=widgets.SelectionSlider(options=[5, 10, 20, 40, 80, 160], value=40, description="depth"),
-        data=widgets.fixed(data),
-        sweep=widgets.fixed(sweep),
-        seeds=widgets.fixed(tuple(valid.check_seeds("seeds", seeds))),
+    seeds = tuple(valid.check_seeds("seeds", seeds))
+    by_label = {ARCHITECTURES[n].label: n for n in ARCHITECTURES if ARCHITECTURES[n].freeze_at is None}
+
+    def draw(label: str, depth: int = 40) -> Figure:
+        return explorer_figure(data, sweep, by_label[label], depth, seeds)
+
+    start = {"network": ARCHITECTURES["residual_bn"].label}
+    if live:
+        controls: dict[str, Sequence[object]] = {"network": list(by_label), "depth": [5, 10, 20, 40, 80, 160]}
+        return live_explorer(draw, controls, start={**start, "depth": 40})
+    return frame_explorer(
+        draw, {"network": list(by_label)}, start=start, title="the residual stream at depth 40: network"
     )
