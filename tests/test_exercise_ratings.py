@@ -20,6 +20,8 @@ RATED_PAGES = [
     "book/initialization_robustness.md",
     "book/gradient_flow.md",
     "book/regularization_noise.md",
+    "book/residual_networks.md",
+    "book/batch_size.md",
 ]
 # Notebooks join when their exercises are converted: add ``RATED_NOTEBOOKS = [...]`` with a test
 # ``assert notebook_problems(json.loads(path.read_text())["cells"]) == []`` for each (none is yet).
