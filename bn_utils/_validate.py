@@ -11,6 +11,7 @@ import contextlib
 import math
 import numbers
 from collections.abc import Callable, Iterable, Iterator
+from typing import TypeGuard
 
 import torch
 from torch import nn
@@ -18,15 +19,15 @@ from torch import nn
 MAX_SEED = 2**32 - 1  # NumPy's limit, hence seed_everything's
 
 
-def is_int(value) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def is_real(value) -> bool:
+def is_real(value: object) -> TypeGuard[float]:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_int(name: str, value, low: int | None = 1, high: int | None = None) -> int:
+def check_int(name: str, value: object, low: int | None = 1, high: int | None = None) -> int:
     """An integer in [low, high] (either bound None: unbounded); ``low=None, high=None`` checks the type only."""
     if low is None:
         expected = "an integer" if high is None else f"an integer <= {high}"
@@ -44,7 +45,7 @@ def check_int(name: str, value, low: int | None = 1, high: int | None = None) ->
 
 def check_number(
     name: str,
-    value,
+    value: object,
     low: float | None = None,
     high: float | None = None,
     *,
@@ -74,7 +75,7 @@ def check_number(
     return value
 
 
-def check_momentum(name: str, value, *, allow_none: bool = False):
+def check_momentum(name: str, value: object, *, allow_none: bool = False) -> float | None:
     """A momentum in [0, 1] (or None where that means something, as in batch norm)."""
     if value is None and allow_none:
         return None
@@ -84,7 +85,7 @@ def check_momentum(name: str, value, *, allow_none: bool = False):
     return value
 
 
-def check_seed(name: str, value) -> int:
+def check_seed(name: str, value: object) -> int:
     """A seed that :func:`bn_utils.training.seed_everything` accepts."""
     if not is_int(value) or not 0 <= value <= MAX_SEED:
         error = ValueError if is_int(value) else TypeError
@@ -92,7 +93,7 @@ def check_seed(name: str, value) -> int:
     return int(value)
 
 
-def check_seeds(name: str, seeds, *, distinct: bool = True) -> list[int]:
+def check_seeds(name: str, seeds: object, *, distinct: bool = True) -> list[int]:
     """A non-empty collection of seeds, by default all different (a repeated seed repeats a run)."""
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
         raise TypeError(f"{name} must be a non-empty list of integer seeds, got {seeds!r}")
@@ -109,7 +110,7 @@ def check_seeds(name: str, seeds, *, distinct: bool = True) -> list[int]:
     return seeds
 
 
-def check_values(name: str, values, check: Callable[[str, object], object], *, distinct: bool = False) -> list:
+def check_values(name: str, values: object, check: Callable[[str, object], object], *, distinct: bool = False) -> list:
     """A non-empty collection whose every item passes ``check(label, item)``."""
     if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
         raise TypeError(f"{name} must be a non-empty list, got {values!r}")
@@ -123,7 +124,7 @@ def check_values(name: str, values, check: Callable[[str, object], object], *, d
     return values
 
 
-def check_callable(name: str, value, *, optional: bool = True) -> None:
+def check_callable(name: str, value: object, *, optional: bool = True) -> None:
     """A callable (or None when optional)."""
     if value is None and optional:
         return
@@ -132,23 +133,23 @@ def check_callable(name: str, value, *, optional: bool = True) -> None:
         raise TypeError(f"{name} must be {expected}, got {value!r}")
 
 
-def check_type(name: str, value, cls: type | tuple[type, ...], expected: str) -> None:
+def check_type(name: str, value: object, cls: type | tuple[type, ...], expected: str) -> None:
     """An instance of ``cls``, described in the message as ``expected``."""
     if not isinstance(value, cls):
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
 
 
-def check_module(name: str, value) -> None:
+def check_module(name: str, value: object) -> None:
     check_type(name, value, nn.Module, "a torch.nn.Module")
 
 
-def check_dataset(name: str, value) -> None:
+def check_dataset(name: str, value: object) -> None:
     from .data import Dataset
 
     check_type(name, value, Dataset, "a bn_utils Dataset (e.g. from load_digits or make_spirals)")
 
 
-def check_inputs_and_labels(x, y) -> None:
+def check_inputs_and_labels(x: torch.Tensor, y: torch.Tensor) -> None:
     """Inputs (N, ...) and integer class labels (N,) for a classifier, N >= 1."""
     check_type("x", x, torch.Tensor, "a torch.Tensor")
     check_type("y", y, torch.Tensor, "a torch.Tensor")
@@ -160,7 +161,7 @@ def check_inputs_and_labels(x, y) -> None:
         raise ValueError(f"need as many labels as inputs (and at least one), got {len(x)} and {len(y)}")
 
 
-def check_batch_norm_options(num_features, options: dict) -> None:
+def check_batch_norm_options(num_features: object, options: dict) -> None:
     """``num_features``, and ``eps`` and ``momentum`` when given, of a batch-norm layer."""
     check_int("num_features", num_features)
     if "eps" in options:
@@ -169,7 +170,7 @@ def check_batch_norm_options(num_features, options: dict) -> None:
         check_momentum("momentum", options["momentum"], allow_none=True)
 
 
-def check_optimizer(optimizer, momentum, weight_decay=0.0) -> None:
+def check_optimizer(optimizer: object, momentum: object, weight_decay: object = 0.0) -> None:
     """Optimizer name and its settings, as :func:`bn_utils.training.train` takes them."""
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"unknown optimizer {optimizer!r}; valid names are: adam, sgd")
@@ -181,7 +182,9 @@ def check_optimizer(optimizer, momentum, weight_decay=0.0) -> None:
     check_number("weight_decay", weight_decay, 0)
 
 
-def check_schedule(epochs, steps, batch_size, num_examples: int, eval_every) -> int:
+def check_schedule(
+    epochs: int | None, steps: int | None, batch_size: int, num_examples: int, eval_every: int | None
+) -> int:
     """Exactly one of ``epochs``/``steps``, a batch size that fits the training set, and ``eval_every``;
     returns the number of optimisation steps (``epochs`` full passes of whole batches, or ``steps``)."""
     if (epochs is None) == (steps is None):

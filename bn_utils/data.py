@@ -34,7 +34,7 @@ class Dataset:
     x_val: torch.Tensor | None = None
     y_val: torch.Tensor | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         valid.check_int("num_classes", self.num_classes)
         for split in ("train", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
@@ -121,7 +121,15 @@ class Dataset:
         )
 
 
-def _split_and_standardize(name, x, y, num_classes, test_fraction, seed, dtype) -> Dataset:
+def _split_and_standardize(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    num_classes: int,
+    test_fraction: float,
+    seed: int,
+    dtype: torch.dtype,
+) -> Dataset:
     """Seeded shuffle into train/test; standardize each feature with the training mean/std."""
     valid.check_number("test_fraction", test_fraction, 0, 1, low_open=True, high_open=True)
     valid.check_seed("seed", seed)
@@ -144,7 +152,9 @@ def _split_and_standardize(name, x, y, num_classes, test_fraction, seed, dtype) 
     )
 
 
-def load_digits(*, test_fraction: float = 0.25, seed: int = 0, images: bool = False, dtype=torch.float32) -> Dataset:
+def load_digits(
+    *, test_fraction: float = 0.25, seed: int = 0, images: bool = False, dtype: torch.dtype = torch.float32
+) -> Dataset:
     """scikit-learn's handwritten digits (bundled, no download), split and standardized.
 
     ``images=False`` gives flat vectors (N, 64) for MLPs; ``images=True`` gives (N, 1, 8, 8)
@@ -170,7 +180,7 @@ def make_spirals(
     noise: float = 0.2,
     test_fraction: float = 0.25,
     seed: int = 0,
-    dtype=torch.float32,
+    dtype: torch.dtype = torch.float32,
 ) -> Dataset:
     """Interleaved 2-D spirals, one arm per class: a small nonlinear problem with a known answer."""
     valid.check_int("num_classes", num_classes, None)

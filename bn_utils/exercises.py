@@ -120,7 +120,9 @@ def _count(x: Tensor) -> int:
 # references (float64) and the known-wrong variants
 
 
-def _normalize(x: Tensor, gamma: Tensor, beta: Tensor, eps: float, dims: Sequence[int], unbiased: bool = False):
+def _normalize(
+    x: Tensor, gamma: Tensor, beta: Tensor, eps: float, dims: Sequence[int], unbiased: bool = False
+) -> Tensor:
     mean = x.mean(dim=list(dims), keepdim=True)
     var = x.var(dim=list(dims), unbiased=unbiased, keepdim=True)
     return _pc(gamma, x) * (x - mean) / torch.sqrt(var + eps) + _pc(beta, x)
@@ -173,7 +175,9 @@ def _forward_variants(x: Tensor, gamma: Tensor, beta: Tensor, eps: float) -> dic
     return variants
 
 
-def _backward_parts(dy: Tensor, x: Tensor, gamma: Tensor, eps: float, dims: Sequence[int] | None = None):
+def _backward_parts(
+    dy: Tensor, x: Tensor, gamma: Tensor, eps: float, dims: Sequence[int] | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     d = list(_dims(x) if dims is None else dims)
     mean, var = x.mean(dim=d, keepdim=True), x.var(dim=d, unbiased=False, keepdim=True)
     inv_std = torch.rsqrt(var + eps)
@@ -236,7 +240,9 @@ def _dx_variants(dy: Tensor, x: Tensor, gamma: Tensor, eps: float, *, autograd: 
     return variants
 
 
-def _update_variants(running_mean: Tensor, running_var: Tensor, x: Tensor, momentum: float):
+def _update_variants(
+    running_mean: Tensor, running_var: Tensor, x: Tensor, momentum: float
+) -> dict[str, tuple[Tensor, Tensor]]:
     """Known-wrong running-statistics updates: message -> (mean, var)."""
     d, n = _dims(x), _count(x)
     mean, biased = x.mean(dim=d), x.var(dim=d, unbiased=False)
@@ -280,7 +286,7 @@ def _update_variants(running_mean: Tensor, running_var: Tensor, x: Tensor, momen
     return variants
 
 
-def _reference_update(running_mean: Tensor, running_var: Tensor, x: Tensor, momentum: float):
+def _reference_update(running_mean: Tensor, running_var: Tensor, x: Tensor, momentum: float) -> tuple[Tensor, Tensor]:
     rm, rv = running_mean.clone(), running_var.clone()
     batch_norm(x, rm, rv, training=True, momentum=momentum)
     return rm, rv

@@ -21,10 +21,14 @@ import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from PIL import Image
+
+if TYPE_CHECKING:
+    from ipywidgets import interactive
 
 __all__ = ["Control", "FrameExplorer", "frame_explorer", "live_explorer"]
 
@@ -122,7 +126,7 @@ def _label(value: object) -> str:
 
 def live_explorer(
     draw: Callable[..., Figure], controls: Mapping[str, Sequence[object]], *, start: Mapping[str, object] | None = None
-):
+) -> interactive:
     """ipywidgets controls over ``controls`` (name shown -> values, in the order of ``draw``'s
     arguments) that redraw ``draw(*setting)`` in the running kernel. Each control offers exactly
     its values, so its readout is the value the figure shows."""

@@ -9,6 +9,7 @@ autograd through the forward ops.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -49,7 +50,16 @@ class _BatchNormFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, mean, var, eps, use_batch_stats):
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor | None,
+        bias: torch.Tensor | None,
+        mean: torch.Tensor,
+        var: torch.Tensor,
+        eps: float,
+        use_batch_stats: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if use_batch_stats:
             mean, var = batch_statistics(x)
         inv_std = torch.rsqrt(var + eps)
@@ -68,7 +78,9 @@ class _BatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_y, _grad_mean, _grad_var):
+    def backward(
+        ctx: Any, grad_y: torch.Tensor, _grad_mean: torch.Tensor, _grad_var: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
         x_hat, inv_std, weight = ctx.saved_tensors
         dims = _reduce_dims(grad_y)
         grad_x = grad_weight = grad_bias = None
@@ -90,7 +102,7 @@ class _BatchNormFunction(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None, None, None
 
 
-def _check_input(x, running_mean, weight, training):
+def _check_input(x: object, running_mean: torch.Tensor | None, weight: torch.Tensor | None, training: bool) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"batch_norm expected a torch.Tensor input, got {type(x).__name__}")
     if x.dim() < 2:
@@ -140,7 +152,16 @@ def batch_norm(
     return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
 
 
-def _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps):
+def _batch_norm(
+    x: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> torch.Tensor:
     """:func:`batch_norm` after its argument checks; the layers call it with arguments they checked once."""
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm in inference mode needs running_mean and running_var")

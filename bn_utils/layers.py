@@ -9,6 +9,7 @@ same train/eval behaviour.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,8 +38,8 @@ class _BatchNorm(nn.Module):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
-        device=None,
-        dtype=None,
+        device: Any = None,
+        dtype: Any = None,
         *,
         bias: bool = True,
     ) -> None:
@@ -154,7 +155,7 @@ class NoisyBatchNorm(nn.Module):
         max_shift: float = 1.0,
         max_scale: float = 2.0,
         spatial: bool = False,
-        **batch_norm_kwargs,
+        **batch_norm_kwargs: Any,
     ) -> None:
         super().__init__()
         valid.check_number("max_shift", max_shift, 0)
@@ -185,7 +186,9 @@ class GhostBatchNorm(nn.Module):
     wraps a ``BatchNorm2d``. The mini-batch size must be a multiple of ``ghost_batch_size``.
     """
 
-    def __init__(self, num_features: int, *, ghost_batch_size: int, spatial: bool = False, **batch_norm_kwargs) -> None:
+    def __init__(
+        self, num_features: int, *, ghost_batch_size: int, spatial: bool = False, **batch_norm_kwargs: Any
+    ) -> None:
         super().__init__()
         valid.check_int("ghost_batch_size", ghost_batch_size, None)
         valid.check_batch_norm_options(num_features, batch_norm_kwargs)
@@ -246,8 +249,8 @@ class _BatchRenorm(_BatchNorm):
         eps: float = 1e-5,
         momentum: float = 0.1,
         affine: bool = True,
-        device=None,
-        dtype=None,
+        device: Any = None,
+        dtype: Any = None,
         *,
         r_max: float = 3.0,
         d_max: float = 5.0,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -71,7 +71,7 @@ NORM_LAYERS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def _instance_norm(features: int, spatial: int, **kw) -> nn.Module:
+def _instance_norm(features: int, spatial: int, **kw: Any) -> nn.Module:
     if not spatial:
         raise ValueError("instance norm needs feature maps (a conv net): a fully connected unit has one value")
     return nn.GroupNorm(features, features, **kw)
@@ -87,13 +87,13 @@ ACTIVATIONS: dict[str, tuple[Callable[[], nn.Module], float]] = {
 }
 
 
-def _lookup(table: dict, name: str, what: str):
+def _lookup(table: dict, name: str, what: str) -> Any:
     if name not in table:
         raise ValueError(f"unknown {what} {name!r}; valid names are: {', '.join(sorted(table))}")
     return table[name]
 
 
-def make_norm(name: str, num_features: int, *, spatial: bool = False, **options) -> nn.Module:
+def make_norm(name: str, num_features: int, *, spatial: bool = False, **options: Any) -> nn.Module:
     """The normalization layer called ``name`` for ``num_features`` channels (2-D maps if
     spatial); ``options`` go to the layer (e.g. ``max_shift`` for ``batch_noisy``)."""
     factory = _lookup(NORM_LAYERS, name, "norm")
@@ -117,7 +117,7 @@ def _block(layers: dict[str, nn.Module], norm_position: str) -> nn.Sequential:
     return nn.Sequential(OrderedDict((name, layers[name]) for name in order))
 
 
-def _init_weight(layer: nn.Linear | nn.Conv2d, activation: str, init_scale: float, weight_std: float | None):
+def _init_weight(layer: nn.Linear | nn.Conv2d, activation: str, init_scale: float, weight_std: float | None) -> None:
     """Gaussian weights: a fixed ``weight_std``, or init_scale * gain / sqrt(fan_in)."""
     fan_in = layer.weight[0].numel()
     std = weight_std if weight_std is not None else init_scale * ACTIVATIONS[activation][1] / math.sqrt(fan_in)
@@ -128,8 +128,15 @@ def _init_weight(layer: nn.Linear | nn.Conv2d, activation: str, init_scale: floa
 
 
 def _check_common(
-    inputs: tuple[str, int], num_classes, norm: str, activation: str, init_scale, weight_std, norm_kwargs, norm_position
-):
+    inputs: tuple[str, int],
+    num_classes: object,
+    norm: str,
+    activation: str,
+    init_scale: object,
+    weight_std: object,
+    norm_kwargs: object,
+    norm_position: object,
+) -> None:
     valid.check_int(*inputs)
     valid.check_int("num_classes", num_classes)
     _lookup(NORM_LAYERS, norm, "norm")
@@ -196,7 +203,7 @@ def make_mlp(
     return nn.Sequential(OrderedDict(blocks=nn.Sequential(*blocks), head=head))
 
 
-def mlp_for(data: Dataset, *, seed: int, **options) -> nn.Sequential:
+def mlp_for(data: Dataset, *, seed: int, **options: Any) -> nn.Sequential:
     """A fresh :func:`make_mlp` sized for ``data`` (its input width and classes), its weights drawn
     from ``seed``: one seed, one network, the same in every experiment that uses that seed."""
     if not isinstance(data, Dataset):
@@ -310,7 +317,9 @@ class ResidualMLP(nn.Module):
     -> activation in the pre-activation order, nothing in the post-activation order, whose stream
     has already been through an activation) -> ``head``. Built by :func:`make_residual_mlp`."""
 
-    def __init__(self, stem: nn.Linear, blocks: list[ResidualBlock], final: nn.Sequential, head: nn.Linear, **config):
+    def __init__(
+        self, stem: nn.Linear, blocks: list[ResidualBlock], final: nn.Sequential, head: nn.Linear, **config: Any
+    ):
         super().__init__()
         self.stem, self.blocks, self.final, self.head = stem, nn.Sequential(*blocks), final, head
         self.config = dict(config)

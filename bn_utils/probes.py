@@ -7,6 +7,7 @@ training-mode forward pass of one module, per-unit percentiles, mean and std of 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +53,7 @@ class ActivationProbe:
         self._steps: list[int] = []
         self._rows: list[torch.Tensor] = []
 
-    def _hook(self, module, inputs, output):
+    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         if self._paused or not module.training:
             return
         self._passes += 1
@@ -73,11 +74,11 @@ class ActivationProbe:
         self._handle = self.module.register_forward_hook(self._hook)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.remove()
 
     @contextlib.contextmanager
-    def paused(self):
+    def paused(self) -> Iterator[ActivationProbe]:
         """Within this block, passes are neither recorded nor counted (e.g. extra forward
         passes of a measurement, which are not training steps)."""
         self._paused = True
@@ -106,7 +107,7 @@ class ActivationProbe:
         )
 
 
-def _check_recorded(record, *percentiles: int) -> None:
+def _check_recorded(record: ActivationRecord, *percentiles: int) -> None:
     valid.check_type("record", record, ActivationRecord, "an ActivationRecord (from ActivationProbe.record())")
     missing = [p for p in percentiles if p not in record.percentiles]
     if missing:

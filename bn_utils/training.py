@@ -11,8 +11,9 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -97,7 +98,7 @@ class History:
         return next((s for s, v in zip(self.eval_steps, values, strict=True) if hit(v)), None)
 
 
-def _check_metric(metric, valid: tuple[str, ...]) -> None:
+def _check_metric(metric: str, valid: tuple[str, ...]) -> None:
     if metric not in valid:
         raise ValueError(f"unknown metric {metric!r}; valid names are: {', '.join(valid)}")
 
@@ -137,7 +138,9 @@ def loss_and_gradients(
     return loss.item(), list(torch.autograd.grad(loss, list(params)))
 
 
-def _make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
+def _make_optimizer(
+    name: str, params: Iterable[nn.Parameter], lr: float, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":
@@ -245,7 +248,7 @@ def run_seeds(
     device: torch.device | str | None = None,
     progress: bool = False,
     on_trained: Callable[[nn.Module, History], None] | None = None,
-    **train_kwargs,
+    **train_kwargs: Any,
 ) -> list[History]:
     """Train a fresh model per seed and return the histories, one per seed.
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, TypedDict, TypeVar, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -32,13 +32,16 @@ from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset, batch_indices
-from ..explorers import frame_explorer, live_explorer
+from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..functional import batch_norm, group_norm, instance_norm, layer_norm
 from ..layers import _BatchNorm
 from ..models import NORM_LAYERS, hidden_blocks, make_convnet
 from ..style import color_for, label_for
 from ..training import get_device, seed_everything
 from .regularization import Estimate
+
+if TYPE_CHECKING:
+    from ipywidgets import interactive
 
 ModelT = TypeVar("ModelT", bound=nn.Module)  # the model comes back as the type it went in
 
@@ -455,7 +458,7 @@ def build_stack(
     *,
     channels: tuple[int, ...],
     norm_kwargs: Mapping[str, dict] | None = None,
-    dtype=torch.float32,
+    dtype: torch.dtype = torch.float32,
 ) -> StackedConvNet:
     """One :class:`StackedConvNet` whose slot s is ``make_convnet(1, 10, channels=..., norm=norms[s],
     norm_kwargs=norm_kwargs.get(norms[s]))`` initialised after ``seed_everything(seeds[s])`` (as
@@ -829,7 +832,7 @@ def batch_size_sweep(
 # Plots and explorer
 
 
-def _new_ax(ax: Axes | None, figsize=(6.4, 3.8)) -> Axes:
+def _new_ax(ax: Axes | None, figsize: tuple[float, float] = (6.4, 3.8)) -> Axes:
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -985,7 +988,7 @@ def batch_size_figure(result: SweepResult, batch_size: int, mode: str) -> Figure
     return fig
 
 
-def explorer(result: SweepResult, *, live: bool = True):
+def explorer(result: SweepResult, *, live: bool = True) -> interactive | FrameExplorer:
     """Batch size and mode (eval: running statistics; train: batch statistics) over a precomputed
     :class:`SweepResult`: every norm's accuracy against batch size, one batch size marked and read
     out; no training, so each redraw takes well under a second. ``live=False``: the kernel-free

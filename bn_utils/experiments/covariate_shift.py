@@ -21,23 +21,28 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset
-from ..explorers import frame_explorer, live_explorer
+from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import hidden_blocks, make_mlp
 from ..probes import ActivationProbe, ActivationRecord, drift_ratio, jitter_ratio
 from ..style import CYCLE, PALETTE, color_for, plot_histories
 from ..training import History, get_device, loss_and_gradients, seed_everything, train
+
+if TYPE_CHECKING:
+    from ipywidgets import interactive
 
 __all__ = [
     "ShiftRun",
@@ -155,12 +160,12 @@ def _layers_with_layers_below(net: nn.Sequential) -> list[nn.Parameter]:
     return [*weights, net.get_parameter("head.weight")]
 
 
-def _all_gradients(model: nn.Sequential, x, y, noise_seed: int) -> dict[int, torch.Tensor]:
+def _all_gradients(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, noise_seed: int) -> dict[int, torch.Tensor]:
     params = [p for p in model.parameters() if p.requires_grad]
     return dict(zip(map(id, params), loss_and_gradients(model, x, y, params, noise_seed)[1], strict=True))
 
 
-def _flat(tensors) -> torch.Tensor:
+def _flat(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.detach().flatten() for t in tensors])
 
 
@@ -312,7 +317,7 @@ def covariate_shift_run(
     x_probe, y_probe = data.x_train[:batch_size], data.y_train[:batch_size]
     run = ShiftRun(history=History(), records=[])
 
-    def measure(model, step):
+    def measure(model: Any, step: int) -> None:
         if ics_every and step % ics_every == 0:
             with contextlib.ExitStack() as stack:  # its forward passes are not training steps
                 for probe in probes:
@@ -321,7 +326,9 @@ def covariate_shift_run(
                     model, x_probe, y_probe, lr, noise_seed=step, relative_step=ics_relative_step
                 )
                 size = lower_step_size(model, x_probe, y_probe, lr, noise_seed=step)
-            run.ics_steps.append(step), run.ics_l2.append(l2), run.ics_cosine.append(cosine)
+            run.ics_steps.append(step)
+            run.ics_l2.append(l2)
+            run.ics_cosine.append(cosine)
             run.ics_step_size.append(size)
 
     with contextlib.ExitStack() as stack:
@@ -344,7 +351,7 @@ def summarize_runs(runs: Sequence[ShiftRun], *, accuracy: float = 0.9, loss: flo
     valid.check_number("accuracy", accuracy)  # a target above 1 is allowed: never reached
     valid.check_number("loss", loss)
 
-    def steps(value):
+    def steps(value: Callable[[ShiftRun], int | None]) -> np.ndarray:
         return np.array([np.inf if value(r) is None else value(r) for r in runs], dtype=float)
 
     to_acc = steps(lambda r: r.history.steps_to(accuracy))
@@ -367,7 +374,14 @@ def summarize_runs(runs: Sequence[ShiftRun], *, accuracy: float = 0.9, loss: flo
     }
 
 
-def plot_percentiles(record, *, unit: int = 0, ax=None, color: str | None = None, title: str | None = None):
+def plot_percentiles(
+    record: ActivationRecord,
+    *,
+    unit: int = 0,
+    ax: Axes | None = None,
+    color: str | None = None,
+    title: str | None = None,
+) -> Axes:
     """The 15th, 50th and 85th percentiles of one unit's input over training, as in Figure 1
     (b, c) of the BN paper, from a :class:`bn_utils.probes.ActivationRecord`; returns the axes."""
     if ax is None:
@@ -384,7 +398,9 @@ def plot_percentiles(record, *, unit: int = 0, ax=None, color: str | None = None
     return ax
 
 
-def plot_distribution_snapshots(record, *, unit: int = 0, at: Sequence[int] = (0, -1), ax=None):
+def plot_distribution_snapshots(
+    record: ActivationRecord, *, unit: int = 0, at: Sequence[int] = (0, -1), ax: Axes | None = None
+) -> Axes:
     """One unit's input distribution at a few recorded moments, drawn as Gaussians with the
     recorded mean and standard deviation (``at`` indexes the records); returns the axes."""
     if ax is None:
@@ -401,7 +417,13 @@ def plot_distribution_snapshots(record, *, unit: int = 0, at: Sequence[int] = (0
     return ax
 
 
-def plot_layer_bars(values: Mapping[str, np.ndarray], *, ax=None, ylabel: str = "", layer_names=None):
+def plot_layer_bars(
+    values: Mapping[str, np.ndarray],
+    *,
+    ax: Axes | None = None,
+    ylabel: str = "",
+    layer_names: Sequence[str] | None = None,
+) -> Axes:
     """Grouped bars: one group per layer, one bar per label; ``values[label]`` is an array
     (runs, layers) whose mean is the bar and std the error bar; returns the axes."""
     if ax is None:
@@ -431,7 +453,13 @@ def _check_runs(runs: Mapping, keys: Sequence) -> None:
 
 
 def plot_shift_snapshots(
-    run: ShiftRun, *, layer: int = 2, unit: int = 0, at: Sequence[int] = (0, -1), title: str = "", figsize=(6.4, 3.4)
+    run: ShiftRun,
+    *,
+    layer: int = 2,
+    unit: int = 0,
+    at: Sequence[int] = (0, -1),
+    title: str = "",
+    figsize: tuple[float, float] = (6.4, 3.4),
 ) -> Figure:
     """:func:`plot_distribution_snapshots` of one unit of a hidden layer of ``run``, titled; returns the figure."""
     if not isinstance(run, ShiftRun):
@@ -442,7 +470,9 @@ def plot_shift_snapshots(
     return fig
 
 
-def plot_ioffe_figure1(runs: Mapping[str, Sequence[ShiftRun]], *, layer: int = 2, figsize=(15, 3.8)) -> Figure:
+def plot_ioffe_figure1(
+    runs: Mapping[str, Sequence[ShiftRun]], *, layer: int = 2, figsize: tuple[float, float] = (15, 3.8)
+) -> Figure:
     """The BN paper's Figure 1 from ``runs`` (norm -> runs over seeds): (a) test accuracy with and without
     BN, (b, c) one unit's input percentiles (first seed) without and with BN, on the same y axis."""
     _check_runs(runs, ["none", "batch"])
@@ -455,7 +485,9 @@ def plot_ioffe_figure1(runs: Mapping[str, Sequence[ShiftRun]], *, layer: int = 2
     return fig
 
 
-def plot_vanishing_signal(runs: Mapping[str, Sequence[ShiftRun]], *, xlim: float = 300, figsize=(11, 3.8)) -> Figure:
+def plot_vanishing_signal(
+    runs: Mapping[str, Sequence[ShiftRun]], *, xlim: float = 300, figsize: tuple[float, float] = (11, 3.8)
+) -> Figure:
     """(a) the median over seeds of each hidden layer's spread of sigmoid inputs over training, with and
     without BN (log scale), (b) test accuracy over the first ``xlim`` steps; returns the figure."""
     _check_runs(runs, ["none", "batch"])
@@ -479,7 +511,10 @@ def plot_vanishing_signal(runs: Mapping[str, Sequence[ShiftRun]], *, xlim: float
 
 
 def plot_init_control(
-    runs: Mapping[tuple[str, str], Sequence[ShiftRun]], *, target: float = 0.9, figsize=(6.4, 3.6)
+    runs: Mapping[tuple[str, str], Sequence[ShiftRun]],
+    *,
+    target: float = 0.9,
+    figsize: tuple[float, float] = (6.4, 3.6),
 ) -> Figure:
     """Steps to ``target`` test accuracy per initialisation, with and without BN: bars at the median
     over seeds, error bars to the fewest and most; ``runs`` maps (initialisation, norm) to runs."""
@@ -505,7 +540,9 @@ def plot_init_control(
     return fig
 
 
-def plot_noisy_bn(runs: Mapping[str, Sequence[ShiftRun]], *, layer: int = 2, figsize=(11, 3.8)) -> Figure:
+def plot_noisy_bn(
+    runs: Mapping[str, Sequence[ShiftRun]], *, layer: int = 2, figsize: tuple[float, float] = (11, 3.8)
+) -> Figure:
     """Test accuracy of every norm in ``runs`` (norm -> runs over seeds), and the input percentiles of
     one unit of noisy BN (first seed); returns the figure."""
     _check_runs(runs, ["batch_noisy"])
@@ -518,7 +555,10 @@ def plot_noisy_bn(runs: Mapping[str, Sequence[ShiftRun]], *, layer: int = 2, fig
 
 
 def plot_gradient_shift(
-    runs: Mapping[str, Sequence[ShiftRun]], *, layer_names: Sequence[str] | None = None, figsize=(11, 3.6)
+    runs: Mapping[str, Sequence[ShiftRun]],
+    *,
+    layer_names: Sequence[str] | None = None,
+    figsize: tuple[float, float] = (11, 3.6),
 ) -> Figure:
     """Santurkar et al.'s measure of covariate shift per layer, one bar per norm (mean and std over seeds
     and checkpoints): ‖G − G′‖ (left) and cos(G, G′) (right, one legend on the left); returns the figure."""
@@ -534,7 +574,10 @@ def plot_gradient_shift(
 
 
 def plot_gradient_shift_by_init(
-    runs: Mapping[tuple[str, str], Sequence[ShiftRun]], *, layer_names: Sequence[str] | None = None, figsize=(11, 3.6)
+    runs: Mapping[tuple[str, str], Sequence[ShiftRun]],
+    *,
+    layer_names: Sequence[str] | None = None,
+    figsize: tuple[float, float] = (11, 3.6),
 ) -> Figure:
     """1 − cos(G, G′) per layer with and without BN (log scale), one panel per initialisation; ``runs``
     maps (initialisation, norm) to runs; returns the figure."""
@@ -608,7 +651,9 @@ def shift_setting_figure(runs: Mapping[tuple[str, float], ShiftRun], layer: int,
     return fig
 
 
-def covariate_shift_explorer(runs: Mapping[tuple[str, float], ShiftRun], *, live: bool = True):
+def covariate_shift_explorer(
+    runs: Mapping[tuple[str, float], ShiftRun], *, live: bool = True
+) -> interactive | FrameExplorer:
     """The hidden layer and the network (plain, BN, noisy BN at each noise level), and live also the
     unit: the percentile plot and the test accuracy redraw from ``runs`` (see
     :func:`precompute_shift_runs`), with no training. ``live=False``: the kernel-free version (unit 0)."""

@@ -7,19 +7,24 @@ import copy
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset
-from ..explorers import frame_explorer, live_explorer
+from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..layers import BatchNorm1d
 from ..style import PALETTE
-from ..training import get_device, run_seeds
+from ..training import History, get_device, run_seeds
+
+if TYPE_CHECKING:
+    from ipywidgets import interactive
 
 __all__ = [
     "ORDERS",
@@ -131,7 +136,7 @@ def forgotten_eval_study(
     seeds: Sequence[int],
     batch_sizes: Sequence[int],
     orders: Sequence[str] = ("shuffled",),
-    **train_kwargs,
+    **train_kwargs: Any,
 ) -> dict[str, np.ndarray]:
     """Train one model per seed, then measure test accuracy in eval mode and in training
     mode at each prediction batch size. Returns ``{"eval": accs, "train@B": accs, ...}``,
@@ -157,7 +162,7 @@ def forgotten_eval_study(
     keys = {(order, b): f"{ORDERS[order]}@{b}" for order in orders for b in batch_sizes}
     results: dict[str, list[float]] = {"eval": [], **{key: [] for key in keys.values()}}
 
-    def measure(model: nn.Module, _history) -> None:
+    def measure(model: nn.Module, _history: History) -> None:
         results["eval"].append(
             accuracy_in_mode(model, data.x_test, data.y_test, batch_size=len(data.x_test), train_mode=False)
         )
@@ -176,7 +181,7 @@ def forgotten_eval_study(
     return {key: np.array(values) for key, values in results.items()}
 
 
-def plot_running_stats(trace, *, ax=None, label: str = ""):
+def plot_running_stats(trace: RunningStatsTrace, *, ax: Axes | None = None, label: str = "") -> Axes:
     """The batch means (dots), the running mean (line) and the true mean (dashed) over steps,
     from a :class:`bn_utils.experiments.inference.RunningStatsTrace`; returns the axes."""
     if ax is None:
@@ -192,8 +197,12 @@ def plot_running_stats(trace, *, ax=None, label: str = ""):
 
 
 def plot_mode_accuracy(
-    results: Mapping[str, np.ndarray], *, ax=None, title: str | None = None, orders: Sequence[str] | None = None
-):
+    results: Mapping[str, np.ndarray],
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    orders: Sequence[str] | None = None,
+) -> Axes:
     """Test accuracy in training mode against the prediction batch size, with the eval-mode
     accuracy as a reference band; ``results`` as returned by
     :func:`bn_utils.experiments.inference.forgotten_eval_study`. Bars are mean +/- std over seeds, one
@@ -239,7 +248,9 @@ def plot_mode_accuracy(
     return ax
 
 
-def plot_running_stats_panels(traces: Mapping[str, RunningStatsTrace], *, figsize=(11, 3.6)) -> Figure:
+def plot_running_stats_panels(
+    traces: Mapping[str, RunningStatsTrace], *, figsize: tuple[float, float] = (11, 3.6)
+) -> Figure:
     """One :func:`plot_running_stats` panel per entry of ``traces`` (title -> trace), side by side
     with a shared y axis; returns the figure."""
     if not traces or not all(isinstance(t, RunningStatsTrace) for t in traces.values()):
@@ -251,7 +262,10 @@ def plot_running_stats_panels(traces: Mapping[str, RunningStatsTrace], *, figsiz
 
 
 def plot_mode_accuracy_panels(
-    studies: Mapping[str, Mapping[str, np.ndarray]], *, orders: Sequence[str] | None = None, figsize=(11, 3.8)
+    studies: Mapping[str, Mapping[str, np.ndarray]],
+    *,
+    orders: Sequence[str] | None = None,
+    figsize: tuple[float, float] = (11, 3.8),
 ) -> Figure:
     """One :func:`plot_mode_accuracy` panel per entry of ``studies`` (title -> results of
     :func:`forgotten_eval_study`), side by side with a shared y axis; returns the figure."""
@@ -285,7 +299,7 @@ def running_stats_figure(batch_size: int, momentum: float | str, steps: int = 20
     return fig
 
 
-def running_stats_explorer(*, live: bool = True):
+def running_stats_explorer(*, live: bool = True) -> interactive | FrameExplorer:
     """Batch size and momentum (or a cumulative average): watch the running mean chase the true
     mean of a channel whose values are N(2, 3^2). ``live=False`` gives the kernel-free version."""
     controls: dict[str, Sequence[object]] = {"batch size": RUNNING_STATS_BATCH_SIZES, "momentum": RUNNING_STATS_MOMENTA}

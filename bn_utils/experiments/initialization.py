@@ -14,6 +14,7 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -25,11 +26,14 @@ from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset
-from ..explorers import frame_explorer, live_explorer
+from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import hidden_blocks, mlp_for
 from ..style import NORM_LABELS, PALETTE, color_for, label_for
 from ..training import get_device, loss_and_gradients
 from .sweeps import Sweep
+
+if TYPE_CHECKING:
+    from ipywidgets import interactive
 
 __all__ = [
     "RELU_BN_GRADIENT_GROWTH",
@@ -153,13 +157,15 @@ def diagnose_at_init(
     return layer_diagnostics(model.to(device), x, y, lr)
 
 
-def diagnose_init_scales(data: Dataset, norm: str, scales: Sequence[float], **kwargs) -> dict[float, LayerDiagnostics]:
+def diagnose_init_scales(
+    data: Dataset, norm: str, scales: Sequence[float], **kwargs: Any
+) -> dict[float, LayerDiagnostics]:
     """:func:`diagnose_at_init` at each hidden weight scale (other arguments as there)."""
     scales = valid.check_values("scales", scales, valid.check_number)
     return {scale: diagnose_at_init(data, norm, init_scale=scale, **kwargs) for scale in scales}
 
 
-def diagnose_depths(data: Dataset, norm: str, depths: Sequence[int], **kwargs) -> dict[int, LayerDiagnostics]:
+def diagnose_depths(data: Dataset, norm: str, depths: Sequence[int], **kwargs: Any) -> dict[int, LayerDiagnostics]:
     """:func:`diagnose_at_init` at each depth (other arguments as there)."""
     depths = valid.check_values("depths", depths, valid.check_int)
     return {depth: diagnose_at_init(data, norm, depth=depth, **kwargs) for depth in depths}
@@ -176,10 +182,10 @@ def plot_layer_profile(
     diagnostics: Mapping[str, LayerDiagnostics] | Mapping[float, LayerDiagnostics] | Mapping[int, LayerDiagnostics],
     quantity: str = "activation_std",
     *,
-    ax=None,
+    ax: Axes | None = None,
     title: str | None = None,
     key_label: str = "scale",
-):
+) -> Axes:
     """One line per entry of ``diagnostics`` (e.g. from
     :func:`bn_utils.experiments.initialization.diagnose_init_scales`): ``quantity`` of each hidden block.
     Numeric keys (scales, depths) are labelled ``"{key_label} {key}"`` and coloured dark to
@@ -356,7 +362,7 @@ def init_explorer(
     scale: float = 2.0,
     norm: str = "none",
     live: bool = True,
-):
+) -> interactive | FrameExplorer:
     """The initial weight scale, the norm, and live also the depth and the activation: two
     per-layer ``quantities`` (see :func:`plot_layer_profile`) at initialisation, computed on
     demand (one forward and backward pass per network) against the standard scale 1.

@@ -289,8 +289,13 @@ def beta_by_step_size(run: LandscapeRun, after: int = 0) -> dict[str, np.ndarray
 
 
 def plot_beta_by_step_size(
-    runs: dict[str, LandscapeRun], ax=None, title: str | None = None, after: int = 0, *, figsize=(5, 3.6)
-):
+    runs: dict[str, LandscapeRun],
+    ax: Axes | None = None,
+    title: str | None = None,
+    after: int = 0,
+    *,
+    figsize: tuple[float, float] = (5, 3.6),
+) -> Axes:
     """Effective beta-smoothness against step size, one line (median) and band (10th to 90th
     percentile over seeds and checkpoints after step ``after``) per run, in its norm's colour; log-log
     axes, in a new figure of ``figsize`` unless ``ax`` is given. Returns the axes."""
@@ -366,7 +371,7 @@ LANDSCAPE_TITLES = {
 }
 
 
-def plot_landscape_overview(runs: Mapping[str, LandscapeRun], *, figsize=(15, 3.8)) -> Figure:
+def plot_landscape_overview(runs: Mapping[str, LandscapeRun], *, figsize: tuple[float, float] = (15, 3.8)) -> Figure:
     """:func:`plot_landscape` of the three measures side by side, (a) loss range, (b) gradient change,
     (c) effective β-smoothness, one band per entry of ``runs`` (label -> run); returns the figure."""
     if not runs or not all(isinstance(run, LandscapeRun) for run in runs.values()):

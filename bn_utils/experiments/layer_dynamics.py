@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import matplotlib as mpl
@@ -188,7 +188,7 @@ class LayerDynamics:
 
 
 @contextlib.contextmanager
-def _statistics_kept(stack: StackedMLP):
+def _statistics_kept(stack: StackedMLP) -> Iterator[None]:
     """A training-mode pass inside this block leaves the running statistics as they were."""
     saved = {key: value.clone() for key, value in stack.buffers.items()}
     try:
@@ -274,7 +274,9 @@ def layer_dynamics(
     similarity, contrast = np.zeros(shape), np.zeros(shape)
     losses = np.zeros((len(seeds), total))
 
-    def batches():  # the batch order of train_stacked: seeded per (seed, epoch), epoch after epoch
+    def batches() -> Iterator[
+        torch.Tensor
+    ]:  # the batch order of train_stacked: seeded per (seed, epoch), epoch after epoch
         epoch = 0
         while True:
             orders = [batch_indices(len(data.x_train), batch_size, seed=seed, epoch=epoch) for seed in seeds]
@@ -360,9 +362,9 @@ def plot_layer_dynamics(
     quantity: str = "gradient_ratio",
     *,
     layers: Sequence[int] = (0, -1),
-    ax=None,
+    ax: Axes | None = None,
     title: str | None = None,
-):
+) -> Axes:
     """A quantity over the recorded training steps, one line per entry of ``runs`` (label ->
     :class:`bn_utils.experiments.layer_dynamics.LayerDynamics`) and, for a per-layer quantity, per hidden layer
     in ``layers`` (0-based, negative from the end; first solid, the others dashed and dotted):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 
 from ..data import Dataset
 from ..models import NORM_POSITIONS, mlp_for
@@ -132,7 +133,9 @@ def placement_study(
     return PlacementStudy(lrs, seeds, histories, target)
 
 
-def plot_placement(study, *, axes=None, lr: float | None = None):
+def plot_placement(
+    study: PlacementStudy, *, axes: Sequence[Axes] | None = None, lr: float | None = None
+) -> Sequence[Axes]:
     """Three panels from a :class:`bn_utils.experiments.placement.PlacementStudy`: test accuracy over
     training at ``lr`` (default: the study's first learning rate), the steps to the target
     accuracy against the learning rate (median line, one dot per seed) and the final test

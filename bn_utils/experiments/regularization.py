@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -24,11 +25,14 @@ from matplotlib.figure import Figure
 
 from .. import _validate as valid
 from ..data import Dataset
-from ..explorers import frame_explorer, live_explorer
+from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import NORM_LAYERS, mlp_for
 from ..stacked import train_stacked
 from ..style import CYCLE, PALETTE, color_for, plot_histories
 from ..training import History, get_device
+
+if TYPE_CHECKING:
+    from ipywidgets import interactive
 
 __all__ = [
     "first_layer_inputs",
@@ -141,7 +145,7 @@ class Setting:
     dropout: float = 0.0
     weight_decay: float = 0.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout}")
         if not self.weight_decay >= 0:
@@ -175,7 +179,7 @@ class Estimate:
     values: tuple[float, ...]
     confidence: float = 0.95
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if len(self.values) < 2:
             raise ValueError(f"an Estimate needs at least 2 seeds, got {len(self.values)}")
         if not all(math.isfinite(v) for v in self.values):
@@ -435,8 +439,12 @@ def strength_grid(
 
 
 def plot_batch_noise(
-    noise: Mapping[int, float], *, ax=None, title: str | None = None, figsize: tuple[float, float] | None = None
-):
+    noise: Mapping[int, float],
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    figsize: tuple[float, float] | None = None,
+) -> Axes:
     """BN's batch noise against the batch size (from :func:`bn_utils.experiments.regularization.batch_noise`),
     log-log, with the Gaussian prediction sqrt(1.5 / batch size) dashed; ``figsize`` sizes a new
     figure when no ``ax`` is given. Returns the axes."""
@@ -457,7 +465,7 @@ def plot_batch_noise(
     return ax
 
 
-def plot_generalization(result, *, ax=None, title: str | None = None):
+def plot_generalization(result: RegularizationResult, *, ax: Axes | None = None, title: str | None = None) -> Axes:
     """Per configuration of a :class:`bn_utils.experiments.regularization.RegularizationResult`, the final
     generalization gap (train minus test accuracy, in points; bar: mean, error bar: standard
     deviation over seeds, in the colour of the configuration's norm), with the mean test accuracy
@@ -501,7 +509,7 @@ def plot_estimates(
     ylabel: str = "",
     zero_line: bool = False,
     title: str | None = None,
-):
+) -> Axes:
     """Per entry of ``estimates`` (label -> :class:`bn_utils.experiments.regularization.Estimate`), one dot per
     seed, the mean (a bar across) and its confidence interval (error bar), times ``scale``;
     ``colors`` maps labels to colours, ``zero_line`` draws y = 0. Returns the axes."""
@@ -598,7 +606,7 @@ def batch_noise_figure(
     return fig
 
 
-def batch_noise_explorer(data: Dataset, *, live: bool = True):
+def batch_noise_explorer(data: Dataset, *, live: bool = True) -> interactive | FrameExplorer:
     """The batch size, and live also the example and the unit: the histogram of one example's BN
     output over 300 random batches, against its value when normalized with the whole training
     set. ``live=False``: the kernel-free version (examples 0 to 2, unit 0)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,13 +32,16 @@ from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset
-from ..explorers import frame_explorer, live_explorer
+from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..layers import _BatchNorm
 from ..models import ResidualMLP, hidden_blocks, make_mlp, make_residual_mlp
 from ..stacked import StackedMLP, evaluate_stacked, train_stacked
 from ..style import CYCLE, PALETTE
 from ..training import get_device, seed_everything
 from .initialization import layer_diagnostics
+
+if TYPE_CHECKING:
+    from ipywidgets import interactive
 
 __all__ = [
     "ARCHITECTURES",
@@ -234,7 +238,7 @@ def _style(ax: Axes, name: str, index: int) -> dict:
     return {"label": arch.label if arch else name, "color": arch.color if arch else CYCLE[index % len(CYCLE)]}
 
 
-def _band(ax: Axes, x: np.ndarray, values: np.ndarray, **style) -> None:
+def _band(ax: Axes, x: np.ndarray, values: np.ndarray, **style: Any) -> None:
     middle, low, high = _median_band(values)
     (line,) = ax.plot(x, middle, **style)
     ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
@@ -482,7 +486,12 @@ def depth_sweep(
             freeze_at = ARCHITECTURES[members[0]].freeze_at
             frozen_acc: dict[int, float] = {}
 
-            def freeze(stack, step, freeze_at=freeze_at, frozen_acc=frozen_acc):
+            def freeze(
+                stack: StackedMLP,
+                step: int,
+                freeze_at: int | None = freeze_at,
+                frozen_acc: dict[int, float] = frozen_acc,
+            ) -> None:
                 if step == freeze_at:
                     _freeze_statistics(stack, data.x_train[:freeze_batch])
                     accuracy, _ = evaluate_stacked(stack, data.x_test, data.y_test)
@@ -581,7 +590,9 @@ def explorer_figure(data: Dataset, sweep: DepthSweep, architecture: str, depth: 
     return fig
 
 
-def explorer(data: Dataset, sweep: DepthSweep, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), live: bool = True):
+def explorer(
+    data: Dataset, sweep: DepthSweep, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), live: bool = True
+) -> interactive | FrameExplorer:
     """The network and, live, the depth: the stream's variance at initialisation (computed on
     demand, forward pass only) and the precomputed sweep's accuracies for that network.
     ``live=False``: the kernel-free version for the book (every network at depth 40)."""

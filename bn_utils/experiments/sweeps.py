@@ -12,19 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import _validate as valid
 from ..data import Dataset
-from ..explorers import frame_explorer, live_explorer
+from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import NORM_LAYERS, mlp_for
-from ..stacked import evaluate_stacked, train_stacked
+from ..stacked import StackedMLP, evaluate_stacked, train_stacked
 from ..style import NORM_LABELS, PALETTE, color_for, plot_histories
 from ..training import History, get_device
+
+if TYPE_CHECKING:
+    from ipywidgets import interactive
 
 __all__ = [
     "LR_GRID",
@@ -77,7 +82,7 @@ class Sweep:
     selected_on: str = "test"
     final_test: dict[str, np.ndarray] | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.parameter not in PARAMETER_LABELS:
             raise ValueError(f"unknown parameter {self.parameter!r}; valid names are: {', '.join(PARAMETER_LABELS)}")
         if self.selected_on not in ("test", "validation"):
@@ -188,7 +193,7 @@ class Sweep:
         return float(np.median(self.steps_to_target(norm, target)[self._index(value)]))
 
 
-def _check_accuracies(target, min_accuracy) -> None:
+def _check_accuracies(target: object, min_accuracy: object) -> None:
     valid.check_number("target", target, 0, 1)
     valid.check_number("min_accuracy", min_accuracy, 0, 1)
 
@@ -284,7 +289,7 @@ def run_sweep(
                     run_seeds.append(seed)
             test_at_end = np.full(len(models), np.nan)
 
-            def test_once(stack, step, test_at_end=test_at_end):
+            def test_once(stack: StackedMLP, step: int, test_at_end: np.ndarray = test_at_end) -> None:
                 if select_on == "validation" and step == steps:
                     accuracy, _ = evaluate_stacked(stack, data.x_test, data.y_test)
                     test_at_end[stack.ids] = accuracy.cpu().numpy()
@@ -317,13 +322,13 @@ def run_sweep(
     )
 
 
-def lr_sweep(data: Dataset, *, lrs: Sequence[float] = LR_GRID, **kwargs) -> Sweep:
+def lr_sweep(data: Dataset, *, lrs: Sequence[float] = LR_GRID, **kwargs: Any) -> Sweep:
     """:func:`run_sweep` over learning rates (default: ``LR_GRID``) at He initialisation."""
     return run_sweep(data, "lr", lrs, **kwargs)
 
 
 def init_scale_sweep(
-    data: Dataset, *, scales: Sequence[float] = INIT_SCALE_GRID, scale_head: bool = False, **kwargs
+    data: Dataset, *, scales: Sequence[float] = INIT_SCALE_GRID, scale_head: bool = False, **kwargs: Any
 ) -> Sweep:
     """:func:`run_sweep` over the initial weight scale of the hidden layers (default:
     ``INIT_SCALE_GRID``, times the He/LeCun scale) at a fixed learning rate (``lr``, default
@@ -331,7 +336,7 @@ def init_scale_sweep(
     return run_sweep(data, "init_scale", scales, head_init_scale=None if scale_head else 1.0, **kwargs)
 
 
-def depth_sweep(data: Dataset, *, depths: Sequence[int] = DEPTH_GRID, **kwargs) -> Sweep:
+def depth_sweep(data: Dataset, *, depths: Sequence[int] = DEPTH_GRID, **kwargs: Any) -> Sweep:
     """:func:`run_sweep` over the number of hidden layers (default: ``DEPTH_GRID``) at He
     initialisation and a fixed learning rate (``lr``, default 0.1)."""
     return run_sweep(data, "depth", depths, **kwargs)
@@ -344,7 +349,7 @@ SWEEP_LABELS = {
 }
 
 
-def _reserve_top(ax, fraction: float) -> None:
+def _reserve_top(ax: Axes, fraction: float) -> None:
     """Raise the top of the y axis so the current data span only the lower ``fraction``."""
     low, high = ax.get_ylim()
     if ax.get_yscale() == "log":
@@ -353,7 +358,14 @@ def _reserve_top(ax, fraction: float) -> None:
         ax.set_ylim(low, low + (high - low) / fraction)
 
 
-def plot_sweep(sweep, metric: str = "test_acc", *, ax=None, title: str | None = None, mark: str = "largest"):
+def plot_sweep(
+    sweep: Sweep,
+    metric: str = "test_acc",
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    mark: str = "largest",
+) -> Axes:
     """Final ``metric`` against the swept setting, one line per norm (mean +/- std over the
     seeds that did not diverge), from a :class:`bn_utils.experiments.sweeps.Sweep`. Each value at which
     some seed diverged gets a cross at the top, labelled with how many. Dotted lines mark, per
@@ -425,7 +437,9 @@ def plot_sweep(sweep, metric: str = "test_acc", *, ax=None, title: str | None = 
     return ax
 
 
-def plot_equal_lr(sweep: Sweep, value: float, *, levels: Sequence[float] = (0.9, 0.95), figsize=(11, 3.6)) -> Figure:
+def plot_equal_lr(
+    sweep: Sweep, value: float, *, levels: Sequence[float] = (0.9, 0.95), figsize: tuple[float, float] = (11, 3.6)
+) -> Figure:
     """Every norm of ``sweep`` at one swept ``value``: training loss (left, range over seeds, log scale)
     and accuracy on the selection set (right, mean +/- std) with dashed lines at ``levels``; returns the figure."""
     if not isinstance(sweep, Sweep):
@@ -471,7 +485,7 @@ def sweep_run_figure(sweep: Sweep, value: float, norm: str) -> Figure:
     return fig
 
 
-def sweep_explorer(sweep: Sweep, *, live: bool = True):
+def sweep_explorer(sweep: Sweep, *, live: bool = True) -> interactive | FrameExplorer:
     """The swept setting (learning rate or initial weight scale) and the norm, over a precomputed
     :class:`Sweep`: the training-loss and test-accuracy curves (bands over seeds) of that setting,
     with how many seeds diverged and how fast the target came. ``live=False`` gives the kernel-free

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from torch import nn
 
 from ..data import Dataset
 from ..models import mlp_for
@@ -72,7 +75,7 @@ class WeightNormTrace:
         return self.sq_norm[:, -last:].mean(1)
 
 
-def _hidden_weights(model) -> list[torch.Tensor]:
+def _hidden_weights(model: Any) -> list[torch.Tensor]:
     return [block.linear.weight for block in model.blocks]
 
 
@@ -115,7 +118,13 @@ def track_weight_norms(
         norm_rows = [torch.stack([w.detach().pow(2).sum() for w in weights])]
         grad_rows: list[torch.Tensor] = []
 
-        def record(model, step, weights=weights, norm_rows=norm_rows, grad_rows=grad_rows):
+        def record(
+            model: nn.Module,
+            step: int,
+            weights: list[Any] = weights,
+            norm_rows: list[torch.Tensor] = norm_rows,
+            grad_rows: list[torch.Tensor] = grad_rows,
+        ) -> None:
             grad_rows.append(torch.stack([w.grad.pow(2).sum() for w in weights]))  # SGD adds wd out of place
             norm_rows.append(torch.stack([w.detach().pow(2).sum() for w in weights]))
 
@@ -138,7 +147,9 @@ def track_weight_norms(
     )
 
 
-def plot_effective_lr_trace(traces: Sequence[WeightNormTrace], ax=None, title: str | None = None):
+def plot_effective_lr_trace(
+    traces: Sequence[WeightNormTrace], ax: Axes | None = None, title: str | None = None
+) -> Axes:
     """Median (over seeds and layers) effective learning rate lr / ||w_t||^2 against the step, one line per trace."""
     if not traces:
         raise ValueError("need at least one trace")
