@@ -1,11 +1,11 @@
 """Every exercise carries its ratings (difficulty, importance, time) and a hint before its solution.
 
-The convention is in CONTRIBUTING.md, "Exercises". A page or notebook is checked once it has been
-converted: add it to ``RATED_PAGES`` (the chapters are converted when their exercises are next
-revised; until then the checkers are tested on the synthetic examples below, and on the
-misconceptions page, the first page written to the convention).
+The convention is in CONTRIBUTING.md, "Exercises". Every chapter page is listed in ``RATED_PAGES``
+and every notebook in ``RATED_NOTEBOOKS``; a new page or notebook joins its list when it is written.
+The checkers themselves are tested on the synthetic examples below.
 """
 
+import json
 import re
 from pathlib import Path
 
@@ -23,8 +23,16 @@ RATED_PAGES = [
     "book/residual_networks.md",
     "book/batch_size.md",
 ]
-# Notebooks join when their exercises are converted: add ``RATED_NOTEBOOKS = [...]`` with a test
-# ``assert notebook_problems(json.loads(path.read_text())["cells"]) == []`` for each (none is yet).
+RATED_NOTEBOOKS = [
+    "notebooks/01_bn_from_scratch.ipynb",
+    "notebooks/02_internal_covariate_shift.ipynb",
+    "notebooks/03_faster_convergence.ipynb",
+    "notebooks/04_initialization_robustness.ipynb",
+    "notebooks/05_gradient_flow.ipynb",
+    "notebooks/06_residual_networks.ipynb",
+    "notebooks/07_regularization_noise.ipynb",
+    "notebooks/08_batch_size.ipynb",
+]
 
 RATING = re.compile(r"^\*\*Difficulty\*\* [●○]{3} · \*\*Importance\*\* [●○]{3} · \*\*Time\*\* \d+ min$")
 NOTEBOOK_RATING = re.compile(
@@ -122,6 +130,17 @@ def test_rated_pages_exercises_carry_ratings_and_a_hint(page):
     text = (ROOT / page).read_text(encoding="utf-8")
     assert "{exercise}" in text, f"{page} is listed as rated but has no exercise"
     assert page_problems(text) == []
+
+
+@pytest.mark.parametrize("notebook", RATED_NOTEBOOKS)
+def test_rated_notebooks_exercises_carry_ratings_and_a_hint(notebook):
+    cells = json.loads((ROOT / notebook).read_text(encoding="utf-8"))["cells"]
+    assert any(
+        re.match(r"\*\*(Exercise \w+|Your turn)", "".join(cell["source"]).lstrip())
+        for cell in cells
+        if cell["cell_type"] == "markdown"
+    ), f"{notebook} is listed as rated but has no exercise"
+    assert notebook_problems(cells) == []
 
 
 GOOD = """
