@@ -12,11 +12,11 @@ where the architectures allow, same batch order).
 
 import numpy as np
 import pytest
+from claim_seeds import SEEDS
 
 from bn_utils import load_digits
 from bn_utils.experiments import batch_size as bs
 
-SEEDS = (0, 1, 2, 3, 4)
 POINT = 0.01  # one percentage point of accuracy
 
 

@@ -8,11 +8,11 @@ study run once per test session.
 import numpy as np
 import pytest
 import torch
+from claim_seeds import SEEDS
 
 from bn_utils import forgotten_eval_study, load_digits, make_convnet, make_mlp, run_seeds
 from bn_utils.experiments.placement import placement_study
 
-SEEDS = (0, 1, 2, 3, 4)
 N_TEST = 449  # the digits' test set
 
 

@@ -10,11 +10,10 @@ probed every 20 steps on a fixed batch of 256 training examples, at step sizes 0
 
 import numpy as np
 import pytest
+from claim_seeds import SEEDS
 
 from bn_utils.experiments.landscape import beta_per_seed, gradient_scaled_landscape, landscape_run, summarize_landscape
 from bn_utils.experiments.sweeps import lr_sweep
-
-SEEDS = (0, 1, 2, 3, 4)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ metrics every 5 steps, since the runs reach 90% within about 100 steps.
 
 import numpy as np
 import pytest
+from claim_seeds import SEEDS
 
 from bn_utils import load_digits, seed_everything
 from bn_utils.experiments.covariate_shift import (
@@ -21,7 +22,6 @@ from bn_utils.experiments.covariate_shift import (
     summarize_runs,
 )
 
-SEEDS = (0, 1, 2, 3, 4)
 INITS = {"paper": {"weight_std": 0.1}, "sigmoid4": {"weight_std": None, "init_scale": 4.0}}
 RELATIVE_STEP = 0.003  # the gradient measure at equal update size: layers below move by 0.3% of their weights
 

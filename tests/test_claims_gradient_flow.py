@@ -7,12 +7,11 @@ Gradients at initialisation on 256 training digits (3 seeds); training with SGD 
 
 import numpy as np
 import pytest
+from claim_seeds import SEEDS
 
 from bn_utils.experiments.initialization import RELU_BN_GRADIENT_GROWTH, diagnose_at_init, diagnose_depths
 from bn_utils.experiments.layer_dynamics import layer_dynamics
 from bn_utils.experiments.sweeps import depth_sweep
-
-SEEDS = (0, 1, 2, 3, 4)
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ batch 64, 200 steps on the digits. Weight decay: a 3 x 32 BN MLP, SGD at 0.5 wit
 
 import numpy as np
 import pytest
+from claim_seeds import SEEDS
 
 from bn_utils.experiments.initialization import diagnose_init_scales
 from bn_utils.experiments.sweeps import INIT_SCALE_GRID, init_scale_sweep, lr_sweep
 from bn_utils.experiments.weight_norms import track_weight_norms
 
-SEEDS = (0, 1, 2, 3, 4)
 MIDDLE = (0.5, 1.0, 2.0)  # the scales at which the chapter says scale and learning rate are interchangeable
 
 

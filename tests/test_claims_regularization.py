@@ -12,6 +12,7 @@ same initial weights where the architectures allow), with a 95% Student-t interv
 """
 
 import pytest
+from claim_seeds import SEEDS
 
 from bn_utils.experiments.regularization import (
     DROPOUT,
@@ -24,7 +25,6 @@ from bn_utils.experiments.regularization import (
     validation_split,
 )
 
-SEEDS = (0, 1, 2, 3, 4)
 GHOST, FULL, PLAIN = "BN, ghost batches of 8", "BN, batch of 128", "no norm"
 POINT = 0.01  # one percentage point of accuracy
 
