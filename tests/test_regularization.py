@@ -9,7 +9,6 @@ from torch import nn  # noqa: E402
 
 import bn_utils as bu  # noqa: E402
 from bn_utils.experiments.regularization import (  # noqa: E402
-    Estimate,
     RegularizationResult,
     Setting,
     batch_noise,
@@ -25,6 +24,7 @@ from bn_utils.experiments.regularization import (  # noqa: E402
     validation_split,
 )
 from bn_utils.layers import GhostBatchNorm  # noqa: E402
+from bn_utils.statistics import Estimate  # noqa: E402
 from bn_utils.style import plot_histories
 
 
@@ -123,24 +123,6 @@ def test_plot_batch_noise_and_explorer(digits, shown_figures):
     assert shown_figures[-1].axes[0].get_xlabel() == "BN output of example 0, unit 5"
     frames = batch_noise_explorer(digits, live=False)
     assert len(frames.frames) == 8 * 3 and frames.controls[0].labels[frames.controls[0].start] == "16"
-
-
-def test_estimate_summarizes_seeds_with_a_t_interval():
-    estimate = Estimate((0.01, 0.02, 0.03, 0.04, 0.05))
-    assert estimate.n == 5 and estimate.mean == pytest.approx(0.03) and (estimate.min, estimate.max) == (0.01, 0.05)
-    assert estimate.std == pytest.approx(np.std(estimate.values, ddof=1))
-    half = 2.7764451 * estimate.std / np.sqrt(5)  # Student t, 4 degrees of freedom, 97.5% quantile
-    np.testing.assert_allclose(estimate.interval, (0.03 - half, 0.03 + half), rtol=1e-7)
-    assert estimate.format() == "3.0 ± 1.6"
-    assert estimate.format_interval(digits=2) == "3.00 (95% interval 1.04 to 4.96)"
-    assert estimate.format_interval(unit=" points") == "3.0 points (95% interval 1.0 to 5.0)"
-    assert Estimate((1.0, 2.0), confidence=0.5).interval == pytest.approx((1.0, 2.0))  # t(0.75, 1) = 1
-    with pytest.raises(ValueError, match="at least 2 seeds"):
-        Estimate((1.0,))
-    with pytest.raises(ValueError, match="finite values"):
-        Estimate((1.0, float("nan")))
-    with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\)"):
-        Estimate((1.0, 2.0), confidence=95)
 
 
 def _result(values: dict[str, list[tuple[float, float]]], seeds=(0, 1, 2)):

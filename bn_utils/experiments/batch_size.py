@@ -36,9 +36,9 @@ from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..functional import batch_norm, group_norm, instance_norm, layer_norm
 from ..layers import _BatchNorm
 from ..models import NORM_LAYERS, hidden_blocks, make_convnet
+from ..statistics import Estimate
 from ..style import color_for, label_for
 from ..training import get_device, seed_everything
-from .regularization import Estimate
 
 if TYPE_CHECKING:
     from ipywidgets import interactive

@@ -28,6 +28,7 @@ from ..data import Dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import NORM_LAYERS, mlp_for
 from ..stacked import train_stacked
+from ..statistics import Estimate
 from ..style import CYCLE, PALETTE, color_for, plot_histories
 from ..training import History, get_device
 
@@ -168,70 +169,6 @@ def _as_setting(label: str, config: Setting | tuple[str, Mapping]) -> Setting:
     if isinstance(config, tuple) and len(config) == 2:
         return Setting(norm=config[0], norm_kwargs=dict(config[1]))
     raise ValueError(f"configuration {label!r} must be a Setting or a (norm, norm_kwargs) tuple, got {config!r}")
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A quantity measured once per seed (e.g. a final test accuracy, or a paired difference
-    between two configurations): the per-seed ``values`` and their summaries. ``interval`` is
-    the ``confidence`` (default 95%) Student-t interval of the mean over seeds."""
-
-    values: tuple[float, ...]
-    confidence: float = 0.95
-
-    def __post_init__(self) -> None:
-        if len(self.values) < 2:
-            raise ValueError(f"an Estimate needs at least 2 seeds, got {len(self.values)}")
-        if not all(math.isfinite(v) for v in self.values):
-            raise ValueError(f"an Estimate needs finite values, got {self.values}")
-        if not 0 < self.confidence < 1:
-            raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
-
-    @property
-    def n(self) -> int:
-        """The number of seeds."""
-        return len(self.values)
-
-    @property
-    def mean(self) -> float:
-        """The mean over seeds."""
-        return float(np.mean(self.values))
-
-    @property
-    def std(self) -> float:
-        """The sample standard deviation over seeds (n - 1 in the denominator)."""
-        return float(np.std(self.values, ddof=1))
-
-    @property
-    def min(self) -> float:
-        """The smallest seed's value."""
-        return float(np.min(self.values))
-
-    @property
-    def max(self) -> float:
-        """The largest seed's value."""
-        return float(np.max(self.values))
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        """(low, high): the Student-t confidence interval of the mean, mean +- t * std / sqrt(n)."""
-        from scipy import stats
-
-        half = stats.t.ppf(0.5 + self.confidence / 2, self.n - 1) * self.std / math.sqrt(self.n)
-        return self.mean - half, self.mean + half
-
-    def format(self, *, scale: float = 100, digits: int = 1) -> str:
-        """'mean ± std', times ``scale`` (default: accuracies as percentages or points)."""
-        return f"{scale * self.mean:.{digits}f} ± {scale * self.std:.{digits}f}"
-
-    def format_interval(self, *, scale: float = 100, digits: int = 1, unit: str = "") -> str:
-        """'mean{unit} (95% interval low to high)', scaled as :meth:`format`, e.g. with
-        ``unit=" points"``: '1.0 points (95% interval 0.1 to 1.9)'."""
-        low, high = self.interval
-        return (
-            f"{scale * self.mean:.{digits}f}{unit} ({100 * self.confidence:g}% interval "
-            f"{scale * low:.{digits}f} to {scale * high:.{digits}f})"
-        )
 
 
 @dataclass

@@ -1,0 +1,163 @@
+"""Statistics shared by the experiments: spreads over seeds and uncertainty from a finite test set.
+
+Two sources of uncertainty sit behind every accuracy the course reports. Seeds: another
+initialisation and batch order give another network (:class:`Estimate`, a Student-t interval over
+seeds). The test set: 449 test digits make one image 0.22 points, so two networks that differ by a
+point may differ by a handful of images (:func:`binomial_interval` for one accuracy,
+:func:`accuracy_interval` and :func:`accuracy_difference_interval` resampling the test examples). A
+verdict that compares accuracies within a couple of points says whether the difference exceeds both.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["Estimate", "binomial_interval", "accuracy_interval", "accuracy_difference_interval"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A quantity measured once per seed (e.g. a final test accuracy, or a paired difference
+    between two configurations): the per-seed ``values`` and their summaries. ``interval`` is
+    the ``confidence`` (default 95%) Student-t interval of the mean over seeds."""
+
+    values: tuple[float, ...]
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if len(self.values) < 2:
+            raise ValueError(f"an Estimate needs at least 2 seeds, got {len(self.values)}")
+        if not all(math.isfinite(v) for v in self.values):
+            raise ValueError(f"an Estimate needs finite values, got {self.values}")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
+
+    @property
+    def n(self) -> int:
+        """The number of seeds."""
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        """The mean over seeds."""
+        return float(np.mean(self.values))
+
+    @property
+    def std(self) -> float:
+        """The sample standard deviation over seeds (n - 1 in the denominator)."""
+        return float(np.std(self.values, ddof=1))
+
+    @property
+    def min(self) -> float:
+        """The smallest seed's value."""
+        return float(np.min(self.values))
+
+    @property
+    def max(self) -> float:
+        """The largest seed's value."""
+        return float(np.max(self.values))
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """(low, high): the Student-t confidence interval of the mean, mean +- t * std / sqrt(n)."""
+        from scipy import stats
+
+        half = stats.t.ppf(0.5 + self.confidence / 2, self.n - 1) * self.std / math.sqrt(self.n)
+        return self.mean - half, self.mean + half
+
+    def format(self, *, scale: float = 100, digits: int = 1) -> str:
+        """'mean ± std', times ``scale`` (default: accuracies as percentages or points)."""
+        return f"{scale * self.mean:.{digits}f} ± {scale * self.std:.{digits}f}"
+
+    def format_interval(self, *, scale: float = 100, digits: int = 1, unit: str = "") -> str:
+        """'mean{unit} (95% interval low to high)', scaled as :meth:`format`, e.g. with
+        ``unit=" points"``: '1.0 points (95% interval 0.1 to 1.9)'."""
+        low, high = self.interval
+        return (
+            f"{scale * self.mean:.{digits}f}{unit} ({100 * self.confidence:g}% interval "
+            f"{scale * low:.{digits}f} to {scale * high:.{digits}f})"
+        )
+
+
+def binomial_interval(accuracy: float, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """(low, high): the Wilson score interval of an accuracy measured on ``n`` test examples, the
+    uncertainty that a finite test set alone puts on it (one seed, no resampling)."""
+    from scipy import stats
+
+    if not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"accuracy must be a fraction in [0, 1], got {accuracy}")
+    if n < 1:
+        raise ValueError(f"n must be the number of test examples (at least 1), got {n}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _correct_matrix(correct: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+    array = correct.detach().cpu().numpy() if isinstance(correct, torch.Tensor) else np.asarray(correct)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] < 2:
+        raise ValueError(
+            f"{name} must hold whether each test example was classified correctly, shaped (examples,) or "
+            f"(seeds, examples) with at least 2 examples, got shape {tuple(array.shape)}"
+        )
+    if not np.isin(array, (0, 1)).all():
+        raise ValueError(f"{name} must be booleans (or 0/1): one entry per seed and test example")
+    return array.astype(np.float64)
+
+
+def _bootstrap(statistic_rows: np.ndarray, confidence: float, resamples: int, seed: int) -> tuple[float, float]:
+    """Percentile interval of the mean over seeds of a per-example statistic, resampling examples."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if resamples < 100:
+        raise ValueError(f"resamples must be at least 100, got {resamples}")
+    per_example = statistic_rows.mean(axis=0)  # the seed mean, example by example: seeds stay paired
+    n = per_example.shape[0]
+    rng = np.random.default_rng(seed)  # its own generator: the global random state is left alone
+    draws = per_example[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    low, high = np.quantile(draws, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return float(low), float(high)
+
+
+def accuracy_interval(
+    correct: np.ndarray | torch.Tensor, *, confidence: float = 0.95, resamples: int = 4000, seed: int = 0
+) -> tuple[float, float]:
+    """(low, high): a bootstrap interval, over the test examples, of the accuracy averaged over seeds.
+
+    ``correct`` says whether each test example was classified correctly, shaped (examples,) for one
+    network or (seeds, examples) for several; every resample draws the same examples for every seed.
+    This is the test set's share of the uncertainty; the spread over seeds is :class:`Estimate`'s.
+    """
+    return _bootstrap(_correct_matrix(correct, "correct"), confidence, resamples, seed)
+
+
+def accuracy_difference_interval(
+    correct_a: np.ndarray | torch.Tensor,
+    correct_b: np.ndarray | torch.Tensor,
+    *,
+    confidence: float = 0.95,
+    resamples: int = 4000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """(low, high): a paired bootstrap interval of accuracy(a) - accuracy(b) on the same test examples.
+
+    Both arguments are shaped (examples,) or (seeds, examples) over the same test examples in the same
+    order; each resample draws one set of examples for both, so what the two networks get right
+    together does not count as uncertainty. A difference whose interval excludes 0 exceeds what the
+    finite test set alone could produce.
+    """
+    a, b = _correct_matrix(correct_a, "correct_a"), _correct_matrix(correct_b, "correct_b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"correct_a and correct_b must cover the same test examples, got {a.shape[1]} and {b.shape[1]} examples"
+        )
+    return _bootstrap(a.mean(axis=0, keepdims=True) - b.mean(axis=0, keepdims=True), confidence, resamples, seed)
