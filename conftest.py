@@ -7,11 +7,16 @@ Plain ``pytest`` still runs everything. ``pytest -m claims --claim-seeds 5-9`` r
 second, disjoint seed set (tests/claim_seeds.py).
 """
 
+import json
 import os
+import sys
 
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")  # figures drawn by the tests never need a display
+
+pytest_plugins = ["pytester"]  # tests/test_claim_checks.py runs the --margins option in a pytest of its own
 
 
 def pytest_addoption(parser):
@@ -20,6 +25,13 @@ def pytest_addoption(parser):
         default=None,
         help="seeds of the claim tests, e.g. 5-9 or 0,2,4,6,8 (default 0-4; also the environment variable "
         "BN_CLAIM_SEEDS). Every claim must hold on 0-4 and on 5-9.",
+    )
+    parser.addoption(
+        "--margins",
+        default=None,
+        metavar="PATH",
+        help="write every claim assertion's measured values and its margin to its threshold to PATH (JSON; "
+        "tests/claim_checks.py, scripts/claim_margins.py)",
     )
 
 
@@ -41,3 +53,28 @@ def pytest_collection_modifyitems(items):
         else:
             marker = "unit"
         item.add_marker(marker)
+
+
+@pytest.fixture(autouse=True)
+def _name_the_claim_test(request):
+    """Tell tests/claim_checks.py which test its next records belong to."""
+    checks = sys.modules.get("claim_checks")
+    if checks is not None:
+        checks.CURRENT_TEST = request.node.nodeid
+    yield
+
+
+def pytest_sessionfinish(session):
+    path = session.config.getoption("--margins")
+    checks = sys.modules.get("claim_checks")
+    if path:
+        records = [margin.as_dict() for margin in checks.RECORDED] if checks else []
+        import torch
+
+        context = {
+            "seeds": os.environ.get("BN_CLAIM_SEEDS") or "0-4",
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(),
+        }
+        with open(path, "w") as file:
+            json.dump({"context": context, "margins": records}, file, indent=1)
