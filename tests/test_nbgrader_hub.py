@@ -132,6 +132,7 @@ class Hub:
         import requests
 
         self.folder, self.session = folder, requests.Session()
+        self.session.trust_env = False  # loopback only: never an HTTP proxy from the environment
         self.token = secrets.token_hex(16)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -282,6 +283,7 @@ def test_a_class_on_a_jupyterhub(hub):
 
     # The DummyAuthenticator lets the class log in (any password) and no one else.
     login = requests.Session()
+    login.trust_env = False
     form = login.get(f"{hub.url}/hub/login", timeout=30)
     xsrf = login.cookies.get("_xsrf") or re.search(r'name="_xsrf" value="([^"]+)"', form.text).group(1)
     ok = login.post(
@@ -292,6 +294,7 @@ def test_a_class_on_a_jupyterhub(hub):
     )
     assert ok.status_code == 302, ok.text[:500]
     refused = requests.Session()
+    refused.trust_env = False
     refused.get(f"{hub.url}/hub/login", timeout=30)
     outsider = refused.post(
         f"{hub.url}/hub/login",

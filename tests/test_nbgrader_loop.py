@@ -77,7 +77,9 @@ def course(tmp_path_factory):
     course = tmp_path_factory.mktemp("class") / "course"
     assert ma.main(["--course", str(course), "--assignment", ASSIGNMENT]) == 0
     nbgrader(course, "generate_assignment", ASSIGNMENT)
-    students = ma.rehearsal_submissions(course, ASSIGNMENT)
+    # the README's rehearsal: three submissions, correct, a named mistake and untouched
+    assert ma.main(["--course", str(course), "--assignment", ASSIGNMENT, "--rehearse"]) == 0
+    students = {path.name: path / ASSIGNMENT / f"{NOTEBOOK}.ipynb" for path in (course / "submitted").iterdir()}
     assert set(students) == {"rehearsal-correct", "rehearsal-mistake", "rehearsal-untouched"}
     log = nbgrader(course, "autograde", ASSIGNMENT)
     nbgrader(course, "generate_feedback", ASSIGNMENT)
@@ -99,7 +101,9 @@ def test_grades_full_partial_zero_in_the_csv(course):
 
 def test_the_feedback_names_the_mistake(course):
     course, students, _ = course
-    assert students["rehearsal-mistake"].endswith("the unbiased variance in training mode")
+    submitted = nbformat.read(students["rehearsal-mistake"], as_version=4)
+    forward = next(c for c in submitted.cells if c.source.startswith("def bn_forward"))
+    assert "unbiased=True" in forward.source, "the mistake: the unbiased variance in training mode"
     _, mistakes = ma.KNOWN_MISTAKES["check_forward"]
     _, wrong = mistakes[0]
     expected = ma.checker_message("check_forward", ma.function_from_source(wrong))  # what the checker says today
