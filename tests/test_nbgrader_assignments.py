@@ -7,6 +7,7 @@ notebooks, is tests/test_nbgrader_loop.py, and the class on a JupyterHub tests/t
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import sys
 from pathlib import Path
@@ -36,9 +37,15 @@ COURSE_ID, ASSIGNMENTS = ma.load_assignments()
 BY_ID = {a.id: a for a in ASSIGNMENTS}
 
 
+@functools.cache
+def _notebook(path: Path):
+    """A course notebook, read once (the functions under test copy what they change)."""
+    return nbformat.read(path, as_version=4)
+
+
 def _source(assignment_id: str):
     assignment = BY_ID[assignment_id]
-    return ma.nbgrader_source(nbformat.read(assignment.notebook, as_version=4), assignment)
+    return ma.nbgrader_source(_notebook(assignment.notebook), assignment)
 
 
 def _release(source):
@@ -58,7 +65,7 @@ def test_every_lab_is_an_assignment_and_the_quiz_is_chapter_1s_first_sections():
 
 def test_sources_mark_exactly_the_courses_graded_cells():
     for assignment in ASSIGNMENTS:
-        original = nbformat.read(assignment.notebook, as_version=4)
+        original = _notebook(assignment.notebook)
         source, graded = ma.nbgrader_source(original, assignment)
         assert "nbgrader" not in original.cells[1].metadata, "the course notebook is not changed"
         cells = source.cells[1:]  # after the assignment's header
@@ -98,7 +105,7 @@ def test_the_release_stubs_are_the_student_editions():
     for assignment in ASSIGNMENTS:
         if assignment.until:
             continue
-        original = nbformat.read(assignment.notebook, as_version=4)
+        original = _notebook(assignment.notebook)
         student, stubs = mse.make_student_notebook(original)
         expected = [c for c in student.cells if mse.STUB_TAG in c.metadata.get("tags", [])]
         source, _ = ma.nbgrader_source(original, assignment)
@@ -134,7 +141,7 @@ def test_the_release_gives_nothing_away():
 
 def test_until_points_and_bad_assignments_are_checked(tmp_path):
     quiz = BY_ID["bn_from_scratch_quiz"]
-    nb = nbformat.read(quiz.notebook, as_version=4)
+    nb = _notebook(quiz.notebook)
     with pytest.raises(ValueError, match="no markdown cell starts with 'no such heading'"):
         ma.nbgrader_source(nb, ma.Assignment("x", quiz.notebook, until="no such heading"))
     with pytest.raises(ValueError, match=r"points given for \['nope'\]"):
