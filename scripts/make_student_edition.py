@@ -82,6 +82,11 @@ def exercise_label(cells: list[Any], index: int) -> str:
     return "This exercise"
 
 
+def stub_tags(cell: Any) -> list[str]:
+    """A stub's tags: ``student-stub`` and the solution cell's tags, less those that hide it or mark it a solution."""
+    return [STUB_TAG] + [t for t in _tags(cell) if t not in ("hide-cell", SOLUTION_TAG)]
+
+
 def _raise_line(label: str, indent: str = "") -> str:
     return f'{indent}raise NotImplementedError("{label}: write your solution here (see the exercise above)")'
 
@@ -150,7 +155,7 @@ def make_student_notebook(
         if is_solution_cell(cell):
             label = exercise_label(nb.cells, index)
             new = nbformat.v4.new_code_cell(stub_source(cell.source, label))
-            new.metadata["tags"] = [STUB_TAG] + [t for t in _tags(cell) if t not in ("hide-cell", SOLUTION_TAG)]
+            new.metadata["tags"] = stub_tags(cell)
             new.outputs = [copy.deepcopy(o) for o in cell.get("outputs", []) if _glue_name(o) in keep_glue]
             cell, stubs = new, stubs + 1
         elif cell.cell_type == "markdown" and DETAILS.search(cell.source):
