@@ -7,9 +7,16 @@ The corpus was written before the checkers were changed for issue 24 and measure
 checker           wrong  caught  named  false alarm  crashes
 ================  =====  ======  =====  ===========  =======
 before (9765135)     53      49      8      0 of 21        2
+after                53      53     53      0 of 21        0
 ================  =====  ======  =====  ===========  =======
 
-(``python tests/test_exercise_corpus.py`` prints the table row and every entry's message.)
+Before, 2 wrong ones crashed the checker (a raw RuntimeError from its autograd call) and 2 passed (a
+backward pass that zeroes gamma in place, a training step that normalizes x in place); of the 41 caught
+but not named, 32 got only "largest error ... None of the common mistakes explains it" and 9 a message
+that names one of two mistakes, names another one, or only repeats an error (a transposed result was
+told to "drop the kept dimensions (keepdim=False)"). "Named" means the message
+contains every word the entry lists (the case it quotes, "(on x of shape ..., eps=...)", does not count).
+``python tests/test_exercise_corpus.py`` prints every entry's message and the counts.
 """
 
 from __future__ import annotations
