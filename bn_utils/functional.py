@@ -98,10 +98,12 @@ class _BatchNormFunction(torch.autograd.Function):
 
     With ``use_batch_stats`` the mean and variance are the batch's own, so gradients flow
     through them; otherwise they are constants (the running estimates).
-    Returns (y, batch mean, biased batch var, x_hat, 1 / sqrt(var + eps)) so the caller can update
-    running statistics without computing them twice; the mean and variance are empty when running
-    statistics are used. The backward pass is differentiable once: differentiating the gradient
-    (double backward) or asking for forward-mode derivatives raises a RuntimeError that says so.
+    Returns (y, mean, biased batch var, 1 / sqrt(var + eps)): the mean used (the batch's, or a copy
+    of the running one: never the caller's buffer itself) and the batch variance (empty when
+    running statistics are used) let the caller update running statistics without computing them
+    twice. Like torch's, the backward pass keeps x (not x_hat) and recomputes x_hat from it. It is
+    differentiable once: differentiating the gradient (double backward) or asking for forward-mode
+    derivatives raises a RuntimeError that says so.
     """
 
     generate_vmap_rule = True  # torch.func.vmap (and jacrev, which uses it) runs the same formulas batched
@@ -115,33 +117,34 @@ class _BatchNormFunction(torch.autograd.Function):
         var: torch.Tensor,
         eps: float,
         use_batch_stats: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         if use_batch_stats:
             mean, var = batch_statistics(x)
-        inv_std = torch.rsqrt(var + eps)
-        x_hat = (x - _per_channel(mean, x)) * _per_channel(inv_std, x)
-        if weight is None and bias is None:
-            y = x_hat.clone()  # an output of its own: x_hat is returned too, for the backward, non-differentiable
-        else:
-            y = x_hat if weight is None else x_hat * _per_channel(weight, x)
-            y = y if bias is None else y + _per_channel(bias, x)
-        if not use_batch_stats:  # never hand the caller's running buffers back as outputs
-            mean, var = x.new_empty(0), x.new_empty(0)
-        return y, mean, var, x_hat, inv_std
+            inv_std = torch.rsqrt(var + eps)
+        else:  # the running statistics: copies out, never the caller's buffers themselves
+            inv_std = torch.rsqrt(var + eps)
+            mean, var = mean.clone(), x.new_empty(0)
+        y = (x - _per_channel(mean, x)) * _per_channel(inv_std, x)
+        if weight is not None:
+            y = y * _per_channel(weight, x)
+        if bias is not None:
+            y = y + _per_channel(bias, x)
+        return y, mean, var, inv_std
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
         x, weight, bias, use_batch_stats = inputs[0], inputs[1], inputs[2], inputs[6]
-        _, mean, var, x_hat, inv_std = output
-        ctx.save_for_backward(x_hat, inv_std, weight, x, bias)  # x and bias only to attach a second-order error
+        _, mean, var, inv_std = output
+        ctx.save_for_backward(x, mean, inv_std, weight, bias)  # bias only to attach a second-order error
         ctx.use_batch_stats = use_batch_stats
-        ctx.mark_non_differentiable(mean, var, x_hat, inv_std)
+        ctx.mark_non_differentiable(mean, var, inv_std)
 
     @staticmethod
     def backward(ctx: Any, grad_y: torch.Tensor, *_: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x_hat, inv_std, weight, x, bias = ctx.saved_tensors
+        x, mean, inv_std, weight, bias = ctx.saved_tensors
         with torch.no_grad():
             dims = _reduce_dims(grad_y)
+            x_hat = (x - _per_channel(mean, x)) * _per_channel(inv_std, x)
             grad_x = grad_weight = grad_bias = None
             if ctx.needs_input_grad[1]:
                 grad_weight = (grad_y * x_hat).sum(dim=dims)
@@ -245,7 +248,7 @@ def _batch_norm(
         raise ValueError("batch_norm in inference mode needs running_mean and running_var")
     if training:
         placeholder = x.new_empty(0)
-        y, mean, var, _, _ = _BatchNormFunction.apply(x, weight, bias, placeholder, placeholder, eps, True)
+        y, mean, var, _ = _BatchNormFunction.apply(x, weight, bias, placeholder, placeholder, eps, True)
         n = x.numel() // max(x.shape[1], 1)
         if running_mean is not None and running_var is not None and n > 1:  # an empty batch leaves them alone
             try:
@@ -259,7 +262,7 @@ def _batch_norm(
                     "call torch.func.replace_all_batch_norm_modules_(model), or use eval mode"
                 ) from error
         return y
-    y, _, _, _, _ = _BatchNormFunction.apply(x, weight, bias, running_mean, running_var, eps, False)
+    y, _, _, _ = _BatchNormFunction.apply(x, weight, bias, running_mean, running_var, eps, False)
     return y
 
 

@@ -161,6 +161,14 @@ def test_backward_is_the_closed_form_not_autograd_through_the_forward():
     assert type(y.grad_fn).__name__ == "_BatchNormFunctionBackward"
 
 
+def test_the_backward_pass_keeps_one_tensor_of_the_inputs_size_as_torchs_does():
+    """x_hat is recomputed from x in the backward pass: a BN layer's saved activations cost what torch's do."""
+    x = random_input((6, 3, 4), 0)
+    y = BatchNorm1d(3).double()(x)
+    saved = [t for t in y.grad_fn.saved_tensors if t is not None]
+    assert sum(t.numel() for t in saved) == x.numel() + 4 * 3  # x, and mean, 1/std, weight, bias per channel
+
+
 def test_functional_matches_torch_functional_and_updates_buffers_in_place():
     x = random_input((10, 4, 5), 7).detach()
     mean, var = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
