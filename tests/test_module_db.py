@@ -9,6 +9,10 @@ training and in evaluation mode, through torch's module and ours with the same s
 the outputs, the gradients of the input and of the parameters, and every buffer afterwards must agree.
 Every error input must raise what torch raises (and nothing where torch raises nothing).
 
+76 checks: 15 samples and 4 error inputs, each in 2 dtypes and 2 modes. Before issue 24, 60 passed: an
+empty batch in training raised (4 samples), eps < 0 was refused when the layer was built instead of at
+the forward pass (8 error inputs), and eps = 0 was accepted in training (4). All 76 pass now.
+
 The samples are torch's own code, read from the installed ``common_modules.py`` and executed as they
 are (the ``module_inputs_*`` functions and the small classes they build), without importing the
 module: importing it needs ``expecttest`` (a test dependency of PyTorch's, not ours) and costs about
