@@ -373,16 +373,16 @@ CASES = [
     ),
     # layers
     (
-        "BatchNorm1d-eps-negative",
-        lambda d: bu.BatchNorm1d(4, eps=-1e-5),
+        "BatchNorm1d-eps-negative",  # at the forward pass, as torch (its module_db error inputs)
+        lambda d: bu.BatchNorm1d(4, eps=-1e-5).eval()(torch.zeros(2, 4)),
         ValueError,
-        "eps must be non-negative and finite, got -1e-05",
+        "eps must be non-negative and finite, got eps=-1e-05",
     ),
     (
         "BatchNorm1d-eps-nan",
-        lambda d: bu.BatchNorm1d(4, eps=NAN),
+        lambda d: bu.BatchNorm1d(4, eps=NAN)(torch.zeros(2, 4)),
         ValueError,
-        "eps must be non-negative and finite, got nan",
+        "eps must be positive during training, got eps=nan",
     ),
     (
         "BatchNorm1d-momentum-2",
@@ -473,7 +473,7 @@ CASES = [
         "batch_norm-eps-negative",
         lambda d: bu.batch_norm(torch.randn(8, 3), None, None, training=True, eps=-1),
         ValueError,
-        "eps must be non-negative and finite, got -1",
+        "eps must be positive during training, got eps=-1",
     ),
     (
         "batch_norm-momentum-2",
