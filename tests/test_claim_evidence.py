@@ -193,7 +193,7 @@ def test_a_built_book_links_each_mark_to_its_entry_and_back(tmp_path):
     assert marks[0].previous_sibling.endswith("at 0.5."), "the mark follows its sentence's full stop"
     evidence = (out / "evidence.html").read_text()
     assert evidence.count('class="claim-entry') == 2 and 'id="evidence-chapter-2"' in evidence
-    assert "2 references to claim tests, on 1 pages." in evidence
+    assert "2 references to claim tests, on 1 pages." in evidence and "2 sentences of" in evidence
     assert 'href="chapter.html#claim-1"' in evidence, "the entry links back to its sentence"
     assert "BN is ahead by" in evidence and "math" in evidence, "the sentence, maths included"
     assert "https://github.com/someone/course/blob/dev/tests/test_claims_demo.py#L29" in evidence

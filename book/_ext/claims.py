@@ -165,6 +165,9 @@ def _collect(app, doctree: nodes.document) -> None:
             ClaimReference(env.docname, number, mark["file"], mark["test"], mark["line"], section, sentence, text)
         )
         mark["ids"] = [references[-1].mark_id]
+    if any(True for _ in doctree.findall(claim_evidence)):
+        # its sentences' maths arrive after reading: tell Sphinx the page needs MathJax
+        env.get_domain("math").data["has_equations"][env.docname] = True
     if references:
         env.claim_references[env.docname] = references
     else:
@@ -306,11 +309,14 @@ class EvidencePage(SphinxPostTransform):
                 continue
             title = env.titles[docname].astext() if docname in env.titles else docname
             number = env.toc_secnumbers.get(docname, {}).get("")
-            heading = (".".join(map(str, number)) + " " if number else "") + title
+            heading = (".".join(map(str, number)) + ". " if number else "") + title
             section = nodes.section("", ids=["evidence-" + re.sub(r"[^\w-]", "-", docname)])
             section += nodes.title(heading, heading)
             page_link = nodes.reference("", title, internal=True, refuri=app.builder.get_relative_uri(here, docname))
-            intro = _paragraph(nodes.Text(f"{len(references)} sentence(s) of "), page_link, nodes.Text(". "))
+            count_text = "1 sentence" if len(references) == 1 else f"{len(references)} sentences"
+            intro = _paragraph(
+                nodes.Text(f"{count_text} of "), page_link, nodes.Text(", each with the claim test that keeps it true.")
+            )
             section += intro
             cited_files = sorted({r.file for r in references})
             for file in cited_files:
@@ -339,7 +345,11 @@ class EvidencePage(SphinxPostTransform):
                 count += 1
             sections.append(section)
         summary = _paragraph(
-            nodes.Text(f"{count} references to claim tests, on {len(sections)} pages."), classes=["claim-count"]
+            nodes.Text(
+                f"{count} references to claim tests, on {len(sections)} pages. Each test runs on seeds "
+                f"{DEFAULT_SEEDS} unless its CI line names others (tests/claim_seeds.py)."
+            ),
+            classes=["claim-count"],
         )
         placeholders[0].replace_self([summary, *sections])
         for extra in placeholders[1:]:
@@ -406,11 +416,11 @@ class EvidencePage(SphinxPostTransform):
         else:
             logger.warning(f"claim: {test.file}::{test.name} asserts nothing the evidence page can read")
         fields += _field("It asserts", *asserts)
-        setting = [nodes.Text(f"seeds {DEFAULT_SEEDS} unless a run below names others (tests/claim_seeds.py)")]
+        setting: list[nodes.Node] = []
         for fixture, doc in test.fixtures:
-            setting += [nodes.Text("; "), nodes.literal(fixture, fixture), nodes.Text(f": {doc}")]
-        setting.append(nodes.Text(f"; otherwise the setting of {test.file} above."))
-        fields += _field("Seeds and setting", _paragraph(*setting))
+            setting += [nodes.literal(fixture, fixture), nodes.Text(f": {doc} ")]
+        setting.append(nodes.Text(f"Otherwise as in {test.file}, above." if setting else f"As in {test.file}, above."))
+        fields += _field("Setting", _paragraph(*setting))
         where = [run.describe() for run in runs if run.runs(test)]
         if runs:
             if where:
@@ -421,7 +431,7 @@ class EvidencePage(SphinxPostTransform):
             else:
                 fields += _field("CI runs it on", _paragraph(nodes.Text("no CI run selects this test")))
                 logger.warning(f"claim: no pytest command of the CI script runs {test.file}::{test.name}")
-        command = f"pytest '{test.file}::{test.name}'"
+        command = f"pytest {test.file}::{test.name}"
         fields += _field("Run it", _paragraph(nodes.literal(command, command)))
         entry += fields
         return entry
