@@ -8,16 +8,23 @@ Experiment modules (``bn_utils.experiments``) draw their own figures with these 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 from cycler import cycler
 from matplotlib.axes import Axes
+from matplotlib.backend_bases import RendererBase
+from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.legend import Legend
+from matplotlib.path import Path as MplPath
+from matplotlib.transforms import Bbox
 
 from .training import History, stack_metric
 
@@ -39,6 +46,8 @@ __all__ = [
     "glue",
     "glue_values",
     "save_figure",
+    "keep_legends_off_data",
+    "relayout",
 ]
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
@@ -170,6 +179,116 @@ def plot_histories(
     return ax
 
 
+LEGEND_LOCATIONS = (
+    "upper right",
+    "upper left",
+    "lower right",
+    "lower left",
+    "center right",
+    "center left",
+    "upper center",
+    "lower center",
+)
+
+
+def _data_obstacles(ax: Axes) -> list[tuple[MplPath, bool]]:
+    """What a legend must not cover, in display coordinates: every line (its segments), band and bar
+    (filled), scatter point and text drawn in the axes; each as (path, filled)."""
+    obstacles: list[tuple[MplPath, bool]] = []
+    for line in ax.get_lines():
+        if line.get_visible() and len(np.asarray(line.get_xydata())):
+            path = line.get_transform().transform_path(line.get_path())
+            if line.get_linestyle() in ("None", "none", "", " "):
+                obstacles.extend((MplPath(np.array([vertex, vertex])), False) for vertex in np.asarray(path.vertices))
+            else:
+                obstacles.append((path, False))
+    for collection in ax.collections:
+        if not collection.get_visible():
+            continue
+        offsets = np.asarray(collection.get_offsets())
+        if isinstance(collection, PathCollection) and len(offsets):  # scatter points
+            points = collection.get_offset_transform().transform(offsets)
+            obstacles.extend((MplPath(np.array([point, point])), False) for point in points)
+            continue
+        filled = isinstance(collection, PolyCollection)
+        transform = collection.get_transform()
+        obstacles.extend((transform.transform_path(path), filled) for path in collection.get_paths())
+    for patch in ax.patches:
+        if patch.get_visible():
+            obstacles.append((patch.get_transform().transform_path(patch.get_path()), True))
+    return obstacles
+
+
+def _covered(legend_box: Bbox, obstacles: list[tuple[MplPath, bool]], texts: list[Bbox]) -> int:
+    hits = sum(bool(path.intersects_bbox(legend_box, filled=filled)) for path, filled in obstacles)
+    return hits + sum(legend_box.overlaps(box) for box in texts)
+
+
+def keep_legends_off_data(fig: Figure) -> int:
+    """Move every legend that covers data (a line, a band, a bar, a point or a label in its axes) to
+    a corner of its axes where it covers none, or, where no such place exists, below the axes (under
+    the x label, in as many columns as fit). Call it once the figure is laid out; lay it out again if
+    it returns more than 0, the number of legends it moved outside their axes."""
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    for ax in fig.axes:  # the data limits as they will be drawn (no whole draw: it costs more than all this)
+        ax.apply_aspect()
+        ax.get_xlim(), ax.get_ylim()
+    outside = 0
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is None or not legend.get_visible():
+            continue
+        obstacles = _data_obstacles(ax)
+        texts = [t.get_window_extent(renderer) for t in ax.texts if t.get_visible() and t.get_text()]
+        original = legend._loc  # type: ignore[attr-defined]
+        if _covered(legend.get_window_extent(renderer), obstacles, texts) == 0:
+            continue
+        for location in LEGEND_LOCATIONS:
+            legend.set_loc(cast(Any, location))
+            if _covered(legend.get_window_extent(renderer), obstacles, texts) == 0:
+                break
+        else:
+            legend.set_loc(original)
+            _legend_below(fig, ax, legend, renderer)
+            outside += 1
+    return outside
+
+
+def _legend_below(fig: Figure, ax: Axes, legend: Legend, renderer: RendererBase) -> None:
+    """Replace ``legend`` by one under ``ax``'s x label, in as many columns as fit its width."""
+    pairs = [(h, t.get_text()) for h, t in zip(legend.legend_handles, legend.get_texts(), strict=True) if h]
+    handles, labels = [h for h, _ in pairs], [label for _, label in pairs]
+    size = legend.get_texts()[0].get_fontsize() if labels else mpl.rcParams["legend.fontsize"]
+    tight = ax.get_tightbbox(renderer)
+    below = ax.get_position().y0 * fig.bbox.height - (tight.y0 if tight else 0.0)  # ticks and x label, in pixels
+    pad = max(below, 0.0) * 72 / fig.dpi / float(size) + 0.3  # in font sizes, as matplotlib wants it
+    legend.remove()
+    width = ax.get_window_extent(renderer).width
+    for columns in range(len(labels), 0, -1):
+        new = ax.legend(
+            handles,
+            labels,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            borderaxespad=pad,
+            ncol=columns,
+            frameon=False,
+            fontsize=size,
+        )
+        if new.get_window_extent(renderer).width <= width or columns == 1:
+            break
+
+
+def relayout(fig: Figure) -> None:
+    """Lay ``fig`` out again after a change of size or legends: constrained layout does so by itself
+    at each draw; any other figure (no layout engine, or laid out once by tight_layout) gets
+    tight_layout."""
+    if not isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "not compatible with tight_layout": kept as it is
+            fig.tight_layout()
+
+
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Save ``fig`` (PNG by default, by the path's suffix), creating folders; returns the path."""
     path = Path(path)
@@ -197,7 +316,8 @@ def describe_figure(fig: Figure) -> str:
 
 def publish(fig: Figure, name: str) -> None:
     """Show ``fig`` in the notebook, with its description (:func:`describe_figure`) as alt text,
-    glued under ``name`` so the book's prose can paste it; closes it so it is not shown twice.
+    glued under ``name`` so the book's prose can paste it; closes it so it is not shown twice. A
+    legend that covers data is moved first (:func:`keep_legends_off_data`).
 
     This is myst-nb's ``glue(name, fig, display=True)`` (the output carries the glue record in its
     metadata, which the book reads) plus the alt text, so it needs no myst-nb in the kernel. The
@@ -206,6 +326,9 @@ def publish(fig: Figure, name: str) -> None:
     from IPython.core.formatters import format_display_data
     from IPython.display import display
 
+    fig.draw_without_rendering()  # lay it out as it will be drawn
+    if keep_legends_off_data(fig):
+        relayout(fig)
     bundle, metadata = format_display_data(fig)
     metadata["scrapbook"] = {"name": name, "mime_prefix": ""}
     metadata.setdefault("image/png", {})["alt"] = describe_figure(fig)

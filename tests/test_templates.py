@@ -34,7 +34,7 @@ def test_page_template_has_the_chapter_sections():
     page = (TEMPLATES / "chapter_page.md").read_text()
     for section in ("Learning objectives", "## The idea", "## The evidence", "## The verdict", "## Exercises"):
         assert section in page, f"the page template lost its {section!r} section"
-    assert "% claim: tests/test_claims_" in page, "the verdict shows how a sentence names its claim test"
+    assert "{claim}`tests/test_claims_" in page, "the verdict shows how a sentence names its claim test"
 
 
 @pytest.mark.notebooks

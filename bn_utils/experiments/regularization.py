@@ -560,5 +560,5 @@ def batch_noise_explorer(data: Dataset, *, live: bool = True) -> interactive | F
         partial(batch_noise_figure, inputs),
         {"batch size": NOISE_EXPLORER_BATCH_SIZES, "example": [0, 1, 2]},
         start=start,
-        title="one example's BN output over random batches: batch size",
+        title="one example's BN output over random batches: batch size and example",
     )
