@@ -1,8 +1,8 @@
 """The course's house style, shared by every experiment's plots: colours, names, bands, and publishing
 figures and numbers to the book (myst-nb glue, with a plain fallback where myst-nb is missing).
 
-Each normalization has one colour and one display name in every chapter (``NORM_STYLES``, keyed
-like :data:`bn_utils.models.NORM_LAYERS`; a test checks that every registered norm has one).
+Each normalization has one colour and one display name in every chapter (``NORM_STYLES``, read
+from the norm registry :data:`bn_utils.norms.NORMS`).
 Experiment modules (``bn_utils.experiments``) draw their own figures with these pieces.
 """
 
@@ -19,6 +19,8 @@ from cycler import cycler
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .norms import NORMS
+from .palette import PALETTE
 from .training import History, stack_metric
 
 __all__ = [
@@ -41,17 +43,6 @@ __all__ = [
     "save_figure",
 ]
 
-# Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
-PALETTE = {
-    "blue": "#0072B2",
-    "orange": "#E69F00",
-    "green": "#009E73",
-    "vermillion": "#D55E00",
-    "purple": "#CC79A7",
-    "sky": "#56B4E9",
-    "yellow": "#F0E442",
-    "black": "#000000",
-}
 # the order in which other series take colours
 CYCLE = [PALETTE[k] for k in ("blue", "orange", "green", "vermillion", "purple", "sky", "black")]
 
@@ -63,18 +54,8 @@ class NormStyle(NamedTuple):
     color: str
 
 
-# One entry per registered norm (bn_utils.models.NORM_LAYERS): a chapter that registers a norm adds it here.
-NORM_STYLES: dict[str, NormStyle] = {
-    "none": NormStyle("no BN", PALETTE["vermillion"]),
-    "batch": NormStyle("BN", PALETTE["blue"]),
-    "batch_scratch": NormStyle("BN (from scratch)", PALETTE["sky"]),
-    "batch_noisy": NormStyle("noisy BN", PALETTE["green"]),
-    "batch_ghost": NormStyle("ghost BN", PALETTE["purple"]),
-    "layer": NormStyle("layer norm", PALETTE["orange"]),
-    "group": NormStyle("group norm", PALETTE["black"]),
-    "batch_renorm": NormStyle("batch renorm", "#882255"),  # Tol's wine: the palette has no colour left
-    "instance": NormStyle("instance norm", "#B8A000"),  # a darker yellow, visible on white
-}
+# One entry per registered norm, read from the norm registry (bn_utils.norms.NORMS), which owns them.
+NORM_STYLES: dict[str, NormStyle] = {name: NormStyle(spec.label, spec.color) for name, spec in NORMS.items()}
 NORM_COLORS = {name: style.color for name, style in NORM_STYLES.items()}
 NORM_LABELS = {name: style.label for name, style in NORM_STYLES.items()}
 

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
+from .. import norms as norm_registry
 from ..data import Dataset, batch_indices
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..functional import batch_norm, group_norm, instance_norm, layer_norm
@@ -219,15 +220,18 @@ def _stack_norm(norms: Sequence[nn.Module], slots: int) -> nn.Module:
     per-channel norms stack by concatenating their channels, group norms also multiply their
     number of groups (groups never straddle two slots)."""
     first = norms[0]
-    if isinstance(first, nn.Identity):
+    spec = norm_registry.spec_of(first, spatial=True)  # the registry says how it stacks
+    rule = None if spec is None else spec.conv_stacking
+    if rule == "identity":
         return nn.Identity()
     stacked = copy.deepcopy(first)  # first's class and sizes
-    if isinstance(stacked, nn.GroupNorm):
+    if rule == "groups" and isinstance(stacked, nn.GroupNorm):
         stacked.num_groups, stacked.num_channels = slots * stacked.num_groups, slots * stacked.num_channels
-    elif isinstance(stacked, _PER_CHANNEL_NORMS) and not list(stacked.children()):
+    elif rule == "channels" and isinstance(stacked, _PER_CHANNEL_NORMS):
         stacked.num_features = slots * stacked.num_features
     else:
-        raise ValueError(f"cannot stack the norm {type(first).__name__}: expected a per-channel norm or group norm")
+        why = "no registered norm builds it" if spec is None else spec.why_not_stacked
+        raise ValueError(f"cannot stack the norm {type(first).__name__}: {why}")
     with torch.no_grad():
         for name, _ in first.named_parameters(recurse=False):
             setattr(stacked, name, nn.Parameter(torch.cat([getattr(n, name).detach() for n in norms])))
