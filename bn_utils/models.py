@@ -1,8 +1,8 @@
 """Model builders with a ``norm`` switch, so one experiment compares normalizations.
 
 Each hidden block is ``linear (or conv) -> norm -> activation`` by default: batch norm sits
-before the nonlinearity as in Ioffe & Szegedy (2015), and the layer before a norm has no bias
-(the norm's shift beta replaces it). ``norm_position="after"`` builds ``linear -> activation ->
+before the nonlinearity as in Ioffe & Szegedy (2015), and the layer before a norm that subtracts a
+mean has no bias (the norm's shift beta replaces it). ``norm_position="after"`` builds ``linear -> activation ->
 norm`` instead, and then the linear layer keeps its bias (the activation, not a norm, follows
 it). Blocks are named ``blocks[i].linear / .norm / .act`` in either order, so probes can hook
 any of them.
@@ -106,6 +106,12 @@ def _block(layers: dict[str, nn.Module], norm_position: str) -> nn.Sequential:
     return nn.Sequential(OrderedDict((name, layers[name]) for name in order))
 
 
+def _keeps_bias(norm: str, norm_position: str) -> bool:
+    """The linear (or conv) layer before a norm has no bias when the norm subtracts a mean (its shift
+    beta replaces the bias); after the activation, or before a norm that does not centre, it keeps one."""
+    return norm_position == "after" or not norms.get(norm).centres
+
+
 def _init_weight(layer: nn.Linear | nn.Conv2d, activation: str, init_scale: float, weight_std: float | None) -> None:
     """Gaussian weights: a fixed ``weight_std``, or init_scale * gain / sqrt(fan_in)."""
     fan_in = layer.weight[0].numel()
@@ -178,7 +184,7 @@ def make_mlp(
         raise ValueError(f"need depth >= 0 and width >= 1, got depth={depth}, width={width}")
     blocks, features = [], in_features
     for _ in range(depth):
-        linear = nn.Linear(features, width, bias=(norm == "none" or norm_position == "after"))
+        linear = nn.Linear(features, width, bias=_keeps_bias(norm, norm_position))
         _init_weight(linear, activation, init_scale, weight_std)
         layers = dict(
             linear=linear, norm=make_norm(norm, width, **(norm_kwargs or {})), act=make_activation(activation)
@@ -226,7 +232,7 @@ def make_convnet(
         valid.check_int("each of channels", width)
     blocks, features = [], in_channels
     for width in channels:
-        conv = nn.Conv2d(features, width, kernel_size=3, padding=1, bias=(norm == "none" or norm_position == "after"))
+        conv = nn.Conv2d(features, width, kernel_size=3, padding=1, bias=_keeps_bias(norm, norm_position))
         _init_weight(conv, activation, init_scale, weight_std)
         layers = dict(
             linear=conv,

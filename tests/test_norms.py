@@ -97,6 +97,18 @@ def test_every_norm_averages_over_the_axes_it_claims(name, kind):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_the_layer_before_a_norm_keeps_its_bias_unless_the_norm_subtracts_a_mean(name):
+    spec = _spec(name)
+    options = dict(norm_kwargs=dict(spec.example_options), depth=1, width=4)
+    if spec.dense is not None:
+        assert (make_mlp(6, 3, norm=name, **options).blocks[0].linear.bias is None) == spec.centres
+        assert make_mlp(6, 3, norm=name, norm_position="after", **options).blocks[0].linear.bias is not None
+    if spec.conv is not None:
+        options = dict(norm_kwargs=dict(spec.example_options), channels=(4,))
+        assert (make_convnet(1, 3, norm=name, **options).blocks[0].linear.bias is None) == spec.centres
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_every_norm_stacks_in_an_mlp_or_says_why_not(name):
     spec = _spec(name)
     if spec.dense is None:
