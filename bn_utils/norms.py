@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .functional import batch_norm, group_norm, instance_norm, layer_norm
+from .functional import batch_norm, group_norm, instance_norm, layer_norm, rms_norm
 from .layers import BatchNorm1d, BatchNorm2d, BatchRenorm1d, BatchRenorm2d, GhostBatchNorm, NoisyBatchNorm
 from .palette import EXTRA, PALETTE
 
@@ -219,6 +219,10 @@ def _instance_reference(x: torch.Tensor, *, eps: float = 1e-5) -> torch.Tensor:
     return instance_norm(x, eps=eps)
 
 
+def _rms_reference(x: torch.Tensor, *, eps: float | None = None) -> torch.Tensor:
+    return rms_norm(x, tuple(x.shape[1:]), eps=eps)
+
+
 def _layer_rows(h: torch.Tensor, layer: nn.Module) -> torch.Tensor:
     """Layer norm of every row of h (..., C), as ``nn.LayerNorm`` computes it, without its affine."""
     assert isinstance(layer, nn.LayerNorm)
@@ -229,6 +233,12 @@ def _group_rows(h: torch.Tensor, layer: nn.Module) -> torch.Tensor:
     """Group norm of every row of h (..., C), as ``nn.GroupNorm`` computes it, without its affine."""
     assert isinstance(layer, nn.GroupNorm)
     return F.group_norm(h.reshape(-1, h.shape[-1]), layer.num_groups, eps=layer.eps).view_as(h)
+
+
+def _rms_rows(h: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+    """RMS norm of every row of h (..., C), as ``nn.RMSNorm`` computes it, without its scale."""
+    assert isinstance(layer, nn.RMSNorm)
+    return F.rms_norm(h, layer.normalized_shape, eps=layer.eps)
 
 
 def _instance_norm(features: int, **options: Any) -> nn.Module:
@@ -388,5 +398,27 @@ register(
         mlp_stacking=None,
         conv_stacking="groups",
         why_not_dense="instance norm needs feature maps (a conv net): a fully connected unit has one value",
+    )
+)
+register(
+    NormSpec(
+        name="rms",
+        label="RMS norm",
+        color=EXTRA["indigo"],
+        citation="Zhang & Sennrich (2019)",
+        # each example divided by the root mean square of its units: no mean subtracted, a scale, no shift
+        dense=nn.RMSNorm,
+        conv=None,
+        averages_over=("C",),
+        running_statistics=False,
+        reference=_rms_reference,
+        mlp_stacking="per_example",
+        conv_stacking=None,
+        centres=False,
+        per_example=_rms_rows,
+        why_not_conv=(
+            "RMS norm is built for fully connected layers only: torch's RMSNorm normalizes trailing "
+            "dimensions whose size (C, H, W) a conv layer does not know when it is built"
+        ),
     )
 )

@@ -9,9 +9,11 @@ import matplotlib.colors
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from bn_utils import norms
 from bn_utils.experiments.batch_size import StackedConvNet
+from bn_utils.functional import rms_norm
 from bn_utils.models import NORM_LAYERS, make_convnet, make_mlp, make_norm
 from bn_utils.stacked import StackedMLP
 from bn_utils.style import NORM_STYLES
@@ -219,3 +221,30 @@ def test_a_spec_must_say_why_it_lacks_something_and_take_a_colour_of_its_own():
 def test_group_norm_defaults_to_wu_and_hes_32_groups_where_they_divide():
     assert norms.default_groups(64) == 32 and norms.default_groups(6) == 2
     assert make_norm("group", 64).num_groups == 32 == math.gcd(64, 32)
+
+
+@pytest.mark.parametrize("shape, normalized", [((5, 7), (7,)), ((3, 4, 6), (4, 6)), ((2, 3, 4, 5), (5,))])
+@pytest.mark.parametrize("eps", [None, 1e-3])
+def test_rms_norm_matches_torch_forward_and_backward(shape, normalized, eps):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, dtype=torch.float64, generator=generator).requires_grad_(True)
+    weight = torch.randn(normalized, dtype=torch.float64, generator=generator).requires_grad_(True)
+    ours = rms_norm(x, normalized, weight, eps=eps)
+    theirs = F.rms_norm(x, normalized, weight, eps=eps)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
+    upstream = torch.randn(shape, dtype=torch.float64, generator=generator)
+    for a, b in zip(
+        torch.autograd.grad((ours * upstream).sum(), (x, weight)),
+        torch.autograd.grad((theirs * upstream).sum(), (x, weight)),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_rms_norm_rejects_bad_input():
+    with pytest.raises(ValueError, match="last dimensions are \\(4,\\)"):
+        rms_norm(torch.randn(3, 5), 4)
+    with pytest.raises(ValueError, match="expected weight of shape \\(5,\\)"):
+        rms_norm(torch.randn(3, 5), 5, torch.ones(4))
+    with pytest.raises(ValueError, match="normalized_shape"):
+        rms_norm(torch.randn(3, 5), 0)
