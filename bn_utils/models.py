@@ -24,7 +24,7 @@ from torch import nn
 from . import _validate as valid
 from . import norms
 from .data import Dataset
-from .training import seed_everything
+from .seeding import seed_everything
 
 __all__ = [
     "NORM_LAYERS",

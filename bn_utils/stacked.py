@@ -27,10 +27,10 @@ from torch.nn import functional as F
 
 from . import _validate as valid
 from . import norms
-from .data import Dataset, batch_indices
+from .data import Dataset, batch_indices, check_dataset
+from .history import History
 from .layers import BatchNorm1d, GhostBatchNorm, _BatchNorm
 from .models import ResidualMLP
-from .training import History
 
 __all__ = ["StackedMLP", "StackedResidualMLP", "train_stacked", "evaluate_stacked"]
 
@@ -494,7 +494,7 @@ def train_stacked(
     time on the digits. ``on_step(stack, step)`` runs after every step (``stack.ids`` says
     which models are still in it). The models themselves are not changed.
     """
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     total = valid.check_schedule(epochs, steps, batch_size, len(data.x_train), eval_every)
     valid.check_optimizer(optimizer, momentum)
     valid.check_callable("on_step", on_step)

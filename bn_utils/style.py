@@ -19,9 +19,9 @@ from cycler import cycler
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .history import History, stack_metric
 from .norms import NORMS
 from .palette import PALETTE
-from .training import History, stack_metric
 
 __all__ = [
     "PALETTE",

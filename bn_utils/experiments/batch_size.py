@@ -32,7 +32,7 @@ from torch import nn
 
 from .. import _validate as valid
 from .. import norms as norm_registry
-from ..data import Dataset, batch_indices
+from ..data import Dataset, batch_indices, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..functional import batch_norm, group_norm, instance_norm, layer_norm
 from ..layers import _BatchNorm
@@ -498,7 +498,7 @@ def train_stacked_convnets(
     with that seed. Returns, per slot, the step at which its loss stopped being finite (-1: never);
     such a slot stops learning (its loss is left out), the others go on."""
     valid.check_type("stack", stack, StackedConvNet, "a StackedConvNet")
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     seeds = valid.check_seeds("seeds", seeds, distinct=False)
     if len(seeds) != stack.slots:
         raise ValueError(f"need one seed per slot of the stack ({stack.slots}), got {len(seeds)}")
@@ -750,7 +750,7 @@ def batch_size_sweep(
     first ``train_examples`` training images for every batch size, SGD with momentum at
     :func:`scaled_lr`. Group norm uses ``SETUP["num_groups"]`` groups; batch renorm its schedule in
     epochs (``SETUP["renorm"]``). Defaults come from :data:`SETUP`. Returns a :class:`SweepResult`."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     if data.x_train.dim() != 4:
         raise ValueError(f"batch_size_sweep needs images (N, C, H, W), e.g. load_digits(images=True), got {data!r}")
     seeds = valid.check_seeds("seeds", seeds)
@@ -1035,7 +1035,7 @@ def fully_connected_sweep(
     from ..models import make_mlp
     from ..stacked import train_stacked
 
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     if data.x_train.dim() != 2:
         raise ValueError(f"fully_connected_sweep needs flat inputs (N, features), e.g. load_digits(), got {data!r}")
     seeds = valid.check_seeds("seeds", seeds)

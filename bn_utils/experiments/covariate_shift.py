@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
-from ..data import Dataset
+from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import hidden_blocks, make_mlp
 from ..probes import ActivationProbe, ActivationRecord, drift_ratio, jitter_ratio
@@ -289,7 +289,7 @@ def covariate_shift_run(
     SGD step of the layers below is recorded either way (``ShiftRun.ics_step_size``)."""
     if ics_relative_step is not None and ics_relative_step <= 0:
         raise ValueError(f"ics_relative_step must be positive (or None for the SGD step), got {ics_relative_step}")
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     if data.input_shape != (64,) or data.num_classes > 10:
         raise ValueError(
             "covariate_shift_run trains ioffe_mlp (64 inputs, 10 classes): it needs examples of shape (64,) "

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
-from ..data import Dataset
+from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..layers import BatchNorm1d
 from ..style import PALETTE
@@ -148,7 +148,7 @@ def forgotten_eval_study(
     or a few classes. Both orders are measured on the same trained models. Unless ``eval_every``
     is given, training evaluates only at its first and last step (evaluating does not change a
     model, and the study reads only the trained model)."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     batch_sizes = valid.check_values("batch_sizes", batch_sizes, valid.check_int, distinct=True)
     orders = list(orders)
     if not orders or len(set(orders)) != len(orders) or any(order not in ORDERS for order in orders):

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
-from ..data import Dataset
+from ..data import Dataset, check_dataset
 from ..models import mlp_for
 from ..stacked import StackedMLP, train_stacked
 from ..style import color_for, plot_band
@@ -180,7 +180,7 @@ def landscape_run(
     ``probe_every`` steps (and at step 0) probe each one with :func:`probe_gradient_step` on a fixed
     batch of ``probe_batch`` training examples, at step sizes ``lr * step_multiples``."""
 
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     seeds = valid.check_seeds("seeds", seeds)
     valid.check_number("lr", lr, 0, low_open=True)
     valid.check_schedule(None, steps, batch_size, len(data.x_train), None)

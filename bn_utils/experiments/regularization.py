@@ -24,7 +24,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import _validate as valid
-from ..data import Dataset
+from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import NORM_LAYERS, mlp_for
 from ..stacked import train_stacked
@@ -66,7 +66,7 @@ def first_layer_inputs(data: Dataset, *, width: int = 100, seed: int = 0) -> tor
     """(N, width) float64: the training set through a He-initialised linear layer of ``width``
     units, i.e. what a first BN layer normalizes. The weights come from their own generator
     seeded with ``seed``; the global random state is left alone."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     valid.check_int("width", width)
     valid.check_seed("seed", seed)
     generator = torch.Generator().manual_seed(seed)
@@ -121,7 +121,7 @@ def batch_noise(
     normalized value, averaged over examples and units: 0 would mean no noise; for Gaussian
     inputs it is close to sqrt(1.5 / batch_size).
     """
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     batch_sizes = valid.check_values("batch_sizes", batch_sizes, valid.check_int)
     valid.check_int("draws", draws)
     valid.check_int("examples", examples, 1, len(data.x_train) - 1)
@@ -260,7 +260,7 @@ def regularization_study(
     and test accuracy are measured every epoch (or every ``eval_every`` steps) and at the end.
     ``train_examples`` keeps only the first that many training examples, to make overfitting
     easier to see."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     if not isinstance(configs, Mapping) or not configs:
         raise ValueError(
             f"configs must be a non-empty dict of label -> Setting or (norm, norm_kwargs), got {configs!r}"

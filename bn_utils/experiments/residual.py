@@ -5,7 +5,7 @@ Two experiments on the same architectures (:data:`ARCHITECTURES`):
 
 - at initialisation (:func:`measure_at_init` -> :class:`AtInit`): the variance of the residual
   stream block by block, each branch's size relative to the stream it is added to, and each block's
-  weight-gradient norm (from :func:`bn_utils.initialization.layer_diagnostics`);
+  weight-gradient norm (from :func:`bn_utils.diagnostics.layer_diagnostics`);
 - training with depth (:func:`depth_sweep` -> :class:`DepthSweep`): final test accuracy per
   architecture, depth and seed, with SGD as in the chapter "Deep-network gradient flow". Networks of
   one structure and depth train as one stack (:func:`bn_utils.stacked.train_stacked`), so the
@@ -31,14 +31,14 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
-from ..data import Dataset
+from ..data import Dataset, check_dataset
+from ..diagnostics import layer_diagnostics
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..layers import _BatchNorm
 from ..models import ResidualMLP, hidden_blocks, make_mlp, make_residual_mlp
 from ..stacked import StackedMLP, evaluate_stacked, train_stacked
 from ..style import CYCLE, PALETTE
 from ..training import get_device, seed_everything
-from .initialization import layer_diagnostics
 
 if TYPE_CHECKING:
     from ipywidgets import interactive
@@ -199,7 +199,7 @@ def measure_at_init(
     """:class:`AtInit` of each architecture at ``depth`` blocks, on the first ``batch_size``
     training examples; seed s draws the weights of every architecture from ``seed_everything(s)``.
     ``gradients=False`` skips the backward pass (``gradient_norm`` is then NaN)."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     valid.check_int("depth", depth, 2)
     valid.check_int("width", width)
     valid.check_int("batch_size", batch_size, 2, len(data.x_train))
@@ -448,7 +448,7 @@ def depth_sweep(
     their initialisation) train together as one stack per depth. An architecture with ``freeze_at``
     gets its batch norms' statistics set at that step from the first ``freeze_batch`` training
     examples, then kept fixed (see :func:`_freeze_statistics`)."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     depths = tuple(valid.check_values("depths", depths, lambda n, v: valid.check_int(n, v, 1), distinct=True))
     if not depths:
         raise ValueError("need at least one depth")
@@ -596,7 +596,7 @@ def explorer(
     """The network and, live, the depth: the stream's variance at initialisation (computed on
     demand, forward pass only) and the precomputed sweep's accuracies for that network.
     ``live=False``: the kernel-free version for the book (every network at depth 40)."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     valid.check_type("sweep", sweep, DepthSweep, "a DepthSweep from depth_sweep")
     seeds = tuple(valid.check_seeds("seeds", seeds))
     by_label = {ARCHITECTURES[n].label: n for n in ARCHITECTURES if ARCHITECTURES[n].freeze_at is None}

@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import _validate as valid
-from ..data import Dataset
+from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import NORM_LAYERS, mlp_for
 from ..stacked import StackedMLP, evaluate_stacked, train_stacked
@@ -230,7 +230,7 @@ def run_sweep(
     ``select_on="validation"`` (``data`` from :meth:`~bn_utils.data.Dataset.with_validation`)
     measures the validation accuracy instead, for every selection, and the test accuracy once, at
     the end of training (:meth:`Sweep.test_accuracy`)."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     for value in values:
         valid.check_number(f"each of the values ({parameter})", value)
     values, seeds = tuple(float(x) for x in values), tuple(seeds)
