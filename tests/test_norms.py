@@ -6,7 +6,6 @@ import math
 import re
 
 import matplotlib.colors
-import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -16,7 +15,7 @@ from bn_utils.experiments.batch_size import StackedConvNet
 from bn_utils.functional import rms_norm
 from bn_utils.models import NORM_LAYERS, make_convnet, make_mlp, make_norm
 from bn_utils.stacked import StackedMLP
-from bn_utils.style import NORM_STYLES
+from bn_utils.style import NORM_STYLES, color_difference
 
 pytestmark = pytest.mark.unit
 
@@ -154,15 +153,6 @@ def test_every_norm_stacks_in_a_conv_net_or_says_why_not(name):
         torch.testing.assert_close(stack(x.repeat(1, 2, 1, 1)), expected, rtol=0, atol=1e-10)
 
 
-def _lab(color: str) -> np.ndarray:
-    """CIE L*a*b* (D65) of an sRGB colour."""
-    rgb = np.array(matplotlib.colors.to_rgb(color))
-    linear = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ linear
-    f = np.cbrt(xyz / np.array([0.95047, 1.0, 1.08883]))
-    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_every_norm_has_a_colour_and_a_name_of_its_own(name):
     spec = _spec(name)
@@ -171,7 +161,7 @@ def test_every_norm_has_a_colour_and_a_name_of_its_own(name):
     for other in norms.NORMS.values():
         if other.name != name:
             assert other.label != spec.label
-            distance = float(np.linalg.norm(_lab(spec.color) - _lab(other.color)))
+            distance = color_difference(spec.color, other.color)
             assert distance >= 20, f"{name}'s colour is hard to tell from {other.name}'s (Delta E {distance:.0f} < 20)"
 
 

@@ -25,7 +25,7 @@ from ..data import Dataset, check_dataset
 from ..diagnostics import LayerDiagnostics, layer_diagnostics
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import mlp_for
-from ..style import NORM_LABELS, PALETTE, color_for, label_for
+from ..style import FIGSIZE, GUIDE, NORM_LABELS, color_for, figsize, label_for, series_color
 from ..training import get_device
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ def plot_layer_profile(
             color, label = cmap(i / max(len(diagnostics) - 1, 1) * 0.9), f"{key_label} {key:g}"
         ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3, color=color, label=label)
     if quantity == "update_ratio":
-        ax.axhline(1e-3, color=PALETTE["black"], linestyle="--", linewidth=1)
+        ax.axhline(1e-3, color=GUIDE, linestyle="--", linewidth=1)
         ax.annotate(
             "1e-3 rule of thumb",
             (0, 1e-3),
@@ -201,7 +201,7 @@ def plot_gradient_growth(
         ax.plot(
             grid,
             growth ** (grid - 1),
-            color=PALETTE["black"],
+            color=GUIDE,
             linestyle="--",
             linewidth=1,
             label=f"{growth:.2f}^(depth - 1)",
@@ -220,7 +220,9 @@ def plot_init_profiles(diagnostics: Mapping[str, Mapping[float, LayerDiagnostics
     if not isinstance(diagnostics, Mapping) or not diagnostics:
         raise ValueError("plot_init_profiles needs a dict norm -> diagnose_init_scales(...) result")
     norms = list(diagnostics)
-    fig, axes = plt.subplots(2, len(norms), figsize=(6 * len(norms), 7), sharex=True, sharey="row", squeeze=False)
+    fig, axes = plt.subplots(
+        2, len(norms), figsize=figsize("profile_columns", len(norms)), sharex=True, sharey="row", squeeze=False
+    )
     for column, norm in enumerate(norms):  # same scales side by side
         name = label_for(norm)
         plot_layer_profile(diagnostics[norm], "activation_std", ax=axes[0, column], title=f"{name}: activation std")
@@ -236,7 +238,7 @@ def plot_deep_profile(diagnostics: Mapping[str, LayerDiagnostics]) -> Figure:
     """Activation std (forward, left) and weight-gradient norm (backward, right) per hidden layer, one line per norm."""
     if not isinstance(diagnostics, Mapping) or not diagnostics:
         raise ValueError("plot_deep_profile needs a dict norm -> LayerDiagnostics (from diagnose_at_init)")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE["pair_wide_low"])
     plot_layer_profile(diagnostics, "activation_std", ax=axes[0], title="forward: activation size")
     plot_layer_profile(diagnostics, "gradient_norm", ax=axes[1], title="backward: weight-gradient size")
     return fig
@@ -250,10 +252,10 @@ def plot_effective_lr_comparison(by_scale: _Sweep, by_lr: _Sweep, *, lr: float =
         raise ValueError("by_lr must be a Sweep over lr (from lr_sweep)")
     valid.check_number("lr", lr, 0, low_open=True)
     effective = [lr / scale**2 for scale in by_scale.values]
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = plt.subplots(figsize=FIGSIZE["panel"])
     for result, x, label, color in [
         (by_scale, effective, f"scale c, learning rate {lr:g}", color_for(norm)),
-        (by_lr, list(by_lr.values), f"scale 1, learning rate {lr:g}/c²", PALETTE["orange"]),
+        (by_lr, list(by_lr.values), f"scale 1, learning rate {lr:g}/c²", series_color(0)),
     ]:
         final = result.final(norm)
         ax.errorbar(x, final.mean(1), yerr=final.std(1), marker="o", capsize=3, color=color, label=label)
@@ -284,7 +286,7 @@ def init_profile_figure(
     if norm not in profiles or scale not in profiles[norm] or 1.0 not in profiles[norm]:
         raise ValueError(f"profiles needs the {norm!r} network at scales 1 and {scale}")
     diagnostics = {1.0: profiles[norm][1.0], scale: profiles[norm][scale]}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE["pair_mid"])
     for ax, quantity in zip(axes, quantities, strict=True):
         plot_layer_profile(diagnostics, quantity, ax=ax)
         values = np.concatenate([getattr(d, quantity) for by_scale in profiles.values() for d in by_scale.values()])
