@@ -238,3 +238,12 @@ def test_rms_norm_rejects_bad_input():
         rms_norm(torch.randn(3, 5), 5, torch.ones(4))
     with pytest.raises(ValueError, match="normalized_shape"):
         rms_norm(torch.randn(3, 5), 0)
+
+
+def test_the_fully_connected_sweep_takes_the_norms_an_mlp_stack_holds_from_the_registry(digits):
+    from bn_utils.experiments.batch_size import fully_connected_sweep
+
+    held = norms.names(lambda spec: spec.mlp_stacking is not None and not spec.example_options)
+    assert {"none", "batch", "layer", "group"} <= set(held) and "instance" not in held
+    with pytest.raises(ValueError, match=f"holds \\({', '.join(held)}\\), got 'instance'"):
+        fully_connected_sweep(digits, seeds=(0,), norms=("instance",))

@@ -1041,8 +1041,11 @@ def fully_connected_sweep(
     seeds = valid.check_seeds("seeds", seeds)
     norms = valid.check_values("norms", norms, lambda n, v: valid.check_type(n, v, str, "a norm name"), distinct=True)
     for norm in norms:
-        if norm not in ("batch", "layer", "group", "none"):
-            raise ValueError(f"fully_connected_sweep trains batch, layer, group or no norm, got {norm!r}")
+        stackable = norm_registry.names(lambda spec: spec.mlp_stacking is not None and not spec.example_options)
+        if norm not in stackable:
+            raise ValueError(
+                f"fully_connected_sweep trains the norms an MLP stack holds ({', '.join(stackable)}), got {norm!r}"
+            )
     epochs = SETUP["epochs"] if epochs is None else valid.check_int("epochs", epochs)
     n_train = SETUP["train_examples"] if train_examples is None else train_examples
     n_train = valid.check_int("train_examples", n_train, 2, len(data.x_train))
