@@ -8,11 +8,11 @@ same figures for another commit beside them when asked.
 
 A benchmark, not a test: it prints wall-clock and CPU seconds (user + system, of every process a
 command started) and asserts nothing. Each notebook runs top to bottom in a fresh kernel from a copy,
-so no notebook is written; ``--against REF`` exports REF with ``git archive`` into a temporary folder
-(no worktree is registered) and runs the same commands there, with ``PYTHONPATH`` pointing at each
-tree so that each imports its own ``bn_utils``. Times depend on the machine and on what else runs:
-compare only rows measured in one sitting on a quiet machine, and say how many threads
-(``OMP_NUM_THREADS``) and cores they had.
+so no notebook is written; ``--against REF`` clones this repository at REF into a temporary folder (a
+shared clone: no worktree is registered, no object is copied) and runs the same commands there, with
+``PYTHONPATH`` pointing at each tree so that each imports its own ``bn_utils``. Times depend on the
+machine and on what else runs: compare only rows measured in one sitting on a quiet machine, and
+say how many threads (``OMP_NUM_THREADS``) and cores they had.
 """
 
 from __future__ import annotations
@@ -62,12 +62,13 @@ def measure(command: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> Tim
     """Run ``command`` and time it (its output is discarded; a failure is reported, not raised)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(list(command), cwd=cwd, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = subprocess.run(list(command), cwd=cwd, env=dict(env), capture_output=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode:
-        tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        output = (done.stdout + done.stderr).decode(errors="replace").strip().splitlines()
+        tail = [line for line in output if line.startswith(("FAILED", "ERROR"))][:5] or output[-3:]
         print(f"    exit status {done.returncode}: {' / '.join(tail)}", file=sys.stderr)
     return Timing(wall, cpu, done.returncode)
 
@@ -83,19 +84,22 @@ def run_notebook(path: Path, timeout: int = 900) -> None:
     ).execute()
 
 
-def export_tree(ref: str, destination: Path, *, repository: Path = ROOT) -> str:
-    """Write the files of commit ``ref`` into ``destination`` (``git archive``); its full hash."""
+def checkout_tree(ref: str, destination: Path, *, repository: Path = ROOT) -> str:
+    """A temporary clone of ``repository`` at commit ``ref`` in ``destination`` (which must not exist):
+    a repository of its own, as the tests expect (some read its git history), that shares the objects
+    of ``repository`` and registers nothing in it (no worktree). Returns the commit's full hash."""
     commit = subprocess.run(
         ["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=repository, capture_output=True, text=True
     )
     if commit.returncode:
         raise ValueError(f"{ref!r} is not a commit of {repository}: {commit.stderr.strip()}")
-    destination.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.Popen(["git", "archive", commit.stdout.strip()], cwd=repository, stdout=subprocess.PIPE)
-    subprocess.run(["tar", "-x", "-C", str(destination)], stdin=archive.stdout, check=True)
-    if archive.wait():
-        raise RuntimeError(f"git archive {ref} failed")
-    return commit.stdout.strip()
+    full = commit.stdout.strip()
+    for command in (
+        ["git", "clone", "--quiet", "--shared", "--no-checkout", str(repository), str(destination)],
+        ["git", "-C", str(destination), "checkout", "--quiet", "--detach", full],
+    ):
+        subprocess.run(command, check=True, capture_output=True)
+    return full
 
 
 def benchmark_tree(tree: Path, parts: Sequence[str], notebooks: Sequence[str]) -> dict[str, Timing]:
@@ -200,11 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     columns[name] = benchmark_tree(ROOT, parts, notebooks)
     if arguments.against:
         with tempfile.TemporaryDirectory(prefix="course-benchmark-ref-") as tmp:
-            commit = export_tree(arguments.against, Path(tmp))
+            commit = checkout_tree(arguments.against, Path(tmp) / "tree")
             label = commit[:7] if commit.startswith(arguments.against) else f"{arguments.against} ({commit[:7]})"
             print(f"{label}:", flush=True)
-            missing = [nb for nb in notebooks if not (Path(tmp) / nb).exists()]
-            columns[label] = benchmark_tree(Path(tmp), parts, [nb for nb in notebooks if nb not in missing])
+            tree = Path(tmp) / "tree"
+            columns[label] = benchmark_tree(tree, parts, [nb for nb in notebooks if (tree / nb).exists()])
     print()
     print(comparison_table(columns))
     if arguments.json:

@@ -127,7 +127,7 @@ def test_benchmark_table_puts_two_commits_side_by_side_with_their_ratio():
     assert "ratio" not in one[0] and len(one) == 3
 
 
-def test_benchmark_exports_a_commit_without_a_worktree(tmp_path):
+def test_benchmark_checks_out_a_commit_in_a_clone_without_a_worktree(tmp_path):
     repository = tmp_path / "repo"
     repository.mkdir()
 
@@ -140,11 +140,15 @@ def test_benchmark_exports_a_commit_without_a_worktree(tmp_path):
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first")
     first = git("rev-parse", "HEAD").strip()
     (repository / "a.txt").write_text("second\n")
-    commit = benchmark.export_tree("HEAD", tmp_path / "out", repository=repository)
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "second")
+    commit = benchmark.checkout_tree("HEAD~1", tmp_path / "out", repository=repository)
     assert commit == first and (tmp_path / "out" / "a.txt").read_text() == "first\n"
+    out = subprocess.run(["git", "-C", str(tmp_path / "out"), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert out.stdout.strip() == first, "a repository of its own, at the commit"
     assert len(git("worktree", "list").splitlines()) == 1, "no worktree registered"
     with pytest.raises(ValueError, match="is not a commit"):
-        benchmark.export_tree("no-such-ref", tmp_path / "other", repository=repository)
+        benchmark.checkout_tree("no-such-ref", tmp_path / "other", repository=repository)
 
 
 def test_the_claim_runner_hands_its_arguments_to_pytest_untouched(tmp_path, capsys):
