@@ -15,7 +15,15 @@ import torch
 
 from . import _validate as valid
 
-__all__ = ["batch_norm", "batch_statistics", "batch_norm_gradients", "layer_norm", "group_norm", "instance_norm"]
+__all__ = [
+    "batch_norm",
+    "batch_statistics",
+    "batch_norm_gradients",
+    "layer_norm",
+    "group_norm",
+    "instance_norm",
+    "rms_norm",
+]
 
 
 def _reduce_dims(x: torch.Tensor) -> list[int]:
@@ -371,3 +379,26 @@ def instance_norm(
     if x.dim() < 3:
         raise ValueError(f"instance_norm expected input of shape (N, C, *) with positions, got shape {tuple(x.shape)}")
     return group_norm(x, x.shape[1], weight, bias, eps)
+
+
+def rms_norm(
+    x: torch.Tensor,
+    normalized_shape: tuple[int, ...] | list[int] | int,
+    weight: torch.Tensor | None = None,
+    eps: float | None = None,
+) -> torch.Tensor:
+    """RMS norm (Zhang & Sennrich, 2019): each example divided by the root mean square of its last
+    ``len(normalized_shape)`` dimensions, sqrt(mean(x²) + eps), with no mean subtracted and no shift;
+    same semantics as ``torch.nn.functional.rms_norm`` (``eps=None``: the dtype's machine epsilon;
+    ``weight`` has ``normalized_shape``). No batch statistics."""
+    valid.check_type("x", x, torch.Tensor, "a torch.Tensor")
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape or not all(valid.is_int(s) and s > 0 for s in shape):
+        raise ValueError(f"normalized_shape must be a positive int or a tuple of them, got {normalized_shape!r}")
+    if x.dim() < len(shape) or tuple(x.shape[x.dim() - len(shape) :]) != shape:
+        raise ValueError(f"rms_norm expected an input whose last dimensions are {shape}, got shape {tuple(x.shape)}")
+    eps = torch.finfo(x.dtype).eps if eps is None else valid.check_number("eps", eps, 0)
+    _check_affine("weight", weight, shape, x)
+    dims = list(range(x.dim() - len(shape), x.dim()))
+    y = x * torch.rsqrt(x.pow(2).mean(dim=dims, keepdim=True) + eps)
+    return y if weight is None else y * weight

@@ -921,8 +921,7 @@ CASES = [
         "lr_sweep-repeated-norm",
         lambda d: sweeps.lr_sweep(d, lrs=[0.1], seeds=(0,), norms=("batch", "batch"), steps=1),
         ValueError,
-        "norms must be a non-empty list of different norm names "
-        "(batch, batch_ghost, batch_noisy, batch_renorm, batch_scratch, group, instance, layer, none), "
+        f"norms must be a non-empty list of different norm names ({', '.join(sorted(bu.NORM_LAYERS))}), "
         "got ('batch', 'batch')",
     ),
     (

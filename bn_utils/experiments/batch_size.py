@@ -31,13 +31,14 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
-from ..data import Dataset, batch_indices
+from .. import norms as norm_registry
+from ..data import Dataset, batch_indices, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..functional import batch_norm, group_norm, instance_norm, layer_norm
 from ..layers import _BatchNorm
 from ..models import NORM_LAYERS, hidden_blocks, make_convnet
 from ..statistics import Estimate
-from ..style import color_for, label_for
+from ..style import FAINT, FIGSIZE, GUIDE, OUTLINE, color_for, figsize, label_for, series_color
 from ..training import get_device, seed_everything
 
 if TYPE_CHECKING:
@@ -182,7 +183,7 @@ def plot_normalization_axes(
     import matplotlib.pyplot as plt
 
     names = valid.check_values("names", names, lambda n, v: valid.check_type(n, v, str, "a norm name"))
-    fig = plt.figure(figsize=(3.0 * len(names), 3.4))
+    fig = plt.figure(figsize=figsize("cubes", len(names)))
     for i, name in enumerate(names):
         mask = statistic_support(name, shape, num_groups=num_groups)
         ax = fig.add_subplot(1, len(names), i + 1, projection="3d")
@@ -190,8 +191,8 @@ def plot_normalization_axes(
         filled = np.ones((shape[2], shape[0], shape[1]), dtype=bool)
         # shaded: the norm's colour; the rest nearly transparent, so shading inside the cube shows
         shaded = mask.transpose(2, 0, 1)
-        ax.voxels(filled & ~shaded, facecolors="#BBBBBB14", edgecolor="#99999955", linewidth=0.3)
-        ax.voxels(shaded, facecolors=color_for(name) + "D9", edgecolor="#333333", linewidth=0.3)
+        ax.voxels(filled & ~shaded, facecolors=FAINT + "14", edgecolor=GUIDE + "55", linewidth=0.3)
+        ax.voxels(shaded, facecolors=color_for(name) + "D9", edgecolor=OUTLINE, linewidth=0.3)
         ax.set_xlabel("H·W", labelpad=-10)
         ax.set_ylabel("N", labelpad=-10)
         ax.set_zlabel("C", labelpad=-10)
@@ -219,15 +220,18 @@ def _stack_norm(norms: Sequence[nn.Module], slots: int) -> nn.Module:
     per-channel norms stack by concatenating their channels, group norms also multiply their
     number of groups (groups never straddle two slots)."""
     first = norms[0]
-    if isinstance(first, nn.Identity):
+    spec = norm_registry.spec_of(first, spatial=True)  # the registry says how it stacks
+    rule = None if spec is None else spec.conv_stacking
+    if rule == "identity":
         return nn.Identity()
     stacked = copy.deepcopy(first)  # first's class and sizes
-    if isinstance(stacked, nn.GroupNorm):
+    if rule == "groups" and isinstance(stacked, nn.GroupNorm):
         stacked.num_groups, stacked.num_channels = slots * stacked.num_groups, slots * stacked.num_channels
-    elif isinstance(stacked, _PER_CHANNEL_NORMS) and not list(stacked.children()):
+    elif rule == "channels" and isinstance(stacked, _PER_CHANNEL_NORMS):
         stacked.num_features = slots * stacked.num_features
     else:
-        raise ValueError(f"cannot stack the norm {type(first).__name__}: expected a per-channel norm or group norm")
+        why = "no registered norm builds it" if spec is None else spec.why_not_stacked
+        raise ValueError(f"cannot stack the norm {type(first).__name__}: {why}")
     with torch.no_grad():
         for name, _ in first.named_parameters(recurse=False):
             setattr(stacked, name, nn.Parameter(torch.cat([getattr(n, name).detach() for n in norms])))
@@ -494,7 +498,7 @@ def train_stacked_convnets(
     with that seed. Returns, per slot, the step at which its loss stopped being finite (-1: never);
     such a slot stops learning (its loss is left out), the others go on."""
     valid.check_type("stack", stack, StackedConvNet, "a StackedConvNet")
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     seeds = valid.check_seeds("seeds", seeds, distinct=False)
     if len(seeds) != stack.slots:
         raise ValueError(f"need one seed per slot of the stack ({stack.slots}), got {len(seeds)}")
@@ -746,7 +750,7 @@ def batch_size_sweep(
     first ``train_examples`` training images for every batch size, SGD with momentum at
     :func:`scaled_lr`. Group norm uses ``SETUP["num_groups"]`` groups; batch renorm its schedule in
     epochs (``SETUP["renorm"]``). Defaults come from :data:`SETUP`. Returns a :class:`SweepResult`."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     if data.x_train.dim() != 4:
         raise ValueError(f"batch_size_sweep needs images (N, C, H, W), e.g. load_digits(images=True), got {data!r}")
     seeds = valid.check_seeds("seeds", seeds)
@@ -832,11 +836,11 @@ def batch_size_sweep(
 # Plots and explorer
 
 
-def _new_ax(ax: Axes | None, figsize: tuple[float, float] = (6.4, 3.8)) -> Axes:
+def _new_ax(ax: Axes | None, size: tuple[float, float] = FIGSIZE["panel"]) -> Axes:
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
+        _, ax = plt.subplots(figsize=size)
     return ax
 
 
@@ -888,7 +892,7 @@ def plot_sweep(result: SweepResult, *, norms: Sequence[str] | None = None) -> Fi
     import matplotlib.pyplot as plt
 
     valid.check_type("result", result, SweepResult, "a SweepResult")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.9))
+    fig, (left, right) = plt.subplots(1, 2, figsize=figsize("pair_high"))
     plot_error_vs_batch_size(result, ax=left, norms=norms)
     plot_wu_he(ax=right)
     fig.tight_layout()
@@ -905,7 +909,7 @@ def plot_mode_gap(result: SweepResult, *, ax: Axes | None = None, norms: Sequenc
     for norm in norms or result.norms:
         values = np.stack([100 * result.values(norm, size, "mode_gap") for size in result.batch_sizes], axis=1)
         plot_band(ax, np.asarray(result.batch_sizes), values, label=label_for(norm), color=color_for(norm))
-    ax.axhline(0, color="#777777", linewidth=1)
+    ax.axhline(0, color=GUIDE, linewidth=1)
     _log2_axis(ax, result.batch_sizes)
     ax.set_ylabel("train mode - eval mode (points)")
     ax.legend(fontsize=8)
@@ -921,12 +925,12 @@ def plot_statistics_gap(result: SweepResult, *, ax: Axes | None = None, norm: st
     sizes = np.asarray(result.batch_sizes, dtype=float)
     for metric, label, color in (
         ("stat_gap_mean", "mean: RMS of d", color_for(norm)),
-        ("stat_gap_log_std", "std: RMS of log r", "#777777"),
+        ("stat_gap_log_std", "std: RMS of log r", series_color(0)),
     ):
         values = np.array([result.values(norm, int(s), metric).mean() for s in sizes])
         ax.plot(sizes, values, marker="o", label=label, color=color)
         ax.plot(sizes, values[-1] * np.sqrt(sizes[-1] / sizes), linestyle=":", color=color, linewidth=1.2)
-    ax.plot([], [], linestyle=":", color="#777777", label="1 / sqrt(batch size)")
+    ax.plot([], [], linestyle=":", color=GUIDE, label="1 / sqrt(batch size)")
     ax.set_yscale("log")
     _log2_axis(ax, result.batch_sizes)
     ax.set_ylabel("batch vs running statistics")
@@ -959,7 +963,7 @@ def plot_orders(shuffled: SweepResult, sorted_: SweepResult, batch_size: int, *,
             hatch=hatch,
             color=[color_for(n) for n in norms],
             alpha=0.85 if not hatch else 0.45,
-            edgecolor="#333333",
+            edgecolor=OUTLINE,
         )
     ax.set_xticks(x)
     ax.set_xticklabels([label_for(n) for n in norms])
@@ -980,9 +984,9 @@ def batch_size_figure(result: SweepResult, batch_size: int, mode: str) -> Figure
     if mode not in EXPLORER_MODES:
         raise ValueError(f"mode must be one of {list(EXPLORER_MODES)}, got {mode!r}")
     metric = EXPLORER_MODES[mode]
-    fig, ax = plt.subplots(figsize=(7, 3.9))
+    fig, ax = plt.subplots(figsize=figsize("frame"))
     plot_error_vs_batch_size(result, ax=ax, norms=list(result.norms), metric=metric)
-    ax.axvline(batch_size, color="#777777", linestyle="--", linewidth=1)
+    ax.axvline(batch_size, color=GUIDE, linestyle="--", linewidth=1)
     accuracies = "; ".join(f"{label_for(n)} {result.estimate(n, batch_size, metric).format()}%" for n in result.norms)
     ax.set_title(f"batch {batch_size} ({mode}): {accuracies}", fontsize=8, wrap=True)
     return fig
@@ -1031,14 +1035,17 @@ def fully_connected_sweep(
     from ..models import make_mlp
     from ..stacked import train_stacked
 
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     if data.x_train.dim() != 2:
         raise ValueError(f"fully_connected_sweep needs flat inputs (N, features), e.g. load_digits(), got {data!r}")
     seeds = valid.check_seeds("seeds", seeds)
     norms = valid.check_values("norms", norms, lambda n, v: valid.check_type(n, v, str, "a norm name"), distinct=True)
     for norm in norms:
-        if norm not in ("batch", "layer", "group", "none"):
-            raise ValueError(f"fully_connected_sweep trains batch, layer, group or no norm, got {norm!r}")
+        stackable = norm_registry.names(lambda spec: spec.mlp_stacking is not None and not spec.example_options)
+        if norm not in stackable:
+            raise ValueError(
+                f"fully_connected_sweep trains the norms an MLP stack holds ({', '.join(stackable)}), got {norm!r}"
+            )
     epochs = SETUP["epochs"] if epochs is None else valid.check_int("epochs", epochs)
     n_train = SETUP["train_examples"] if train_examples is None else train_examples
     n_train = valid.check_int("train_examples", n_train, 2, len(data.x_train))
@@ -1094,7 +1101,7 @@ def plot_why(result: SweepResult) -> Figure:
     import matplotlib.pyplot as plt
 
     valid.check_type("result", result, SweepResult, "a SweepResult")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.9))
+    fig, (left, right) = plt.subplots(1, 2, figsize=figsize("pair_high"))
     plot_mode_gap(result, ax=left, norms=[n for n in result.norms if n in ("batch", "batch_renorm", "group")])
     plot_statistics_gap(result, ax=right)
     fig.tight_layout()

@@ -39,7 +39,7 @@ from torch.nn import functional as F
 from ..data import Dataset, batch_indices
 from ..models import mlp_for
 from ..stacked import StackedMLP, evaluate_stacked
-from ..style import color_for
+from ..style import FIGSIZE, color_for
 from ..training import get_device
 
 __all__ = [
@@ -453,7 +453,7 @@ def plot_first_steps(runs: Mapping[str, LayerDynamics], focus: str) -> Figure:
     _check_runs("runs", runs)
     if focus not in runs:
         raise ValueError(f"focus must be one of the runs ({', '.join(runs)}), got {focus!r}")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=FIGSIZE["triple"])
     plot_layer_dynamics(runs, "gradient_ratio", ax=axes[0], title="first / last layer's gradient norm")
     plot_layer_dynamics({focus: runs[focus]}, "weight_growth", layers=(0, 4, -1), ax=axes[1], title="weight growth")
     plot_layer_dynamics({focus: runs[focus]}, "relative_update", ax=axes[2], title="relative update per step")
@@ -464,7 +464,7 @@ def plot_forward_content(at_init: Mapping[str, LayerDynamics], during: Mapping[s
     """Similarity and class contrast per layer at init (``at_init``), last layer's contrast in training (``during``)."""
     _check_runs("at_init", at_init)
     _check_runs("during", during)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=FIGSIZE["triple"])
     plot_dynamics_profile(at_init, "similarity", ax=axes[0], title="at initialisation: how alike all examples look")
     plot_dynamics_profile(at_init, "class_contrast", ax=axes[1], title="at initialisation: class structure left")
     plot_layer_dynamics(during, "class_contrast", layers=(-1,), ax=axes[2], title="last hidden layer, during training")

@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from ..data import Dataset
 from ..models import NORM_POSITIONS, mlp_for
 from ..stacked import train_stacked
-from ..style import NORM_COLORS, PALETTE, plot_band
+from ..style import FIGSIZE, GUIDE, PLACEMENT_COLORS, plot_band
 from ..training import History, get_device, stack_metric
 
 __all__ = ["PLACEMENT_LABELS", "PlacementStudy", "placement_study", "plot_placement"]
@@ -142,11 +142,11 @@ def plot_placement(
     accuracy against the learning rate (the same). Returns the axes."""
 
     if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
+        _, axes = plt.subplots(1, 3, figsize=FIGSIZE["triple_narrow"], layout="constrained")
     if len(axes) != 3:
         raise ValueError(f"plot_placement draws three panels; got {len(axes)} axes")
     lr = study.lrs[0] if lr is None else lr
-    colors = {"before": NORM_COLORS["batch"], "after": PALETTE["orange"]}
+    colors = PLACEMENT_COLORS
     curves, speed, final = axes
     for position, label in PLACEMENT_LABELS.items():
         steps, values = stack_metric(study.runs(position, lr), "test_acc")
@@ -161,7 +161,7 @@ def plot_placement(
             ax.plot(study.lrs, scale * medians, color=colors[position], marker="o", label=label)
             for lr_value, row in zip(study.lrs, values, strict=True):
                 ax.plot([lr_value * nudge] * len(row), scale * row, ".", color=colors[position], alpha=0.5)
-    curves.axhline(100 * study.target, color="grey", linestyle=":", linewidth=1.5)
+    curves.axhline(100 * study.target, color=GUIDE, linestyle=":", linewidth=1.5)
     curves.set(xlabel="training step", ylabel="test accuracy (%)", title=f"learning rate {lr:g}")
     curves.set_ylim(max(0.0, curves.get_ylim()[0]), 100)
     curves.legend(loc="lower right")

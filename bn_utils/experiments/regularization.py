@@ -24,12 +24,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import _validate as valid
-from ..data import Dataset
+from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import NORM_LAYERS, mlp_for
 from ..stacked import train_stacked
 from ..statistics import Estimate
-from ..style import CYCLE, PALETTE, color_for, plot_histories
+from ..style import FIGSIZE, GUIDE, ON_COLOR, color_for, plot_histories, series_color
 from ..training import History, get_device
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def first_layer_inputs(data: Dataset, *, width: int = 100, seed: int = 0) -> tor
     """(N, width) float64: the training set through a He-initialised linear layer of ``width``
     units, i.e. what a first BN layer normalizes. The weights come from their own generator
     seeded with ``seed``; the global random state is left alone."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     valid.check_int("width", width)
     valid.check_seed("seed", seed)
     generator = torch.Generator().manual_seed(seed)
@@ -121,7 +121,7 @@ def batch_noise(
     normalized value, averaged over examples and units: 0 would mean no noise; for Gaussian
     inputs it is close to sqrt(1.5 / batch_size).
     """
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     batch_sizes = valid.check_values("batch_sizes", batch_sizes, valid.check_int)
     valid.check_int("draws", draws)
     valid.check_int("examples", examples, 1, len(data.x_train) - 1)
@@ -260,7 +260,7 @@ def regularization_study(
     and test accuracy are measured every epoch (or every ``eval_every`` steps) and at the end.
     ``train_examples`` keeps only the first that many training examples, to make overfitting
     easier to see."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     if not isinstance(configs, Mapping) or not configs:
         raise ValueError(
             f"configs must be a non-empty dict of label -> Setting or (norm, norm_kwargs), got {configs!r}"
@@ -389,9 +389,7 @@ def plot_batch_noise(
         _, ax = plt.subplots(figsize=figsize)
     sizes = np.array(sorted(noise))
     ax.plot(sizes, [noise[s] for s in sizes], marker="o", color=color_for("batch"), label="measured (digits)")
-    ax.plot(
-        sizes, np.sqrt(1.5 / sizes), color=PALETTE["black"], linestyle="--", linewidth=1, label="sqrt(1.5 / batch size)"
-    )
+    ax.plot(sizes, np.sqrt(1.5 / sizes), color=GUIDE, linestyle="--", linewidth=1, label="sqrt(1.5 / batch size)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("batch size")
@@ -426,7 +424,7 @@ def plot_generalization(result: RegularizationResult, *, ax: Axes | None = None,
             textcoords="offset points",
             ha="center",
             fontsize=8,
-            color="white",
+            color=ON_COLOR,
             rotation=90,
             va="bottom",
         )
@@ -456,7 +454,7 @@ def plot_estimates(
         _, ax = plt.subplots()
     offsets = np.linspace(-0.15, 0.15, max(len(e.values) for e in estimates.values()))
     for i, (label, estimate) in enumerate(estimates.items()):
-        color = (colors or {}).get(label, CYCLE[i % len(CYCLE)])
+        color = (colors or {}).get(label, series_color(i))
         values = scale * np.asarray(estimate.values)
         ax.scatter(i + offsets[: len(values)], values, s=14, color=color, alpha=0.6, linewidths=0)
         low, high = estimate.interval
@@ -465,7 +463,7 @@ def plot_estimates(
             i, mean, yerr=[[mean - scale * low], [scale * high - mean]], fmt="_", markersize=22, capsize=6, color=color
         )
     if zero_line:
-        ax.axhline(0, color="0.5", linewidth=1, linestyle="--")
+        ax.axhline(0, color=GUIDE, linewidth=1, linestyle="--")
     ax.set_xticks(range(len(estimates)), list(estimates), rotation=20, ha="right")
     ax.set_xlim(-0.6, len(estimates) - 0.4)
     ax.set_ylabel(ylabel)
@@ -479,7 +477,7 @@ def plot_regularization(result: RegularizationResult, *, ylim: tuple[float, floa
     if not isinstance(result, RegularizationResult):
         raise ValueError(f"plot_regularization needs a RegularizationResult, got {type(result).__name__}")
     first = next(iter(result.histories.values()))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE["pair_wider"])
     plot_histories(
         result.histories, "test_acc", ax=axes[0], title=f"test accuracy ({len(first)} seeds)", norms=result.norms
     )
@@ -497,7 +495,7 @@ def plot_small_data(result: RegularizationResult, gains: Mapping[str, Estimate],
         raise ValueError("gains must be a non-empty dict label -> Estimate (labels ending in 'BN' are drawn as BN)")
     valid.check_int("train_examples", train_examples)
     seeds = len(next(iter(result.histories.values())))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE["pair_wider"])
     plot_estimates(
         {label: result.spread(label) for label in result.histories},
         ax=axes[0],
@@ -531,11 +529,9 @@ def batch_noise_figure(
     reference = normalized_in_random_batches(
         fixed, pool, len(pool) + 1, draws=1, generator=torch.Generator().manual_seed(0)
     )[0, 0, unit].item()
-    fig, ax = plt.subplots(figsize=(7, 3.4))
-    ax.hist(values, bins=30, color=PALETTE["blue"], alpha=0.8)
-    ax.axvline(
-        reference, color=PALETTE["black"], linestyle="--", linewidth=1.5, label="normalized with the whole training set"
-    )
+    fig, ax = plt.subplots(figsize=FIGSIZE["frame"])
+    ax.hist(values, bins=30, color=color_for("batch"), alpha=0.8)
+    ax.axvline(reference, color=GUIDE, linestyle="--", linewidth=1.5, label="normalized with the whole training set")
     ax.set_xlabel(f"BN output of example {example}, unit {unit}")
     ax.set_ylabel(f"count ({draws} random batches)")
     ax.set_title(f"batch size {batch_size}: std {values.std():.3f} around {values.mean():.2f}", fontsize=10)

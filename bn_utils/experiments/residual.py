@@ -5,7 +5,7 @@ Two experiments on the same architectures (:data:`ARCHITECTURES`):
 
 - at initialisation (:func:`measure_at_init` -> :class:`AtInit`): the variance of the residual
   stream block by block, each branch's size relative to the stream it is added to, and each block's
-  weight-gradient norm (from :func:`bn_utils.initialization.layer_diagnostics`);
+  weight-gradient norm (from :func:`bn_utils.diagnostics.layer_diagnostics`);
 - training with depth (:func:`depth_sweep` -> :class:`DepthSweep`): final test accuracy per
   architecture, depth and seed, with SGD as in the chapter "Deep-network gradient flow". Networks of
   one structure and depth train as one stack (:func:`bn_utils.stacked.train_stacked`), so the
@@ -31,14 +31,14 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
-from ..data import Dataset
+from ..data import Dataset, check_dataset
+from ..diagnostics import layer_diagnostics
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..layers import _BatchNorm
 from ..models import ResidualMLP, hidden_blocks, make_mlp, make_residual_mlp
 from ..stacked import StackedMLP, evaluate_stacked, train_stacked
-from ..style import CYCLE, PALETTE
+from ..style import FIGSIZE, GUIDE, color_for, figsize, series_color
 from ..training import get_device, seed_everything
-from .initialization import layer_diagnostics
 
 if TYPE_CHECKING:
     from ipywidgets import interactive
@@ -79,14 +79,14 @@ class Architecture:
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "plain_bn": Architecture("plain BN stack", PALETTE["blue"], False, "batch"),
-    "residual_none": Architecture("residual, no norm", PALETTE["vermillion"], True, "none"),
-    "residual_bn": Architecture("residual BN", PALETTE["green"], True, "batch"),
-    "residual_bn_zero": Architecture("residual BN, zero branches", PALETTE["purple"], True, "batch", "zero"),
-    "residual_scaled": Architecture("residual, no norm, 1/√depth", PALETTE["orange"], True, "none", "scaled"),
-    "residual_bn_like": Architecture("residual, no norm, BN's scaling", PALETTE["sky"], True, "none", "bn_like"),
+    "plain_bn": Architecture("plain BN stack", color_for("batch"), False, "batch"),
+    "residual_none": Architecture("residual, no norm", color_for("none"), True, "none"),
+    "residual_bn": Architecture("residual BN", series_color(0), True, "batch"),
+    "residual_bn_zero": Architecture("residual BN, zero branches", series_color(1), True, "batch", "zero"),
+    "residual_scaled": Architecture("residual, no norm, 1/√depth", series_color(2), True, "none", "scaled"),
+    "residual_bn_like": Architecture("residual, no norm, BN's scaling", series_color(3), True, "none", "bn_like"),
     "residual_bn_frozen": Architecture(
-        "residual BN, statistics frozen at step 10", PALETTE["black"], True, "batch", freeze_at=10
+        "residual BN, statistics frozen at step 10", series_color(4), True, "batch", freeze_at=10
     ),
 }
 # the five architectures of the depth sweep (the others are controls)
@@ -199,7 +199,7 @@ def measure_at_init(
     """:class:`AtInit` of each architecture at ``depth`` blocks, on the first ``batch_size``
     training examples; seed s draws the weights of every architecture from ``seed_everything(s)``.
     ``gradients=False`` skips the backward pass (``gradient_norm`` is then NaN)."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     valid.check_int("depth", depth, 2)
     valid.check_int("width", width)
     valid.check_int("batch_size", batch_size, 2, len(data.x_train))
@@ -235,7 +235,7 @@ def measure_at_init(
 
 def _style(ax: Axes, name: str, index: int) -> dict:
     arch = ARCHITECTURES.get(name)
-    return {"label": arch.label if arch else name, "color": arch.color if arch else CYCLE[index % len(CYCLE)]}
+    return {"label": arch.label if arch else name, "color": arch.color if arch else series_color(index)}
 
 
 def _band(ax: Axes, x: np.ndarray, values: np.ndarray, **style: Any) -> None:
@@ -260,7 +260,7 @@ def plot_stream_variance(result: AtInit, *, ax: Axes | None = None, names: Seque
         starts.extend(values[:, 0][np.isfinite(values[:, 0])])
     v0 = float(np.median(starts)) if starts else 1.0
     slope = 1 - 1 / np.pi
-    ax.plot(blocks, v0 + slope * blocks, ls="--", color="grey", lw=1, label=f"{v0:.2f} + {slope:.2f} × block (linear)")
+    ax.plot(blocks, v0 + slope * blocks, ls="--", color=GUIDE, lw=1, label=f"{v0:.2f} + {slope:.2f} × block (linear)")
     ax.set_yscale("log")
     ax.set_xlabel("block (0 = after the stem)")
     ax.set_ylabel("variance of the stream")
@@ -281,7 +281,7 @@ def plot_branch_ratio(result: AtInit, *, ax: Axes | None = None, names: Sequence
         if np.all(np.isnan(ratio)) or not np.all(ratio > 0):
             continue  # the plain stack has no branches; zero branches have ratio 0 (no log)
         _band(ax, blocks, ratio, **_style(ax, name, i))
-    ax.plot(blocks, 1 / blocks, ls="--", color="grey", lw=1, label="1 / block")
+    ax.plot(blocks, 1 / blocks, ls="--", color=GUIDE, lw=1, label="1 / block")
     ax.set_yscale("log")
     ax.set_xlabel("block")
     ax.set_ylabel("branch variance / stream variance")
@@ -311,7 +311,7 @@ def plot_gradient_norms(result: AtInit, *, ax: Axes | None = None, names: Sequen
 def plot_at_init(result: AtInit, *, names: Sequence[str] | None = None) -> Figure:
     """The three views of :class:`AtInit` side by side: stream variance, branch/stream ratio,
     gradient norms."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=FIGSIZE["triple_high"])
     plot_stream_variance(result, ax=axes[0], names=names)
     plot_branch_ratio(result, ax=axes[1], names=names)
     plot_gradient_norms(result, ax=axes[2], names=names)
@@ -448,7 +448,7 @@ def depth_sweep(
     their initialisation) train together as one stack per depth. An architecture with ``freeze_at``
     gets its batch norms' statistics set at that step from the first ``freeze_batch`` training
     examples, then kept fixed (see :func:`_freeze_statistics`)."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     depths = tuple(valid.check_values("depths", depths, lambda n, v: valid.check_int(n, v, 1), distinct=True))
     if not depths:
         raise ValueError("need at least one depth")
@@ -537,7 +537,7 @@ def plot_depth_sweep(result: DepthSweep, *, ax: Axes | None = None, names: Seque
         for s in range(values.shape[1]):
             ax.plot(x, values[:, s], "o", color=style["color"], alpha=0.5, ms=4)
         ax.plot(x, np.median(values, 1), "-", **style)
-    ax.axhline(result.min_accuracy, ls=":", color="grey", lw=1)
+    ax.axhline(result.min_accuracy, ls=":", color=GUIDE, lw=1)
     ax.set_xscale("log")
     ax.set_xticks(depths, [str(d) for d in depths])
     ax.minorticks_off()
@@ -556,7 +556,7 @@ def plot_at_depth(
     valid.check_type("result", result, DepthSweep, "a DepthSweep from depth_sweep")
     names = list(names or result.architectures)
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 4))
+        _, ax = plt.subplots(figsize=figsize("bars", len(names)))
     for i, name in enumerate(names):
         style = _style(ax, name, i)
         values, crashed = result.at(name, depth), result.diverged[name][result.depths.index(depth)]
@@ -564,7 +564,7 @@ def plot_at_depth(
         ax.plot(i + jitter[~crashed], values[~crashed], "o", color=style["color"], alpha=0.7)
         ax.plot(i + jitter[crashed], np.zeros(crashed.sum()), "x", color=style["color"], ms=8)
         ax.plot([i - 0.3, i + 0.3], [np.median(np.nan_to_num(values, nan=0.0))] * 2, color=style["color"], lw=2)
-    ax.axhline(result.min_accuracy, ls=":", color="grey", lw=1)
+    ax.axhline(result.min_accuracy, ls=":", color=GUIDE, lw=1)
     ax.set_xticks(range(len(names)), [ARCHITECTURES[n].label.replace(", ", ",\n") for n in names], fontsize="small")
     ax.set_ylim(-0.05, 1.03)
     ax.set_ylabel(f"test accuracy after {result.steps} steps")
@@ -575,14 +575,14 @@ def plot_at_depth(
 def explorer_figure(data: Dataset, sweep: DepthSweep, architecture: str, depth: int, seeds: Sequence[int]) -> Figure:
     """One network of the chapter at one depth: its stream's variance at initialisation (a
     forward pass of ``seeds``) and the precomputed sweep's accuracies for that network."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE["pair_wide"])
     result = measure_at_init(data, depth=depth, architectures=[architecture], seeds=seeds, gradients=False)
     plot_stream_variance(result, ax=axes[0])
     axes[0].set_title(f"{ARCHITECTURES[architecture].label}, {depth} blocks, at initialisation")
     if architecture in sweep.architectures:
         plot_depth_sweep(sweep, ax=axes[1], names=[architecture])
         if depth in sweep.depths:
-            axes[1].axvline(depth, color="grey", lw=1)
+            axes[1].axvline(depth, color=GUIDE, lw=1)
     else:
         axes[1].text(0.5, 0.5, "not in the precomputed sweep", ha="center", va="center", transform=axes[1].transAxes)
         axes[1].set_axis_off()
@@ -596,7 +596,7 @@ def explorer(
     """The network and, live, the depth: the stream's variance at initialisation (computed on
     demand, forward pass only) and the precomputed sweep's accuracies for that network.
     ``live=False``: the kernel-free version for the book (every network at depth 40)."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     valid.check_type("sweep", sweep, DepthSweep, "a DepthSweep from depth_sweep")
     seeds = tuple(valid.check_seeds("seeds", seeds))
     by_label = {ARCHITECTURES[n].label: n for n in ARCHITECTURES if ARCHITECTURES[n].freeze_at is None}

@@ -21,11 +21,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import _validate as valid
-from ..data import Dataset
+from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import NORM_LAYERS, mlp_for
 from ..stacked import StackedMLP, evaluate_stacked, train_stacked
-from ..style import NORM_LABELS, PALETTE, color_for, plot_histories
+from ..style import FIGSIZE, GUIDE, NORM_LABELS, color_for, plot_histories
 from ..training import History, get_device
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ def run_sweep(
     ``select_on="validation"`` (``data`` from :meth:`~bn_utils.data.Dataset.with_validation`)
     measures the validation accuracy instead, for every selection, and the test accuracy once, at
     the end of training (:meth:`Sweep.test_accuracy`)."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     for value in values:
         valid.check_number(f"each of the values ({parameter})", value)
     values, seeds = tuple(float(x) for x in values), tuple(seeds)
@@ -438,7 +438,11 @@ def plot_sweep(
 
 
 def plot_equal_lr(
-    sweep: Sweep, value: float, *, levels: Sequence[float] = (0.9, 0.95), figsize: tuple[float, float] = (11, 3.6)
+    sweep: Sweep,
+    value: float,
+    *,
+    levels: Sequence[float] = (0.9, 0.95),
+    figsize: tuple[float, float] = FIGSIZE["pair_mid"],
 ) -> Figure:
     """Every norm of ``sweep`` at one swept ``value``: training loss (left, range over seeds, log scale)
     and accuracy on the selection set (right, mean +/- std) with dashed lines at ``levels``; returns the figure."""
@@ -451,7 +455,7 @@ def plot_equal_lr(
     axes[0].set_yscale("log")
     plot_histories(runs, "test_acc", ax=axes[1], title=f"{sweep.selected_on} accuracy, {name}")
     for level in levels:
-        axes[1].axhline(level, color="black", linestyle="--", linewidth=1)
+        axes[1].axhline(level, color=GUIDE, linestyle="--", linewidth=1)
     axes[1].set_ylim(0, 1)
     axes[1].set_ylabel(f"{sweep.selected_on} accuracy")
     return fig
@@ -462,11 +466,11 @@ def sweep_run_figure(sweep: Sweep, value: float, norm: str) -> Figure:
     swept ``value`` (bands over seeds), how many seeds diverged (and where: dotted lines), and how
     fast the target came. The axes span the whole run even when every seed diverged early."""
     runs = sweep.runs(norm, value)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, (left, right) = plt.subplots(1, 2, figsize=FIGSIZE["pair_mid"])
     plot_histories({norm: runs}, "loss", ax=left, title=f"{NORM_LABELS[norm]}, {sweep.label} {value:g}", band="minmax")
     left.set_yscale("log")
     plot_histories({norm: runs}, "test_acc", ax=right)
-    right.axhline(sweep.target, color=PALETTE["black"], linestyle="--", linewidth=1)
+    right.axhline(sweep.target, color=GUIDE, linestyle="--", linewidth=1)
     right.set_ylim(0, 1)
     planned = max(
         int(h.config.get("steps", h.steps)) for row in sweep.histories.values() for seeds in row for h in seeds
@@ -475,7 +479,7 @@ def sweep_run_figure(sweep: Sweep, value: float, norm: str) -> Figure:
     for ax in (left, right):
         ax.set_xlim(0, planned)
         for step in stopped:
-            ax.axvline(step, color=PALETTE["vermillion"], linestyle=":", linewidth=1)
+            ax.axvline(step, color=GUIDE, linestyle=":", linewidth=1)
     steps = sweep.median_steps_to_target(norm, value)
     target = f"{100 * sweep.target:.0f}%"
     reached = (
@@ -520,7 +524,7 @@ def plot_sweep_finals(
     titles = titles or (accuracy_title, "final training loss")
     if len(titles) != 2:
         raise ValueError(f"titles must be two titles (accuracy panel, loss panel), got {titles!r}")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE["pair_wide"])
     plot_sweep(sweep, "test_acc", ax=axes[0], title=titles[0], mark=mark)
     plot_sweep(sweep, "loss", ax=axes[1], title=titles[1], mark=mark)
     axes[0].set_ylabel(accuracy_title)
