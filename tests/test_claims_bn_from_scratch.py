@@ -85,9 +85,12 @@ def test_training_with_scratch_bn_follows_torch_bn():
 
 
 def test_forgetting_eval_ruins_single_image_predictions_in_a_conv_net(conv_acc):
-    """Claim: predicting one image at a time in training mode costs at least 20 points of accuracy."""
+    """Claim: predicting one image at a time in training mode costs the conv net more than 25 points of
+    accuracy in median over seeds, and at least 10 on every seed (21 to 41 points over seeds 0-9)."""
     cc.every(conv_acc["eval"], ">", 0.9, "conv net, eval-mode test accuracy")
-    cc.every(conv_acc["eval"] - conv_acc["train@1"], ">", 0.20, "conv net, points lost predicting one image at a time")
+    drop = conv_acc["eval"] - conv_acc["train@1"]
+    cc.median(drop, ">", 0.25, "conv net, points lost predicting one image at a time")
+    cc.every(drop, ">", 0.10, "conv net, points lost predicting one image at a time")
 
 
 def test_train_mode_batches_of_two_cost_an_mlp_at_least_25_points(mlp_acc):
@@ -127,9 +130,11 @@ def test_class_sorted_batches_of_32_ruin_train_mode_predictions(conv_acc, mlp_ac
 
 def test_class_sorted_batches_of_128_still_cost_points(conv_acc, mlp_acc):
     """Claim: batches of 128 sorted by class (about three classes each) still cost the MLP at least
-    20 points and the conv net at least 5, on every seed."""
-    for name, acc, floor in [("conv net", conv_acc, 0.05), ("MLP", mlp_acc, 0.20)]:
-        cc.every(acc["eval"] - acc["sorted@128"], ">", floor, f"{name}: points lost, sorted batches of 128")
+    20 points on every seed, and the conv net more than 5 in median and at least 2 on every seed."""
+    cc.every(mlp_acc["eval"] - mlp_acc["sorted@128"], ">", 0.20, "MLP: points lost, sorted batches of 128")
+    drop = conv_acc["eval"] - conv_acc["sorted@128"]
+    cc.median(drop, ">", 0.05, "conv net: points lost, sorted batches of 128")
+    cc.every(drop, ">", 0.02, "conv net: points lost, sorted batches of 128")
 
 
 def test_bn_after_relu_reaches_90_percent_sooner_at_lr_0_1(placement):
@@ -150,9 +155,11 @@ def test_placement_speed_gap_is_gone_at_lr_1(placement):
 
 
 def test_placement_makes_no_measurable_difference_to_final_accuracy(placement):
-    """Claim: at every learning rate tried, the median final test accuracies of the two placements
-    are within 1.5 points of each other, and the difference is within what the seeds and the 449
-    test images can tell apart: its seed interval and its test-set interval both include zero."""
+    """Claim: at both learning rates tried (0.1 and 1, 10 epochs), the median final test accuracies of
+    the two placements are within 1.5 points of each other, and the difference does not exceed the
+    seeds' uncertainty: its 95% seed interval includes zero. The test set alone would resolve about
+    a point (its interval's half-width is under 1 point); on seeds 5-9 at lr 1 it excluded zero (BN
+    after the ReLU 0.6 points lower), on seeds 0-4 it did not, so no claim either way on it."""
     for lr in placement.lrs:
         difference = placement.final_difference(lr)
         gap = abs(placement.median_final("after", lr) - placement.median_final("before", lr))
@@ -162,5 +169,4 @@ def test_placement_makes_no_measurable_difference_to_final_accuracy(placement):
         cc.compare(low, "<", 0, f"{what}, seed interval's lower end", values=difference.values)
         cc.compare(high, ">", 0, f"{what}, seed interval's upper end", values=difference.values)
         low, high = placement.test_set_interval(lr)
-        cc.compare(low, "<", 0, f"{what}, test-set interval's lower end", values=difference.values)
-        cc.compare(high, ">", 0, f"{what}, test-set interval's upper end", values=difference.values)
+        cc.compare((high - low) / 2, "<", 0.01, f"{what}, test-set interval's half-width")
