@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
@@ -112,19 +113,30 @@ def load_runs(paths: Iterable[Path]) -> list[Run]:
     return runs
 
 
+SEED_PARAMETER = re.compile(r"\[\d+\]$")
+
+
+def test_id(node_id: str) -> str:
+    """The node id without a seed parameter ('test_x[7]' -> 'test_x[seed]'): a test parametrized by
+    the claim seeds has other ids on another seed set, but is the same claim."""
+    return SEED_PARAMETER.sub("[seed]", node_id)
+
+
 def collect(runs: Sequence[Run]) -> list[Assertion]:
     """One Assertion per (test, what), the n-th repetition of the same text in a test kept apart
-    as 'what #n'; in the order first seen."""
+    as 'what #n' (a test parametrized by seed repeats its assertions once per seed); in the order
+    first seen."""
     assertions: dict[tuple[str, str], Assertion] = {}
     for run in runs:
         seen: dict[tuple[str, str], int] = {}
         for record in run.margins:
-            base = (record["test"], record["what"])
+            test = test_id(record["test"])
+            base = (test, record["what"])
             seen[base] = seen.get(base, 0) + 1
             what = record["what"] if seen[base] == 1 else f"{record['what']} #{seen[base]}"
-            key = (record["test"], what)
+            key = (test, what)
             if key not in assertions:
-                assertions[key] = Assertion(record["test"], what, record["form"], record["op"], record["threshold"])
+                assertions[key] = Assertion(test, what, record["form"], record["op"], record["threshold"])
             assertions[key].records[run.name] = record
     return list(assertions.values())
 

@@ -131,3 +131,22 @@ def test_standard_runs_cover_both_seed_sets_on_three_paths_with_one_thread(tmp_p
     assert "ATEN_CPU_CAPABILITY" not in runs[0][1] and runs[1][1]["ATEN_CPU_CAPABILITY"] == "default"
     with pytest.raises(SystemExit, match="unknown arithmetic path 'neon'"):
         claim_margins.standard_runs(tmp_path, ("0-4",), ("neon",))
+
+
+def test_a_test_parametrized_by_seed_is_one_claim_on_both_seed_sets(tmp_path):
+    paths = []
+    for seeds, first in (("0-4", 0), ("5-9", 5)):
+        margins = [
+            record(f"tests/test_claims_demo.py::test_loss[{first + i}]", "loss ratio", 4.0 - i, 1.0, 2.0)
+            for i in range(2)
+        ]
+        path = tmp_path / f"{seeds}.json"
+        path.write_text(
+            json.dumps({"context": {"seeds": seeds, "cpu_capability": "AVX512", "threads": 1}, "margins": margins})
+        )
+        paths.append(path)
+    assertions = claim_margins.collect(claim_margins.load_runs(paths))
+    assert [(a.test, a.what, len(a.records)) for a in assertions] == [
+        ("tests/test_claims_demo.py::test_loss[seed]", "loss ratio", 2),
+        ("tests/test_claims_demo.py::test_loss[seed]", "loss ratio #2", 2),
+    ]

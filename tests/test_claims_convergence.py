@@ -102,14 +102,18 @@ def test_at_equal_learning_rate_bn_reaches_90_percent_sooner(sweep):
 
 
 def test_to_95_percent_the_equal_learning_rate_gives_bn_no_reliable_lead(sweep):
-    """At lr 0.1, BN's median steps to 95% validation accuracy are at most 30 (three evaluations) fewer
-    than the plain network's (on seeds 5-9 BN at lr 0.1 did not reach 95% within 200 steps in 3 of 5
-    seeds); at its own best learning rate BN needs at most half the plain network's steps at 0.1."""
-    plain_01, bn_01, bn_best = speedup_split(sweep, 0.95)
-    plain, bn = per_seed_at_01(sweep, 0.95)
-    finite = np.isfinite(plain - bn)
-    values = (plain - bn)[finite] if finite.sum() >= 2 else None
-    cc.compare(plain_01 - bn_01, "<=", 30, "median steps to 95% at lr 0.1, plain - BN", values=values)
+    """In median steps to 95% validation accuracy, the equal learning rate 0.1 gives BN less than half
+    of the saving its own best learning rate gives (on seeds 0-4 BN at 0.1 was 20-30 steps ahead, on
+    seeds 5-9 it mostly did not reach 95% within 200 steps), and at its best learning rate BN needs at
+    most half the plain network's steps at 0.1."""
+    # a median that never reached 95% within the 200 steps counts as the next evaluation, step 210
+    plain_01, bn_01, bn_best = (min(steps, 210.0) for steps in speedup_split(sweep, 0.95))
+    cc.compare(
+        (plain_01 - bn_01) / (plain_01 - bn_best),
+        "<",
+        0.5,
+        "median steps to 95%: the equal lr's saving / the best lr's (both from plain at lr 0.1)",
+    )
     cc.compare(bn_best / plain_01, "<=", 0.5, "median steps to 95%, BN at its best lr / plain at lr 0.1")
 
 
@@ -157,10 +161,7 @@ def test_at_a_small_equal_learning_rate_bn_ends_behind(sweep):
 def test_the_plain_network_ends_with_a_lower_training_loss_than_bns_best(sweep):
     plain = sweep.final("none", "loss")[sweep.values.index(sweep.best("none"))]
     bn = sweep.final("batch", "loss")[sweep.values.index(sweep.best("batch"))]
-    what = (
-        f"median training loss over the last epoch, plain at lr {sweep.best('none'):g} / BN at lr "
-        f"{sweep.best('batch'):g}"
-    )
+    what = "median training loss over the last epoch, plain / BN, each at its best lr"
     cc.compare(np.median(plain) / np.median(bn), "<=", 0.7, what, values=plain / bn)
 
 

@@ -100,8 +100,10 @@ def test_the_thousandfold_ratio_lasts_one_step(bn40):
     ratio = bn40.gradient_ratio
     at = bn40.at
     cc.every(np.log10(ratio[:, at(0)]), ">", np.log10(500), "log10 first/last gradient ratio at step 0 (> 500)")
-    drop = ratio[:, at(0)] / ratio[:, at(1)]
-    cc.every(np.log10(drop), ">", 1, "log10 (first/last gradient ratio, step 0 / step 1) (more than tenfold)")
+    drop = ratio[:, at(0)] / ratio[:, at(1)]  # 16 to 76 over seeds 0-9: wide, so a median and a floor
+    what = "log10 (first/last gradient ratio, step 0 / step 1)"
+    cc.median(np.log10(drop), ">", 1, f"{what} (more than tenfold)")
+    cc.every(np.log10(drop), ">", np.log10(5), f"{what} (at least fivefold)")
     later = ratio[:, [at(30), at(50)]].max(1)
     cc.median(np.log10(later), "<", 1, "log10 first/last gradient ratio at steps 30 and 50, larger (below 10)")
 
