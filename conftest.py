@@ -64,6 +64,23 @@ def _name_the_claim_test(request):
     yield
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """Under --margins, a claim test's failing assertions are recorded and kept (claim_checks.DEFER),
+    so that every assertion of the test reaches the margin report; the test then fails with all of
+    them at its end."""
+    checks = sys.modules.get("claim_checks")
+    if checks is None:
+        return (yield)
+    checks.DEFER = bool(item.config.getoption("--margins")) and item.get_closest_marker("claims") is not None
+    checks.PENDING.clear()
+    result = yield
+    if checks.PENDING:
+        failures, checks.PENDING[:] = list(checks.PENDING), []
+        raise AssertionError("claim assertions failed:\n" + "\n".join(failures))
+    return result
+
+
 def pytest_sessionfinish(session):
     path = session.config.getoption("--margins")
     checks = sys.modules.get("claim_checks")

@@ -10,6 +10,18 @@ a check mark linking to the sentence's entry on the evidence page:
 These tests read the page sources: in a verdict every sentence carries exactly one mark; on every
 page (verdicts, the teaching guide, the misconceptions page) every mark names a test that exists;
 and no page still uses the old ``% claim:`` comments.
+
+The pages that restate the verdicts carry the same marks, where a verdict is restated:
+
+- the teaching guide's table "The course at a glance": a mark in a table cell would crowd the row,
+  so comments follow the table, each naming its row's chapter, one per sentence of the row's last
+  column, in order: ``% claim (bn_from_scratch): tests/test_claims_bn_from_scratch.py::test_x``;
+- the teaching guide's discussion questions: one mark per statement (a sentence that is not a
+  question) of each item;
+- the misconceptions page: each "**What is true.**" paragraph, one mark per sentence; an entry
+  settled by a derivation rather than a measurement (how to implement BN) names the unit test that
+  checks it instead, once for the paragraph: ``% unit: tests/test_x.py::test_y``;
+- the intro: any paragraph or list item with marks has one per sentence.
 """
 
 import ast
@@ -29,6 +41,8 @@ ABBREVIATIONS = re.compile(r"\b(e\.g|i\.e|et al|cf|vs|Fig|Eq|approx)\.")
 SENTENCE_END = re.compile(r"[.!?](?:\*\*|_|\))?(?=\s+[A-Z(*\"]|\s*$)")
 ENDS_A_SENTENCE = re.compile(r"[.!?](?:\*\*|_|\))?\s*$")
 CODE_FENCE = re.compile(r"^\s*(```|~~~)")
+ROW_CLAIM = re.compile(r"^% claim \((?P<row>\w+)\): (?P<file>tests/test_claims_\w+\.py)::(?P<test>\w+)\s*$")
+UNIT = re.compile(r"^\s*% unit: (?P<file>tests/test_\w+\.py)::(?P<test>\w+)\s*$")
 
 
 def _masked(text: str) -> str:
@@ -36,9 +50,20 @@ def _masked(text: str) -> str:
     return re.sub(r"\d\.\d", "0", text)  # decimals
 
 
+def sentence_ends(text: str) -> list[str]:
+    """The punctuation that ends each sentence of a paragraph of MyST prose (roles, abbreviations and
+    decimals do not end one)."""
+    return [match.group()[0] for match in SENTENCE_END.finditer(_masked(text).strip())]
+
+
 def count_sentences(text: str) -> int:
-    """The number of sentences in a paragraph of MyST prose (roles and abbreviations do not end one)."""
-    return len(SENTENCE_END.findall(_masked(text).strip()))
+    """The number of sentences in a paragraph of MyST prose."""
+    return len(sentence_ends(text))
+
+
+def count_statements(text: str) -> int:
+    """The number of sentences of ``text`` that are not questions."""
+    return sum(end != "?" for end in sentence_ends(text))
 
 
 def unmarked_sentences(prose: str) -> list[str]:
@@ -154,3 +179,110 @@ def test_every_chapter_with_a_verdict_has_marks_and_the_book_has_an_evidence_pag
     assert len(evidence) == 1, f"exactly one page holds the claim-evidence directive, found {evidence}"
     toc = (ROOT / "_toc.yml").read_text()
     assert f"book/{evidence[0].stem}" in toc, "the evidence page is in the table of contents"
+
+
+def blocks(lines: list[str], start: int, end: int) -> list[tuple[int, str, list[str]]]:
+    """(first line number, prose, comment lines) of each paragraph or list item in lines[start:end]."""
+    found: list[tuple[int, list[str], list[str]]] = []
+    for number, line in enumerate(lines[start:end], start=start + 1):
+        if not line.strip():
+            continue
+        comment = line.lstrip().startswith("%")
+        new_item = line.startswith(("- ", "* ")) or not lines[number - 2].strip()
+        if not comment and (new_item or not found or found[-1][2]):
+            found.append((number, [], []))
+        if not found:
+            continue
+        (found[-1][2] if comment else found[-1][1]).append(line.strip())
+    return [(number, " ".join(prose), comments) for number, prose, comments in found]
+
+
+def section(lines: list[str], heading: str) -> tuple[int, int]:
+    """The line range of the section under ``heading`` (up to the next heading of its level or above)."""
+    start = lines.index(heading) + 1
+    level = heading.split()[0]
+    end = next(
+        (i for i in range(start, len(lines)) if lines[i].startswith("#") and lines[i].split()[0] <= level),
+        len(lines),
+    )
+    return start, end
+
+
+def glance_rows(lines: list[str]) -> tuple[list[tuple[str, str]], list[re.Match], int]:
+    """The teaching guide's table: (chapter, evidence cell) per row, the row claims after it, and
+    the line number of the table's first row."""
+    start, end = section(lines, "## The course at a glance")
+    table = [(i, line) for i, line in enumerate(lines[start:end], start=start) if line.startswith("|")]
+    rows = []
+    for _, line in table[2:]:  # header and rule first
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        chapter = re.search(r"\{doc\}`(\w+)`", cells[0])
+        assert chapter, f"teaching.md: a row of the table names no chapter: {line[:80]!r}"
+        rows.append((chapter[1], cells[-1]))
+    claims = [m for line in lines[table[-1][0] + 1 : end] if (m := ROW_CLAIM.match(line))]
+    return rows, claims, table[0][0] + 1
+
+
+def test_statements_are_counted_without_questions():
+    assert count_statements("BN's best rate is 10 times the plain one's. Which matters, and when?") == 1
+    assert count_statements("Does it? It does. Why?") == 1
+    assert count_statements("No question here. None here either.") == 2
+
+
+def test_the_teaching_guides_table_names_a_claim_test_for_each_sentence():
+    lines = (ROOT / "book" / "teaching.md").read_text().splitlines()
+    rows, claims, first = glance_rows(lines)
+    for chapter, evidence in rows:
+        named = [claim for claim in claims if claim["row"] == chapter]
+        assert count_sentences(evidence) == len(named), (
+            f"teaching.md, table row {chapter}: {count_sentences(evidence)} sentence(s) but {len(named)} "
+            f"'% claim ({chapter}): ...' comment(s) after the table (line {first}): {evidence[:100]!r}"
+        )
+    unknown = {claim["row"] for claim in claims} - {chapter for chapter, _ in rows}
+    assert not unknown, f"teaching.md: claim comments for rows the table does not have: {sorted(unknown)}"
+    for claim in claims:
+        assert claim["test"] in claim_tests(claim["file"]), f"teaching.md: {claim['file']} has no test {claim['test']}"
+
+
+def test_the_teaching_guides_discussion_statements_carry_their_marks():
+    lines = (ROOT / "book" / "teaching.md").read_text().splitlines()
+    start, end = section(lines, "## Discussion questions")
+    for number, prose, _ in blocks(lines, start, end):
+        if not prose.startswith("- "):
+            continue
+        text = re.sub(r"^- Chapter \d+: ", "", prose)
+        statements, marks = count_statements(CLAIM_ROLE.sub("", text)), len(CLAIM_ROLE.findall(text))
+        assert statements == marks, (
+            f"teaching.md, line {number}: {statements} statement(s) but {marks} claim mark(s): {prose[:120]!r}"
+        )
+
+
+def test_every_misconception_names_what_settles_it():
+    lines = (ROOT / "book" / "misconceptions.md").read_text().splitlines()
+    found = 0
+    for number, prose, comments in blocks(lines, 0, len(lines)):
+        if not prose.startswith("**What is true.**"):
+            continue
+        found += 1
+        text = prose.removeprefix("**What is true.**")
+        marks, units = CLAIM_ROLE.findall(text), [c for c in comments if UNIT.match(c)]
+        if units:
+            assert not marks, f"misconceptions.md, line {number}: a unit test and claim marks; give one or the other"
+            for unit in units:
+                match = UNIT.match(unit)
+                assert match and (ROOT / match["file"]).exists(), f"misconceptions.md, line {number}: {unit!r}"
+            continue
+        problems = unmarked_sentences(text)
+        assert marks and not problems, (
+            f"misconceptions.md, line {number}: give each sentence its claim mark, or one '% unit:' comment "
+            f"for a derivation: " + "; ".join(problems or ["no mark"])
+        )
+    assert found >= 10, f"misconceptions.md: only {found} 'What is true.' paragraphs found"
+
+
+def test_the_intros_marks_match_their_sentences():
+    lines = (ROOT / "book" / "intro.md").read_text().splitlines()
+    for number, prose, _ in blocks(lines, 0, len(lines)):
+        if CLAIM_ROLE.search(prose):
+            problems = unmarked_sentences(prose)
+            assert not problems, f"intro.md, line {number}: " + "; ".join(problems)

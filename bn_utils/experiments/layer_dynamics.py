@@ -24,7 +24,6 @@ its norm at every step.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -145,10 +144,16 @@ class LayerDynamics:
     step_size: np.ndarray  # the learning rate the update applies to W_l (lr, unless relative_step)
     similarity: np.ndarray  # mean_cosine_similarity of each hidden layer's output (uncentred)
     class_contrast: np.ndarray  # class_contrast of each hidden layer's output
-    loss: np.ndarray  # (seeds, updates) training loss of each update's batch
-    test_acc: np.ndarray  # (seeds,) test accuracy after the last update (evaluation mode)
+    loss: np.ndarray  # (seeds, updates) training loss of each update's batch; NaN or inf once a seed diverged
+    test_acc: np.ndarray  # (seeds,) test accuracy after the last update (evaluation mode); NaN if diverged
     hold_weight_norm: bool = False
     relative_step: float | None = None
+
+    @property
+    def diverged(self) -> np.ndarray:
+        """(seeds,) booleans: the seed's training loss became NaN or infinite (its later records are
+        NaN; the other seeds of the stack train on, each with its own parameters)."""
+        return ~np.isfinite(self.loss).all(axis=1)
 
     def at(self, step: int) -> int:
         """The record index of ``step``."""
@@ -234,6 +239,9 @@ def layer_dynamics(
     stays ``lr``). ``relative_step`` gives each hidden weight matrix the learning rate
     ``relative_step * ||W|| / ||dL/dW||`` at every step, so that every layer moves by the same
     fraction of its norm; the other parameters (BN's gamma and beta, the output layer) keep ``lr``.
+
+    A seed whose loss becomes NaN or infinite has diverged (:attr:`LayerDynamics.diverged`): its
+    later records and its test accuracy are NaN, and the other seeds train on, unaffected.
     """
     if norm not in _NORMS:
         raise ValueError(f"layer_dynamics trains norm {', '.join(map(repr, _NORMS))}; got {norm!r}")
@@ -290,9 +298,7 @@ def layer_dynamics(
             break
         logits = stack(data.x_train[index])
         batch_losses = F.cross_entropy(logits.transpose(1, 2), data.y_train[index], reduction="none").mean(1)
-        values = batch_losses.tolist()
-        if not all(math.isfinite(v) for v in values):
-            raise RuntimeError(f"a run diverged at step {step} (losses {values}); use a smaller learning rate")
+        values = batch_losses.tolist()  # a diverged seed's are NaN from then on; the other seeds train on
         grads = dict(zip(keys, torch.autograd.grad(batch_losses.sum(), [stack.params[k] for k in keys]), strict=True))
         with torch.no_grad():
             sizes = torch.full((len(seeds), depth), lr, dtype=torch.float64, device=device)
@@ -322,6 +328,7 @@ def layer_dynamics(
                 else:
                     param.sub_(lr * grad)
     test_acc, _ = evaluate_stacked(stack, data.x_test, data.y_test)
+    diverged = ~np.isfinite(losses).all(axis=1)
     return LayerDynamics(
         norm=norm,
         depth=depth,
@@ -334,7 +341,7 @@ def layer_dynamics(
         similarity=similarity,
         class_contrast=contrast,
         loss=losses,
-        test_acc=test_acc.cpu().numpy(),
+        test_acc=np.where(diverged, np.nan, test_acc.cpu().numpy()),
         hold_weight_norm=hold_weight_norm,
         relative_step=relative_step,
     )

@@ -27,8 +27,8 @@ from .. import _validate as valid
 from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import NORM_LAYERS, mlp_for
-from ..stacked import train_stacked
-from ..statistics import Estimate
+from ..stacked import StackedMLP, train_stacked
+from ..statistics import Estimate, accuracy_difference_interval
 from ..style import FIGSIZE, GUIDE, ON_COLOR, color_for, plot_histories, series_color
 from ..training import History, get_device
 
@@ -179,6 +179,7 @@ class RegularizationResult:
 
     histories: dict[str, list[History]]
     norms: dict[str, str] = field(default_factory=dict)
+    correct: dict[str, np.ndarray] | None = None  # label -> (seeds, test examples): right at the end?
 
     def _runs(self, label: str) -> list[History]:
         if label not in self.histories:
@@ -226,6 +227,29 @@ class RegularizationResult:
         """``a`` minus ``b``, seed by seed (runs with the same seed share their batch order and,
         when the architectures allow, their initial weights)."""
         return self.contrast({a: 1.0, b: -1.0}, metric)
+
+    def test_set_interval(self, weights: Mapping[str, float], *, confidence: float = 0.95) -> tuple[float, float]:
+        """The test set's share of the uncertainty of :meth:`contrast`'s mean: a paired bootstrap over
+        the test examples (the same examples for every configuration and seed) of the seed-mean
+        contrast of test accuracy. Weights must be +1 or -1 with as many of each, as in a
+        difference ``{a: 1, b: -1}`` or a difference of differences."""
+        if self.correct is None:
+            raise ValueError("this result kept no per-example correctness: run regularization_study to get it")
+        if not weights or any(w not in (1, -1) for w in weights.values()):
+            raise ValueError(f"test_set_interval takes weights of +1 and -1, got {dict(weights)}")
+        plus = [label for label, w in weights.items() if w == 1]
+        minus = [label for label, w in weights.items() if w == -1]
+        if len(plus) != len(minus):
+            raise ValueError(f"test_set_interval needs as many +1 as -1 weights, got {dict(weights)}")
+        for label in weights:
+            self._runs(label)
+        # stacking k configurations' seeds averages them: the interval of (sum plus - sum minus) / k
+        low, high = accuracy_difference_interval(
+            np.concatenate([self.correct[label] for label in plus]),
+            np.concatenate([self.correct[label] for label in minus]),
+            confidence=confidence,
+        )
+        return len(plus) * low, len(plus) * high
 
     def fits_training_set(self, label: str) -> bool:
         """True when every seed of the configuration ends at 100% training accuracy: its
@@ -288,7 +312,19 @@ def regularization_study(
     device = get_device()
     data = data.to(device)
     histories = {}
+    correct = {}
+    total = epochs * (len(data.x_train) // batch_size)
     for label, setting in settings.items():  # the seeds of one configuration train as one stack
+        right = np.zeros((len(seeds), len(data.x_test)), dtype=bool)
+
+        def keep_correct(stack: StackedMLP, step: int, right: np.ndarray = right) -> None:
+            if step == total:  # the trained networks, in evaluation mode, example by example
+                stack.eval()
+                with torch.no_grad():
+                    predicted = stack(data.x_test).argmax(dim=2)
+                stack.train()
+                right[stack.ids] = (predicted == data.y_test).cpu().numpy()
+
         models = []
         for seed in seeds:
             models.append(
@@ -311,8 +347,12 @@ def regularization_study(
             batch_size=batch_size,
             weight_decay=setting.weight_decay,
             eval_every=eval_every,
+            on_step=keep_correct,
         )
-    return RegularizationResult(histories, norms={label: setting.norm for label, setting in settings.items()})
+        correct[label] = right
+    return RegularizationResult(
+        histories, norms={label: setting.norm for label, setting in settings.items()}, correct=correct
+    )
 
 
 def validation_split(data: Dataset, train_examples: int) -> Dataset:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -70,7 +71,9 @@ class Sweep:
     measured on a validation set held out of the training data, so every selection (which values
     train, the best value, steps to target) uses validation accuracy; ``final_test[norm]``
     (values, seeds) holds the test accuracy at the end of training, read through
-    :meth:`test_accuracy` for the selected configurations only.
+    :meth:`test_accuracy` for the selected configurations only, and ``final_correct[norm]``
+    (values, seeds, test examples) which test examples each run got right then
+    (:meth:`test_correct`: the test set's share of the uncertainty of a difference).
     """
 
     parameter: str
@@ -81,6 +84,7 @@ class Sweep:
     min_accuracy: float = 0.5
     selected_on: str = "test"
     final_test: dict[str, np.ndarray] | None = None
+    final_correct: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if self.parameter not in PARAMETER_LABELS:
@@ -184,6 +188,19 @@ class Sweep:
         self._grid(norm)
         return self.final_test[norm][self._index(value)]
 
+    def test_correct(self, norm: str, value: float | None = None) -> np.ndarray:
+        """(seeds, test examples) booleans: which test examples each seed's network classified
+        correctly at the end of training, at ``value`` (default: the best value); False throughout
+        for a diverged run. Only on a sweep selected on validation, and, like
+        :meth:`test_accuracy`, for the selected configurations only."""
+        value = self.best(norm) if value is None else value
+        if value is None:
+            raise ValueError(f"norm {norm!r} has no value at which every seed trains")
+        if self.final_correct is None:
+            raise ValueError("per-example test correctness is kept only by a sweep selected on validation")
+        self._grid(norm)
+        return self.final_correct[norm][self._index(value)]
+
     def median_steps_to_target(self, norm: str, value: float | None = None, target: float | None = None) -> float:
         """Median over seeds of the steps to ``target`` (default: the sweep's) at ``value``
         (default: the best value)."""
@@ -262,12 +279,13 @@ def run_sweep(
     data = data.to(device)
     seen = data.validation_view() if select_on == "validation" else data
     final_test: dict[str, np.ndarray] = {}
+    final_correct: dict[str, np.ndarray] = {}
     # a depth sweep changes the networks' shape: one stack per depth; otherwise one stack per norm
     groups = [[v] for v in values] if parameter == "depth" else [list(values)]
     histories: dict[str, list[list[History]]] = {}
     for norm in norms:
         histories[norm] = []
-        tests = []
+        tests, corrects = [], []
         for group in groups:
             models, run_lrs, run_seeds = [], [], []
             for value in group:
@@ -288,11 +306,22 @@ def run_sweep(
                     run_lrs.append(setting["lr"])
                     run_seeds.append(seed)
             test_at_end = np.full(len(models), np.nan)
+            correct_at_end = np.zeros((len(models), len(data.x_test)), dtype=bool)
 
-            def test_once(stack: StackedMLP, step: int, test_at_end: np.ndarray = test_at_end) -> None:
+            def test_once(
+                stack: StackedMLP,
+                step: int,
+                test_at_end: np.ndarray = test_at_end,
+                correct_at_end: np.ndarray = correct_at_end,
+            ) -> None:
                 if select_on == "validation" and step == steps:
                     accuracy, _ = evaluate_stacked(stack, data.x_test, data.y_test)
                     test_at_end[stack.ids] = accuracy.cpu().numpy()
+                    stack.eval()
+                    with torch.no_grad():
+                        predicted = stack(data.x_test).argmax(dim=2)
+                    stack.train()
+                    correct_at_end[stack.ids] = (predicted == data.y_test).cpu().numpy()
 
             flat = train_stacked(
                 models,
@@ -309,7 +338,9 @@ def run_sweep(
             )
             histories[norm] += [flat[i * len(seeds) : (i + 1) * len(seeds)] for i in range(len(group))]
             tests += list(test_at_end.reshape(len(group), len(seeds)))
+            corrects += list(correct_at_end.reshape(len(group), len(seeds), -1))
         final_test[norm] = np.array(tests)
+        final_correct[norm] = np.array(corrects)
     return Sweep(
         parameter,
         values,
@@ -319,6 +350,7 @@ def run_sweep(
         min_accuracy=min_accuracy,
         selected_on=select_on,
         final_test=final_test if select_on == "validation" else None,
+        final_correct=final_correct if select_on == "validation" else None,
     )
 
 
