@@ -443,7 +443,10 @@ def test_plots_and_explorer(tiny_sweep, shown_figures):
     assert bs.plot_orders(tiny_sweep, tiny_sweep, 8).get_title().startswith("Batches of 8")
     other = bs.plot_orders(tiny_sweep, tiny_sweep, 8, shuffled_batch_size=2)
     assert other.get_title() == "Random batches of 2 vs class-sorted batches of 8"
-    assert [t.get_text() for t in other.get_legend().get_texts()] == ["shuffled batches of 2", "class-sorted batches of 8"]
+    assert [t.get_text() for t in other.get_legend().get_texts()] == [
+        "shuffled batches of 2",
+        "class-sorted batches of 8",
+    ]
     with pytest.raises(TypeError, match="SweepResult"):
         bs.plot_mode_gap({"batch": 1})
     widget = bs.explorer(tiny_sweep)

@@ -153,9 +153,9 @@ def test_fully_connected_bn_collapses_at_batch_2(fully_connected):
 
 def test_in_the_fully_connected_net_the_normalization_batch_of_2_breaks_bn(fully_connected):
     """Ghost batches of 2 within SGD batches of 32 (batch 32's steps and learning rate) break the fully
-    connected BN network too: every seed more than 20 points below BN at batch 32."""
+    connected BN network too: its median seed is more than 20 points below BN at batch 32."""
     drop = fully_connected.values("batch", 32) - fully_connected.values("batch_ghost", 32)
-    cc.every(drop, ">", 20 * POINT, "MLP: BN at batch 32 minus ghost BN (2 of 32), per seed")
+    cc.median(drop, ">", 20 * POINT, "MLP: BN at batch 32 minus ghost BN (2 of 32), per seed")
 
 
 def test_fully_connected_bn_at_batch_2_fails_with_its_own_batch_statistics_too(fully_connected):
