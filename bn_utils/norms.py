@@ -53,8 +53,9 @@ AXES = ("N", "C", "C/G", "H·W")
 # norm of each example on its own, with each model's own scale and shift (``NormSpec.per_example``).
 MLP_STACKING = ("identity", "batch", "ghost", "per_example")
 # How a stack of conv nets (bn_utils.experiments.batch_size.StackedConvNet) holds them: nothing to
-# do; one per-channel norm over every network's channels; one group norm with every network's groups.
-CONV_STACKING = ("identity", "channels", "groups")
+# do; one per-channel norm over every network's channels; one group norm with every network's groups;
+# the same ghost batches over one stacked per-channel batch norm.
+CONV_STACKING = ("identity", "channels", "groups", "ghost")
 
 # A "per_example" norm's stacking function: rows h (..., C) normalized one by one, without the affine.
 PerExample = Callable[[torch.Tensor, nn.Module], torch.Tensor]
@@ -327,9 +328,8 @@ register(
         running_statistics=True,
         reference=_ghost_reference,
         mlp_stacking="ghost",
-        conv_stacking=None,
+        conv_stacking="ghost",
         example_options={"ghost_batch_size": 2},
-        why_not_stacked="the conv-net stack holds per-channel and group norms; ghost batches are stacked in MLPs only",
     )
 )
 register(

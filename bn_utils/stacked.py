@@ -32,7 +32,7 @@ from .history import History
 from .layers import BatchNorm1d, GhostBatchNorm, _BatchNorm
 from .models import ResidualMLP
 
-__all__ = ["StackedMLP", "StackedResidualMLP", "train_stacked", "evaluate_stacked"]
+__all__ = ["StackedMLP", "StackedResidualMLP", "train_stacked", "evaluate_stacked", "set_running_statistics"]
 
 
 def _is_batch_norm(module: nn.Module) -> bool:
@@ -390,6 +390,32 @@ class StackedResidualMLP(StackedMLP):
 
 
 @torch.no_grad()
+def set_running_statistics(stack: StackedMLP, x: torch.Tensor) -> None:
+    """Set every batch norm's running mean and (unbiased) variance in ``stack`` to those of the batch
+    ``x`` (shared by all models, or one per model), layer after layer: one training-mode pass with
+    momentum 1 and whole-batch statistics (ghost batch norms too), no gradient. The stack's mode is
+    left as it was; the models' own modules are not touched (the stack holds copies)."""
+    valid.check_type("stack", stack, StackedMLP, "a StackedMLP")
+    valid.check_type("x", x, torch.Tensor, "a batch of inputs")
+    layers = [m for m in stack._template.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm | _BatchNorm)]
+    ghosts = [m for m in stack._template.modules() if isinstance(m, GhostBatchNorm)]
+    saved = [(layer, layer.momentum) for layer in layers], [(ghost, ghost.ghost_batch_size) for ghost in ghosts]
+    was_training = stack.training
+    try:
+        for layer in layers:
+            layer.momentum = 1.0
+        for ghost in ghosts:
+            ghost.ghost_batch_size = x.shape[-2]  # one chunk: the whole batch
+        stack.train()(x)
+    finally:
+        for layer, momentum in saved[0]:
+            layer.momentum = momentum
+        for ghost, size in saved[1]:
+            ghost.ghost_batch_size = size
+        stack.train(was_training)
+
+
+@torch.no_grad()
 def evaluate_stacked(
     stack: StackedMLP, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -491,8 +517,9 @@ def train_stacked(
     A model whose loss becomes NaN or infinite is recorded as diverged and dropped from the
     stack; the others go on. ``eval_train=False`` skips the training-set accuracy at each
     evaluation (``History.train_acc`` stays empty), which saves three quarters of the evaluation
-    time on the digits. ``on_step(stack, step)`` runs after every step (``stack.ids`` says
-    which models are still in it). The models themselves are not changed.
+    time on the digits. ``on_step(stack, step)`` runs once with step 0 before the first step (on
+    the initial networks), then after every step (``stack.ids`` says which models are still in
+    it). The models themselves are not changed.
     """
     check_dataset("data", data)
     total = valid.check_schedule(epochs, steps, batch_size, len(data.x_train), eval_every)
@@ -552,6 +579,8 @@ def train_stacked(
             histories[i].test_loss.append(test_loss[slot].item())
 
     start_time = time.perf_counter()
+    if on_step is not None:
+        on_step(stack, 0)
     record(0)
     step, epoch = 0, 0
     while step < total and len(stack):

@@ -41,9 +41,11 @@ __all__ = [
     "STATISTICS_COLORS",
     "MODE_COLORS",
     "PLACEMENT_COLORS",
+    "FREEZE_COLORS",
     "FIGSIZE",
     "FIGSIZE_PER_ITEM",
     "figsize",
+    "grid_figsize",
     "series_color",
     "color_difference",
     "NormStyle",
@@ -95,6 +97,8 @@ MODE_COLORS = {
 # Where BN sits in a block: before the activation (the BN paper's place, and BN's colour: the BN of
 # every other chapter) or after it.
 PLACEMENT_COLORS = {"before": NORM_COLORS["batch"], "after": EXTRA["olive"]}
+# BN's statistics frozen at a step (chapter 6): greys, darker for an earlier freeze.
+FREEZE_COLORS = {0: "#3C3C3C", 1: "#6F6F6F", 10: "#A8A8A8"}
 # Series that are not norms (depths, scales, steps, architectures), in order: colours no norm has.
 SERIES = [EXTRA[name] for name in ("rose", "dark_green", "brown", "olive", "tol_purple", "sand")]
 CYCLE = SERIES  # the former name: matplotlib's colour cycle in the house style
@@ -177,6 +181,12 @@ def color_difference(first: str, second: str) -> float:
 def series_color(index: int) -> str:
     """The index-th colour for series that are not norms (:data:`SERIES`, repeating)."""
     return SERIES[index % len(SERIES)]
+
+
+def grid_figsize(columns: int, rows: int) -> tuple[float, float]:
+    """The size of a grid of labelled cells (e.g. learning rates across, architectures down):
+    1.1 inches per column and 0.42 per row, with room for the row labels and the colour bar."""
+    return 1.1 * columns + 3.2, 0.42 * rows + 1.6
 
 
 def figsize(kind: str, items: int | None = None) -> tuple[float, float]:

@@ -243,7 +243,7 @@ def test_rms_norm_rejects_bad_input():
 def test_the_fully_connected_sweep_takes_the_norms_an_mlp_stack_holds_from_the_registry(digits):
     from bn_utils.experiments.batch_size import fully_connected_sweep
 
-    held = norms.names(lambda spec: spec.mlp_stacking is not None and not spec.example_options)
+    held = (*norms.names(lambda spec: spec.mlp_stacking is not None and not spec.example_options), "batch_ghost")
     assert {"none", "batch", "layer", "group"} <= set(held) and "instance" not in held
     with pytest.raises(ValueError, match=f"holds \\({', '.join(held)}\\), got 'instance'"):
         fully_connected_sweep(digits, seeds=(0,), norms=("instance",))

@@ -81,6 +81,7 @@ ROLE_COLORS = {
     **{f"{name} statistics": color for name, color in style.STATISTICS_COLORS.items()},
     "BN after the activation": style.PLACEMENT_COLORS["after"],
     **{f"series {i}": color for i, color in enumerate(style.SERIES)},
+    **{f"statistics frozen at step {step}": color for step, color in style.FREEZE_COLORS.items()},
 }
 
 
@@ -92,7 +93,8 @@ def test_no_role_takes_a_colour_that_looks_like_a_norms(role):
 
 
 def test_the_colours_of_one_figure_kind_are_told_apart():
-    for group in (style.SERIES, list(style.STATISTICS_COLORS.values()), list(style.PLACEMENT_COLORS.values())):
+    groups = (style.SERIES, style.STATISTICS_COLORS, style.PLACEMENT_COLORS, style.FREEZE_COLORS)
+    for group in (list(colors.values()) if isinstance(colors, dict) else colors for colors in groups):
         for i, first in enumerate(group):
             for second in group[i + 1 :]:
                 assert style.color_difference(first, second) >= 20, (first, second)

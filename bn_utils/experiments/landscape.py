@@ -203,7 +203,6 @@ def landscape_run(
         for slot, i in enumerate(stack.ids):
             run.probes[i].append(probe_gradient_step(stack.model(slot), x_probe, y_probe, step_sizes))
 
-    probe(StackedMLP(models), 0)
     run.histories = train_stacked(
         models,
         data,

@@ -36,6 +36,7 @@ from matplotlib.figure import Figure
 from torch.nn import functional as F
 
 from ..data import Dataset, batch_indices
+from ..diagnostics import class_contrast, mean_cosine_similarity
 from ..models import mlp_for
 from ..stacked import StackedMLP, evaluate_stacked
 from ..style import FIGSIZE, color_for
@@ -69,57 +70,6 @@ DYNAMICS_QUANTITIES = {
 }
 
 _NORMS = ("none", "batch", "batch_scratch")
-
-
-def _unit_rows(h: torch.Tensor, centre: bool) -> torch.Tensor:
-    """Each example's representation scaled to length 1 (in float64); all-zero rows stay zero."""
-    h = h.double()
-    if centre:
-        h = h - h.mean(-2, keepdim=True)
-    return h / h.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(h.dtype).tiny)
-
-
-def mean_cosine_similarity(h: torch.Tensor, *, centre: bool = False) -> torch.Tensor:
-    """The mean cosine similarity of the representations of *different* examples: ``h`` has
-    shape (..., examples, units) and the result the leading shape. ``centre`` first subtracts each
-    unit's mean over the examples. An all-zero representation (every ReLU off) counts as
-    orthogonal to every other.
-
-    Uncentred, 1 means every example has the same representation up to its length (the network's
-    output can hardly depend on its input); independent Gaussian pre-activations through a ReLU give
-    1/pi. Computed from the sum of the unit vectors, in O(examples x units)."""
-    if h.dim() < 2 or h.shape[-2] < 2:
-        raise ValueError(f"need at least 2 examples, as (..., examples, units); got shape {tuple(h.shape)}")
-    unit = _unit_rows(h, centre)
-    count = h.shape[-2]
-    self_terms = unit.pow(2).sum((-2, -1))  # 1 per example, 0 for all-zero rows
-    return (unit.sum(-2).pow(2).sum(-1) - self_terms) / (count * (count - 1))
-
-
-def class_contrast(h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """How much more alike two examples of the same class are than two of different classes, in
-    the representation ``h`` (..., examples, units): the mean centred cosine similarity over
-    same-class pairs minus that over different-class pairs. About 0.35 for the standardized digits
-    themselves; 0 when the representation no longer reflects which examples are alike (whatever
-    its size or spread)."""
-    if h.dim() < 2:
-        raise ValueError(f"h must have shape (..., examples, units), got {tuple(h.shape)}")
-    labels = torch.as_tensor(labels).to(h.device)
-    if labels.dim() != 1 or len(labels) != h.shape[-2]:
-        raise ValueError(f"need one label per example: {h.shape[-2]} examples, labels of shape {tuple(labels.shape)}")
-    classes, members = torch.unique(labels, return_inverse=True)
-    counts = torch.bincount(members, minlength=len(classes)).double()
-    if len(classes) < 2 or not (counts > 1).any():
-        raise ValueError("class_contrast needs at least two classes and two examples of one class")
-    unit = _unit_rows(h, centre=True)
-    self_total = unit.pow(2).sum((-2, -1))
-    total = unit.sum(-2).pow(2).sum(-1) - self_total  # sum of cosines over ordered pairs i != j
-    one_hot = F.one_hot(members, len(classes)).to(unit.dtype)  # (examples, classes)
-    class_sums = one_hot.T @ unit  # (..., classes, units)
-    same = class_sums.pow(2).sum((-2, -1)) - self_total  # ordered same-class pairs i != j
-    n_same = float((counts * (counts - 1)).sum())
-    n_diff = float(len(labels) ** 2 - counts.pow(2).sum())
-    return same / n_same - (total - same) / n_diff
 
 
 @dataclass(frozen=True)
