@@ -5,8 +5,14 @@ Every collected test gets one marker by where it lives, so the suite can be run 
 headline claims, over 5 seeds) and ``pytest -m notebooks`` (every notebook cell under nbval).
 Plain ``pytest`` still runs everything. ``pytest -m claims --claim-seeds 5-9`` runs the claims on a
 second, disjoint seed set (tests/claim_seeds.py).
+
+``pytest -n auto`` (pytest-xdist; the README's test command) runs one process per core, each with
+one thread: the course's small matrix products gain little from a second thread, and two processes
+finish about twice as fast as one. ``--dist loadfile`` keeps each file on one process, so that a
+notebook's cells run in order in one kernel and a claim module computes its fixtures once.
 """
 
+import glob
 import json
 import os
 import sys
@@ -39,6 +45,16 @@ def pytest_configure(config):
     seeds = config.getoption("--claim-seeds")
     if seeds:
         os.environ["BN_CLAIM_SEEDS"] = seeds  # read by tests/claim_seeds.py when the claim modules are imported
+    margins = config.getoption("--margins")
+    if margins and not os.environ.get("PYTEST_XDIST_WORKER"):
+        for stale in glob.glob(f"{glob.escape(margins)}.gw*"):  # parts left by an interrupted run
+            os.remove(stale)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # one thread per process (and per notebook kernel, which inherits the environment): the
+        # processes share the cores, and two threads each would only slow each other down
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"  # read when torch is imported
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
 
 
 def pytest_collection_modifyitems(items):
@@ -82,16 +98,29 @@ def pytest_runtest_call(item):
 
 
 def pytest_sessionfinish(session):
+    """Under --margins, write the recorded margins: a pytest-xdist worker writes its own part
+    (PATH.gw0, ...), and the controlling process, which finishes last, joins the parts into PATH."""
     path = session.config.getoption("--margins")
+    if not path:
+        return
     checks = sys.modules.get("claim_checks")
-    if path:
-        records = [margin.as_dict() for margin in checks.RECORDED] if checks else []
-        import torch
+    records = [margin.as_dict() for margin in checks.RECORDED] if checks else []
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        with open(f"{path}.{worker}", "w") as file:
+            json.dump(records, file)
+        return
+    for part in sorted(glob.glob(f"{glob.escape(path)}.gw*")):
+        with open(part) as file:
+            records.extend(json.load(file))
+        os.remove(part)
+    import torch
 
-        context = {
-            "seeds": os.environ.get("BN_CLAIM_SEEDS") or "0-4",
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "threads": torch.get_num_threads(),
-        }
-        with open(path, "w") as file:
-            json.dump({"context": context, "margins": records}, file, indent=1)
+    in_workers = bool(session.config.getoption("numprocesses", None))  # pytest -n: one thread per worker
+    context = {
+        "seeds": os.environ.get("BN_CLAIM_SEEDS") or "0-4",
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": 1 if in_workers else torch.get_num_threads(),
+    }
+    with open(path, "w") as file:
+        json.dump({"context": context, "margins": records}, file, indent=1)

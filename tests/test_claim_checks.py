@@ -2,6 +2,7 @@
 values when it fails, and records the margin of the value that decides it."""
 
 import json
+import os
 from pathlib import Path
 
 import claim_checks as cc
@@ -112,3 +113,28 @@ def test_under_margins_a_claim_test_records_every_assertion_and_still_fails(pyte
     plain = pytester.runpytest("-p", "no:cacheprovider")  # without --margins the first failure stops the test
     plain.assert_outcomes(failed=1)
     assert "second accuracy" not in plain.stdout.str()
+
+
+@pytest.mark.claims  # starts three Python processes: with the claim tests, not in the fast loop
+def test_margins_from_parallel_workers_are_joined_into_one_file(pytester, monkeypatch):
+    """Under pytest -n 2 (pytest-xdist) each worker records its own claim modules; the file holds them all."""
+    monkeypatch.setenv("BN_CLAIM_SEEDS", "0-4")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent), prepend=os.pathsep)  # claim_checks in the workers
+    pytester.makeconftest((Path(__file__).parent.parent / "conftest.py").read_text())
+    pytester.makeini("[pytest]\naddopts = --dist loadfile\n")
+    for name, value in (("one", 0.7), ("two", 0.8)):
+        pytester.makepyfile(
+            **{
+                f"test_claims_{name}": f"""
+                import claim_checks as cc
+                def test_{name}():
+                    cc.every([{value}, 0.9], ">=", 0.5, "{name} accuracy")
+                """
+            }
+        )
+    (pytester.path / "margins.json.gw7").write_text("[]")  # left by an interrupted run: not joined
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--margins", "margins.json")
+    result.assert_outcomes(passed=2)
+    written = json.loads((pytester.path / "margins.json").read_text())
+    assert sorted(record["what"] for record in written["margins"]) == ["one accuracy", "two accuracy"]
+    assert written["context"]["threads"] == 1 and not list(pytester.path.glob("margins.json.gw*"))

@@ -102,6 +102,7 @@ OMP_NUM_THREADS=1 .venv/bin/python -m pytest -m claims \\
   --claim-seeds 5-9  # the second seed set
 env ATEN_CPU_CAPABILITY=avx2 .venv/bin/pytest -m "claims and not slow" tests/test_claims_demo.py
 .venv/bin/pytest -k "bare" tests/
+.venv/bin/pytest -n auto -m claims tests/test_claims_demo.py
 .venv/bin/ruff check .
 """
 
@@ -115,17 +116,19 @@ def test_the_ci_scripts_pytest_commands_say_where_each_claim_test_runs(tmp_path)
         "OMP_NUM_THREADS=2 ATEN_CPU_CAPABILITY=avx2 .venv/bin/pytest -m 'claims and not slow' "
         "tests/test_claims_demo.py",
         "OMP_NUM_THREADS=2 .venv/bin/pytest -k bare tests/",
+        "OMP_NUM_THREADS=2 .venv/bin/pytest -n auto -m claims tests/test_claims_demo.py",
     ]
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_claims_demo.py").write_text(SYNTHETIC)
     demo = claims.read_claim_file(tmp_path, "tests/test_claims_demo.py")
     runs = [claims.parse_ci_command(c) for c in commands]
-    assert [run.runs(demo.tests["test_checks"]) for run in runs] == [True, False, True, True, False]
-    assert [run.runs(demo.tests["test_marked"]) for run in runs] == [True, False, True, False, False]
-    assert [run.runs(demo.tests["test_bare"]) for run in runs] == [True, False, True, True, True]
+    assert [run.runs(demo.tests["test_checks"]) for run in runs] == [True, False, True, True, False, True]
+    assert [run.runs(demo.tests["test_marked"]) for run in runs] == [True, False, True, False, False, True]
+    assert [run.runs(demo.tests["test_bare"]) for run in runs] == [True, False, True, True, True, True]
     assert runs[0].describe() == "the CPU's native kernels, 2 threads, seeds 0-4"
     assert runs[2].describe() == "the CPU's native kernels, 1 thread, seeds 5-9"
     assert runs[3].describe().startswith("avx2 kernels (ATEN_CPU_CAPABILITY=avx2), 2 threads")
+    assert runs[5].describe() == "the CPU's native kernels, 1 thread, seeds 0-4", "pytest -n: one thread per worker"
 
 
 def test_the_real_ci_script_runs_every_claim_test_somewhere():

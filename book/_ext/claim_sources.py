@@ -17,7 +17,7 @@ CLAIM_CHECKS_MODULE = "claim_checks"
 KINDS = {"unit", "claims", "notebooks"}  # the markers conftest.py gives a test that names none
 DEFAULT_SEEDS = "0-4"  # tests/claim_seeds.py
 PYTEST_VALUE_OPTIONS = {
-    "-m", "-k", "-p", "-c", "-o", "-n", "-W", "--tb", "--rootdir", "--claim-seeds", "--margins", "--deselect",
+    "-m", "-k", "-p", "-c", "-o", "-n", "--numprocesses", "--dist", "-W", "--tb", "--rootdir", "--claim-seeds", "--margins", "--deselect",
     "--ignore", "--maxfail", "--durations", "--basetemp", "--confcutdir", "--junitxml", "--log-level",
 }  # fmt: skip
 
@@ -392,10 +392,12 @@ def parse_ci_command(command: str) -> CiRun:
             continue
         paths.append(word)
     seeds = options.get("--claim-seeds") or env.get("BN_CLAIM_SEEDS") or DEFAULT_SEEDS
+    # pytest -n (pytest-xdist): the conftest gives every worker process one thread
+    workers = options.get("-n") or options.get("--numprocesses")
     return CiRun(
         command=command,
         capability=env.get("ATEN_CPU_CAPABILITY"),
-        threads=env.get("OMP_NUM_THREADS"),
+        threads="1" if workers and workers != "0" else env.get("OMP_NUM_THREADS"),
         seeds=seeds,
         marker=options.get("-m"),
         keyword=options.get("-k"),
