@@ -196,7 +196,7 @@ def test_fully_connected_bn_is_back_at_batch_4(fully_connected):
     cc.compare(drop.mean(), "<", 5 * POINT, "MLP with BN, batch 32 minus batch 4, mean", values=drop)
 
 
-def test_class_sorted_batches_cost_every_norm_and_bn_most_of_all(sweep, sorted_sweep):
+def test_class_sorted_batches_cost_every_norm_over_10_points_and_bn_over_20(sweep, sorted_sweep):
     """Shuffled minus class-sorted batches of 8, mean over seeds: more than 10 points for every norm,
     more than 20 for BN."""
     for norm in sorted_sweep.norms:
