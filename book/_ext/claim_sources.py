@@ -17,8 +17,9 @@ CLAIM_CHECKS_MODULE = "claim_checks"
 KINDS = {"unit", "claims", "notebooks"}  # the markers conftest.py gives a test that names none
 DEFAULT_SEEDS = "0-4"  # tests/claim_seeds.py
 PYTEST_VALUE_OPTIONS = {
-    "-m", "-k", "-p", "-c", "-o", "-n", "--numprocesses", "--dist", "-W", "--tb", "--rootdir", "--claim-seeds", "--margins", "--deselect",
-    "--ignore", "--maxfail", "--durations", "--basetemp", "--confcutdir", "--junitxml", "--log-level",
+    "-m", "-k", "-p", "-c", "-o", "-n", "--numprocesses", "--dist", "-W", "--tb", "--rootdir", "--claim-seeds",
+    "--margins", "--deselect", "--ignore", "--maxfail", "--durations", "--basetemp", "--confcutdir", "--junitxml",
+    "--log-level",
 }  # fmt: skip
 
 
