@@ -1,0 +1,211 @@
+"""Results of long computations, kept and found again only where recomputing would give the same bits.
+
+Training on the CPU is deterministic for a given program, input and arithmetic: the same code, on
+the same data, with the same PyTorch and NumPy, the same CPU kernels (``ATEN_CPU_CAPABILITY``), the
+same number of threads and the same processor returns the same numbers to the last bit. A
+:class:`CacheKey` names all of these; :func:`cached` returns a stored result only under an equal key,
+and otherwise computes it (and stores it where a cache folder is set). Any other machine, thread
+count or arithmetic path, and any change to the source of the modules the computation imports,
+gives another key: the result is computed afresh, so a cached result is never a stale one.
+
+Where results are looked for, in order:
+
+- the folder named by the environment variable ``BN_CACHE_DIR`` (read and written), e.g. one CI run
+  sharing what the notebooks computed with the claim tests;
+- the entries stored with the package (``bn_utils/experiments/stored/cache``, read only), written by
+  ``python -m bn_utils.cache refresh`` for the chapters' slowest computations on the course's
+  machine; ``python -m bn_utils.cache status`` says which of them the current code still finds.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import json
+import os
+import pickle
+import platform
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from .data import Dataset
+
+__all__ = ["CacheKey", "cache_key", "cached", "source_modules", "source_digest", "stored_entries", "STORED"]
+
+T = TypeVar("T")
+PACKAGE = Path(__file__).resolve().parent
+STORED = PACKAGE / "experiments" / "stored" / "cache"  # entries stored with the package (read only)
+ENVIRONMENT = "BN_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Everything that decides a computation's result bit for bit."""
+
+    computation: str  # what is computed, e.g. "bn_utils.experiments.residual.chapter_grids"
+    arguments: str  # its arguments, as canonical JSON
+    data: str  # digest of the data set's tensors
+    source: str  # digest of the source of the modules the computation imports
+    torch: str
+    numpy: str
+    cpu_capability: str  # the CPU kernels PyTorch uses (ATEN_CPU_CAPABILITY)
+    threads: int
+    processor: str  # the CPU model
+    device: str
+
+    @property
+    def digest(self) -> str:
+        """The file name of the entry: a digest of every field."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _module_file(module: str) -> Path | None:
+    """The source file of bn_utils module ``module`` (dotted, without the package), if it exists."""
+    base = PACKAGE.joinpath(*module.split(".")) if module else PACKAGE
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """The bn_utils modules that the file ``path`` (module ``module``) imports, anywhere in it."""
+    parts = module.split(".") if module else []
+    package = parts if path.name == "__init__.py" else parts[:-1]
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [
+                alias.name.removeprefix("bn_utils").lstrip(".")
+                for alias in node.names
+                if alias.name.startswith("bn_utils")
+            ]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+            elif node.module and node.module.split(".")[0] == "bn_utils":
+                base = node.module.removeprefix("bn_utils").lstrip(".")
+            else:
+                continue
+            submodules = [".".join(filter(None, [base, alias.name])) for alias in node.names]
+            names += [name for name in submodules if _module_file(name) is not None]
+            if any(_module_file(name) is None for name in submodules):
+                names.append(base)  # "from .models import make_mlp": the module itself
+    return {name for name in names if _module_file(name) is not None}
+
+
+@functools.cache
+def source_modules(module: str) -> frozenset[str]:
+    """bn_utils module ``module`` (e.g. ``"experiments.residual"``) and every bn_utils module it
+    imports, directly or not."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = _module_file(name)
+        if path is None:
+            raise ValueError(f"bn_utils has no module {name!r}")
+        todo.extend(_imports(path, name) - seen)
+    return frozenset(seen)
+
+
+@functools.cache
+def source_digest(module: str) -> str:
+    """A digest of the source of ``module`` and of every bn_utils module it imports
+    (:func:`source_modules`): any edit to any of them changes it."""
+    digest = hashlib.sha256()
+    for name in sorted(source_modules(module)):
+        path = _module_file(name)
+        assert path is not None
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _processor() -> str:
+    """The CPU model (Linux: /proc/cpuinfo's model name), or what the platform reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _data_digest(data: Dataset) -> str:
+    digest = hashlib.sha256(data.name.encode())
+    for tensor in (data.x_train, data.y_train, data.x_test, data.y_test):
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(str((array.dtype, array.shape)).encode() + array.tobytes())
+    return digest.hexdigest()
+
+
+def cache_key(computation: str, module: str, data: Dataset, arguments: Mapping[str, Any]) -> CacheKey:
+    """The key of ``computation`` (defined in bn_utils module ``module``) on ``data`` with
+    ``arguments`` (JSON-serialisable values), in this process: its PyTorch, NumPy, CPU kernels,
+    threads, processor and device."""
+    device = data.x_train.device
+    return CacheKey(
+        computation=computation,
+        arguments=json.dumps(dict(arguments), sort_keys=True, default=list),
+        data=_data_digest(data),
+        source=source_digest(module),
+        torch=torch.__version__,
+        numpy=np.__version__,
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        threads=torch.get_num_threads(),
+        processor=_processor(),
+        device=torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+    )
+
+
+def _folders() -> list[tuple[Path, bool]]:
+    """(folder, writable) in the order results are looked for."""
+    folders = []
+    if os.environ.get(ENVIRONMENT):
+        folders.append((Path(os.environ[ENVIRONMENT]), True))
+    stored = resources.files("bn_utils.experiments").joinpath("stored", "cache")
+    folders.append((Path(str(stored)), False))
+    return folders
+
+
+def cached(key: CacheKey, compute: Callable[[], T], *, store_in: Path | None = None) -> T:
+    """The result stored under ``key``, or ``compute()``'s, then kept in the ``BN_CACHE_DIR`` folder
+    (and in ``store_in`` when given). An entry whose recorded key differs from ``key`` (a collision,
+    or a file copied by hand) is never returned."""
+    for folder, _ in _folders():
+        path = folder / f"{key.digest}.pkl"
+        if path.is_file():
+            with path.open("rb") as file:
+                entry = pickle.load(file)
+            if entry.get("key") == asdict(key):
+                return entry["result"]
+    result = compute()
+    targets = [folder for folder, writable in _folders() if writable]
+    targets += [store_in] if store_in is not None else []
+    for folder in targets:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f"{key.digest}.pkl.{os.getpid()}"
+        with partial.open("wb") as file:
+            pickle.dump({"key": asdict(key), "result": result}, file, protocol=pickle.HIGHEST_PROTOCOL)
+        partial.replace(folder / f"{key.digest}.pkl")  # whole or not at all, even with parallel writers
+    return result
+
+
+def stored_entries() -> list[dict[str, Any]]:
+    """The keys of the entries stored with the package."""
+    keys = []
+    for path in sorted(STORED.glob("*.pkl")):
+        with path.open("rb") as file:
+            keys.append(pickle.load(file)["key"])
+    return keys

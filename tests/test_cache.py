@@ -1,0 +1,95 @@
+"""bn_utils.cache: a result is read back only under the key of everything that decides it."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+
+import pytest
+import torch
+
+import bn_utils as bu
+from bn_utils import cache
+from bn_utils.experiments import residual
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv(cache.ENVIRONMENT, str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return bu.load_digits()
+
+
+def test_the_source_of_a_computation_is_its_module_and_everything_it_imports():
+    modules = cache.source_modules("experiments.residual")
+    assert {"experiments.residual", "stacked", "models", "layers", "norms", "data", "training"} <= modules
+    assert not any(name.startswith("experiments.") and name != "experiments.residual" for name in modules)
+    assert "" not in modules, "'from .. import _validate' imports _validate, not the whole package"
+    with pytest.raises(ValueError, match="no module 'nonsense'"):
+        cache.source_modules("nonsense")
+
+
+def test_the_key_names_the_arithmetic(digits):
+    key = cache.cache_key("demo", "experiments.residual", digits, {"seeds": (0, 1)})
+    assert key.threads == torch.get_num_threads() and key.cpu_capability == torch.backends.cpu.get_cpu_capability()
+    assert key.torch == torch.__version__ and key.processor and key.device == "cpu"
+    assert key.arguments == '{"seeds": [0, 1]}'
+    other_seeds = cache.cache_key("demo", "experiments.residual", digits, {"seeds": (5, 6)})
+    other_data = cache.cache_key("demo", "experiments.residual", bu.load_digits(images=True), {"seeds": (0, 1)})
+    other_source = cache.cache_key("demo", "experiments.batch_size", digits, {"seeds": (0, 1)})
+    assert len({k.digest for k in (key, other_seeds, other_data, other_source)}) == 4
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        assert cache.cache_key("demo", "experiments.residual", digits, {"seeds": (0, 1)}).digest != key.digest
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_result_is_computed_once_and_read_back_under_the_same_key(cache_dir, digits):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"accuracy": [0.5, 0.75]}
+
+    key = cache.cache_key("demo", "experiments.residual", digits, {"seeds": (0,)})
+    assert cache.cached(key, compute) == {"accuracy": [0.5, 0.75]}
+    assert cache.cached(key, compute) == {"accuracy": [0.5, 0.75]} and len(calls) == 1
+    other = dataclasses.replace(key, threads=key.threads + 7)
+    cache.cached(other, compute)
+    assert len(calls) == 2, "another thread count is another computation"
+
+
+def test_an_entry_whose_recorded_key_differs_is_never_returned(cache_dir, digits):
+    key = cache.cache_key("demo", "experiments.residual", digits, {"seeds": (0,)})
+    forged = dataclasses.asdict(key) | {"source": "an older source"}
+    (cache_dir / f"{key.digest}.pkl").write_bytes(pickle.dumps({"key": forged, "result": "stale"}))
+    assert cache.cached(key, lambda: "fresh") == "fresh"
+    assert cache.cached(key, lambda: "never called") == "fresh", "the fresh result replaced the forged entry"
+
+
+def test_without_a_cache_folder_nothing_is_written(tmp_path, monkeypatch, digits):
+    monkeypatch.delenv(cache.ENVIRONMENT, raising=False)
+    key = cache.cache_key("demo never stored", "experiments.residual", digits, {"seeds": (0,)})
+    calls = []
+    for _ in range(2):
+        cache.cached(key, lambda: calls.append(1))
+    assert len(calls) == 2
+    cache.cached(key, lambda: "kept", store_in=tmp_path / "stored")
+    assert list((tmp_path / "stored").glob("*.pkl")) == [tmp_path / "stored" / f"{key.digest}.pkl"]
+
+
+def test_the_chapter_grids_are_trained_once_per_key(cache_dir, digits, monkeypatch):
+    trained = []
+    monkeypatch.setattr(residual, "_train_chapter_grids", lambda data, seeds: trained.append(seeds) or len(trained))
+    assert residual.chapter_grids(digits, seeds=(0, 1)) == 1
+    assert residual.chapter_grids(digits, seeds=(0, 1)) == 1
+    assert residual.chapter_grids(digits, seeds=(2, 3)) == 2
+    assert trained == [(0, 1), (2, 3)]
