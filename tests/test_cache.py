@@ -93,3 +93,14 @@ def test_the_chapter_grids_are_trained_once_per_key(cache_dir, digits, monkeypat
     assert residual.chapter_grids(digits, seeds=(0, 1)) == 1
     assert residual.chapter_grids(digits, seeds=(2, 3)) == 2
     assert trained == [(0, 1), (2, 3)]
+
+
+def test_training_under_an_equal_key_gives_the_same_bits(digits):
+    """What the cache relies on: the same computation in the same process setting repeats exactly."""
+    runs = [
+        residual.grid(digits, architectures=("residual_bn", "plain_bn"), depths=(3,), lrs=(0.3,), seeds=(0, 1), steps=6)
+        for _ in range(2)
+    ]
+    for name in ("residual_bn", "plain_bn"):
+        assert (runs[0].test_acc[name] == runs[1].test_acc[name]).all()
+        assert (runs[0].correct[name] == runs[1].correct[name]).all()
