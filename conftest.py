@@ -46,7 +46,7 @@ def pytest_configure(config):
     if seeds:
         os.environ["BN_CLAIM_SEEDS"] = seeds  # read by tests/claim_seeds.py when the claim modules are imported
     margins = config.getoption("--margins")
-    if margins and not os.environ.get("PYTEST_XDIST_WORKER"):
+    if margins and not hasattr(config, "workerinput"):
         for stale in glob.glob(f"{glob.escape(margins)}.gw*"):  # parts left by an interrupted run
             os.remove(stale)
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -105,7 +105,7 @@ def pytest_sessionfinish(session):
         return
     checks = sys.modules.get("claim_checks")
     records = [margin.as_dict() for margin in checks.RECORDED] if checks else []
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    worker = getattr(session.config, "workerinput", {}).get("workerid")  # this session is an xdist worker's
     if worker:
         with open(f"{path}.{worker}", "w") as file:
             json.dump(records, file)
