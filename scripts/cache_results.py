@@ -40,7 +40,7 @@ def _residual(seeds: tuple[int, ...], store_in: Path | None) -> object:
 
 
 COMPUTATIONS["residual"] = _residual
-CI_RUNS = (("0-4", {}), ("5-9", {"ATEN_CPU_CAPABILITY": "default"}))
+CI_RUNS: tuple[tuple[str, dict[str, str]], ...] = (("0-4", {}), ("5-9", {"ATEN_CPU_CAPABILITY": "default"}))
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -84,9 +84,14 @@ def ci() -> None:
 
     before = set(cache.STORED.glob("*.pkl"))
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    for name in COMPUTATIONS:
-        for seeds, extra in CI_RUNS:
-            subprocess.run([sys.executable, __file__, "store", name, seeds], env=env | extra, check=True)
+    jobs = [(name, seeds, extra) for name in COMPUTATIONS for seeds, extra in CI_RUNS]
+    running: list[subprocess.Popen] = []
+    for name, seeds, extra in jobs:  # one job per core at a time, each one thread
+        while len(running) >= (os.cpu_count() or 1):
+            _wait_for_one(running)
+        running.append(subprocess.Popen([sys.executable, __file__, "store", name, seeds], env=env | extra))
+    while running:
+        _wait_for_one(running)
     kept = set()
     for _, extra in CI_RUNS:  # keep the entries one of CI's runs finds; drop the rest
         out = subprocess.run(
@@ -98,6 +103,18 @@ def ci() -> None:
         if path.name not in kept:
             path.unlink()
             print(f"removed {path.name}: no current key names it")
+
+
+def _wait_for_one(running: list[subprocess.Popen]) -> None:
+    """Wait until one of the running jobs ends (raising if it failed) and take it off the list."""
+    while True:
+        for job in running:
+            if job.poll() is not None:
+                running.remove(job)
+                if job.returncode:
+                    raise SystemExit(f"{job.args!r} failed with exit code {job.returncode}")
+                return
+        time.sleep(1)
 
 
 def main(argv: list[str] | None = None) -> None:
