@@ -104,3 +104,24 @@ def test_training_under_an_equal_key_gives_the_same_bits(digits):
     for name in ("residual_bn", "plain_bn"):
         assert (runs[0].test_acc[name] == runs[1].test_acc[name]).all()
         assert (runs[0].correct[name] == runs[1].correct[name]).all()
+
+
+def test_the_status_script_says_which_stored_entries_this_process_finds(tmp_path, monkeypatch, digits):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "cache_results.py"
+    spec = importlib.util.spec_from_file_location("cache_results", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(cache, "STORED", tmp_path)
+    here = cache.cache_key(
+        "bn_utils.experiments.residual.chapter_grids", "experiments.residual", digits, {"seeds": (0,)}
+    )
+    cache.cached(here, lambda: "grids", store_in=tmp_path)
+    elsewhere = dataclasses.replace(here, threads=here.threads + 1, cpu_capability="DEFAULT")
+    cache.cached(elsewhere, lambda: "grids", store_in=tmp_path)
+    lines = sorted(script.status())
+    assert len(lines) == 2
+    assert any(line.endswith(": found") and "seeds [0]" in line for line in lines)
+    assert any("not found here (cpu_capability, threads differ)" in line for line in lines)
