@@ -68,7 +68,7 @@ def test_at_their_best_learning_rates_bn_reaches_95_percent_sooner(sweep):
 def test_at_their_best_learning_rates_bn_ends_with_higher_test_accuracy(sweep):
     """At the best learning rates, BN's median final test accuracy is above the plain network's; the
     difference exceeds the test set's uncertainty (the paired bootstrap interval over the 449 test
-    digits excludes zero), while the seeds' 95% interval reaches to within a point of zero (over
+    digits excludes zero), while the seeds' 95% interval reaches below one point (over
     seeds 0-4 and 5-9 and three arithmetic paths its lower end lay between -0.6 and -0.1 points:
     whether it exceeds the seeds' uncertainty, 5 seeds do not settle)."""
     plain, bn = (sweep.test_accuracy(norm) for norm in ("none", "batch"))
@@ -77,7 +77,7 @@ def test_at_their_best_learning_rates_bn_ends_with_higher_test_accuracy(sweep):
     low, _ = accuracy_difference_interval(sweep.test_correct("batch"), sweep.test_correct("none"))
     cc.compare(low, ">", 0, f"{what}, test-set interval's lower end", values=bn - plain)
     seeds = Estimate(tuple(bn - plain))
-    cc.compare(abs(seeds.interval[0]), "<", 0.01, f"{what}, |seed interval's lower end|", values=bn - plain)
+    cc.compare(seeds.interval[0], "<", 0.01, f"{what}, seed interval's lower end (below one point)", values=bn - plain)
 
 
 def per_seed_at_01(sweep, target):
@@ -213,14 +213,18 @@ def test_at_the_training_step_size_bns_median_beta_is_below_the_plain_networks(l
     cc.compare(np.median(bn) / np.median(plain), "<", 1, "median beta at step size 0.1, BN / plain", values=bn / plain)
 
 
-def test_bns_beta_gap_opens_early_and_mostly_closes_late(landscape):
+def test_bns_beta_gap_opens_early_and_narrows_late(landscape):
     """Over steps 20-100 BN's median beta is at most 70% of the plain network's; over steps 120-200
-    the gap closes: more than 70% (in some runs BN's is then the larger, up to 1.5 times)."""
-    for phase, (first, last) in {"steps 20-100": (0, 100), "steps 120-200": (100, 200)}.items():
-        bn, plain = (beta_per_seed(landscape[norm], 0.1, first, last) for norm in ("batch", "none"))
-        ratio = np.median(bn) / np.median(plain)
-        what = f"median beta at step size 0.1 over {phase}, BN / plain"
-        if phase == "steps 20-100":
-            cc.compare(ratio, "<=", 0.7, what, values=bn / plain)
-        else:
-            cc.compare(ratio, ">", 0.7, what, values=bn / plain)
+    the gap narrows: BN's beta relative to the plain network's rises from the first phase to the
+    second on at least 4 of 5 seeds. Whether it closes, 5 seeds do not say (late ratios per seed from
+    0.6 to 5 times the plain network's over seeds 0-9)."""
+    bn, plain = (
+        [beta_per_seed(landscape[norm], 0.1, first, last) for first, last in ((0, 100), (100, 200))]
+        for norm in ("batch", "none")
+    )
+    early, late = bn[0] / plain[0], bn[1] / plain[1]
+    what = "median beta at step size 0.1 over steps 20-100, BN / plain"
+    cc.compare(np.median(bn[0]) / np.median(plain[0]), "<=", 0.7, what, values=early)
+    cc.at_least(
+        np.log10(late / early), ">", 0, 4, "log10 (BN/plain beta ratio, steps 120-200 / steps 20-100), per seed"
+    )

@@ -79,6 +79,8 @@ def test_weight_scale_and_learning_rate_are_interchangeable_in_the_middle(sweep,
     """BN at scale c and learning rate 0.1 ends where BN at scale 1 and learning rate 0.1/c^2 ends,
     for c from 0.5 to 2: median final test accuracies within 5 points."""
     for c in MIDDLE:
+        if c == 1.0:
+            continue  # scale 1 at lr 0.1 is the same run on both sides: nothing to compare
         per_seed = _final(sweep, c) - _final(same_lr, 0.1 / c**2)
         gap = _median(sweep, c) - _median(same_lr, 0.1 / c**2)
         cc.compare(
