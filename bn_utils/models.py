@@ -37,6 +37,8 @@ __all__ = [
     "make_mlp",
     "mlp_for",
     "make_convnet",
+    "make_convnet1d",
+    "READOUTS",
     "hidden_blocks",
     "ResidualBlock",
     "ResidualMLP",
@@ -46,14 +48,17 @@ __all__ = [
 # where a block's norm sits relative to its activation
 NORM_POSITIONS = ("before", "after")
 
-# name -> factory(num_features, spatial_dims, **options) building the layer for 1-D (0) or
-# 2-D (2) inputs; options are the layer's own keyword arguments (``norm_kwargs`` of the builders).
+# name -> factory(num_features, spatial_dims, **options) building the layer for the outputs of a
+# fully connected layer (N, C) (0 spatial dims), of a 1-D conv layer (N, C, L) (1) or of a 2-D one
+# (N, C, H, W) (2); options are the layer's own keyword arguments (``norm_kwargs`` of the builders).
+# The 1-D batch norms take (N, C) and (N, C, L) alike: on sequences they average over the
+# examples and the positions, one statistic per channel, as the 2-D ones do on images.
 NORM_LAYERS: dict[str, Callable[..., nn.Module]] = {
     "none": lambda features, spatial: nn.Identity(),
-    "batch": lambda features, spatial, **kw: (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(features, **kw),
-    "batch_scratch": lambda features, spatial, **kw: (BatchNorm2d if spatial else BatchNorm1d)(features, **kw),
-    "batch_noisy": lambda features, spatial, **kw: NoisyBatchNorm(features, spatial=bool(spatial), **kw),
-    "batch_ghost": lambda features, spatial, **kw: GhostBatchNorm(features, spatial=bool(spatial), **kw),
+    "batch": lambda features, spatial, **kw: (nn.BatchNorm2d if spatial == 2 else nn.BatchNorm1d)(features, **kw),
+    "batch_scratch": lambda features, spatial, **kw: (BatchNorm2d if spatial == 2 else BatchNorm1d)(features, **kw),
+    "batch_noisy": lambda features, spatial, **kw: NoisyBatchNorm(features, spatial=spatial == 2, **kw),
+    "batch_ghost": lambda features, spatial, **kw: GhostBatchNorm(features, spatial=spatial == 2, **kw),
     # layer norm (Ba et al., 2016): over a fully connected layer's units, or a feature map's
     # channels and positions (one group); no batch statistics at all
     "layer": lambda features, spatial, **kw: (
@@ -64,7 +69,7 @@ NORM_LAYERS: dict[str, Callable[..., nn.Module]] = {
         num_groups or math.gcd(features, 32), features, **kw
     ),
     # batch renormalization (Ioffe, 2017): batch norm corrected towards the running statistics
-    "batch_renorm": lambda features, spatial, **kw: (BatchRenorm2d if spatial else BatchRenorm1d)(features, **kw),
+    "batch_renorm": lambda features, spatial, **kw: (BatchRenorm2d if spatial == 2 else BatchRenorm1d)(features, **kw),
     # instance norm (Ulyanov et al., 2016): each channel of each example over its own positions
     # (one group per channel, with a per-channel affine); a fully connected unit has no positions
     "instance": lambda features, spatial, **kw: _instance_norm(features, spatial, **kw),
@@ -93,13 +98,17 @@ def _lookup(table: dict, name: str, what: str) -> Any:
     return table[name]
 
 
-def make_norm(name: str, num_features: int, *, spatial: bool = False, **options: Any) -> nn.Module:
-    """The normalization layer called ``name`` for ``num_features`` channels (2-D maps if
-    spatial); ``options`` go to the layer (e.g. ``max_shift`` for ``batch_noisy``)."""
+def make_norm(name: str, num_features: int, *, spatial: bool | int = False, **options: Any) -> nn.Module:
+    """The normalization layer called ``name`` for ``num_features`` channels: of a fully connected
+    layer (``spatial=False`` or 0), of 1-D feature maps (N, C, L) (``spatial=1``) or of 2-D ones
+    (``spatial=True`` or 2); ``options`` go to the layer (e.g. ``max_shift`` for ``batch_noisy``)."""
     factory = _lookup(NORM_LAYERS, name, "norm")
+    if spatial not in (False, True, 0, 1, 2):
+        raise ValueError(f"spatial must be False/0 (units), 1 (sequences) or True/2 (images), got {spatial!r}")
+    dims = 2 if spatial is True else int(spatial)
     valid.check_batch_norm_options(num_features, options)
     try:
-        return factory(num_features, 2 if spatial else 0, **options)
+        return factory(num_features, dims, **options)
     except TypeError as exc:
         raise ValueError(f"cannot build norm {name!r} with the options {sorted(options)}: {exc}") from None
 
@@ -117,7 +126,9 @@ def _block(layers: dict[str, nn.Module], norm_position: str) -> nn.Sequential:
     return nn.Sequential(OrderedDict((name, layers[name]) for name in order))
 
 
-def _init_weight(layer: nn.Linear | nn.Conv2d, activation: str, init_scale: float, weight_std: float | None) -> None:
+def _init_weight(
+    layer: nn.Linear | nn.Conv1d | nn.Conv2d, activation: str, init_scale: float, weight_std: float | None
+) -> None:
     """Gaussian weights: a fixed ``weight_std``, or init_scale * gain / sqrt(fan_in)."""
     fan_in = layer.weight[0].numel()
     std = weight_std if weight_std is not None else init_scale * ACTIVATIONS[activation][1] / math.sqrt(fan_in)
@@ -254,8 +265,101 @@ def make_convnet(
     )
 
 
+# how a 1-D conv net turns its last feature map into the head's input
+READOUTS = ("average", "flatten")
+
+
+def make_convnet1d(
+    in_channels: int = 1,
+    num_classes: int = 10,
+    *,
+    channels: tuple[int, ...] = (16, 32),
+    kernel_size: int | tuple[int, ...] = 3,
+    stride: int = 1,
+    pool: int | None = 2,
+    readout: str = "average",
+    length: int | None = None,
+    norm: str = "none",
+    activation: str = "relu",
+    init_scale: float = 1.0,
+    weight_std: float | None = None,
+    norm_kwargs: dict | None = None,
+    norm_position: str = "before",
+) -> nn.Sequential:
+    """A conv net for sequences (N, ``in_channels``, length), e.g. MNIST-1D: per entry of
+    ``channels`` a 1-D conv (``kernel_size``, one for all blocks or one per block, padding
+    kernel_size // 2, ``stride``) -> norm -> activation -> max-pool by ``pool`` (None: no pooling)
+    block, the order of :func:`make_convnet`'s blocks; then the head. Batch norm here averages
+    over the examples and the positions of each channel, as in the 2-D conv net.
+
+    ``readout="average"`` averages each channel over the positions before the linear head (as
+    :func:`make_convnet` does); ``readout="flatten"`` feeds the whole last feature map (channels x
+    positions) to the head, as the published MNIST-1D baseline does, and then needs the input's
+    ``length``. The defaults mirror the digits' :func:`make_convnet` (two blocks of 16 and 32
+    channels, kernel 3, max-pool 2, average readout); the published baseline CNN is
+    ``channels=(25, 25, 25), kernel_size=(5, 3, 3), stride=2, pool=None, readout="flatten",
+    length=40``."""
+    _check_common(
+        ("in_channels", in_channels), num_classes, norm, activation, init_scale, weight_std, norm_kwargs, norm_position
+    )
+    valid.check_type("channels", channels, (tuple, list), "a tuple of conv widths, e.g. (16, 32)")
+    if not channels:
+        raise ValueError("channels must name at least one conv block, e.g. (16, 32)")
+    for width in channels:
+        valid.check_int("each of channels", width)
+    sizes = (kernel_size,) * len(channels) if isinstance(kernel_size, int) else tuple(kernel_size)
+    if len(sizes) != len(channels):
+        raise ValueError(f"kernel_size must be one size or one per block ({len(channels)}), got {kernel_size!r}")
+    for size in sizes:
+        valid.check_int("kernel_size", size)
+    valid.check_int("stride", stride)
+    if pool is not None:
+        valid.check_int("pool", pool)
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be 'average' or 'flatten', got {readout!r}")
+    if readout == "flatten" and length is None:
+        raise ValueError("readout='flatten' sizes the head from the sequence length: give length=, e.g. 40")
+    positions = None if length is None else valid.check_int("length", length)
+    blocks, features = [], in_channels
+    for width, size in zip(channels, sizes, strict=True):
+        conv = nn.Conv1d(
+            features,
+            width,
+            kernel_size=size,
+            stride=stride,
+            padding=size // 2,
+            bias=(norm == "none" or norm_position == "after"),
+        )
+        _init_weight(conv, activation, init_scale, weight_std)
+        layers = dict(
+            linear=conv,
+            norm=make_norm(norm, width, spatial=1, **(norm_kwargs or {})),
+            act=make_activation(activation),
+        )
+        if pool is not None and pool > 1:
+            layers["pool"] = nn.MaxPool1d(pool)
+        blocks.append(_block(layers, norm_position))
+        features = width
+        if positions is not None:
+            positions = (positions + 2 * (size // 2) - size) // stride + 1
+            if pool is not None and pool > 1:
+                positions //= pool
+            if positions < 1:
+                raise ValueError(f"a sequence of length {length} shrinks to nothing in these {len(channels)} blocks")
+    readout_layers: list[tuple[str, nn.Module]] = []
+    if readout == "average":
+        readout_layers.append(("pool", nn.AdaptiveAvgPool1d(1)))
+    else:
+        features *= cast(int, positions)
+    head = nn.Linear(features, num_classes)
+    _init_weight(head, "identity", init_scale, weight_std)
+    return nn.Sequential(
+        OrderedDict([("blocks", nn.Sequential(*blocks)), *readout_layers, ("flatten", nn.Flatten()), ("head", head)])
+    )
+
+
 def hidden_blocks(model: nn.Module) -> nn.Sequential:
-    """The hidden blocks of a network built by :func:`make_mlp` or :func:`make_convnet`
+    """The hidden blocks of a network built by :func:`make_mlp`, :func:`make_convnet` or :func:`make_convnet1d`
     (``model.blocks``), input side first."""
     blocks = getattr(model, "blocks", None)
     if not isinstance(blocks, nn.Sequential):
