@@ -22,6 +22,7 @@ RATED_PAGES = [
     "book/regularization_noise.md",
     "book/residual_networks.md",
     "book/batch_size.md",
+    "book/transfer.md",
 ]
 RATED_NOTEBOOKS = [
     "notebooks/01_bn_from_scratch.ipynb",
@@ -32,6 +33,7 @@ RATED_NOTEBOOKS = [
     "notebooks/06_residual_networks.ipynb",
     "notebooks/07_regularization_noise.ipynb",
     "notebooks/08_batch_size.ipynb",
+    "notebooks/09_transfer.ipynb",
 ]
 
 RATING = re.compile(r"^\*\*Difficulty\*\* [●○]{3} · \*\*Importance\*\* [●○]{3} · \*\*Time\*\* \d+ min$")
