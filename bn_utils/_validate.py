@@ -143,12 +143,6 @@ def check_module(name: str, value: object) -> None:
     check_type(name, value, nn.Module, "a torch.nn.Module")
 
 
-def check_dataset(name: str, value: object) -> None:
-    from .data import Dataset
-
-    check_type(name, value, Dataset, "a bn_utils Dataset (e.g. from load_digits or make_spirals)")
-
-
 def check_inputs_and_labels(x: torch.Tensor, y: torch.Tensor) -> None:
     """Inputs (N, ...) and integer class labels (N,) for a classifier, N >= 1."""
     check_type("x", x, torch.Tensor, "a torch.Tensor")

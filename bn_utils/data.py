@@ -17,7 +17,15 @@ import torch
 
 from . import _validate as valid
 
-__all__ = ["Dataset", "load_digits", "load_mnist1d", "make_spirals", "batch_indices", "iterate_batches"]
+__all__ = [
+    "Dataset",
+    "check_dataset",
+    "load_digits",
+    "load_mnist1d",
+    "make_spirals",
+    "batch_indices",
+    "iterate_batches",
+]
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,12 @@ class Dataset:
             f"Dataset({self.name!r}: {len(self.x_train)} train{val} / {len(self.x_test)} test, "
             f"input shape {self.input_shape}, {self.num_classes} classes)"
         )
+
+
+def check_dataset(name: str, value: object) -> None:
+    """A :class:`Dataset`; a ``TypeError`` naming ``name`` otherwise (the check every experiment's
+    entry point makes; it lives beside the class so that the argument checks import nothing)."""
+    valid.check_type(name, value, Dataset, "a bn_utils Dataset (e.g. from load_digits or make_spirals)")
 
 
 def _split_and_standardize(

@@ -9,6 +9,12 @@
 Each experiment module defines a figure function ``draw(*values) -> Figure`` (one argument per
 control, in order) and calls one of these; both take the controls as a mapping from the name
 shown beside the slider to the values it can take.
+
+Both show every figure in one house frame (:func:`fit_to_column`): as wide as the book's text
+column, drawn at one image pixel per CSS pixel, so that a font of 8 points shows as 8 points at
+100% zoom and none is smaller; and with every legend moved off the data
+(:func:`bn_utils.style.keep_legends_off_data`). Each control's name, slider and readout sit
+together on one row, apart from the next control's.
 """
 
 from __future__ import annotations
@@ -21,18 +27,77 @@ import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, cast
 
 import matplotlib.pyplot as plt
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from PIL import Image
+
+from .style import keep_legends_off_data, relayout
 
 if TYPE_CHECKING:
     from ipywidgets import interactive
 
-__all__ = ["Control", "FrameExplorer", "frame_explorer", "live_explorer"]
+__all__ = ["Control", "FrameExplorer", "fit_to_column", "frame_explorer", "live_explorer", "smallest_text_pt"]
 
 MAX_FRAMES = 60  # each frame is a PNG embedded in the notebook and the page: keep the product small
+# A notebook output in the book is 688 CSS pixels wide in a 1280-pixel window (sphinx-book-theme); the
+# explorer's panel takes 1.6rem of padding and 2 px of border from that: a 656-pixel frame is never
+# scaled down there (scripts/check_book_in_browser.py checks it).
+COLUMN_PX = 656
+FRAME_DPI = 96  # CSS pixels per inch: one image pixel per CSS pixel, so N-point type shows at N points
+MIN_TEXT_PT = 8.0  # the smallest type in a frame, in points at 100% zoom
+MIN_HEIGHT_IN = 3.2  # a wide two-panel figure is not squashed flatter than this (unless it was already)
+
+
+def smallest_text_pt(fig: Figure, *, draw: bool = True) -> float:
+    """The size in points of the smallest visible text in ``fig`` (tick labels, legend, titles, ...);
+    ``draw=False`` where the figure has just been drawn (a draw makes the tick labels it shows)."""
+    if draw:
+        fig.draw_without_rendering()
+    sizes = [
+        float(text.get_fontsize())
+        for text in fig.findobj(Text)
+        if isinstance(text, Text) and text.get_visible() and text.get_text().strip() and text.get_figure() is fig
+    ]
+    return min(sizes, default=float("inf"))
+
+
+def fit_to_column(
+    fig: Figure, *, width_px: int = COLUMN_PX, dpi: int = FRAME_DPI, min_pt: float = MIN_TEXT_PT
+) -> float:
+    """Give ``fig`` the house frame: ``width_px`` pixels wide at ``dpi`` (a figure drawn wider keeps
+    its proportions, down to a height of ``MIN_HEIGHT_IN``), its text scaled with it but never below
+    ``min_pt`` points, laid out again, and every legend moved off the data. Returns the smallest
+    text size in points (at least ``min_pt``)."""
+    width, height = fig.get_size_inches()
+    scale = width_px / dpi / width
+    fig.set_dpi(dpi)
+    fig.set_size_inches(width_px / dpi, max(height * scale, min(height, MIN_HEIGHT_IN)), forward=False)
+
+    def resized(size: float) -> float:
+        return max(size * min(scale, 1.0), min_pt)
+
+    tick_labels: set[int] = set()
+    for ax in fig.axes:
+        axes: tuple[tuple[Literal["x", "y"], Axis], ...] = (("x", ax.xaxis), ("y", ax.yaxis))
+        for name, axis in axes:
+            for which, ticks in (("major", axis.get_major_ticks()), ("minor", axis.get_minor_ticks())):
+                tick_labels.update(id(label) for tick in ticks for label in (tick.label1, tick.label2))
+                if ticks:  # tick labels are made anew at each draw: set their size on the axis
+                    size = resized(float(ticks[0].label1.get_fontsize()))
+                    ax.tick_params(axis=name, which=cast(Literal["major", "minor"], which), labelsize=size)
+    for text in fig.findobj(Text):
+        if isinstance(text, Text) and id(text) not in tick_labels:
+            text.set_fontsize(resized(float(text.get_fontsize())))
+    relayout(fig)
+    for _ in range(2):  # a legend moved below its axes needs room, and the new layout moves the data
+        if not keep_legends_off_data(fig):
+            break
+        relayout(fig)
+    return smallest_text_pt(fig, draw=False)
 
 
 @dataclass(frozen=True)
@@ -51,6 +116,7 @@ class FrameExplorer:
     title: str
     controls: tuple[Control, ...]
     frames: tuple[str, ...]  # base64-encoded PNG images
+    text_pt: float | None = None  # the smallest text in any frame, in points at 100% zoom (None: unknown)
 
     def __post_init__(self) -> None:
         expected = 1
@@ -58,6 +124,10 @@ class FrameExplorer:
             expected *= len(control.labels)
         if len(self.frames) != expected:
             raise ValueError(f"{len(self.frames)} frames for a grid of {expected} settings")
+
+    def __repr__(self) -> str:  # the plain-text output beside the HTML: not every frame a second time
+        controls = ", ".join(f"{c.name} ({len(c.labels)})" for c in self.controls)
+        return f"FrameExplorer({self.title!r}: {controls}; {len(self.frames)} frames)"
 
     def index(self, positions: Sequence[int]) -> int:
         """The frame shown when each control is at the given position."""
@@ -74,20 +144,34 @@ class FrameExplorer:
         digest = hashlib.sha1("".join(self.frames).encode()).hexdigest()[:10]
         root = f"bn-frames-{digest}"
         start = self.index([control.start for control in self.controls])
-        sliders = "".join(
-            f'<label class="bn-frames-control">{html.escape(control.name)} '
+        width, height = Image.open(io.BytesIO(base64.b64decode(self.frames[start]))).size
+        # Inline styles, so that it looks the same in JupyterLab as in the book (book/_static/course.css
+        # adds colours that follow the theme): a grid of name | slider | readout, one row per control.
+        rows = "".join(
+            f'<label class="bn-frames-control" style="display:contents">'
+            f'<span class="bn-frames-name" style="grid-column:1">{html.escape(control.name)}</span>'
             f'<input type="range" min="0" max="{len(control.labels) - 1}" step="1" value="{control.start}" '
-            f'aria-label="{html.escape(control.name)}"> '
-            f"<output>{html.escape(control.labels[control.start])}</output></label>"
+            f'aria-label="{html.escape(control.name)}" style="grid-column:2;width:100%;margin:0">'
+            f'<output class="bn-frames-readout" style="grid-column:3;min-width:min({max(map(len, control.labels))}ch,'
+            f'10rem);font-weight:600;font-variant-numeric:tabular-nums;overflow-wrap:anywhere">'
+            f"{html.escape(control.labels[control.start])}</output></label>"
             for control in self.controls
         )
         labels = json.dumps([list(control.labels) for control in self.controls])
         frames = json.dumps([f"data:image/png;base64,{frame}" for frame in self.frames])
+        text_pt = "" if self.text_pt is None else f' data-text-pt="{self.text_pt:.1f}"'
+        # rows further apart (0.9rem) than a row's name, slider and readout (0.6rem): each control
+        # reads as one unit; the panel is as wide as the frame plus its padding and border
         return (
-            f'<div class="bn-frames" id="{root}">'
-            f'<p class="bn-frames-title">{html.escape(self.title)}</p>{sliders}'
+            f'<div class="bn-frames" id="{root}"{text_pt} style="box-sizing:border-box;'
+            f"max-width:calc({width}px + 1.6rem + 2px);border:1px solid rgba(127,127,127,0.35);border-radius:6px;"
+            'padding:0.6rem 0.8rem 0.4rem;margin:0.5rem 0">'
+            f'<p class="bn-frames-title" style="margin:0 0 0.6rem;font-weight:600">{html.escape(self.title)}</p>'
+            '<div class="bn-frames-controls" style="display:grid;grid-template-columns:max-content '
+            "minmax(5rem,18rem) minmax(0,max-content);align-items:center;column-gap:0.6rem;row-gap:0.9rem;"
+            f'margin-bottom:0.7rem">{rows}</div>'
             f'<img src="data:image/png;base64,{self.frames[start]}" alt="{html.escape(self.title)}" '
-            'style="max-width:100%;height:auto">'
+            f'width="{width}" height="{height}" style="display:block;max-width:100%;height:auto">'
             "<script>(function () {"
             f'const root = document.getElementById("{root}");'
             f"const labels = {labels}; const frames = {frames};"
@@ -148,6 +232,7 @@ def live_explorer(
 
     def show(**setting: object) -> None:
         fig = draw(*(setting[f"control_{i}"] for i in range(len(values))))
+        fit_to_column(fig)
         from IPython.display import display
 
         display(fig)
@@ -158,9 +243,11 @@ def live_explorer(
 
 def _png(fig: Figure, dpi: int) -> str:
     """The figure as a base64 PNG with a 64-colour palette: a third of the size of a full-colour
-    one, which matters when dozens of frames are stored in the notebook and the page."""
+    one, which matters when dozens of frames are stored in the notebook and the page. Saved at its
+    exact size (no tight bounding box), so that every frame of an explorer has the same size."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    with plt.rc_context({"savefig.bbox": "standard"}):
+        fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
     image = (
         Image.open(io.BytesIO(buffer.getvalue())).convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT)
@@ -176,11 +263,12 @@ def frame_explorer(
     *,
     title: str,
     start: Mapping[str, object] | None = None,
-    dpi: int = 72,
+    width_px: int = COLUMN_PX,
 ) -> FrameExplorer:
     """Draw ``draw(*setting)`` for every setting of ``controls`` (name shown -> values, in the
-    order of ``draw``'s arguments) and return the explorer that shows them; ``start`` picks the
-    setting shown first (default: each control's first value)."""
+    order of ``draw``'s arguments), each in the house frame (:func:`fit_to_column`, ``width_px``
+    wide), and return the explorer that shows them; ``start`` picks the setting shown first
+    (default: each control's first value)."""
     values = _checked_controls(controls, start)
     count = 1
     for options in values.values():
@@ -188,12 +276,13 @@ def frame_explorer(
     if count > MAX_FRAMES:
         raise ValueError(f"{count} settings would embed {count} images; at most {MAX_FRAMES}: use fewer values")
     start = dict(start or {})
-    frames = []
+    frames, text_pt = [], float("inf")
     for setting in itertools.product(*values.values()):
         fig = draw(*setting)
         if not isinstance(fig, Figure):
             raise TypeError(f"draw must return a matplotlib Figure, got {type(fig).__name__}")
-        frames.append(_png(fig, dpi))
+        text_pt = min(text_pt, fit_to_column(fig, width_px=width_px))
+        frames.append(_png(fig, FRAME_DPI))
     return FrameExplorer(
         title=title,
         controls=tuple(
@@ -205,4 +294,5 @@ def frame_explorer(
             for name, options in values.items()
         ),
         frames=tuple(frames),
+        text_pt=text_pt,
     )

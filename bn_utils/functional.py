@@ -12,11 +12,18 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from . import _validate as valid
 
-__all__ = ["batch_norm", "batch_statistics", "batch_norm_gradients", "layer_norm", "group_norm", "instance_norm"]
+__all__ = [
+    "batch_norm",
+    "batch_statistics",
+    "batch_norm_gradients",
+    "layer_norm",
+    "group_norm",
+    "instance_norm",
+    "rms_norm",
+]
 
 
 def _reduce_dims(x: torch.Tensor) -> list[int]:
@@ -34,10 +41,64 @@ def batch_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     valid.check_type("x", x, torch.Tensor, "a torch.Tensor")
     if x.dim() < 2:
         raise ValueError(f"batch_statistics expected input of shape (N, C) or (N, C, *), got shape {tuple(x.shape)}")
+    if x.numel() == 0:  # an empty batch has no statistics (NaN; var() would warn)
+        nan = x.new_full(x.shape[1:2], float("nan"))
+        return nan, nan.clone()
     dims = _reduce_dims(x)
     mean = x.mean(dim=dims)
     var = x.var(dim=dims, unbiased=False)
     return mean, var
+
+
+SINGLE_DIFFERENTIABLE = (
+    "bn_utils' batch norm has a hand-derived backward pass that is differentiable once: {what} is not "
+    "supported (that needs the gradient of the gradient, or forward-mode derivatives). Use torch.nn.BatchNorm1d/2d "
+    "or torch.nn.functional.batch_norm where you need it (gradient penalties, Hessian-vector products, "
+    "torch.autograd.gradgradcheck, torch.func.jvp/jacfwd/hessian)"
+)
+
+
+class _SecondOrder(torch.autograd.Function):
+    """The hand-derived gradients, passed through unchanged; differentiating them raises a clear error.
+
+    Its first inputs are the forward pass's x, weight and bias: the gradients come out attached
+    to them (as ``torch.autograd.function.once_differentiable`` attaches its own), so a gradient
+    penalty, ``gradgradcheck`` or ``torch.func.grad(torch.func.grad(f))`` reaches :meth:`backward`
+    and its message, instead of a silent zero or "element 0 of tensors does not require grad".
+    """
+
+    @staticmethod
+    def forward(
+        x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, *grads: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        return tuple(g.clone() for g in grads)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, *_: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        raise RuntimeError(SINGLE_DIFFERENTIABLE.format(what="double backward (differentiating a gradient)"))
+
+    @staticmethod
+    def jvp(ctx: Any, *_: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        raise RuntimeError(SINGLE_DIFFERENTIABLE.format(what="a forward-mode derivative of the gradient"))
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None, ...], *inputs: torch.Tensor) -> tuple[Any, Any]:
+        return tuple(g.clone() for g in inputs[3:]), in_dims[3:]
+
+
+def _once_differentiable(
+    grads: tuple[torch.Tensor | None, ...], inputs: tuple[torch.Tensor | None, ...]
+) -> tuple[torch.Tensor | None, ...]:
+    """The gradients as they are; or, when a graph of the backward pass is being recorded
+    (create_graph=True, nested torch.func transforms), through :class:`_SecondOrder`."""
+    if not torch.is_grad_enabled():
+        return grads
+    wrapped = iter(_SecondOrder.apply(*inputs, *(g for g in grads if g is not None)))
+    return tuple(None if g is None else next(wrapped) for g in grads)
 
 
 class _BatchNormFunction(torch.autograd.Function):
@@ -45,13 +106,18 @@ class _BatchNormFunction(torch.autograd.Function):
 
     With ``use_batch_stats`` the mean and variance are the batch's own, so gradients flow
     through them; otherwise they are constants (the running estimates).
-    Returns (y, batch mean, biased batch var) so the caller can update running statistics
-    without computing them twice; the last two are empty when running statistics are used.
+    Returns (y, mean, biased batch var, 1 / sqrt(var + eps)): the mean used (the batch's, or a copy
+    of the running one: never the caller's buffer itself) and the batch variance (empty when
+    running statistics are used) let the caller update running statistics without computing them
+    twice. Like torch's, the backward pass keeps x (not x_hat) and recomputes x_hat from it. It is
+    differentiable once: differentiating the gradient (double backward) or asking for forward-mode
+    derivatives raises a RuntimeError that says so.
     """
+
+    generate_vmap_rule = True  # torch.func.vmap (and jacrev, which uses it) runs the same formulas batched
 
     @staticmethod
     def forward(
-        ctx: Any,
         x: torch.Tensor,
         weight: torch.Tensor | None,
         bias: torch.Tensor | None,
@@ -59,47 +125,55 @@ class _BatchNormFunction(torch.autograd.Function):
         var: torch.Tensor,
         eps: float,
         use_batch_stats: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         if use_batch_stats:
             mean, var = batch_statistics(x)
-        inv_std = torch.rsqrt(var + eps)
-        x_hat = (x - _per_channel(mean, x)) * _per_channel(inv_std, x)
-        y = x_hat
+            inv_std = torch.rsqrt(var + eps)
+        else:  # the running statistics: copies out, never the caller's buffers themselves
+            inv_std = torch.rsqrt(var + eps)
+            mean, var = mean.clone(), x.new_empty(0)
+        y = (x - _per_channel(mean, x)) * _per_channel(inv_std, x)
         if weight is not None:
             y = y * _per_channel(weight, x)
         if bias is not None:
             y = y + _per_channel(bias, x)
-        ctx.save_for_backward(x_hat, inv_std, weight)
-        ctx.use_batch_stats = use_batch_stats
-        if not use_batch_stats:  # never hand the caller's running buffers back as outputs
-            mean, var = x.new_empty(0), x.new_empty(0)
-        ctx.mark_non_differentiable(mean, var)
-        return y, mean, var
+        return y, mean, var, inv_std
 
     @staticmethod
-    @once_differentiable
-    def backward(
-        ctx: Any, grad_y: torch.Tensor, _grad_mean: torch.Tensor, _grad_var: torch.Tensor
-    ) -> tuple[torch.Tensor | None, ...]:
-        x_hat, inv_std, weight = ctx.saved_tensors
-        dims = _reduce_dims(grad_y)
-        grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[1]:
-            grad_weight = (grad_y * x_hat).sum(dim=dims)
-        if ctx.needs_input_grad[2]:
-            grad_bias = grad_y.sum(dim=dims)
-        if ctx.needs_input_grad[0]:
-            grad_x_hat = grad_y if weight is None else grad_y * _per_channel(weight, grad_y)
-            scale = _per_channel(inv_std, grad_y)
-            if ctx.use_batch_stats:
-                # dL/dx = inv_std * (g - mean(g) - x_hat * mean(g * x_hat)), g = dL/dx_hat,
-                # means taken per channel over the n = N * L (or N * H * W) values.
-                mean_g = grad_x_hat.mean(dim=dims, keepdim=True)
-                mean_g_xhat = (grad_x_hat * x_hat).mean(dim=dims, keepdim=True)
-                grad_x = scale * (grad_x_hat - mean_g - x_hat * mean_g_xhat)
-            else:
-                grad_x = scale * grad_x_hat
-        return grad_x, grad_weight, grad_bias, None, None, None, None
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+        x, weight, bias, use_batch_stats = inputs[0], inputs[1], inputs[2], inputs[6]
+        _, mean, var, inv_std = output
+        ctx.save_for_backward(x, mean, inv_std, weight, bias)  # bias only to attach a second-order error
+        ctx.use_batch_stats = use_batch_stats
+        ctx.mark_non_differentiable(mean, var, inv_std)
+
+    @staticmethod
+    def backward(ctx: Any, grad_y: torch.Tensor, *_: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, mean, inv_std, weight, bias = ctx.saved_tensors
+        with torch.no_grad():
+            dims = _reduce_dims(grad_y)
+            x_hat = (x - _per_channel(mean, x)) * _per_channel(inv_std, x)
+            grad_x = grad_weight = grad_bias = None
+            if ctx.needs_input_grad[1]:
+                grad_weight = (grad_y * x_hat).sum(dim=dims)
+            if ctx.needs_input_grad[2]:
+                grad_bias = grad_y.sum(dim=dims)
+            if ctx.needs_input_grad[0]:
+                grad_x_hat = grad_y if weight is None else grad_y * _per_channel(weight, grad_y)
+                scale = _per_channel(inv_std, grad_y)
+                if ctx.use_batch_stats:
+                    # dL/dx = inv_std * (g - mean(g) - x_hat * mean(g * x_hat)), g = dL/dx_hat,
+                    # means taken per channel over the n = N * L (or N * H * W) values.
+                    mean_g = grad_x_hat.mean(dim=dims, keepdim=True)
+                    mean_g_xhat = (grad_x_hat * x_hat).mean(dim=dims, keepdim=True)
+                    grad_x = scale * (grad_x_hat - mean_g - x_hat * mean_g_xhat)
+                else:
+                    grad_x = scale * grad_x_hat
+        return (*_once_differentiable((grad_x, grad_weight, grad_bias), (x, weight, bias)), None, None, None, None)
+
+    @staticmethod
+    def jvp(ctx: Any, *_: Any) -> Any:
+        raise RuntimeError(SINGLE_DIFFERENTIABLE.format(what="forward-mode differentiation (jvp, jacfwd)"))
 
 
 def _check_input(x: object, running_mean: torch.Tensor | None, weight: torch.Tensor | None, training: bool) -> None:
@@ -114,12 +188,27 @@ def _check_input(x: object, running_mean: torch.Tensor | None, weight: torch.Ten
             f"(N, {channels}, ...), got shape {tuple(x.shape)}"
         )
     values_per_channel = x.numel() // max(x.shape[1], 1)
-    if training and values_per_channel < 2:
+    if training and values_per_channel == 1:  # an empty batch passes, as in torch: empty output, no update
         raise ValueError(
             "batch_norm needs more than one value per channel when training (the batch "
             f"variance of a single value is 0), got input of shape {tuple(x.shape)}; "
             "use a batch of at least 2, or call model.eval() to use running statistics"
         )
+
+
+def _check_eps(name: str, eps: object, uses_batch_statistics: bool) -> None:
+    """torch's rule: eps > 0 whenever the batch's statistics are used (a constant channel has variance 0),
+    eps >= 0 with running statistics."""
+    if not valid.is_real(eps):
+        raise TypeError(f"{name}: eps must be a number, got {type(eps).__name__}")
+    if uses_batch_statistics and not eps > 0:
+        raise ValueError(
+            f"{name}: eps must be positive during training, got eps={eps!r}: the batch statistics are used, and a "
+            "channel whose values are all equal has variance 0, so x_hat = 0 / sqrt(0 + eps) would be NaN "
+            "(eps=0 is allowed only in eval mode, with running statistics)"
+        )
+    if not 0 <= eps < float("inf"):
+        raise ValueError(f"{name}: eps must be non-negative and finite, got eps={eps!r}")
 
 
 def batch_norm(
@@ -141,7 +230,7 @@ def batch_norm(
     running estimates.
     """
     valid.check_momentum("momentum", momentum)
-    valid.check_number("eps", eps, 0)
+    _check_eps("batch_norm", eps, training)
     _check_input(x, running_mean, weight, training)
     for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
         if t is not None and t.numel() != x.shape[1]:
@@ -167,14 +256,21 @@ def _batch_norm(
         raise ValueError("batch_norm in inference mode needs running_mean and running_var")
     if training:
         placeholder = x.new_empty(0)
-        y, mean, var = _BatchNormFunction.apply(x, weight, bias, placeholder, placeholder, eps, True)
-        if running_mean is not None and running_var is not None:
-            n = x.numel() // x.shape[1]
-            with torch.no_grad():
-                running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
-                running_var.mul_(1 - momentum).add_(var.detach() * (n / (n - 1)), alpha=momentum)
+        y, mean, var, _ = _BatchNormFunction.apply(x, weight, bias, placeholder, placeholder, eps, True)
+        n = x.numel() // max(x.shape[1], 1)
+        if running_mean is not None and running_var is not None and n > 1:  # an empty batch leaves them alone
+            try:
+                with torch.no_grad():
+                    running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+                    running_var.mul_(1 - momentum).add_(var.detach() * (n / (n - 1)), alpha=momentum)
+            except RuntimeError as error:  # e.g. torch.func.vmap: batched statistics, unbatched buffers
+                raise RuntimeError(
+                    f"batch_norm could not update the running statistics in place ({error}). Under torch.func "
+                    "transforms (vmap, grad, ...) the buffers cannot be updated in place, as with torch's own layers: "
+                    "call torch.func.replace_all_batch_norm_modules_(model), or use eval mode"
+                ) from error
         return y
-    y, _, _ = _BatchNormFunction.apply(x, weight, bias, running_mean, running_var, eps, False)
+    y, _, _, _ = _BatchNormFunction.apply(x, weight, bias, running_mean, running_var, eps, False)
     return y
 
 
@@ -283,3 +379,26 @@ def instance_norm(
     if x.dim() < 3:
         raise ValueError(f"instance_norm expected input of shape (N, C, *) with positions, got shape {tuple(x.shape)}")
     return group_norm(x, x.shape[1], weight, bias, eps)
+
+
+def rms_norm(
+    x: torch.Tensor,
+    normalized_shape: tuple[int, ...] | list[int] | int,
+    weight: torch.Tensor | None = None,
+    eps: float | None = None,
+) -> torch.Tensor:
+    """RMS norm (Zhang & Sennrich, 2019): each example divided by the root mean square of its last
+    ``len(normalized_shape)`` dimensions, sqrt(mean(x²) + eps), with no mean subtracted and no shift;
+    same semantics as ``torch.nn.functional.rms_norm`` (``eps=None``: the dtype's machine epsilon;
+    ``weight`` has ``normalized_shape``). No batch statistics."""
+    valid.check_type("x", x, torch.Tensor, "a torch.Tensor")
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape or not all(valid.is_int(s) and s > 0 for s in shape):
+        raise ValueError(f"normalized_shape must be a positive int or a tuple of them, got {normalized_shape!r}")
+    if x.dim() < len(shape) or tuple(x.shape[x.dim() - len(shape) :]) != shape:
+        raise ValueError(f"rms_norm expected an input whose last dimensions are {shape}, got shape {tuple(x.shape)}")
+    eps = torch.finfo(x.dtype).eps if eps is None else valid.check_number("eps", eps, 0)
+    _check_affine("weight", weight, shape, x)
+    dims = list(range(x.dim() - len(shape), x.dim()))
+    y = x * torch.rsqrt(x.pow(2).mean(dim=dims, keepdim=True) + eps)
+    return y if weight is None else y * weight

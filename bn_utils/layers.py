@@ -15,21 +15,59 @@ import torch
 from torch import nn
 
 from . import _validate as valid
-from .functional import _batch_norm, _check_input
+from .functional import _batch_norm, _check_eps, _check_input
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "NoisyBatchNorm", "GhostBatchNorm", "BatchRenorm1d", "BatchRenorm2d"]
 
 
-class _BatchNorm(nn.Module):
-    """Shared state and forward; subclasses only say which input shapes they accept."""
+def _check_layer_input(module: nn.modules.batchnorm._NormBase, x: object) -> torch.Tensor:
+    """The input's type, number of dimensions and channels, for the error a layer of that name should give."""
+    name = type(module).__name__
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} expected a torch.Tensor input, got {type(x).__name__}")
+    if x.dim() not in module._input_dims:  # type: ignore[operator]
+        raise ValueError(f"{name} expected {module._shapes} input, got {x.dim()}D input of shape {tuple(x.shape)}")
+    if x.shape[1] != module.num_features:
+        raise ValueError(
+            f"{name}({module.num_features}) expected input of shape "
+            f"{module._shapes} with C={module.num_features}, got shape {tuple(x.shape)}"
+        )
+    return x
 
-    _version = 2  # the state_dict version of torch's batch norm, so loading either way agrees
+
+class _BatchNorm(nn.modules.batchnorm._BatchNorm):
+    """The drop-ins' base: torch's batch-norm state, our maths.
+
+    The state and its bookkeeping are torch's own (``torch.nn.modules.batchnorm._BatchNorm``):
+    the same parameters and buffers, ``state_dict`` version 2 (a checkpoint saved before
+    ``num_batches_tracked`` existed loads with 0 batches seen), ``reset_parameters``,
+    ``reset_running_stats`` and ``extra_repr``. The forward pass is the course's: the batch
+    statistics and the hand-derived backward of :mod:`bn_utils.functional`. It decides as torch
+    does: batch statistics in training mode, and in eval mode when the layer has no running
+    buffers; the running buffers are updated only in training mode with ``track_running_stats``
+    on (so switching ``track_running_stats`` off on a built layer freezes the buffers, and eval
+    mode still normalizes with them); an empty batch gives an empty output and leaves the
+    running statistics alone; ``eps`` must be positive whenever batch statistics are used.
+
+    Being a ``torch.nn.modules.batchnorm._BatchNorm``, the layer is found wherever torch code
+    looks for batch norms: ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` (which replaces it
+    by torch's synchronised layer: our layer cannot share statistics across processes),
+    ``torch.optim.swa_utils.update_bn``, ``torch.nn.utils.fusion.fuse_conv_bn_eval``,
+    ``torch.func.replace_all_batch_norm_modules_``, and the weight-decay and freezing recipes
+    that select batch norms by this class. ``isinstance(m, torch.nn.BatchNorm1d)`` stays False:
+    it is a different class with the same behaviour.
+
+    **Differentiable once.** The backward pass is the closed form derived by hand, not autograd
+    through the forward's operations; it is not itself differentiated. Double backward (a
+    gradient penalty, a Hessian-vector product, ``torch.autograd.gradgradcheck``) and forward-mode
+    derivatives (``torch.func.jvp``, ``jacfwd``, ``hessian``) raise a RuntimeError that says so; use
+    ``torch.nn.BatchNorm1d``/``BatchNorm2d`` there. First derivatives work with autograd and
+    ``torch.func`` (``grad``, ``vjp``, ``jacrev``, ``vmap``), as far as torch's own layer allows (in
+    training mode with running statistics, torch.func refuses both: the buffers are updated in place).
+    """
+
     _input_dims: tuple[int, ...] = ()  # accepted numbers of input dimensions
     _shapes: str = ""  # the same, for error messages
-    # buffers, None when track_running_stats=False (as in torch)
-    running_mean: torch.Tensor | None
-    running_var: torch.Tensor | None
-    num_batches_tracked: torch.Tensor | None
 
     def __init__(
         self,
@@ -43,95 +81,55 @@ class _BatchNorm(nn.Module):
         *,
         bias: bool = True,
     ) -> None:
-        super().__init__()
-        valid.check_batch_norm_options(num_features, {"eps": eps, "momentum": momentum})
-        factory = {"device": device, "dtype": dtype}
-        self.num_features = num_features
-        self.eps = eps
-        self.momentum = momentum
-        self.affine = affine
-        self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = nn.Parameter(torch.ones(num_features, **factory))
-            if bias:
-                self.bias = nn.Parameter(torch.zeros(num_features, **factory))
-            else:  # scale only, as torch allows since 2.13
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features, **factory))
-            self.register_buffer("running_var", torch.ones(num_features, **factory))
-            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        valid.check_int("num_features", num_features)
+        if not valid.is_real(eps):  # its value is checked where torch checks it, in forward
+            raise TypeError(f"eps must be a number, got {type(eps).__name__}")
+        valid.check_momentum("momentum", momentum, allow_none=True)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
 
-    def reset_running_stats(self) -> None:
-        """Forget the running estimates: mean 0, variance 1, no batches seen."""
-        if self.running_mean is not None and self.running_var is not None and self.num_batches_tracked is not None:
-            self.running_mean.zero_()
-            self.running_var.fill_(1)
-            self.num_batches_tracked.zero_()
-
-    def reset_parameters(self) -> None:
-        """Reset running estimates and the affine parameters (gamma = 1, beta = 0)."""
-        self.reset_running_stats()
-        if self.affine:
-            nn.init.ones_(self.weight)
-            if self.bias is not None:
-                nn.init.zeros_(self.bias)
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        _check_layer_input(self, input)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        name = type(self).__name__
-        if x.dim() not in self._input_dims:
-            raise ValueError(f"{name} expected {self._shapes} input, got {x.dim()}D input of shape {tuple(x.shape)}")
-        if x.shape[1] != self.num_features:
-            raise ValueError(
-                f"{name}({self.num_features}) expected input of shape "
-                f"{self._shapes} with C={self.num_features}, got shape {tuple(x.shape)}"
-            )
+        _check_layer_input(self, x)
+        # Batch statistics in training, and in eval mode too when there are no running buffers.
+        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        _check_eps(type(self).__name__, self.eps, use_batch_stats)
         # momentum=None means a cumulative moving average: factor 1/k at the k-th batch.
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             if self.momentum is None:
                 factor = 1.0 / float(self.num_batches_tracked)
-        # Batch statistics in training, and in eval too when there are no running ones.
-        use_batch_stats = self.training or not self.track_running_stats
-        track = not self.training or self.track_running_stats
-        running_mean = self.running_mean if track else None
-        _check_input(x, running_mean, self.weight, use_batch_stats)  # eps and momentum were checked in __init__
-        return _batch_norm(
-            x,
-            running_mean,
-            self.running_var if track else None,
-            self.weight,
-            self.bias,
-            use_batch_stats,
-            factor,
-            self.eps,
-        )
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-            f"affine={self.affine}, bias={self.bias is not None}, "
-            f"track_running_stats={self.track_running_stats}"
-        )
+        # The buffers are passed where they are updated (training, tracked) or used (eval).
+        pass_buffers = not self.training or self.track_running_stats
+        running_mean = self.running_mean if pass_buffers else None
+        running_var = self.running_var if pass_buffers else None
+        _check_input(x, running_mean, self.weight, use_batch_stats)
+        return _batch_norm(x, running_mean, running_var, self.weight, self.bias, use_batch_stats, factor, self.eps)
 
 
 class BatchNorm1d(_BatchNorm):
-    """From-scratch drop-in for ``torch.nn.BatchNorm1d``: input (N, C) or (N, C, L)."""
+    """From-scratch drop-in for ``torch.nn.BatchNorm1d``: input (N, C) or (N, C, L).
+
+    Same constructor, parameters, buffers and ``state_dict`` as torch's, same numbers (PyTorch's
+    own module test data, ``tests/test_module_db.py``); a ``torch.nn.modules.batchnorm._BatchNorm``.
+    Its backward pass is differentiable once (see :class:`_BatchNorm`): double backward and
+    forward-mode derivatives raise a RuntimeError that says so.
+    """
 
     _input_dims = (2, 3)
     _shapes = "2D (N, C) or 3D (N, C, L)"
 
 
 class BatchNorm2d(_BatchNorm):
-    """From-scratch drop-in for ``torch.nn.BatchNorm2d``: input (N, C, H, W)."""
+    """From-scratch drop-in for ``torch.nn.BatchNorm2d``: input (N, C, H, W).
+
+    Same constructor, parameters, buffers and ``state_dict`` as torch's, same numbers (PyTorch's
+    own module test data, ``tests/test_module_db.py``); a ``torch.nn.modules.batchnorm._BatchNorm``.
+    Its backward pass is differentiable once (see :class:`_BatchNorm`): double backward and
+    forward-mode derivatives raise a RuntimeError that says so.
+    """
 
     _input_dims = (4,)
     _shapes = "4D (N, C, H, W)"
@@ -213,7 +211,7 @@ class GhostBatchNorm(nn.Module):
         return f"ghost_batch_size={self.ghost_batch_size}"
 
 
-class _BatchRenorm(_BatchNorm):
+class _BatchRenorm(nn.modules.batchnorm._NormBase):
     """Batch renormalization (Ioffe, 2017): batch norm whose training-mode output is corrected
     towards what the running statistics would give.
 
@@ -238,6 +236,8 @@ class _BatchRenorm(_BatchNorm):
     """
 
     # always running statistics and a momentum (never None: __init__ rejects momentum=None)
+    _input_dims: tuple[int, ...] = ()
+    _shapes: str = ""
     momentum: float
     running_mean: torch.Tensor
     running_var: torch.Tensor
@@ -257,6 +257,8 @@ class _BatchRenorm(_BatchNorm):
         warmup_steps: int = 5000,
         relax_steps: int = 35000,
     ) -> None:
+        valid.check_int("num_features", num_features)
+        valid.check_number("eps", eps, 0, low_open=True)
         valid.check_momentum("momentum", momentum)  # batch renorm needs running statistics: no None
         super().__init__(num_features, eps, momentum, affine, True, device, dtype)
         self.r_max_final = valid.check_number("r_max", r_max, 1)
@@ -279,16 +281,15 @@ class _BatchRenorm(_BatchNorm):
         return 1.0 + fraction * (self.r_max_final - 1.0), fraction * self.d_max_final
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return super().forward(x)
-        name = type(self).__name__
-        if x.dim() not in self._input_dims or x.shape[1] != self.num_features:
-            raise ValueError(
-                f"{name}({self.num_features}) expected {self._shapes} input with C={self.num_features}, "
-                f"got shape {tuple(x.shape)}"
-            )
+        _check_layer_input(self, x)
+        _check_eps(type(self).__name__, self.eps, self.training)
+        if not self.training:  # batch norm's inference: the running statistics
+            _check_input(x, self.running_mean, self.weight, False)
+            return _batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         _check_input(x, None, None, True)
         self.num_batches_tracked.add_(1)
+        if x.numel() == 0:  # an empty batch: an empty output, the running statistics left alone (as batch norm)
+            return _batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
         r_max, d_max = self.limits(int(self.num_batches_tracked))
         dims = [0, *range(2, x.dim())]
         shape = (1, -1, *([1] * (x.dim() - 2)))

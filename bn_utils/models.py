@@ -1,30 +1,30 @@
 """Model builders with a ``norm`` switch, so one experiment compares normalizations.
 
 Each hidden block is ``linear (or conv) -> norm -> activation`` by default: batch norm sits
-before the nonlinearity as in Ioffe & Szegedy (2015), and the layer before a norm has no bias
-(the norm's shift beta replaces it). ``norm_position="after"`` builds ``linear -> activation ->
+before the nonlinearity as in Ioffe & Szegedy (2015), and the layer before a norm that subtracts a
+mean has no bias (the norm's shift beta replaces it). ``norm_position="after"`` builds ``linear -> activation ->
 norm`` instead, and then the linear layer keeps its bias (the activation, not a norm, follows
 it). Blocks are named ``blocks[i].linear / .norm / .act`` in either order, so probes can hook
 any of them.
 
-To add a normalization (layer norm, group norm, noisy batch norm...), add one entry to
-``NORM_LAYERS``; every builder and the error messages pick it up.
+The normalizations are those of the norm registry (:data:`bn_utils.norms.NORMS`): a norm registered
+there is known to every builder and to the error messages.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, cast
 
 import torch
 from torch import nn
 
 from . import _validate as valid
+from . import norms
 from .data import Dataset
-from .layers import BatchNorm1d, BatchNorm2d, BatchRenorm1d, BatchRenorm2d, GhostBatchNorm, NoisyBatchNorm
-from .training import seed_everything
+from .seeding import seed_everything
 
 __all__ = [
     "NORM_LAYERS",
@@ -48,38 +48,24 @@ __all__ = [
 # where a block's norm sits relative to its activation
 NORM_POSITIONS = ("before", "after")
 
-# name -> factory(num_features, spatial_dims, **options) building the layer for the outputs of a
-# fully connected layer (N, C) (0 spatial dims), of a 1-D conv layer (N, C, L) (1) or of a 2-D one
-# (N, C, H, W) (2); options are the layer's own keyword arguments (``norm_kwargs`` of the builders).
-# The 1-D batch norms take (N, C) and (N, C, L) alike: on sequences they average over the
-# examples and the positions, one statistic per channel, as the 2-D ones do on images.
-NORM_LAYERS: dict[str, Callable[..., nn.Module]] = {
-    "none": lambda features, spatial: nn.Identity(),
-    "batch": lambda features, spatial, **kw: (nn.BatchNorm2d if spatial == 2 else nn.BatchNorm1d)(features, **kw),
-    "batch_scratch": lambda features, spatial, **kw: (BatchNorm2d if spatial == 2 else BatchNorm1d)(features, **kw),
-    "batch_noisy": lambda features, spatial, **kw: NoisyBatchNorm(features, spatial=spatial == 2, **kw),
-    "batch_ghost": lambda features, spatial, **kw: GhostBatchNorm(features, spatial=spatial == 2, **kw),
-    # layer norm (Ba et al., 2016): over a fully connected layer's units, or a feature map's
-    # channels and positions (one group); no batch statistics at all
-    "layer": lambda features, spatial, **kw: (
-        nn.GroupNorm(1, features, **kw) if spatial else nn.LayerNorm(features, **kw)
-    ),
-    # group norm (Wu & He, 2018): units in groups; by default gcd(features, 32) groups (32 if it divides)
-    "group": lambda features, spatial, num_groups=None, **kw: nn.GroupNorm(
-        num_groups or math.gcd(features, 32), features, **kw
-    ),
-    # batch renormalization (Ioffe, 2017): batch norm corrected towards the running statistics
-    "batch_renorm": lambda features, spatial, **kw: (BatchRenorm2d if spatial == 2 else BatchRenorm1d)(features, **kw),
-    # instance norm (Ulyanov et al., 2016): each channel of each example over its own positions
-    # (one group per channel, with a per-channel affine); a fully connected unit has no positions
-    "instance": lambda features, spatial, **kw: _instance_norm(features, spatial, **kw),
-}
+
+class _NormLayers(Mapping[str, Callable[..., nn.Module]]):
+    """A read-only view of the norm registry: always in step with it, never a copy to keep in sync."""
+
+    def __getitem__(self, name: str) -> Callable[..., nn.Module]:
+        return norms.NORMS[name].build
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(norms.NORMS)
+
+    def __len__(self) -> int:
+        return len(norms.NORMS)
 
 
-def _instance_norm(features: int, spatial: int, **kw: Any) -> nn.Module:
-    if not spatial:
-        raise ValueError("instance norm needs feature maps (a conv net): a fully connected unit has one value")
-    return nn.GroupNorm(features, features, **kw)
+# name -> factory(num_features, spatial, **options) building the layer for fully connected (spatial
+# false) or 2-D (spatial true) inputs; options are the layer's own keyword arguments (``norm_kwargs``
+# of the builders). Derived from the norm registry, :data:`bn_utils.norms.NORMS`.
+NORM_LAYERS: Mapping[str, Callable[..., nn.Module]] = _NormLayers()
 
 
 # name -> (module factory, gain): the gain keeps activations' scale through depth at
@@ -102,13 +88,10 @@ def make_norm(name: str, num_features: int, *, spatial: bool | int = False, **op
     """The normalization layer called ``name`` for ``num_features`` channels: of a fully connected
     layer (``spatial=False`` or 0), of 1-D feature maps (N, C, L) (``spatial=1``) or of 2-D ones
     (``spatial=True`` or 2); ``options`` go to the layer (e.g. ``max_shift`` for ``batch_noisy``)."""
-    factory = _lookup(NORM_LAYERS, name, "norm")
-    if spatial not in (False, True, 0, 1, 2):
-        raise ValueError(f"spatial must be False/0 (units), 1 (sequences) or True/2 (images), got {spatial!r}")
-    dims = 2 if spatial is True else int(spatial)
+    spec = norms.get(name)
     valid.check_batch_norm_options(num_features, options)
     try:
-        return factory(num_features, dims, **options)
+        return spec.build(num_features, spatial, **options)
     except TypeError as exc:
         raise ValueError(f"cannot build norm {name!r} with the options {sorted(options)}: {exc}") from None
 
@@ -124,6 +107,12 @@ def _block(layers: dict[str, nn.Module], norm_position: str) -> nn.Sequential:
     order = ["linear", "norm", "act"] if norm_position == "before" else ["linear", "act", "norm"]
     order += [name for name in layers if name not in order]
     return nn.Sequential(OrderedDict((name, layers[name]) for name in order))
+
+
+def _keeps_bias(norm: str, norm_position: str) -> bool:
+    """The linear (or conv) layer before a norm has no bias when the norm subtracts a mean (its shift
+    beta replaces the bias); after the activation, or before a norm that does not centre, it keeps one."""
+    return norm_position == "after" or not norms.get(norm).centres
 
 
 def _init_weight(
@@ -150,7 +139,7 @@ def _check_common(
 ) -> None:
     valid.check_int(*inputs)
     valid.check_int("num_classes", num_classes)
-    _lookup(NORM_LAYERS, norm, "norm")
+    norms.get(norm)
     if norm_position not in NORM_POSITIONS:
         raise ValueError(f"norm_position must be 'before' or 'after' the activation, got {norm_position!r}")
     _lookup(ACTIVATIONS, activation, "activation")
@@ -200,7 +189,7 @@ def make_mlp(
         raise ValueError(f"need depth >= 0 and width >= 1, got depth={depth}, width={width}")
     blocks, features = [], in_features
     for _ in range(depth):
-        linear = nn.Linear(features, width, bias=(norm == "none" or norm_position == "after"))
+        linear = nn.Linear(features, width, bias=_keeps_bias(norm, norm_position))
         _init_weight(linear, activation, init_scale, weight_std)
         layers = dict(
             linear=linear, norm=make_norm(norm, width, **(norm_kwargs or {})), act=make_activation(activation)
@@ -248,7 +237,7 @@ def make_convnet(
         valid.check_int("each of channels", width)
     blocks, features = [], in_channels
     for width in channels:
-        conv = nn.Conv2d(features, width, kernel_size=3, padding=1, bias=(norm == "none" or norm_position == "after"))
+        conv = nn.Conv2d(features, width, kernel_size=3, padding=1, bias=_keeps_bias(norm, norm_position))
         _init_weight(conv, activation, init_scale, weight_std)
         layers = dict(
             linear=conv,

@@ -26,12 +26,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import _validate as valid
-from .data import Dataset, batch_indices
+from . import norms
+from .data import Dataset, batch_indices, check_dataset
+from .history import History
 from .layers import BatchNorm1d, GhostBatchNorm, _BatchNorm
 from .models import ResidualMLP
-from .training import History
 
-__all__ = ["StackedMLP", "StackedResidualMLP", "train_stacked", "evaluate_stacked"]
+__all__ = ["StackedMLP", "StackedResidualMLP", "train_stacked", "evaluate_stacked", "set_running_statistics"]
 
 
 def _is_batch_norm(module: nn.Module) -> bool:
@@ -39,11 +40,32 @@ def _is_batch_norm(module: nn.Module) -> bool:
     return isinstance(module, (nn.BatchNorm1d, BatchNorm1d)) and module.track_running_stats
 
 
+def _stacking(norm: nn.Module) -> tuple[str | None, str]:
+    """How a stack holds this norm layer (one of :data:`bn_utils.norms.MLP_STACKING`, from the norm
+    registry), or None and why not."""
+    spec = norms.spec_of(norm, spatial=False)
+    if spec is None:
+        return None, "no registered norm builds it"
+    if spec.mlp_stacking is None:
+        return None, spec.why_not_stacked
+    batch_norm = norm.bn if isinstance(norm, GhostBatchNorm) else norm
+    if spec.mlp_stacking in ("batch", "ghost") and not _is_batch_norm(batch_norm):
+        return None, "a stacked batch norm needs running statistics (track_running_stats=True)"
+    return spec.mlp_stacking, ""
+
+
 def _stackable_norm(norm: nn.Module) -> bool:
-    """No norm, a batch norm with running statistics (ghost batches or not), layer or group norm."""
-    if isinstance(norm, GhostBatchNorm):
-        norm = norm.bn
-    return isinstance(norm, nn.Identity | nn.LayerNorm | nn.GroupNorm) or _is_batch_norm(norm)
+    """A norm whose registry entry says how StackedMLP holds it (batch norms with running statistics)."""
+    return _stacking(norm)[0] is not None
+
+
+def _unstackable(where: str, norm: nn.Module, engine: str) -> ValueError:
+    """The error for a norm a stack cannot hold: which one, why, and which norms it can."""
+    supported = ", ".join(repr(name) for name in norms.names(lambda spec: spec.mlp_stacking is not None))
+    return ValueError(
+        f"{where} has norm {norm.__class__.__name__} ({_stacking(norm)[1]}); {engine} supports norm={supported} "
+        "(batch norms with running statistics)"
+    )
 
 
 # the batch norms a stack can hold: torch's and the course's from-scratch ones
@@ -60,7 +82,8 @@ def _momentum(layer: BatchNormLayer) -> float:
 class StackedMLP:
     """M MLPs built by :func:`bn_utils.models.make_mlp` with the same arguments (only their
     weights differ), evaluated together on inputs of shape (M, batch, features). Their norm may
-    be ``none``, ``batch``, ``batch_scratch``, ``batch_ghost``, ``layer`` or ``group``, before or
+    be any whose entry in the norm registry says how a stack holds it (``mlp_stacking``: no norm,
+    batch norms with running statistics, ghost batches, layer and group norm, ...), before or
     after the activation (``norm_position``), with or without dropout.
 
     In training mode, model i draws its dropout masks from its own generator seeded with
@@ -107,6 +130,8 @@ class StackedMLP:
         self._dropout_seeds = None if dropout_seeds is None else list(dropout_seeds)
         self._generators: list[torch.Generator] | None = None  # made on first use, on the inputs' device
         self._orders = [list(dict(block.named_children())) for block in self._blocks]
+        # each norm layer's stacking rule and per-example function (from the norm registry), by prefix
+        self._norm_rules: dict[str, tuple[str | None, norms.PerExample | None]] = {}
 
     @staticmethod
     def _check_structure(model: nn.Module) -> None:
@@ -126,10 +151,7 @@ class StackedMLP:
                     "linear -> norm -> act or linear -> act -> norm, then dropout if any"
                 )
             if not _stackable_norm(block.norm):
-                raise ValueError(
-                    f"block {i} has norm {block.norm.__class__.__name__}; StackedMLP supports norm='none', "
-                    "'batch', 'batch_scratch', 'batch_ghost' (with running statistics), 'layer' and 'group'"
-                )
+                raise _unstackable(f"block {i}", block.norm, "StackedMLP")
             drop = getattr(block, "drop", None)
             if drop is not None and not isinstance(drop, nn.Dropout):
                 raise ValueError(f"block {i} has {drop.__class__.__name__} as .drop; StackedMLP supports nn.Dropout")
@@ -216,19 +238,33 @@ class StackedMLP:
             self.buffers[prefix + "bn.num_batches_tracked"] += chunks
         return out.view(size, chunks, models, channels).permute(2, 1, 0, 3).reshape(models, batch, channels)
 
-    def _example_norm(self, h: torch.Tensor, prefix: str, layer: nn.LayerNorm | nn.GroupNorm) -> torch.Tensor:
-        """Layer or group norm of each example over its units (all, or in groups), with each
-        model's own scale and shift."""
-        if isinstance(layer, nn.LayerNorm):
-            out = F.layer_norm(h, layer.normalized_shape, eps=layer.eps)
-        else:
-            out = F.group_norm(h.reshape(-1, h.shape[-1]), layer.num_groups, eps=layer.eps).view_as(h)
+    def _example_norm(
+        self, h: torch.Tensor, prefix: str, layer: nn.Module, per_example: norms.PerExample
+    ) -> torch.Tensor:
+        """A norm of each example on its own (layer or group norm, ...), by its registry entry's
+        ``per_example`` function, with each model's own scale and shift."""
+        out = per_example(h, layer)
         weight, bias = self.params.get(prefix + "weight"), self.params.get(prefix + "bias")
         if weight is not None:
             out = out * weight.unsqueeze(1)
         if bias is not None:
             out = out + bias.unsqueeze(1)
         return out
+
+    def _norm(self, h: torch.Tensor, prefix: str, norm: nn.Module) -> torch.Tensor:
+        """The norm layer ``norm`` (parameters and buffers under ``prefix``) of every model, as the
+        norm registry says a stack holds it."""
+        if prefix not in self._norm_rules:  # looked up once per layer, not at every step
+            spec = norms.spec_of(norm, spatial=False)
+            self._norm_rules[prefix] = (_stacking(norm)[0], None if spec is None else spec.per_example)
+        stacking, per_example = self._norm_rules[prefix]
+        if stacking == "ghost":
+            return self._ghost_batch_norm(h, prefix, cast(GhostBatchNorm, norm))
+        if stacking == "per_example" and per_example is not None:
+            return self._example_norm(h, prefix, norm, per_example)
+        if stacking == "batch":
+            return self._batch_norm(h, prefix, cast(BatchNormLayer, norm))
+        return h  # "identity"
 
     def _dropout(self, h: torch.Tensor, p: float) -> torch.Tensor:
         """Dropout with each model's own masks, computed as ``F.dropout`` does on the CPU
@@ -280,12 +316,8 @@ class StackedMLP:
                     p = cast(nn.Dropout, module).p
                     if self.training and p > 0:
                         h = self._dropout(h, p)
-                elif isinstance(module, GhostBatchNorm):
-                    h = self._ghost_batch_norm(h, prefix + "norm.", module)
-                elif isinstance(module, nn.LayerNorm | nn.GroupNorm):
-                    h = self._example_norm(h, prefix + "norm.", module)
-                elif not isinstance(module, nn.Identity):
-                    h = self._batch_norm(h, prefix + "norm.", cast(BatchNormLayer, module))
+                else:
+                    h = self._norm(h, prefix + "norm.", module)
             hidden.append(h)
         return self._linear(h, self.params["head.weight"], self.params["head.bias"]), hidden
 
@@ -315,8 +347,7 @@ class StackedMLP:
 
 class StackedResidualMLP(StackedMLP):
     """M residual MLPs built by :func:`bn_utils.models.make_residual_mlp` with the same arguments,
-    evaluated together as :class:`StackedMLP` evaluates MLPs (norm ``none``, ``batch``,
-    ``batch_scratch``, ``batch_ghost``, ``layer`` or ``group``; no dropout). ``forward_with_hidden``
+    evaluated together as :class:`StackedMLP` evaluates MLPs (the same norms; no dropout). ``forward_with_hidden``
     gives the residual stream after each block."""
 
     @staticmethod
@@ -326,22 +357,10 @@ class StackedResidualMLP(StackedMLP):
         norms = [block.norm for block in model.blocks] + list(getattr(model.final, "norm", nn.Identity()).modules())[:1]
         for i, norm in enumerate(norms):
             if not _stackable_norm(norm):
-                raise ValueError(
-                    f"norm {i} is {norm.__class__.__name__}; StackedResidualMLP supports norm='none', "
-                    "'batch', 'batch_scratch', 'batch_ghost' (with running statistics), 'layer' and 'group'"
-                )
+                raise _unstackable(f"norm {i}", norm, "StackedResidualMLP")
 
     def _in_features(self) -> int:
         return self.params["stem.weight"].shape[-1]
-
-    def _norm(self, h: torch.Tensor, prefix: str, norm: nn.Module) -> torch.Tensor:
-        if isinstance(norm, GhostBatchNorm):
-            return self._ghost_batch_norm(h, prefix, norm)
-        if isinstance(norm, nn.LayerNorm | nn.GroupNorm):
-            return self._example_norm(h, prefix, norm)
-        if isinstance(norm, nn.Identity):
-            return h
-        return self._batch_norm(h, prefix, cast(BatchNormLayer, norm))
 
     def forward_with_hidden(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The logits and the residual stream after each block, each (M, B, width), input side first."""
@@ -368,6 +387,32 @@ class StackedResidualMLP(StackedMLP):
         if len(final):
             h = final.get_submodule("act")(self._norm(h, "final.norm.", final.get_submodule("norm")))
         return self._linear(h, self.params["head.weight"], self.params["head.bias"]), hidden
+
+
+@torch.no_grad()
+def set_running_statistics(stack: StackedMLP, x: torch.Tensor) -> None:
+    """Set every batch norm's running mean and (unbiased) variance in ``stack`` to those of the batch
+    ``x`` (shared by all models, or one per model), layer after layer: one training-mode pass with
+    momentum 1 and whole-batch statistics (ghost batch norms too), no gradient. The stack's mode is
+    left as it was; the models' own modules are not touched (the stack holds copies)."""
+    valid.check_type("stack", stack, StackedMLP, "a StackedMLP")
+    valid.check_type("x", x, torch.Tensor, "a batch of inputs")
+    layers = [m for m in stack._template.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm | _BatchNorm)]
+    ghosts = [m for m in stack._template.modules() if isinstance(m, GhostBatchNorm)]
+    saved = [(layer, layer.momentum) for layer in layers], [(ghost, ghost.ghost_batch_size) for ghost in ghosts]
+    was_training = stack.training
+    try:
+        for layer in layers:
+            layer.momentum = 1.0
+        for ghost in ghosts:
+            ghost.ghost_batch_size = x.shape[-2]  # one chunk: the whole batch
+        stack.train()(x)
+    finally:
+        for layer, momentum in saved[0]:
+            layer.momentum = momentum
+        for ghost, size in saved[1]:
+            ghost.ghost_batch_size = size
+        stack.train(was_training)
 
 
 @torch.no_grad()
@@ -472,10 +517,11 @@ def train_stacked(
     A model whose loss becomes NaN or infinite is recorded as diverged and dropped from the
     stack; the others go on. ``eval_train=False`` skips the training-set accuracy at each
     evaluation (``History.train_acc`` stays empty), which saves three quarters of the evaluation
-    time on the digits. ``on_step(stack, step)`` runs after every step (``stack.ids`` says
-    which models are still in it). The models themselves are not changed.
+    time on the digits. ``on_step(stack, step)`` runs once with step 0 before the first step (on
+    the initial networks), then after every step (``stack.ids`` says which models are still in
+    it). The models themselves are not changed.
     """
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     total = valid.check_schedule(epochs, steps, batch_size, len(data.x_train), eval_every)
     valid.check_optimizer(optimizer, momentum)
     valid.check_callable("on_step", on_step)
@@ -533,6 +579,8 @@ def train_stacked(
             histories[i].test_loss.append(test_loss[slot].item())
 
     start_time = time.perf_counter()
+    if on_step is not None:
+        on_step(stack, 0)
     record(0)
     step, epoch = 0, 0
     while step < total and len(stack):

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Estimate", "binomial_interval", "accuracy_interval", "accuracy_difference_interval"]
+__all__ = [
+    "Estimate",
+    "binomial_interval",
+    "accuracy_interval",
+    "accuracy_difference_interval",
+    "AccuracyComparison",
+    "compare_accuracies",
+]
 
 
 @dataclass(frozen=True)
@@ -161,3 +168,59 @@ def accuracy_difference_interval(
             f"correct_a and correct_b must cover the same test examples, got {a.shape[1]} and {b.shape[1]} examples"
         )
     return _bootstrap(a.mean(axis=0, keepdims=True) - b.mean(axis=0, keepdims=True), confidence, resamples, seed)
+
+
+@dataclass(frozen=True)
+class AccuracyComparison:
+    """Accuracy of ``a`` minus accuracy of ``b``, paired seed by seed on the same test examples, with
+    both sources of uncertainty: ``seeds`` (the per-seed differences, with their Student-t interval)
+    and ``test_interval`` (the paired bootstrap over test examples of the seed-mean difference).
+    :func:`compare_accuracies` makes one."""
+
+    seeds: Estimate
+    test_interval: tuple[float, float]
+
+    @property
+    def mean(self) -> float:
+        """The mean over seeds of the paired difference."""
+        return self.seeds.mean
+
+    @property
+    def seed_interval(self) -> tuple[float, float]:
+        """The Student-t interval of the mean difference over seeds."""
+        return self.seeds.interval
+
+    @property
+    def exceeds_both(self) -> bool:
+        """Whether 0 lies outside both intervals: a difference neither the seeds nor the test set explain."""
+        return all(not (low <= 0 <= high) for low, high in (self.seed_interval, self.test_interval))
+
+    def format(self, *, scale: float = 100, digits: int = 1) -> str:
+        """'mean points (seeds: low to high; test set: low to high)', in points by default."""
+        (s_low, s_high), (t_low, t_high) = self.seed_interval, self.test_interval
+        return (
+            f"{scale * self.mean:+.{digits}f} points ({100 * self.seeds.confidence:g}% intervals, seeds: "
+            f"{scale * s_low:+.{digits}f} to {scale * s_high:+.{digits}f}; test set: "
+            f"{scale * t_low:+.{digits}f} to {scale * t_high:+.{digits}f})"
+        )
+
+
+def compare_accuracies(
+    correct_a: np.ndarray | torch.Tensor,
+    correct_b: np.ndarray | torch.Tensor,
+    *,
+    confidence: float = 0.95,
+    resamples: int = 4000,
+    seed: int = 0,
+) -> AccuracyComparison:
+    """Accuracy of ``a`` minus that of ``b`` with a seed interval and a test-set interval: both
+    arguments (seeds, test examples), seed i of ``a`` paired with seed i of ``b`` (the same
+    initialisation and batch order where the two allow), on the same test examples in the same order."""
+    a, b = _correct_matrix(correct_a, "correct_a"), _correct_matrix(correct_b, "correct_b")
+    if a.shape != b.shape:
+        raise ValueError(
+            f"correct_a and correct_b must have the same (seeds, examples) shape, got {a.shape} and {b.shape}"
+        )
+    differences = tuple(float(v) for v in a.mean(1) - b.mean(1))
+    test = accuracy_difference_interval(a, b, confidence=confidence, resamples=resamples, seed=seed)
+    return AccuracyComparison(Estimate(differences, confidence), test)

@@ -1,4 +1,6 @@
-"""Training loop, seeding, device choice and multi-seed runs.
+"""Training loop, device choice and multi-seed runs (``History``, ``stack_metric`` and
+``seed_everything`` live in :mod:`bn_utils.history` and :mod:`bn_utils.seeding`, and are
+re-exported here).
 
 ``train`` returns a :class:`History` instead of printing: notebooks plot it, tests assert
 on it. A run whose loss becomes NaN or infinite is stopped and recorded as diverged, not
@@ -9,18 +11,17 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from . import _validate as valid
-from .data import Dataset, iterate_batches
+from .data import Dataset, check_dataset, iterate_batches
+from .history import History, stack_metric
+from .seeding import seed_everything
 
 __all__ = [
     "seed_everything",
@@ -34,14 +35,6 @@ __all__ = [
 ]
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) so a run repeats exactly."""
-    seed = valid.check_seed("seed", seed)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-
-
 def get_device() -> torch.device:
     """CUDA when present, else CPU; ``BN_COURSE_DEVICE=cpu`` (or ``cuda``) forces a choice."""
     wanted = os.environ.get("BN_COURSE_DEVICE")
@@ -50,57 +43,6 @@ def get_device() -> torch.device:
             raise RuntimeError(f"BN_COURSE_DEVICE={wanted} but torch sees no CUDA device")
         return torch.device(wanted)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@dataclass
-class History:
-    """What one training run measured.
-
-    ``loss`` has one entry per optimisation step. Evaluations happen every ``eval_every``
-    steps (and at step 0): ``eval_steps[i]`` is the number of steps taken when
-    ``train_acc[i]``, ``test_acc[i]`` and ``test_loss[i]`` were measured.
-    """
-
-    loss: list[float] = field(default_factory=list)
-    eval_steps: list[int] = field(default_factory=list)
-    train_acc: list[float] = field(default_factory=list)
-    test_acc: list[float] = field(default_factory=list)
-    test_loss: list[float] = field(default_factory=list)
-    steps_per_epoch: int = 0
-    diverged_at: int | None = None  # step at which the loss became NaN/inf, if it did
-    wall_time: float = 0.0
-    config: dict = field(default_factory=dict)
-
-    @property
-    def diverged(self) -> bool:
-        """True when training stopped because the loss became NaN or infinite."""
-        return self.diverged_at is not None
-
-    @property
-    def steps(self) -> int:
-        """Number of optimisation steps taken."""
-        return len(self.loss)
-
-    def steps_to(self, threshold: float, metric: str = "test_acc") -> int | None:
-        """First evaluated step at which ``metric`` reached ``threshold`` (None if never).
-
-        For accuracies "reached" means >= threshold; for ``test_loss`` it means <= threshold.
-        """
-        _check_metric(metric, ("train_acc", "test_acc", "test_loss"))
-        valid.check_number("threshold", threshold)
-        values = getattr(self, metric)
-        if len(values) != len(self.eval_steps):
-            raise ValueError(
-                f"{metric} was not recorded at every evaluation of this run "
-                f"({len(values)} values, {len(self.eval_steps)} evaluations)"
-            )
-        hit = (lambda v: v <= threshold) if metric.endswith("loss") else (lambda v: v >= threshold)
-        return next((s for s, v in zip(self.eval_steps, values, strict=True) if hit(v)), None)
-
-
-def _check_metric(metric: str, valid: tuple[str, ...]) -> None:
-    if metric not in valid:
-        raise ValueError(f"unknown metric {metric!r}; valid names are: {', '.join(valid)}")
 
 
 @torch.no_grad()
@@ -173,7 +115,7 @@ def train(
     device.
     """
     valid.check_module("model", model)
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     valid.check_number("lr", lr, 0, low_open=True)
     total = valid.check_schedule(epochs, steps, batch_size, len(data.x_train), eval_every)
     valid.check_optimizer(optimizer, momentum, weight_decay)
@@ -263,7 +205,7 @@ def run_seeds(
             "build_model must be a function that builds a fresh model for each seed, e.g. "
             f"lambda: make_mlp(64, 10), got the module {type(build_model).__name__} itself"
         )
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     seeds = valid.check_seeds("seeds", seeds)
     valid.check_callable("on_trained", on_trained)
     if "seed" in train_kwargs:
@@ -286,24 +228,3 @@ def run_seeds(
             on_trained(model, history)
         histories.append(history)
     return histories
-
-
-def stack_metric(histories: Sequence[History], metric: str = "test_acc") -> tuple[np.ndarray, np.ndarray]:
-    """(steps, values) for plotting over seeds: ``values`` is (seeds, points), NaN-padded
-    where a run stopped early (diverged). ``metric`` is ``loss`` (per step) or an
-    evaluated metric (``train_acc``, ``test_acc``, ``test_loss``)."""
-    if not histories:
-        raise ValueError("stack_metric needs at least one History")
-    _check_metric(metric, ("loss", "train_acc", "test_acc", "test_loss"))
-    if metric == "loss":
-        series = [h.loss for h in histories]
-        steps = np.arange(1, max(len(s) for s in series) + 1)
-    else:
-        series = [getattr(h, metric) for h in histories]
-        if any(len(s) != len(h.eval_steps) for s, h in zip(series, histories, strict=True)):
-            raise ValueError(f"{metric} was not recorded at every evaluation of these runs")
-        steps = np.asarray(max((h.eval_steps for h in histories), key=len))
-    values = np.full((len(series), len(steps)), np.nan)
-    for row, s in zip(values, series, strict=True):
-        row[: len(s)] = s
-    return steps, values

@@ -25,6 +25,10 @@ What changes (the tag conventions are in CONTRIBUTING.md, "Exercises"):
   sphinx-exercise ``{solution}`` directives in the book's pages (the configuration also sets
   ``hide_solutions: true``, so a solution left anywhere is not rendered).
 - **Instructor-only pages** (``INSTRUCTOR_PAGES``) are left out of the table of contents and the folder.
+- **The claim tests come along** (``CLAIM_TEST_FILES``): each verdict sentence's check mark links to
+  its entry on the evidence page, which the book builds from the claim tests' source; the student
+  book, which has no CI script of its own, says where the course's CI runs them
+  (``claim_ci_commands``, read from the instructor edition's ``.ci/run``).
 
 Every other cell is copied unchanged.
 """
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import re
 import shutil
 import sys
@@ -46,6 +51,13 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "_build" / "student"
 INSTRUCTOR_PAGES = ("book/misconceptions",)
+CLAIM_TEST_FILES = (
+    "conftest.py",
+    "tests/conftest.py",
+    "tests/claim_checks.py",
+    "tests/claim_seeds.py",
+    "tests/test_claims_*.py",
+)
 SOLUTION_TAG, ANSWER_OUTPUT_TAG, STUB_TAG = "solution", "answer-output", "student-stub"
 LEGACY_SOLUTION = re.compile(r"\A\s*# Solution to exercise (\w+)", re.IGNORECASE)
 BEGIN = re.compile(r"^\s*#+\s*BEGIN SOLUTION\s*$")
@@ -80,6 +92,11 @@ def exercise_label(cells: list[Any], index: int) -> str:
             if names:
                 return names[-1].strip()
     return "This exercise"
+
+
+def stub_tags(cell: Any) -> list[str]:
+    """A stub's tags: ``student-stub`` and the solution cell's tags, less those that hide it or mark it a solution."""
+    return [STUB_TAG] + [t for t in _tags(cell) if t not in ("hide-cell", SOLUTION_TAG)]
 
 
 def _raise_line(label: str, indent: str = "") -> str:
@@ -150,7 +167,7 @@ def make_student_notebook(
         if is_solution_cell(cell):
             label = exercise_label(nb.cells, index)
             new = nbformat.v4.new_code_cell(stub_source(cell.source, label))
-            new.metadata["tags"] = [STUB_TAG] + [t for t in _tags(cell) if t not in ("hide-cell", SOLUTION_TAG)]
+            new.metadata["tags"] = stub_tags(cell)
             new.outputs = [copy.deepcopy(o) for o in cell.get("outputs", []) if _glue_name(o) in keep_glue]
             cell, stubs = new, stubs + 1
         elif cell.cell_type == "markdown" and DETAILS.search(cell.source):
@@ -208,12 +225,30 @@ def student_toc(toc: dict[str, Any]) -> dict[str, Any]:
     return toc
 
 
-def student_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The book's configuration for the student edition: solutions hidden, the title says so."""
+def student_config(config: dict[str, Any], ci_commands: list[str] | None = None) -> dict[str, Any]:
+    """The book's configuration for the student edition: solutions hidden, the title says so, and the
+    evidence page told where the course's CI runs the claim tests (``ci_commands``)."""
     config = copy.deepcopy(config)
     config["title"] = f"{config.get('title', 'Course')} (student edition)"
     config.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
+    if ci_commands:
+        config["sphinx"]["config"]["claim_ci_commands"] = list(ci_commands)
     return config
+
+
+def claim_ci_commands(source: Path) -> list[str]:
+    """The ``pytest`` commands of the instructor edition's CI script (none without one), read by the
+    book's own extension (book/_ext/claim_sources.py)."""
+    script, reader = source / ".ci" / "run", source / "book" / "_ext" / "claim_sources.py"
+    if not script.is_file() or not reader.is_file():
+        return []
+    module = sys.modules.get("claim_sources")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("claim_sources", reader)
+        assert spec is not None and spec.loader is not None
+        module = sys.modules["claim_sources"] = importlib.util.module_from_spec(spec)  # for its dataclasses
+        spec.loader.exec_module(module)
+    return module.ci_pytest_commands(script.read_text(encoding="utf-8"))
 
 
 def unlink_instructor_pages(text: str) -> str:
@@ -237,7 +272,7 @@ def make_student_edition(source: Path, out: Path, *, clear_all_outputs: bool = F
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    counts = {"notebooks": 0, "stubs": 0, "book solutions": 0, "pages": 0}
+    counts = {"notebooks": 0, "stubs": 0, "book solutions": 0, "pages": 0, "claim tests": 0}
     instructor_only = {f"{page}.md" for page in INSTRUCTOR_PAGES}
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(source / "book", out / "book", ignore=ignore)
@@ -260,6 +295,11 @@ def make_student_edition(source: Path, out: Path, *, clear_all_outputs: bool = F
         nbformat.write(nb, out / "notebooks" / path.name)
         counts["notebooks"] += 1
         counts["stubs"] += stubs
+    for pattern in CLAIM_TEST_FILES:
+        for path in sorted(source.glob(pattern)):
+            (out / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, out / path.relative_to(source))
+            counts["claim tests"] += path.name.startswith("test_claims_")
     if (source / "bn_utils").is_dir():
         shutil.copytree(source / "bn_utils", out / "bn_utils", ignore=ignore)
     for name in ("requirements.txt", "pyproject.toml"):
@@ -269,7 +309,9 @@ def make_student_edition(source: Path, out: Path, *, clear_all_outputs: bool = F
     config = yaml.safe_load((source / "_config.yml").read_text(encoding="utf-8"))
     header = "# The student edition, written by scripts/make_student_edition.py: edit the instructor edition instead.\n"
     (out / "_toc.yml").write_text(header + yaml.safe_dump(student_toc(toc), sort_keys=False), encoding="utf-8")
-    (out / "_config.yml").write_text(header + yaml.safe_dump(student_config(config), sort_keys=False), encoding="utf-8")
+    (out / "_config.yml").write_text(
+        header + yaml.safe_dump(student_config(config, claim_ci_commands(source)), sort_keys=False), encoding="utf-8"
+    )
     return counts
 
 

@@ -248,9 +248,13 @@ def test_stacked_training_is_exactly_separate_training_in_float64(tiny_digits, o
     """Slots with different norms and seeds, trained together, end with the weights each would
     have trained to alone (here with bn_utils.training.train for shuffled batches, and a plain
     loop over the same batches for sorted ones)."""
-    norms = ["batch", "batch_renorm", "group", "layer", "none", "instance"]
-    seeds = [0, 1, 2, 0, 1, 2]
-    kwargs = {"group": {"num_groups": 2}, "batch_renorm": {"warmup_steps": 2, "relax_steps": 3}}
+    norms = ["batch", "batch_renorm", "group", "layer", "none", "instance", "batch_ghost"]
+    seeds = [0, 1, 2, 0, 1, 2, 0]
+    kwargs = {
+        "group": {"num_groups": 2},
+        "batch_renorm": {"warmup_steps": 2, "relax_steps": 3},
+        "batch_ghost": {"ghost_batch_size": 2},
+    }
     stack = bs.build_stack(norms, seeds, channels=(4, 6), norm_kwargs=kwargs, dtype=torch.float64)
     bs.train_stacked_convnets(
         stack, tiny_digits, seeds=seeds, lr=0.05, epochs=2, batch_size=8, momentum=0.9, order=order
@@ -340,6 +344,58 @@ def test_sweep_result_shapes_and_summaries(tiny_sweep):
         r.values("batch", 2, "loss")
     np.testing.assert_array_equal(r.values("group", 2, "recomputed_acc"), r.values("group", 2))
     assert np.all((0 <= r.recomputed_acc) & (r.recomputed_acc <= 1))
+    for metric in ("eval_acc", "recomputed_acc"):
+        correct = r.correct("batch", 8, metric)
+        assert correct.shape == (2, 449) and correct.dtype == bool
+        np.testing.assert_allclose(correct.mean(1), r.values("batch", 8, metric))
+    with pytest.raises(ValueError, match="per-example results exist"):
+        r.correct("batch", 8, "train_acc")
+
+
+def test_chunks_cover_every_example_once_in_full_chunks():
+    assert bs._chunks(7, 2) == [(0, 2, 0), (2, 4, 2), (4, 6, 4), (5, 7, 6)]
+    assert bs._chunks(8, 4) == [(0, 4, 0), (4, 8, 4)]
+    assert bs._chunks(3, 8) == [(0, 3, 0)]
+    for count, size in ((449, 2), (449, 32), (40, 8)):
+        chunks = bs._chunks(count, size)
+        counted = [i for start, end, first in chunks for i in range(first, end)]
+        assert counted == list(range(count)) and all(end - start == min(size, count) for start, end, _ in chunks)
+
+
+def test_ghost_batches_of_the_whole_batch_are_batch_norm():
+    data = bu.load_digits(images=True)
+    kw = dict(seeds=(0, 1), batch_sizes=(4,), epochs=1, train_examples=32)
+    ghost = bs.batch_size_sweep(data, norms=("batch", "batch_ghost"), ghost_batch_size=4, **kw)
+    np.testing.assert_allclose(ghost.values("batch_ghost", 4), ghost.values("batch", 4), atol=1e-6)
+    np.testing.assert_allclose(
+        ghost.values("batch_ghost", 4, "recomputed_acc"), ghost.values("batch", 4, "recomputed_acc"), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="needs ghost_batch_size"):
+        bs.batch_size_sweep(data, norms=("batch_ghost",), **kw)
+    with pytest.raises(ValueError, match="does not split into ghost batches of 3"):
+        bs.batch_size_sweep(data, norms=("batch_ghost",), ghost_batch_size=3, **kw)
+    with pytest.raises(ValueError, match="not among the norms"):
+        bs.batch_size_sweep(data, norms=("batch",), ghost_batch_size=2, **kw)
+
+
+def test_fully_connected_sweep_measures_both_modes_and_recomputed_statistics():
+    kw = dict(seeds=(0, 1), batch_sizes=(2, 8), epochs=1, train_examples=32)
+    r = bs.fully_connected_sweep(bu.load_digits(), norms=("batch", "batch_ghost", "layer"), ghost_batch_size=2, **kw)
+    for metric in ("eval_acc", "train_acc", "train_mode_acc", "recomputed_acc"):
+        values = getattr(r, metric)
+        assert values.shape == (3, 2, 2) and np.all((0 <= values) & (values <= 1)), metric
+    np.testing.assert_allclose(r.correct("batch", 8).mean(1), r.values("batch", 8))
+    np.testing.assert_allclose(r.correct("batch", 8, "recomputed_acc").mean(1), r.values("batch", 8, "recomputed_acc"))
+    # layer norm has no batch statistics: the same in both modes, nothing to recompute
+    np.testing.assert_array_equal(r.values("layer", 2, "mode_gap"), 0.0)
+    np.testing.assert_array_equal(r.values("layer", 8, "recomputed_acc"), r.values("layer", 8))
+    # ghost batches of 2 in batches of 2 are batch norm at batch 2
+    np.testing.assert_allclose(r.values("batch_ghost", 2), r.values("batch", 2), atol=1e-6)
+    np.testing.assert_allclose(
+        r.values("batch_ghost", 2, "train_mode_acc"), r.values("batch", 2, "train_mode_acc"), atol=1e-6
+    )
+    with pytest.raises(ValueError, match=r"trains the norms an MLP stack holds \(.*batch_ghost\), got .batch_renorm."):
+        bs.fully_connected_sweep(bu.load_digits(), norms=("batch_renorm",), **kw)
 
 
 def test_recovered_fraction():
@@ -385,6 +441,12 @@ def test_plots_and_explorer(tiny_sweep, shown_figures):
     assert bs.plot_mode_gap(tiny_sweep).get_ylabel().startswith("train mode - eval mode")
     assert bs.plot_statistics_gap(tiny_sweep).get_yscale() == "log"
     assert bs.plot_orders(tiny_sweep, tiny_sweep, 8).get_title().startswith("Batches of 8")
+    other = bs.plot_orders(tiny_sweep, tiny_sweep, 8, shuffled_batch_size=2)
+    assert other.get_title() == "Random batches of 2 vs class-sorted batches of 8"
+    assert [t.get_text() for t in other.get_legend().get_texts()] == [
+        "shuffled batches of 2",
+        "class-sorted batches of 8",
+    ]
     with pytest.raises(TypeError, match="SweepResult"):
         bs.plot_mode_gap({"batch": 1})
     widget = bs.explorer(tiny_sweep)

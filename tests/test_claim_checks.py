@@ -12,6 +12,8 @@ import pytest
 def fresh_records(monkeypatch):
     monkeypatch.setattr(cc, "RECORDED", [])
     monkeypatch.setattr(cc, "CURRENT_TEST", "tests/test_x.py::test_y")
+    monkeypatch.setattr(cc, "DEFER", False)
+    monkeypatch.setattr(cc, "PENDING", [])
 
 
 def test_every_is_decided_by_the_worst_seed():
@@ -83,3 +85,30 @@ def test_margins_option_writes_the_records(pytester, monkeypatch):
     assert written["context"]["seeds"] == "5-9" and written["context"]["threads"] >= 1
     (record,) = written["margins"]
     assert record["test"].endswith("test_claims_demo.py::test_demo") and record["margin"] == pytest.approx(0.2)
+
+
+def test_under_margins_a_claim_test_records_every_assertion_and_still_fails(pytester, monkeypatch):
+    monkeypatch.setenv("BN_CLAIM_SEEDS", "0-4")
+    pytester.makeconftest((Path(__file__).parent.parent / "conftest.py").read_text())
+    pytester.syspathinsert(str(Path(__file__).parent))
+    pytester.makepyfile(
+        test_claims_two="""
+        import claim_checks as cc
+        def test_two_failures():
+            cc.every([0.4, 0.9], ">=", 0.5, "first accuracy")
+            cc.median([0.1, 0.2, 0.3], ">", 0.5, "second accuracy")
+            cc.every([0.7, 0.9], ">=", 0.5, "third accuracy")
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--margins", "margins.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*claim assertions failed:*", "*first accuracy: per seed*", "*second accuracy*"])
+    written = json.loads((pytester.path / "margins.json").read_text())
+    assert [(r["what"], r["passed"]) for r in written["margins"]] == [
+        ("first accuracy", False),
+        ("second accuracy", False),
+        ("third accuracy", True),
+    ]
+    plain = pytester.runpytest("-p", "no:cacheprovider")  # without --margins the first failure stops the test
+    plain.assert_outcomes(failed=1)
+    assert "second accuracy" not in plain.stdout.str()

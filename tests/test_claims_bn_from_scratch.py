@@ -1,10 +1,14 @@
-"""Headline claims of the chapter "Batch normalization from scratch", over several seeds.
+"""Headline claims of the chapter "Batch normalization from scratch", over the claim seeds.
 
-Each test is named by one sentence of the chapter's verdict. The trained models are shared: the
-forgotten-eval studies (conv net and MLP, test set shuffled and sorted by class) and the placement
-study run once per test session.
+Each test is named by one sentence of the chapter's verdict. Setting: the 8x8 digits (1,348
+training and 449 test images, the fixed split of ``load_digits``: data, not a claim seed); the
+chapter's MLP (3 x 100 ReLU, BN before each ReLU) and small conv net, SGD at learning rate 0.1
+(the placement study also at 1.0), 10 epochs. Every seed here is a claim seed (``SEEDS``). The
+trained models are shared: the forgotten-eval studies (conv net and MLP, test set shuffled and
+sorted by class) and the placement study run once per module.
 """
 
+import claim_checks as cc
 import numpy as np
 import pytest
 import torch
@@ -14,11 +18,6 @@ from bn_utils import forgotten_eval_study, load_digits, make_convnet, make_mlp, 
 from bn_utils.experiments.placement import placement_study
 
 N_TEST = 449  # the digits' test set
-
-
-def points(values):
-    """Accuracies as rounded percentage points, for failure messages."""
-    return np.round(100 * np.asarray(values), 1)
 
 
 @pytest.fixture(scope="module")
@@ -74,28 +73,29 @@ def test_training_with_scratch_bn_follows_torch_bn():
             )
             for norm in ("batch", "batch_scratch")
         }
-        for ours, ref in zip(curves["batch_scratch"], curves["batch"], strict=True):
-            seed = ours.config["seed"]
-            loss_gap = np.max(np.abs(np.array(ours.loss) - np.array(ref.loss)))
-            acc_gap = np.max(np.abs(np.array(ours.test_acc) - np.array(ref.test_acc))) * len(data.x_test)
-            if loss_tol is not None:
-                assert loss_gap < loss_tol, f"{dtype}, seed {seed}: loss curves differ by {loss_gap:.2e}"
-            assert acc_gap <= 2, f"{dtype}, seed {seed}: test accuracies differ by {acc_gap:.0f} examples"
+        pairs = list(zip(curves["batch_scratch"], curves["batch"], strict=True))
+        name = str(dtype).removeprefix("torch.")
+        if loss_tol is not None:
+            gaps = [np.max(np.abs(np.array(ours.loss) - np.array(ref.loss))) for ours, ref in pairs]
+            cc.every(gaps, "<", loss_tol, f"{name}: largest gap between the loss curves, ours against torch's")
+        examples = [
+            np.max(np.abs(np.array(ours.test_acc) - np.array(ref.test_acc))) * len(data.x_test) for ours, ref in pairs
+        ]
+        cc.every(examples, "<=", 2, f"{name}: largest gap in test accuracy, in test examples")
 
 
 def test_forgetting_eval_ruins_single_image_predictions_in_a_conv_net(conv_acc):
-    """Claim: predicting one image at a time in training mode costs at least 20 points of accuracy."""
+    """Claim: predicting one image at a time in training mode costs the conv net more than 25 points of
+    accuracy in median over seeds, and at least 10 on every seed (21 to 41 points over seeds 0-9)."""
+    cc.every(conv_acc["eval"], ">", 0.9, "conv net, eval-mode test accuracy")
     drop = conv_acc["eval"] - conv_acc["train@1"]
-    assert (conv_acc["eval"] > 0.9).all(), f"eval-mode accuracy {points(conv_acc['eval'])}%"
-    assert (drop > 0.20).all(), (
-        f"points lost per seed {points(drop)} (eval {points(conv_acc['eval'])}, train@1 {points(conv_acc['train@1'])})"
-    )
+    cc.median(drop, ">", 0.25, "conv net, points lost predicting one image at a time")
+    cc.every(drop, ">", 0.10, "conv net, points lost predicting one image at a time")
 
 
 def test_train_mode_batches_of_two_cost_an_mlp_at_least_25_points(mlp_acc):
     """Claim: in training mode, an MLP predicting in batches of 2 loses at least 25 points."""
-    drop = mlp_acc["eval"] - mlp_acc["train@2"]
-    assert (drop > 0.25).all(), f"points lost with batches of 2, per seed: {points(drop)}"
+    cc.every(mlp_acc["eval"] - mlp_acc["train@2"], ">", 0.25, "MLP, points lost predicting in batches of 2")
 
 
 def test_a_batch_of_one_in_training_mode_is_refused_not_silently_wrong():
@@ -105,7 +105,7 @@ def test_a_batch_of_one_in_training_mode_is_refused_not_silently_wrong():
         forgotten_eval_study(
             lambda: make_mlp(64, 10, depth=1, width=16, norm="batch_scratch"),
             data,
-            seeds=[0],
+            seeds=SEEDS[:1],
             batch_sizes=[1],
             lr=0.1,
             steps=5,
@@ -117,55 +117,56 @@ def test_large_shuffled_batches_and_the_whole_test_set_in_any_order_are_harmless
     class, stay within 3 points of eval mode, for the conv net and the MLP, on every seed."""
     for name, acc in [("conv net", conv_acc), ("MLP", mlp_acc)]:
         for key in ["train@128", f"train@{N_TEST}", f"sorted@{N_TEST}"]:
-            gap = np.abs(acc["eval"] - acc[key])
-            assert (gap < 0.03).all(), f"{name}, {key}: gap to eval mode per seed {points(gap)} points"
+            cc.every(np.abs(acc["eval"] - acc[key]), "<", 0.03, f"{name}, {key}: |gap to eval mode|")
 
 
 def test_class_sorted_batches_of_32_ruin_train_mode_predictions(conv_acc, mlp_acc):
     """Claim: batches of 32 sorted by class cost the MLP at least 50 points and the conv net at
     least 25 on every seed, where the same batch size shuffled costs each at most 5."""
     for name, acc, floor in [("conv net", conv_acc, 0.25), ("MLP", mlp_acc, 0.50)]:
-        sorted_drop = acc["eval"] - acc["sorted@32"]
-        shuffled_gap = np.abs(acc["eval"] - acc["train@32"])
-        assert (sorted_drop > floor).all(), f"{name}: points lost, sorted batches of 32, per seed {points(sorted_drop)}"
-        assert (shuffled_gap < 0.05).all(), f"{name}: gap, shuffled batches of 32, per seed {points(shuffled_gap)}"
+        cc.every(acc["eval"] - acc["sorted@32"], ">", floor, f"{name}: points lost, sorted batches of 32")
+        cc.every(np.abs(acc["eval"] - acc["train@32"]), "<", 0.05, f"{name}: |gap|, shuffled batches of 32")
 
 
 def test_class_sorted_batches_of_128_still_cost_points(conv_acc, mlp_acc):
     """Claim: batches of 128 sorted by class (about three classes each) still cost the MLP at least
-    20 points and the conv net at least 5, on every seed."""
-    for name, acc, floor in [("conv net", conv_acc, 0.05), ("MLP", mlp_acc, 0.20)]:
-        drop = acc["eval"] - acc["sorted@128"]
-        assert (drop > floor).all(), f"{name}: points lost, sorted batches of 128, per seed {points(drop)}"
+    20 points on every seed, and the conv net more than 5 in median and at least 2 on every seed."""
+    cc.every(mlp_acc["eval"] - mlp_acc["sorted@128"], ">", 0.20, "MLP: points lost, sorted batches of 128")
+    drop = conv_acc["eval"] - conv_acc["sorted@128"]
+    cc.median(drop, ">", 0.05, "conv net: points lost, sorted batches of 128")
+    cc.every(drop, ">", 0.02, "conv net: points lost, sorted batches of 128")
 
 
 def test_bn_after_relu_reaches_90_percent_sooner_at_lr_0_1(placement):
     """Claim: at the chapter's learning rate 0.1, the MLP with BN after the ReLU reaches 90% test
     accuracy in at most 0.8 times the median steps of BN before it."""
-    ratio = placement.speed_ratio(0.1)
-    assert ratio <= 0.8, (
-        f"median steps to 90%: after {placement.median_steps('after', 0.1)}, before "
-        f"{placement.median_steps('before', 0.1)} (ratio {ratio:.2f}); per seed after "
-        f"{placement.steps_to_target('after')[0]}, before {placement.steps_to_target('before')[0]}"
-    )
+    index = placement.lrs.index(0.1)
+    per_seed = placement.steps_to_target("after")[index] / placement.steps_to_target("before")[index]
+    cc.compare(placement.speed_ratio(0.1), "<=", 0.8, "lr 0.1: median steps to 90%, after / before", values=per_seed)
 
 
 def test_placement_speed_gap_is_gone_at_lr_1(placement):
     """Claim: at learning rate 1, the two placements' median steps to 90% are within one
     evaluation (7 steps) of each other."""
+    index = placement.lrs.index(1.0)
+    per_seed = placement.steps_to_target("after")[index] - placement.steps_to_target("before")[index]
     after, before = placement.median_steps("after", 1.0), placement.median_steps("before", 1.0)
-    assert abs(after - before) <= 7, (
-        f"median steps to 90% at lr 1: after {after}, before {before}; per seed after "
-        f"{placement.steps_to_target('after')[-1]}, before {placement.steps_to_target('before')[-1]}"
-    )
+    cc.compare(abs(after - before), "<=", 7, "lr 1: |median steps to 90%, after - before|", values=per_seed)
 
 
 def test_placement_makes_no_measurable_difference_to_final_accuracy(placement):
-    """Claim: at every learning rate tried, the median final test accuracies of the two placements
-    are within 1.5 points of each other."""
-    for i, lr in enumerate(placement.lrs):
+    """Claim: at both learning rates tried (0.1 and 1, 10 epochs), the median final test accuracies of
+    the two placements are within 1.5 points of each other, and the difference does not exceed the
+    seeds' uncertainty: its 95% seed interval includes zero. The test set alone would resolve about
+    a point (its interval's half-width is under 1 point); on seeds 5-9 at lr 1 it excluded zero (BN
+    after the ReLU 0.6 points lower), on seeds 0-4 it did not, so no claim either way on it."""
+    for lr in placement.lrs:
+        difference = placement.final_difference(lr)
         gap = abs(placement.median_final("after", lr) - placement.median_final("before", lr))
-        assert gap <= 0.015, (
-            f"lr {lr:g}: final test accuracy per seed, after {points(placement.final_accuracy('after')[i])}, "
-            f"before {points(placement.final_accuracy('before')[i])} (gap in medians {100 * gap:.1f} points)"
-        )
+        what = f"lr {lr:g}: final test accuracy, after - before"
+        cc.compare(gap, "<=", 0.015, f"{what}, |difference of medians|", values=difference.values)
+        low, high = difference.interval
+        cc.compare(low, "<", 0, f"{what}, seed interval's lower end", values=difference.values)
+        cc.compare(high, ">", 0, f"{what}, seed interval's upper end", values=difference.values)
+        low, high = placement.test_set_interval(lr)
+        cc.compare((high - low) / 2, "<", 0.01, f"{what}, test-set interval's half-width")

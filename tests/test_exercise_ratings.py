@@ -1,40 +1,32 @@
 """Every exercise carries its ratings (difficulty, importance, time) and a hint before its solution.
 
-The convention is in CONTRIBUTING.md, "Exercises". Every chapter page is listed in ``RATED_PAGES``
-and every notebook in ``RATED_NOTEBOOKS``; a new page or notebook joins its list when it is written.
+The convention is in CONTRIBUTING.md, "Exercises". The pages and notebooks checked are read from the
+book's table of contents (``_toc.yml``): every chapter page and lab notebook, and every other page
+with an exercise.
 The checkers themselves are tested on the synthetic examples below.
 """
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-RATED_PAGES = [
-    "book/misconceptions.md",
-    "book/bn_from_scratch.md",
-    "book/internal_covariate_shift.md",
-    "book/faster_convergence.md",
-    "book/initialization_robustness.md",
-    "book/gradient_flow.md",
-    "book/regularization_noise.md",
-    "book/residual_networks.md",
-    "book/batch_size.md",
-    "book/transfer.md",
+sys.path.insert(0, str(ROOT / "scripts"))
+import course_toc  # noqa: E402  (scripts/course_toc.py: the chapters, read from _toc.yml)
+
+# The book's pages and notebooks, read from _toc.yml (scripts/course_toc.py): a new chapter is
+# checked as soon as it is in the table of contents. Every chapter page and notebook has exercises;
+# any other page of the book with an exercise (the misconceptions page) follows the same convention.
+CHAPTER_PAGES = course_toc.chapter_pages()
+RATED_PAGES = CHAPTER_PAGES + [
+    page
+    for page in course_toc.toc_pages()
+    if page not in CHAPTER_PAGES and "{exercise}" in (ROOT / page).read_text(encoding="utf-8")
 ]
-RATED_NOTEBOOKS = [
-    "notebooks/01_bn_from_scratch.ipynb",
-    "notebooks/02_internal_covariate_shift.ipynb",
-    "notebooks/03_faster_convergence.ipynb",
-    "notebooks/04_initialization_robustness.ipynb",
-    "notebooks/05_gradient_flow.ipynb",
-    "notebooks/06_residual_networks.ipynb",
-    "notebooks/07_regularization_noise.ipynb",
-    "notebooks/08_batch_size.ipynb",
-    "notebooks/09_transfer.ipynb",
-]
+RATED_NOTEBOOKS = course_toc.notebooks()
 
 RATING = re.compile(r"^\*\*Difficulty\*\* [●○]{3} · \*\*Importance\*\* [●○]{3} · \*\*Time\*\* \d+ min$")
 NOTEBOOK_RATING = re.compile(

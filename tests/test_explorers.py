@@ -1,9 +1,23 @@
 """Explorers: live ipywidgets controls, and kernel-free frames swapped by sliders in the page."""
 
-import matplotlib.pyplot as plt
-import pytest
+import base64
+import io
 
-from bn_utils.explorers import FrameExplorer, frame_explorer, live_explorer
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from PIL import Image
+
+from bn_utils.explorers import (
+    COLUMN_PX,
+    MIN_TEXT_PT,
+    FrameExplorer,
+    fit_to_column,
+    frame_explorer,
+    live_explorer,
+    smallest_text_pt,
+)
+from bn_utils.style import keep_legends_off_data
 
 
 def draw(scale, norm):
@@ -70,3 +84,67 @@ def test_live_explorer_offers_exactly_the_values_and_redraws_with_them(monkeypat
     assert len(shown) == 1 and not plt.get_fignums()
     with pytest.raises(ValueError, match="unknown control"):
         live_explorer(draw, {"scale": [1.0]}, start={"depth": 3})
+
+
+def test_every_frame_is_column_wide_with_no_text_under_8_points():
+    def wide(scale, norm):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+        for ax in axes:
+            ax.plot([0, 1], [0, scale])
+            ax.set_title(f"{norm}, scale {scale}", fontsize=12)
+            ax.legend(["a line"], fontsize=6)
+        return fig
+
+    explorer = frame_explorer(wide, {"scale": [0.5, 2.0], "norm": ["none"]}, title="t")
+    sizes = {Image.open(io.BytesIO(base64.b64decode(frame))).size for frame in explorer.frames}
+    assert len(sizes) == 1 and next(iter(sizes))[0] == COLUMN_PX, "every frame the column's width, same size"
+    assert explorer.text_pt is not None and explorer.text_pt >= MIN_TEXT_PT
+    assert f'data-text-pt="{explorer.text_pt:.1f}"' in explorer._repr_html_()
+    fig = wide(1.0, "none")
+    assert fit_to_column(fig) >= MIN_TEXT_PT and smallest_text_pt(fig) >= MIN_TEXT_PT
+    assert fig.get_size_inches()[0] * fig.dpi == pytest.approx(COLUMN_PX)
+
+
+def test_each_controls_name_slider_and_readout_share_a_row_of_their_own():
+    explorer = frame_explorer(draw, {"weight scale": [0.5, 2.0], "norm": ["none", "batch"]}, title="t")
+    page = explorer._repr_html_()
+    assert "display:grid" in page and page.count('class="bn-frames-control"') == 2
+    for name in ("weight scale", "norm"):
+        assert f'<span class="bn-frames-name" style="grid-column:1">{name}</span>' in page
+    assert page.count('style="grid-column:3') == 2, "one readout per control, in its own column"
+    assert len(repr(explorer)) < 200 and "4 frames" in repr(explorer), "the text output does not repeat the frames"
+
+
+def _legend_box(fig, ax):
+    return ax.get_legend().get_window_extent(fig.canvas.get_renderer())
+
+
+def test_a_legend_over_a_line_moves_to_a_free_corner():
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([0, 1], [1, 0.2], label="falling")  # crosses the upper left corner
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    assert keep_legends_off_data(fig) == 0, "moved within its axes"
+    box, line = _legend_box(fig, ax), ax.get_lines()[0]
+    assert not line.get_transform().transform_path(line.get_path()).intersects_bbox(box, filled=False)
+
+
+def test_a_legend_with_no_free_place_goes_below_its_axes_and_a_clear_one_stays():
+    fig, ax = plt.subplots(figsize=(6, 4))
+    grid = np.linspace(0, 1, 25)
+    ax.scatter(*np.meshgrid(grid, grid), s=4, label="everywhere")
+    ax.plot(grid, grid, label="diagonal")
+    ax.set_xlabel("x")
+    ax.legend(loc="center")
+    fig.tight_layout()
+    assert keep_legends_off_data(fig) == 1
+    renderer = fig.canvas.get_renderer()
+    assert _legend_box(fig, ax).y1 < ax.xaxis.label.get_window_extent(renderer).y0, "below the x label"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["everywhere", "diagonal"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([0, 1], [0, 0.3], label="low")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    before = _legend_box(fig, ax)
+    assert keep_legends_off_data(fig) == 0 and _legend_box(fig, ax).bounds == before.bounds

@@ -29,6 +29,25 @@ def test_placement_study_trains_every_placement_learning_rate_and_seed(digits):
     np.testing.assert_allclose(study.runs("after", 0.5)[1].test_acc, alone.test_acc, atol=2 / len(digits.x_test))
     assert np.isfinite(study.steps_to_target("before")).all() and np.isfinite(study.steps_to_target("after")).all()
     assert study.speed_ratio(0.1) == study.median_steps("after", 0.1) / study.median_steps("before", 0.1)
+    # which test examples each trained network gets right: its final test accuracy, example by example
+    for position in ("before", "after"):
+        assert study.correct[position].shape == (2, 2, len(digits.x_test))
+        np.testing.assert_allclose(study.correct[position].mean(axis=2), study.final_accuracy(position))
+    difference = study.final_difference(0.5)
+    np.testing.assert_allclose(difference.values, study.final_accuracy("after")[1] - study.final_accuracy("before")[1])
+    low, high = study.test_set_interval(0.5)
+    assert low <= difference.mean <= high and high - low < 0.2
+
+
+def test_the_test_set_interval_needs_the_per_example_correctness():
+    runs = {
+        "before": [[History(eval_steps=[0], test_acc=[0.9])] * 2],
+        "after": [[History(eval_steps=[0], test_acc=[0.9])] * 2],
+    }
+    study = PlacementStudy(lrs=(0.1,), seeds=(0, 1), histories=runs, target=0.9)
+    assert study.final_difference(0.1).values == (0.0, 0.0)
+    with pytest.raises(ValueError, match="kept no per-example correctness"):
+        study.test_set_interval(0.1)
 
 
 def test_placement_study_summaries_mark_runs_that_never_got_there():

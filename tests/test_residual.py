@@ -1,6 +1,7 @@
 """Residual MLPs (bn_utils.models.make_residual_mlp), their stacked training, and the experiment
 module of the chapter "Residual networks" (bn_utils.experiments.residual)."""
 
+import json
 import math
 
 import numpy as np
@@ -11,7 +12,7 @@ from torch import nn
 import bn_utils as bu
 from bn_utils.experiments import residual as r
 from bn_utils.models import ResidualBlock, ResidualMLP, make_residual_mlp
-from bn_utils.stacked import StackedResidualMLP, train_stacked
+from bn_utils.stacked import StackedResidualMLP, set_running_statistics, train_stacked
 
 
 def build(seed, dtype=torch.float64, **kw):
@@ -137,11 +138,35 @@ def digits64():
 
 def test_build_gives_each_architecture(digits):
     for name, arch in r.ARCHITECTURES.items():
-        model = r.build(name, 64, 10, depth=4, width=8)
+        model = r.build(name, 64, 10, depth=4, width=8, init_batch=digits.x_train[:64])
         assert isinstance(model, ResidualMLP) == arch.residual
         assert model(digits.x_train[:5]).shape == (5, 10)
     with pytest.raises(ValueError, match="valid names are: plain_bn"):
         r.build("resnet", 64, 10, depth=4)
+    with pytest.raises(ValueError, match="give init_batch"):
+        r.build("residual_lsuv", 64, 10, depth=4)
+
+
+def test_lsuv_gives_each_branch_bn_s_variance_on_its_batch(digits64):
+    x = digits64.x_train[:128]
+    model = r.lsuv_init(build(0, depth=5, width=32), x)
+    streams, branches = model.streams(x)
+    variances = np.array([b.var(0).mean().item() for b in branches])
+    np.testing.assert_allclose(variances, 1 - 1 / math.pi, rtol=1e-10)
+    # the stream's variance grows by about one branch variance per block, as BN's does
+    assert streams[-1].var(0).mean().item() == pytest.approx(
+        streams[0].var(0).mean().item() + 5 * (1 - 1 / math.pi), rel=0.3
+    )
+    # the head reads the stream divided by its final spread
+    plain = build(0, depth=5, width=32)
+    spread = streams[-1].var(0).mean().sqrt().item()
+    torch.testing.assert_close(model.head.weight, plain.head.weight / spread)
+    with pytest.raises(ValueError, match="norm='none'"):
+        r.lsuv_init(build(0, norm="batch"), x)
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        r.lsuv_init(build(0), x[:1])
+    with pytest.raises(TypeError, match="ResidualMLP"):
+        r.lsuv_init(bu.make_mlp(64, 10), x)
 
 
 def test_measure_at_init_shapes_and_identities(digits):
@@ -154,6 +179,12 @@ def test_measure_at_init_shapes_and_identities(digits):
         "residual_scaled",
         "residual_bn_like",
     )
+    assert result.contrast["residual_bn"].shape == (2, 7) and np.isnan(result.contrast["plain_bn"][:, 0]).all()
+    assert result.head_contrast["plain_bn"].shape == (2,)
+    np.testing.assert_allclose(result.head_contrast["plain_bn"], result.contrast["plain_bn"][:, -1])
+    # zero branches leave the stream as the stem made it: the same class contrast after every block
+    zero = result.contrast["residual_bn_zero"]
+    np.testing.assert_allclose(zero, np.repeat(zero[:, :1], zero.shape[1], axis=1))
     assert result.stream_var["residual_bn"].shape == (2, 7) and result.gradient_norm["plain_bn"].shape == (2, 6)
     assert np.isnan(result.stream_var["plain_bn"][:, 0]).all() and np.isnan(result.branch_var["plain_bn"]).all()
     np.testing.assert_allclose(result.variance_growth("residual_bn_zero"), 1.0)
@@ -167,15 +198,16 @@ def test_measure_at_init_shapes_and_identities(digits):
     assert ((first > 0.6) & (first < 1.5)).all(), first
     fig = r.plot_at_init(result)
     assert len(fig.axes) == 3
+    assert len(r.plot_class_contrast(result, names=["plain_bn", "residual_bn"]).get_lines()) == 3  # and the zero line
     with pytest.raises(ValueError, match="was not measured"):
-        result.variance_growth("residual_bn_frozen")
+        result.variance_growth("residual_bn_frozen10")
 
 
 def test_measure_at_init_rejects_bad_arguments(digits):
     with pytest.raises(ValueError, match="depth must be an integer >= 2"):
         r.measure_at_init(digits, depth=1)
     with pytest.raises(ValueError, match="differs from residual_bn only in training"):
-        r.measure_at_init(digits, architectures=["residual_bn_frozen"])
+        r.measure_at_init(digits, architectures=["residual_bn_frozen0"])
     with pytest.raises(ValueError, match="different architecture names"):
         r.measure_at_init(digits, architectures=["plain_bn", "plain_bn"])
     with pytest.raises(ValueError, match="batch_size must be"):
@@ -196,24 +228,24 @@ def test_depth_sweep_summaries_and_freezing(digits, monkeypatch):
     sweep = r.depth_sweep(
         digits,
         depths=(2, 3),
-        architectures=("residual_bn", "residual_bn_zero", "residual_bn_frozen", "residual_none"),
+        architectures=("residual_bn", "residual_bn_zero", "residual_bn_frozen10", "residual_none"),
         seeds=(0, 1),
         steps=60,
         width=16,
     )
     # residual_bn and residual_bn_zero share a stack; the frozen control and the no-norm net get their own
     assert [n for n, _ in calls] == [4, 2, 2] * 2
-    assert calls[0][1] is None and calls[1][1] is not None
+    assert all(callable(on_step) for _, on_step in calls)  # the freeze, and the per-example results at the end
     assert sweep.test_acc["residual_bn"].shape == (2, 2)
     assert sweep.trained("residual_bn").dtype == bool
     assert sweep.deepest("residual_bn") in (0, 2, 3)
-    assert sweep.diverged_at["residual_bn"].shape == (2, 2) and set(sweep.at_freeze) == {"residual_bn_frozen"}
-    before = sweep.accuracy_at_freeze("residual_bn_frozen", 3)
+    assert sweep.diverged_at["residual_bn"].shape == (2, 2) and set(sweep.at_freeze) == {"residual_bn_frozen10"}
+    before = sweep.accuracy_at_freeze("residual_bn_frozen10", 3)
     assert before.shape == (2,) and ((before >= 0) & (before <= 1)).all(), before
     with pytest.raises(ValueError, match="has no freeze step"):
         sweep.accuracy_at_freeze("residual_bn", 3)
     with pytest.raises(ValueError, match="depth 7 was not trained"):
-        sweep.accuracy_at_freeze("residual_bn_frozen", 7)
+        sweep.accuracy_at_freeze("residual_bn_frozen10", 7)
     text = sweep.table()
     assert "residual BN" in text and "depth 3" in text and "deepest" in text
     assert r.plot_depth_sweep(sweep).get_xlabel() == "depth (hidden blocks)"
@@ -244,12 +276,46 @@ def test_freezing_stops_the_running_statistics(digits, monkeypatch):
     assert (tracked == 4).all() and not stacks[-1].training, tracked  # 3 training steps and the freeze's pass
 
 
-def test_freeze_statistics_sets_the_running_statistics_from_the_batch(digits):
+def test_freezing_at_step_0_normalizes_with_the_initial_network_s_statistics(digits, monkeypatch):
+    stacks = []
+    original = train_stacked
+
+    def spy(models, data, **kw):
+        on_step = kw["on_step"]
+
+        def keep(stack, step):
+            if step == 0:  # the initial network: its statistics on the freeze batch, before any step
+                reference = StackedResidualMLP([m for m in models])
+                set_running_statistics(reference, data.x_train[:64])
+                stacks.append(reference)
+            on_step(stack, step)
+            stacks.append(stack)
+
+        return original(models, data, **{**kw, "on_step": keep})
+
+    monkeypatch.setattr(r, "train_stacked", spy)
+    r.grid(
+        digits,
+        architectures=("residual_bn_frozen0",),
+        depths=(2,),
+        lrs=(0.1,),
+        seeds=(0, 1),
+        steps=5,
+        width=8,
+        freeze_batch=64,
+    )
+    reference, final = stacks[0], stacks[-1]
+    assert not final.training and (final.buffers["blocks.0.norm.num_batches_tracked"] == 1).all()
+    for key in ("blocks.0.norm.running_mean", "blocks.1.norm.running_var", "final.norm.running_mean"):
+        torch.testing.assert_close(final.buffers[key], reference.buffers[key])
+
+
+def test_set_running_statistics_sets_them_from_the_batch(digits):
     models = [build(seed, dtype=torch.float32, norm="batch", depth=2) for seed in (0, 1)]
     stack = StackedResidualMLP(models)
     x = digits.x_train[:128]
-    r._freeze_statistics(stack, x)
-    assert not stack.training
+    set_running_statistics(stack, x)
+    assert stack.training
     assert all(m.momentum == 0.1 for m in stack._template.modules() if isinstance(m, nn.BatchNorm1d))
     for slot, seed in enumerate((0, 1)):
         expected = stack.model(slot)
@@ -265,7 +331,7 @@ def test_freeze_statistics_sets_the_running_statistics_from_the_batch(digits):
 
 def test_depth_sweep_rejects_bad_arguments(digits):
     with pytest.raises(ValueError, match="train for more steps"):
-        r.depth_sweep(digits, architectures=("residual_bn_frozen",), steps=10)
+        r.depth_sweep(digits, architectures=("residual_bn_frozen10",), steps=10)
     with pytest.raises(ValueError, match="freeze_batch must be"):
         r.depth_sweep(digits, freeze_batch=1)
     with pytest.raises(ValueError, match="depths must all be different"):
@@ -308,3 +374,83 @@ def test_plots_and_explorer_reject_what_they_cannot_draw(digits):
         r.explorer(digits, "sweep")
     with pytest.raises(ValueError, match="valid names are"):
         r.depth_sweep(digits, architectures=("resnet50",))
+
+
+def test_grid_stacks_by_structure_and_records_every_run(digits, monkeypatch):
+    calls = []
+    original = train_stacked
+
+    def spy(models, data, **kw):
+        calls.append((len(models), sorted(set(kw["lrs"]))))
+        return original(models, data, **kw)
+
+    monkeypatch.setattr(r, "train_stacked", spy)
+    names = ("residual_bn", "residual_bn_zero", "residual_bn_frozen1", "residual_lsuv")
+    result = r.grid(
+        digits, architectures=names, depths=(2,), lrs=(0.05, 0.3), seeds=(0, 1), steps=20, eval_every=10, width=16
+    )
+    # BN and zero branches share a stack; the frozen control and the normalization-free network get their own;
+    # every learning rate and seed of a structure trains in its stack
+    assert calls == [(8, [0.05, 0.3]), (4, [0.05, 0.3]), (4, [0.05, 0.3])]
+    assert result.eval_steps == (0, 10, 20) and result.test_acc["residual_bn"].shape == (1, 2, 2, 3)
+    for name in names:
+        final = result.final(name)
+        done = ~result.diverged(name)
+        np.testing.assert_allclose(result.correct[name].mean(-1)[done], final[done])
+        assert np.isnan(final[~done]).all()
+    np.testing.assert_array_equal(result.at("residual_bn", 2, 0.3, step=10), result.test_acc["residual_bn"][0, 1, :, 1])
+    assert result.correct_at("residual_lsuv", 2, 0.05).shape == (2, len(digits.x_test))
+    assert result.accuracy_at_freeze("residual_bn_frozen1", 2, 0.05).shape == (2,)
+    assert result.count("residual_bn").shape == (1, 2) and result.trained("residual_bn", step=10).shape == (1, 2, 2)
+    assert result.trainable_range("residual_bn", 2) in ("none", "0.05 only", "0.3 only", "0.05 to 0.3")
+    assert "residual BN" in result.table() and "lr 0.3" in result.table(step=10)
+    part = result.subset(["residual_bn"], lrs=(0.3,))
+    np.testing.assert_array_equal(part.final("residual_bn")[:, 0], result.final("residual_bn")[:, 1])
+    joined = part.join(result.subset(["residual_lsuv"], lrs=(0.3,)))
+    assert joined.architectures == ("residual_bn", "residual_lsuv")
+    back = r.Grid.from_dict(json.loads(json.dumps(result.to_dict())))
+    for name in names:
+        np.testing.assert_array_equal(back.test_acc[name], result.test_acc[name])
+        np.testing.assert_array_equal(back.correct[name], result.correct[name])
+        np.testing.assert_array_equal(back.diverged_at[name], result.diverged_at[name])
+    assert back.lrs == result.lrs and back.eval_steps == result.eval_steps
+    fig = r.plot_grid(result, names=["residual_bn", "residual_lsuv"])
+    assert len(fig.axes) == 1 and [t.get_text() for t in fig.axes[0].get_yticklabels()][0] == "residual BN"
+    assert r.plot_budget(result, depth=2, lr=0.05, names=["residual_bn"]).get_xlabel() == "steps of SGD"
+    with pytest.raises(ValueError, match="learning rate 0.1 was not trained"):
+        result.at("residual_bn", 2, 0.1)
+    with pytest.raises(ValueError, match="step 15 was not evaluated"):
+        result.final("residual_bn", step=15)
+    with pytest.raises(ValueError, match="same depths"):
+        result.join(part)
+    with pytest.raises(ValueError, match="has no freeze step"):
+        result.accuracy_at_freeze("residual_bn", 2, 0.05)
+    with pytest.raises(ValueError, match="one label per architecture"):
+        r.plot_grid(result, names=["residual_bn"], labels=["a", "b"])
+    with pytest.raises(TypeError, match="Grid"):
+        r.plot_grid("grid")
+
+
+def test_grid_rejects_bad_arguments(digits):
+    with pytest.raises(ValueError, match="lrs must all be different"):
+        r.grid(digits, lrs=(0.1, 0.1))
+    with pytest.raises(ValueError, match="each of lrs must be"):
+        r.grid(digits, lrs=(0.0,))
+    with pytest.raises(ValueError, match="eval_every must be"):
+        r.grid(digits, steps=10, eval_every=20)
+    with pytest.raises(ValueError, match="train for more steps"):
+        r.grid(digits, architectures=("residual_bn_frozen10",), steps=10)
+
+
+def test_the_stored_grids_are_the_chapter_s():
+    grids = r.stored_grids()
+    assert grids.ranges.architectures == r.RANGE_ARCHITECTURES and grids.ranges.lrs == r.LEARNING_RATES
+    assert grids.ranges.depths == (10, 40, 80) and grids.ranges.seeds == (0, 1, 2, 3, 4)
+    assert grids.freezes.lrs == r.FREEZE_LRS and grids.freezes.depths == (40, 80)
+    assert grids.budget.eval_steps == (0, 200, 400, 600, 800)
+    freeze = grids.freeze_grid()
+    assert freeze.architectures == r.FREEZE_ARCHITECTURES
+    np.testing.assert_array_equal(
+        freeze.final("residual_bn"),
+        grids.ranges.subset(["residual_bn"], depths=(40, 80), lrs=r.FREEZE_LRS).final("residual_bn"),
+    )

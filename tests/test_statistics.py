@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from bn_utils.statistics import Estimate, accuracy_difference_interval, accuracy_interval, binomial_interval
+from bn_utils.statistics import (
+    Estimate,
+    accuracy_difference_interval,
+    accuracy_interval,
+    binomial_interval,
+    compare_accuracies,
+)
 
 
 def test_estimate_summarizes_seeds_with_a_t_interval():
@@ -86,3 +92,18 @@ def test_the_paired_interval_needs_the_same_examples():
         accuracy_difference_interval(np.ones(10, dtype=bool), np.ones(11, dtype=bool))
     with pytest.raises(ValueError, match="resamples must be at least 100"):
         accuracy_interval(np.ones(10, dtype=bool), resamples=10)
+
+
+def test_compare_accuracies_gives_the_seed_and_the_test_set_interval():
+    rng = np.random.default_rng(0)
+    a = rng.random((5, 400)) < 0.95
+    b = a & (rng.random((5, 400)) < 0.9)  # b gets a tenth of a's right answers wrong: about 9.5 points
+    result = compare_accuracies(a, b)
+    np.testing.assert_allclose(result.seeds.values, a.mean(1) - b.mean(1))
+    assert result.test_interval == accuracy_difference_interval(a, b)
+    assert result.seed_interval == result.seeds.interval and result.exceeds_both
+    assert result.format().startswith(f"{100 * result.mean:+.1f} points (95% intervals, seeds: ")
+    same = compare_accuracies(a, a)
+    assert same.mean == 0 and not same.exceeds_both
+    with pytest.raises(ValueError, match="same \\(seeds, examples\\) shape"):
+        compare_accuracies(a, b[:4])

@@ -228,6 +228,14 @@ def test_make_student_edition_writes_a_course_folder(tmp_path):
     toc = (out / "_toc.yml").read_text()
     assert "book/misconceptions" not in toc and "book/bn_from_scratch" in toc
     assert not any("{solution}" in p.read_text() for p in (out / "book").glob("*.md"))
+    # the verdicts keep their claim marks, and the evidence page they link to can be built
+    for page in (out / "book").glob("*.md"):
+        assert page.read_text().count("{claim}`") == (ROOT / "book" / page.name).read_text().count("{claim}`")
+    claim_files = sorted(p.name for p in (ROOT / "tests").glob("test_claims_*.py"))
+    assert counts["claim tests"] == len(claim_files) > 0
+    assert sorted(p.name for p in (out / "tests").glob("test_claims_*.py")) == claim_files
+    assert (out / "tests" / "claim_checks.py").is_file() and (out / "conftest.py").is_file()
+    assert any("pytest" in c for c in config["sphinx"]["config"]["claim_ci_commands"]), "where CI runs the claims"
     for name in ("book", "notebooks", "bn_utils"):
         with pytest.raises(ValueError, match="would overwrite the instructor edition"):
             mse.make_student_edition(ROOT, ROOT / name)

@@ -1,8 +1,13 @@
 """The house style: every registered normalization has one colour and one display name."""
 
+import ast
+import re
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import pytest
 
+from bn_utils import style
 from bn_utils.models import NORM_LAYERS
 from bn_utils.style import NORM_STYLES, color_for, describe_figure, glue_values, label_for, publish
 
@@ -63,3 +68,109 @@ def test_publish_shows_the_figure_as_a_glue_record_with_its_description(monkeypa
     assert metadata["scrapbook"] == {"name": "fig_noise", "mime_prefix": ""}, "myst-nb's glue record, displayed"
     assert metadata["image/png"]["alt"] == "Figure: noise: value against batch size."
     assert not plt.fignum_exists(fig.number), "publish closes the figure so it is not shown twice"
+
+
+# ---------------------------------------------------------------------------------------------
+# One colour, one meaning; every colour and size from the house style
+
+ROLE_COLORS = {
+    "guide": style.GUIDE,
+    "outline": style.OUTLINE,
+    "faint": style.FAINT,
+    "text on a bar": style.ON_COLOR,
+    **{f"{name} statistics": color for name, color in style.STATISTICS_COLORS.items()},
+    "BN after the activation": style.PLACEMENT_COLORS["after"],
+    **{f"series {i}": color for i, color in enumerate(style.SERIES)},
+    **{f"statistics frozen at step {step}": color for step, color in style.FREEZE_COLORS.items()},
+}
+
+
+@pytest.mark.parametrize("role", ROLE_COLORS)
+def test_no_role_takes_a_colour_that_looks_like_a_norms(role):
+    for norm, color in style.NORM_COLORS.items():
+        distance = style.color_difference(ROLE_COLORS[role], color)
+        assert distance >= 20, f"the {role} colour looks like {norm}'s (Delta E {distance:.0f} < 20)"
+
+
+def test_the_colours_of_one_figure_kind_are_told_apart():
+    groups = (style.SERIES, style.STATISTICS_COLORS, style.PLACEMENT_COLORS, style.FREEZE_COLORS)
+    for group in (list(colors.values()) if isinstance(colors, dict) else colors for colors in groups):
+        for i, first in enumerate(group):
+            for second in group[i + 1 :]:
+                assert style.color_difference(first, second) >= 20, (first, second)
+
+
+def test_modes_take_the_colour_of_the_statistics_they_normalize_with_and_bn_keeps_its_own():
+    assert style.MODE_COLORS == {
+        "train": style.STATISTICS_COLORS["batch"],
+        "eval": style.STATISTICS_COLORS["running"],
+        "train_sorted": style.STATISTICS_COLORS["batch_sorted"],
+    }
+    assert style.PLACEMENT_COLORS["before"] == style.NORM_COLORS["batch"], "BN before the activation is BN"
+    assert all(color_for(f"depth {i}", i) not in style.NORM_COLORS.values() for i in range(20))
+
+
+def test_figure_sizes_come_by_kind():
+    assert style.figsize("pair") == (11.0, 3.8) and style.figsize("cubes", 4) == (12.0, 3.4)
+    assert style.figsize("bars", 5) == (8.5, 4.0)
+    with pytest.raises(ValueError, match="unknown figure kind 'wide'; valid kinds are: panel"):
+        style.figsize("wide")
+    with pytest.raises(ValueError, match="per item"):
+        style.figsize("pair", 3)
+
+
+HEX = re.compile(r"#[0-9A-Fa-f]{6}")
+COLOR_KEYWORDS = {"color", "colors", "facecolor", "facecolors", "edgecolor", "edgecolors", "c"}
+
+
+def _style_leaks(source: str) -> list[str]:
+    """What a module picks for itself instead of asking the house style: palette entries, colour
+    literals (hex or named), figure sizes written as numbers."""
+    leaks = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name) and node.id in ("PALETTE", "CYCLE", "EXTRA"):
+            leaks.append(f"line {node.lineno}: {node.id}")
+        elif (
+            isinstance(node, ast.Constant) and isinstance(node.value, str) and re.search(r"#[0-9A-Fa-f]{6}", node.value)
+        ):
+            leaks.append(f"line {node.lineno}: hex colour {node.value!r}")
+        elif isinstance(node, ast.keyword) and node.arg in COLOR_KEYWORDS and isinstance(node.value, ast.Constant):
+            leaks.append(f"line {node.lineno}: {node.arg}={node.value.value!r}")
+        elif isinstance(node, ast.keyword) and node.arg == "figsize" and isinstance(node.value, ast.Tuple):
+            leaks.append(f"line {node.lineno}: figsize=(...)")
+        elif isinstance(node, ast.arguments):
+            named = [*node.posonlyargs, *node.args][-len(node.defaults) :] if node.defaults else []
+            pairs = [*zip(named, node.defaults, strict=True), *zip(node.kwonlyargs, node.kw_defaults, strict=True)]
+            leaks += [
+                f"line {arg.lineno}: {arg.arg}=(...) by default"
+                for arg, default in pairs
+                if arg.arg == "figsize" and isinstance(default, ast.Tuple)
+            ]
+    return sorted(leaks, key=lambda leak: int(leak.split(":")[0].removeprefix("line ")))
+
+
+EXPERIMENTS = sorted((Path(style.__file__).parent / "experiments").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[path.stem for path in EXPERIMENTS])
+def test_experiment_modules_take_every_colour_and_size_from_the_house_style(path):
+    assert _style_leaks(path.read_text()) == []
+
+
+def test_the_leak_finder_finds_each_kind_of_leak():
+    source = (
+        "def f(ax, figsize=(5, 3)):\n"
+        "    ax.plot(color=PALETTE['blue'])\n"
+        "    ax.bar(edgecolor='#333333')\n"
+        "    ax.axhline(0, color='grey')\n"
+        "    plt.subplots(figsize=(6, 4))\n"
+        "    ax.plot(color=GUIDE)\n"
+    )
+    assert _style_leaks(source) == [
+        "line 1: figsize=(...) by default",
+        "line 2: PALETTE",
+        "line 3: edgecolor='#333333'",
+        "line 3: hex colour '#333333'",
+        "line 4: color='grey'",
+        "line 5: figsize=(...)",
+    ]

@@ -169,6 +169,13 @@ def test_a_sweep_selected_on_validation_reports_test_accuracy_only_at_the_end():
     assert result.test_accuracy("none", 0.1)[0] == pytest.approx(alone.test_acc[-1], abs=1e-6)
     assert result.best("none") == 0.1 and np.isnan(result.test_accuracy("none", 1e3)).all()
     assert result.instability_onset("none") == 1e3
+    # which test examples each run got right: its test accuracy, example by example (none for a diverged run)
+    correct = result.test_correct("none")
+    assert correct.shape == (2, len(data.x_test)) and correct.dtype == bool
+    np.testing.assert_allclose(correct.mean(axis=1), result.test_accuracy("none"))
+    assert not result.test_correct("none", 1e3).any()
+    with pytest.raises(ValueError, match="only by a sweep selected on validation"):
+        on_val.test_correct("none", 0.1)
     with pytest.raises(ValueError, match="needs a dataset with a validation set"):
         lr_sweep(bu.load_digits(), select_on="validation", **small)
     with pytest.raises(ValueError, match="select_on must be 'test' or 'validation', got 'train'"):

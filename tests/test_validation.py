@@ -373,16 +373,16 @@ CASES = [
     ),
     # layers
     (
-        "BatchNorm1d-eps-negative",
-        lambda d: bu.BatchNorm1d(4, eps=-1e-5),
+        "BatchNorm1d-eps-negative",  # at the forward pass, as torch (its module_db error inputs)
+        lambda d: bu.BatchNorm1d(4, eps=-1e-5).eval()(torch.zeros(2, 4)),
         ValueError,
-        "eps must be non-negative and finite, got -1e-05",
+        "eps must be non-negative and finite, got eps=-1e-05",
     ),
     (
         "BatchNorm1d-eps-nan",
-        lambda d: bu.BatchNorm1d(4, eps=NAN),
+        lambda d: bu.BatchNorm1d(4, eps=NAN)(torch.zeros(2, 4)),
         ValueError,
-        "eps must be non-negative and finite, got nan",
+        "eps must be positive during training, got eps=nan",
     ),
     (
         "BatchNorm1d-momentum-2",
@@ -473,7 +473,7 @@ CASES = [
         "batch_norm-eps-negative",
         lambda d: bu.batch_norm(torch.randn(8, 3), None, None, training=True, eps=-1),
         ValueError,
-        "eps must be non-negative and finite, got -1",
+        "eps must be positive during training, got eps=-1",
     ),
     (
         "batch_norm-momentum-2",
@@ -921,8 +921,7 @@ CASES = [
         "lr_sweep-repeated-norm",
         lambda d: sweeps.lr_sweep(d, lrs=[0.1], seeds=(0,), norms=("batch", "batch"), steps=1),
         ValueError,
-        "norms must be a non-empty list of different norm names "
-        "(batch, batch_ghost, batch_noisy, batch_renorm, batch_scratch, group, instance, layer, none), "
+        f"norms must be a non-empty list of different norm names ({', '.join(sorted(bu.NORM_LAYERS))}), "
         "got ('batch', 'batch')",
     ),
     (

@@ -31,13 +31,15 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
-from ..data import Dataset, batch_indices
+from .. import norms as norm_registry
+from ..data import Dataset, batch_indices, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..functional import batch_norm, group_norm, instance_norm, layer_norm
-from ..layers import _BatchNorm
+from ..layers import GhostBatchNorm, _BatchNorm
 from ..models import NORM_LAYERS, hidden_blocks, make_convnet, make_convnet1d
+from ..stacked import StackedMLP
 from ..statistics import Estimate
-from ..style import color_for, label_for
+from ..style import FAINT, FIGSIZE, GUIDE, OUTLINE, color_for, figsize, label_for, series_color
 from ..training import get_device, seed_everything
 
 if TYPE_CHECKING:
@@ -182,7 +184,7 @@ def plot_normalization_axes(
     import matplotlib.pyplot as plt
 
     names = valid.check_values("names", names, lambda n, v: valid.check_type(n, v, str, "a norm name"))
-    fig = plt.figure(figsize=(3.0 * len(names), 3.4))
+    fig = plt.figure(figsize=figsize("cubes", len(names)))
     for i, name in enumerate(names):
         mask = statistic_support(name, shape, num_groups=num_groups)
         ax = fig.add_subplot(1, len(names), i + 1, projection="3d")
@@ -190,8 +192,8 @@ def plot_normalization_axes(
         filled = np.ones((shape[2], shape[0], shape[1]), dtype=bool)
         # shaded: the norm's colour; the rest nearly transparent, so shading inside the cube shows
         shaded = mask.transpose(2, 0, 1)
-        ax.voxels(filled & ~shaded, facecolors="#BBBBBB14", edgecolor="#99999955", linewidth=0.3)
-        ax.voxels(shaded, facecolors=color_for(name) + "D9", edgecolor="#333333", linewidth=0.3)
+        ax.voxels(filled & ~shaded, facecolors=FAINT + "14", edgecolor=GUIDE + "55", linewidth=0.3)
+        ax.voxels(shaded, facecolors=color_for(name) + "D9", edgecolor=OUTLINE, linewidth=0.3)
         ax.set_xlabel("H·W", labelpad=-10)
         ax.set_ylabel("N", labelpad=-10)
         ax.set_zlabel("C", labelpad=-10)
@@ -219,15 +221,22 @@ def _stack_norm(norms: Sequence[nn.Module], slots: int) -> nn.Module:
     per-channel norms stack by concatenating their channels, group norms also multiply their
     number of groups (groups never straddle two slots)."""
     first = norms[0]
-    if isinstance(first, nn.Identity):
+    spec = norm_registry.spec_of(first, spatial=True)  # the registry says how it stacks
+    rule = None if spec is None else spec.conv_stacking
+    if rule == "identity":
         return nn.Identity()
+    if rule == "ghost" and isinstance(first, GhostBatchNorm):  # the same ghost batches, over the stacked inner BN
+        ghost = copy.deepcopy(first)
+        ghost.bn = cast(nn.BatchNorm2d, _stack_norm([cast(GhostBatchNorm, n).bn for n in norms], slots))
+        return ghost
     stacked = copy.deepcopy(first)  # first's class and sizes
-    if isinstance(stacked, nn.GroupNorm):
+    if rule == "groups" and isinstance(stacked, nn.GroupNorm):
         stacked.num_groups, stacked.num_channels = slots * stacked.num_groups, slots * stacked.num_channels
-    elif isinstance(stacked, _PER_CHANNEL_NORMS) and not list(stacked.children()):
+    elif rule == "channels" and isinstance(stacked, _PER_CHANNEL_NORMS):
         stacked.num_features = slots * stacked.num_features
     else:
-        raise ValueError(f"cannot stack the norm {type(first).__name__}: expected a per-channel norm or group norm")
+        why = "no registered norm builds it" if spec is None else spec.why_not_stacked
+        raise ValueError(f"cannot stack the norm {type(first).__name__}: {why}")
     with torch.no_grad():
         for name, _ in first.named_parameters(recurse=False):
             setattr(stacked, name, nn.Parameter(torch.cat([getattr(n, name).detach() for n in norms])))
@@ -430,14 +439,21 @@ class StackedConvNet(nn.Module):
             return getattr(self.head, parts[1]), slot
         block = cast(nn.Sequential, self.blocks[int(parts[1])])
         layer = block[self._block_names[int(parts[1])].index(parts[2])]
+        inner = ".".join(parts[3:])  # e.g. "weight", or "bn.weight" in a ghost batch norm
         if isinstance(layer, _ChannelSplitNorm):
             channels = cast(nn.Conv2d, self.templates[slot].get_submodule(f"blocks.{parts[1]}.linear")).out_channels
             start = 0
             for part, size in zip(layer.parts, layer.sizes, strict=True):
                 if slot < start + size // channels:
-                    return getattr(part, parts[3]), slot - start
+                    return _attribute(part, inner), slot - start
                 start += size // channels
-        return getattr(layer, parts[3]), slot
+        return _attribute(layer, inner), slot
+
+
+def _attribute(module: nn.Module, path: str) -> torch.Tensor:
+    """The parameter or buffer at the dotted ``path`` inside ``module``."""
+    owner, _, name = path.rpartition(".")
+    return cast(torch.Tensor, getattr(module.get_submodule(owner) if owner else module, name))
 
 
 def epoch_batches(
@@ -528,7 +544,7 @@ def train_stacked_convnets(
     with that seed. Returns, per slot, the step at which its loss stopped being finite (-1: never);
     such a slot stops learning (its loss is left out), the others go on."""
     valid.check_type("stack", stack, StackedConvNet, "a StackedConvNet")
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     seeds = valid.check_seeds("seeds", seeds, distinct=False)
     if len(seeds) != stack.slots:
         raise ValueError(f"need one seed per slot of the stack ({stack.slots}), got {len(seeds)}")
@@ -575,28 +591,41 @@ def scaled_lr(batch_size: int, *, base_lr: float | None = None, base_batch: int 
 
 
 @torch.no_grad()
-def _accuracy_eval_mode(stack: StackedConvNet, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+def _correct_eval_mode(stack: StackedConvNet, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """(slots, examples) booleans: each example classified correctly in eval mode (running statistics)."""
     was = stack.training
     stack.eval()
     try:
         pred = stack(_repeat_inputs(x, stack.slots)).argmax(dim=2)  # (N, slots)
     finally:
         stack.train(was)
-    return (pred == y[:, None]).double().mean(0).cpu().numpy()
+    return (pred == y[:, None]).T.cpu().numpy()
+
+
+def _accuracy_eval_mode(stack: StackedConvNet, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    return _correct_eval_mode(stack, x, y).mean(1)
+
+
+def _chunks(count: int, size: int) -> list[tuple[int, int, int]]:
+    """(start, end, first counted) of consecutive chunks of ``size`` examples covering ``count``: every
+    chunk has ``size`` examples (when ``count`` allows); the last one overlaps the one before it, and
+    only the examples it adds are counted."""
+    chunks = []
+    for start in range(0, count, size):
+        end = min(start + size, count)
+        chunks.append((max(0, end - size), end, start))
+    return chunks
 
 
 @torch.no_grad()
 def _accuracy_train_mode(stack: StackedConvNet, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> np.ndarray:
-    """Predict in chunks of ``batch_size`` in training mode (batch statistics), on a copy; a last
-    chunk of one example joins the chunk before it."""
+    """Predict in chunks of ``batch_size`` in training mode (batch statistics), on a copy; every chunk
+    has ``batch_size`` examples, the last one overlapping the chunk before it (see :func:`_chunks`)."""
     probe = copy.deepcopy(stack).train()
-    starts = list(range(0, len(x), batch_size))
-    if len(starts) > 1 and len(x) - starts[-1] == 1:
-        starts.pop()
     correct = torch.zeros(stack.slots, dtype=torch.float64)
-    for start, end in zip(starts, starts[1:] + [len(x)], strict=True):
-        pred = probe(_repeat_inputs(x[start:end], stack.slots)).argmax(dim=2)
-        correct += (pred == y[start:end, None]).double().sum(0).cpu()
+    for start, end, first in _chunks(len(x), batch_size):
+        pred = probe(_repeat_inputs(x[start:end], stack.slots)).argmax(dim=2)[first - start :]
+        correct += (pred == y[first:end, None]).double().sum(0).cpu()
     return (correct / len(x)).numpy()
 
 
@@ -608,6 +637,7 @@ def _running_statistics(norm: nn.Module, channels: int) -> tuple[torch.Tensor, t
     variances: list[torch.Tensor] = []
     eps = 1e-5
     for part, size in zip(parts, sizes, strict=True):
+        part = part.bn if isinstance(part, GhostBatchNorm) else part
         if isinstance(part, _PER_CHANNEL_NORMS) and part.running_mean is not None and part.running_var is not None:
             means.append(part.running_mean)
             variances.append(part.running_var)
@@ -689,7 +719,9 @@ class SweepResult:
     first norm's gap between batch and running statistics (NaN without running statistics), and
     eval-mode test accuracy after :func:`recompute_running_statistics` over the training images
     (``recomputed_acc``; equal to ``eval_acc`` for norms without running statistics, None if not
-    measured)."""
+    measured). ``eval_correct`` and ``recomputed_correct`` (norm, batch size, seed, test example)
+    say whether each test example was classified correctly (for test-set intervals,
+    :mod:`bn_utils.statistics`); None where not measured."""
 
     norms: tuple[str, ...]
     batch_sizes: tuple[int, ...]
@@ -706,6 +738,8 @@ class SweepResult:
     train_examples: int
     config: dict = field(default_factory=dict)
     recomputed_acc: np.ndarray | None = None
+    eval_correct: np.ndarray | None = None
+    recomputed_correct: np.ndarray | None = None
 
     def _at(self, norm: str, batch_size: int) -> tuple[int, int]:
         if norm not in self.norms:
@@ -726,6 +760,17 @@ class SweepResult:
         if metric == "recomputed_acc" and self.recomputed_acc is None:
             raise ValueError("this result has no recomputed_acc (fully_connected_sweep does not measure it)")
         return getattr(self, metric)[i, j]
+
+    def correct(self, norm: str, batch_size: int, metric: str = "eval_acc") -> np.ndarray:
+        """(seeds, test examples) booleans behind ``eval_acc`` or ``recomputed_acc``: each test
+        example classified correctly, for :func:`bn_utils.statistics.accuracy_difference_interval`."""
+        i, j = self._at(norm, batch_size)
+        table = {"eval_acc": self.eval_correct, "recomputed_acc": self.recomputed_correct}
+        if metric not in table:
+            raise ValueError(f"per-example results exist for eval_acc and recomputed_acc, not {metric!r}")
+        if table[metric] is None:
+            raise ValueError(f"this result has no per-example {metric}")
+        return cast(np.ndarray, table[metric])[i, j]
 
     def estimate(self, norm: str, batch_size: int, metric: str = "eval_acc") -> Estimate:
         """The per-seed values of :meth:`values` with their mean, spread and interval."""
@@ -773,6 +818,7 @@ def batch_size_sweep(
     train_examples: int | None = None,
     base_lr: float | None = None,
     stat_batches: int = 32,
+    ghost_batch_size: int | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
 ) -> SweepResult:
@@ -780,8 +826,10 @@ def batch_size_sweep(
     stacked network per (norm, batch size) holding the seeds; the same ``epochs`` and the same
     first ``train_examples`` training images for every batch size, SGD with momentum at
     :func:`scaled_lr`. Group norm uses ``SETUP["num_groups"]`` groups; batch renorm its schedule in
-    epochs (``SETUP["renorm"]``). Defaults come from :data:`SETUP`. Returns a :class:`SweepResult`."""
-    valid.check_dataset("data", data)
+    epochs (``SETUP["renorm"]``); ``batch_ghost`` (ghost batch norm) normalizes training batches in
+    chunks of ``ghost_batch_size`` examples while SGD steps on the whole batch. Defaults come from
+    :data:`SETUP`. Returns a :class:`SweepResult`."""
+    check_dataset("data", data)
     if data.x_train.dim() not in (3, 4):
         raise ValueError(
             "batch_size_sweep needs images (N, C, H, W), e.g. load_digits(images=True), or sequences (N, C, L), "
@@ -799,6 +847,7 @@ def batch_size_sweep(
     if order not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
     valid.check_int("stat_batches", stat_batches)
+    ghost = _check_ghost(norms, batch_sizes, ghost_batch_size)
     device = torch.device(device) if device is not None else get_device()
     subset = Dataset(
         data.name,
@@ -811,6 +860,8 @@ def batch_size_sweep(
     shape = (len(norms), len(batch_sizes), len(seeds))
     keys = ("eval", "train_mode", "train", "gap_mean", "gap_std", "diverged", "recomputed")
     out = {k: np.full(shape, np.nan) for k in keys}
+    eval_correct = np.zeros((*shape, len(data.x_test)), dtype=bool)
+    recomputed_correct = np.zeros((*shape, len(data.x_test)), dtype=bool)
     lrs = tuple(scaled_lr(size, base_lr=base_lr) for size in batch_sizes)
     slot_norms = [norm for norm in norms for _ in seeds]
     slot_seeds = [seed for _ in norms for seed in seeds]
@@ -823,6 +874,7 @@ def batch_size_sweep(
         size = batch_sizes[j]
         kwargs = {"group": {"num_groups": SETUP["num_groups"]}}
         kwargs["batch_renorm"] = _renorm_options("batch_renorm", n_train // size, SETUP["renorm"])
+        kwargs.update(ghost)
         stack = build_stack(
             slot_norms, slot_seeds, channels=SETUP["channels"], norm_kwargs=kwargs, sequences=data.x_train.dim() == 3
         ).to(device)
@@ -837,16 +889,20 @@ def batch_size_sweep(
                 momentum=SETUP["momentum"],
                 order=order,
             ),
-            "eval": _accuracy_eval_mode(stack, subset.x_test, subset.y_test),
             "train_mode": _accuracy_train_mode(stack, subset.x_test, subset.y_test, size),
             "train": _accuracy_eval_mode(stack, subset.x_train, subset.y_train),
         }
         results["gap_mean"], results["gap_std"] = _statistics_gap(stack, subset, slot_seeds, size, stat_batches)
-        if any(norm == "batch" for norm in norms):
+        correct = _correct_eval_mode(stack, subset.x_test, subset.y_test)
+        results["eval"] = correct.mean(1)
+        if any(norm in ("batch", "batch_ghost") for norm in norms):
             refreshed = recompute_running_statistics(copy.deepcopy(stack), _repeat_inputs(subset.x_train, stack.slots))
-            results["recomputed"] = _accuracy_eval_mode(refreshed, subset.x_test, subset.y_test)
+            refreshed_correct = _correct_eval_mode(refreshed, subset.x_test, subset.y_test)
         else:
-            results["recomputed"] = results["eval"]
+            refreshed_correct = correct
+        results["recomputed"] = refreshed_correct.mean(1)
+        eval_correct[:, j] = correct.reshape(len(norms), len(seeds), -1)
+        recomputed_correct[:, j] = refreshed_correct.reshape(len(norms), len(seeds), -1)
         for key, value in results.items():
             out[key][:, j, :] = np.asarray(value, dtype=float).reshape(len(norms), len(seeds))
     return SweepResult(
@@ -863,20 +919,40 @@ def batch_size_sweep(
         lrs=lrs,
         epochs=epochs,
         train_examples=n_train,
-        config=dict(SETUP, base_lr=base_lr if base_lr is not None else SETUP["base_lr"]),
+        config=dict(
+            SETUP, base_lr=base_lr if base_lr is not None else SETUP["base_lr"], ghost_batch_size=ghost_batch_size
+        ),
         recomputed_acc=out["recomputed"],
+        eval_correct=eval_correct,
+        recomputed_correct=recomputed_correct,
     )
+
+
+def _check_ghost(norms: Sequence[str], batch_sizes: Sequence[int], ghost_batch_size: int | None) -> dict[str, dict]:
+    """The norm options of ghost batch norm (``{"batch_ghost": {"ghost_batch_size": g}}``), after
+    checking that each batch size splits into ghost batches of ``g``; empty without ``batch_ghost``."""
+    if "batch_ghost" not in norms:
+        if ghost_batch_size is not None:
+            raise ValueError("ghost_batch_size is for the norm 'batch_ghost', which is not among the norms")
+        return {}
+    if ghost_batch_size is None:
+        raise ValueError("the norm 'batch_ghost' needs ghost_batch_size, the examples each ghost batch normalizes")
+    valid.check_int("ghost_batch_size", ghost_batch_size, 2)
+    for size in batch_sizes:
+        if size % ghost_batch_size:
+            raise ValueError(f"batch size {size} does not split into ghost batches of {ghost_batch_size}")
+    return {"batch_ghost": {"ghost_batch_size": ghost_batch_size}}
 
 
 # ---------------------------------------------------------------------------------------------
 # Plots and explorer
 
 
-def _new_ax(ax: Axes | None, figsize: tuple[float, float] = (6.4, 3.8)) -> Axes:
+def _new_ax(ax: Axes | None, size: tuple[float, float] = FIGSIZE["panel"]) -> Axes:
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
+        _, ax = plt.subplots(figsize=size)
     return ax
 
 
@@ -928,7 +1004,7 @@ def plot_sweep(result: SweepResult, *, norms: Sequence[str] | None = None) -> Fi
     import matplotlib.pyplot as plt
 
     valid.check_type("result", result, SweepResult, "a SweepResult")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.9))
+    fig, (left, right) = plt.subplots(1, 2, figsize=figsize("pair_high"))
     plot_error_vs_batch_size(result, ax=left, norms=norms)
     plot_wu_he(ax=right)
     fig.tight_layout()
@@ -945,7 +1021,7 @@ def plot_mode_gap(result: SweepResult, *, ax: Axes | None = None, norms: Sequenc
     for norm in norms or result.norms:
         values = np.stack([100 * result.values(norm, size, "mode_gap") for size in result.batch_sizes], axis=1)
         plot_band(ax, np.asarray(result.batch_sizes), values, label=label_for(norm), color=color_for(norm))
-    ax.axhline(0, color="#777777", linewidth=1)
+    ax.axhline(0, color=GUIDE, linewidth=1)
     _log2_axis(ax, result.batch_sizes)
     ax.set_ylabel("train mode - eval mode (points)")
     ax.legend(fontsize=8)
@@ -961,12 +1037,12 @@ def plot_statistics_gap(result: SweepResult, *, ax: Axes | None = None, norm: st
     sizes = np.asarray(result.batch_sizes, dtype=float)
     for metric, label, color in (
         ("stat_gap_mean", "mean: RMS of d", color_for(norm)),
-        ("stat_gap_log_std", "std: RMS of log r", "#777777"),
+        ("stat_gap_log_std", "std: RMS of log r", series_color(0)),
     ):
         values = np.array([result.values(norm, int(s), metric).mean() for s in sizes])
         ax.plot(sizes, values, marker="o", label=label, color=color)
         ax.plot(sizes, values[-1] * np.sqrt(sizes[-1] / sizes), linestyle=":", color=color, linewidth=1.2)
-    ax.plot([], [], linestyle=":", color="#777777", label="1 / sqrt(batch size)")
+    ax.plot([], [], linestyle=":", color=GUIDE, label="1 / sqrt(batch size)")
     ax.set_yscale("log")
     _log2_axis(ax, result.batch_sizes)
     ax.set_ylabel("batch vs running statistics")
@@ -975,18 +1051,32 @@ def plot_statistics_gap(result: SweepResult, *, ax: Axes | None = None, norm: st
     return ax
 
 
-def plot_orders(shuffled: SweepResult, sorted_: SweepResult, batch_size: int, *, ax: Axes | None = None) -> Axes:
-    """Eval-mode test accuracy with shuffled and with class-sorted batches of ``batch_size``, per
-    norm (bars: mean over seeds; whiskers: min to max)."""
+def plot_orders(
+    shuffled: SweepResult,
+    sorted_: SweepResult,
+    batch_size: int,
+    *,
+    shuffled_batch_size: int | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Eval-mode test accuracy with shuffled batches of ``shuffled_batch_size`` (default: the same
+    ``batch_size``) and with class-sorted batches of ``batch_size``, per norm (bars: mean over seeds;
+    whiskers: min to max)."""
     valid.check_type("shuffled", shuffled, SweepResult, "a SweepResult")
     valid.check_type("sorted_", sorted_, SweepResult, "a SweepResult")
+    other = batch_size if shuffled_batch_size is None else shuffled_batch_size
     norms = [n for n in shuffled.norms if n in sorted_.norms]
     ax = _new_ax(ax)
     x = np.arange(len(norms))
-    for offset, (result, label, hatch) in zip(
-        (-0.2, 0.2), ((shuffled, "shuffled batches", ""), (sorted_, "class-sorted batches", "//")), strict=True
+    for offset, (result, size, label, hatch) in zip(
+        (-0.2, 0.2),
+        (
+            (shuffled, other, f"shuffled batches of {other}", ""),
+            (sorted_, batch_size, f"class-sorted batches of {batch_size}", "//"),
+        ),
+        strict=True,
     ):
-        values = [100 * result.values(n, batch_size) for n in norms]
+        values = [100 * result.values(n, size) for n in norms]
         means = np.array([v.mean() for v in values])
         errors = np.array([[m - v.min(), v.max() - m] for m, v in zip(means, values, strict=True)]).T
         ax.bar(
@@ -999,13 +1089,18 @@ def plot_orders(shuffled: SweepResult, sorted_: SweepResult, batch_size: int, *,
             hatch=hatch,
             color=[color_for(n) for n in norms],
             alpha=0.85 if not hatch else 0.45,
-            edgecolor="#333333",
+            edgecolor=OUTLINE,
         )
     ax.set_xticks(x)
     ax.set_xticklabels([label_for(n) for n in norms])
     ax.set_ylabel("test accuracy (%), eval mode")
     ax.set_ylim(0, 100)
-    ax.set_title(f"Batches of {batch_size}: random vs class-sorted", fontsize=10)
+    ax.set_title(
+        f"Batches of {batch_size}: random vs class-sorted"
+        if other == batch_size
+        else f"Random batches of {other} vs class-sorted batches of {batch_size}",
+        fontsize=10,
+    )
     ax.legend(fontsize=8, loc="lower left")
     return ax
 
@@ -1020,9 +1115,9 @@ def batch_size_figure(result: SweepResult, batch_size: int, mode: str) -> Figure
     if mode not in EXPLORER_MODES:
         raise ValueError(f"mode must be one of {list(EXPLORER_MODES)}, got {mode!r}")
     metric = EXPLORER_MODES[mode]
-    fig, ax = plt.subplots(figsize=(7, 3.9))
+    fig, ax = plt.subplots(figsize=figsize("frame"))
     plot_error_vs_batch_size(result, ax=ax, norms=list(result.norms), metric=metric)
-    ax.axvline(batch_size, color="#777777", linestyle="--", linewidth=1)
+    ax.axvline(batch_size, color=GUIDE, linestyle="--", linewidth=1)
     accuracies = "; ".join(f"{label_for(n)} {result.estimate(n, batch_size, metric).format()}%" for n in result.norms)
     ax.set_title(f"batch {batch_size} ({mode}): {accuracies}", fontsize=8, wrap=True)
     return fig
@@ -1051,6 +1146,39 @@ def explorer(result: SweepResult, *, live: bool = True) -> interactive | FrameEx
 FC_NORMS = ("batch", "layer", "none")
 
 
+@torch.no_grad()
+def _stacked_mlp_results(
+    stack: StackedMLP, data: Dataset, batch_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per model of ``stack`` (a trained :class:`bn_utils.stacked.StackedMLP`): whether each test
+    example is classified correctly in eval mode, the same after recomputing the batch norms' running
+    statistics over the training inputs, the eval-mode accuracy on the training inputs, and the
+    train-mode test accuracy (test batches of ``batch_size``, batch statistics; chunks as
+    :func:`_chunks`). The stack's buffers and mode are left as they were."""
+    from ..stacked import set_running_statistics
+
+    was_training, saved = stack.training, {key: value.clone() for key, value in stack.buffers.items()}
+
+    def correct(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+        return (stack(x).argmax(dim=2) == y).cpu().numpy()
+
+    try:
+        stack.eval()
+        eval_correct, train_acc = correct(data.x_test, data.y_test), correct(data.x_train, data.y_train).mean(1)
+        stack.train()
+        hits = np.zeros(len(stack))
+        for start, end, first in _chunks(len(data.x_test), batch_size):
+            hits += correct(data.x_test[start:end], data.y_test[start:end])[:, first - start :].sum(1)
+        stack.buffers.update({key: value.clone() for key, value in saved.items()})
+        set_running_statistics(stack, data.x_train)
+        stack.eval()
+        recomputed = correct(data.x_test, data.y_test)
+    finally:
+        stack.buffers.update(saved)
+        stack.train(was_training)
+    return eval_correct, recomputed, train_acc, hits / len(data.x_test)
+
+
 def fully_connected_sweep(
     data: Dataset,
     *,
@@ -1062,39 +1190,68 @@ def fully_connected_sweep(
     epochs: int | None = None,
     train_examples: int | None = None,
     base_lr: float | None = None,
+    ghost_batch_size: int | None = None,
 ) -> SweepResult:
     """The sweep's schedule (epochs, training images, SGD with momentum at :func:`scaled_lr`) on a
     fully connected ``make_mlp(64, 10, depth, width, norm)`` over flat digits, where BN has one
     value per unit and example (at batch 2 every normalized value is -1 or +1), trained with
-    :func:`bn_utils.stacked.train_stacked`. Only eval-mode accuracies are measured, on the test
-    and on the training images (the other arrays of the result are NaN)."""
+    :func:`bn_utils.stacked.train_stacked`. Measured: eval-mode accuracy on the test and on the
+    training images, train-mode test accuracy (test batches of the training batch size, batch
+    statistics), and eval-mode test accuracy with the running statistics recomputed over the
+    training images (``recomputed_acc``; equal to ``eval_acc`` without batch norm); the statistics
+    gaps are NaN. ``batch_ghost`` normalizes in ghost batches of ``ghost_batch_size``."""
     from ..models import make_mlp
     from ..stacked import train_stacked
 
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     if data.x_train.dim() != 2:
         raise ValueError(f"fully_connected_sweep needs flat inputs (N, features), e.g. load_digits(), got {data!r}")
     seeds = valid.check_seeds("seeds", seeds)
     norms = valid.check_values("norms", norms, lambda n, v: valid.check_type(n, v, str, "a norm name"), distinct=True)
     for norm in norms:
-        if norm not in ("batch", "layer", "group", "none"):
-            raise ValueError(f"fully_connected_sweep trains batch, layer, group or no norm, got {norm!r}")
+        # the norms an MLP stack holds, and ghost batch norm, which this sweep stacks itself
+        stackable = (
+            *norm_registry.names(lambda spec: spec.mlp_stacking is not None and not spec.example_options),
+            "batch_ghost",
+        )
+        if norm not in stackable:
+            raise ValueError(
+                f"fully_connected_sweep trains the norms an MLP stack holds ({', '.join(stackable)}), got {norm!r}"
+            )
     epochs = SETUP["epochs"] if epochs is None else valid.check_int("epochs", epochs)
     n_train = SETUP["train_examples"] if train_examples is None else train_examples
     n_train = valid.check_int("train_examples", n_train, 2, len(data.x_train))
     batch_sizes = valid.check_values("batch_sizes", batch_sizes, lambda n, v: valid.check_int(n, v, 2, n_train))
+    ghost = _check_ghost(norms, batch_sizes, ghost_batch_size)
     subset = Dataset(
         data.name, data.x_train[:n_train], data.y_train[:n_train], data.x_test, data.y_test, data.num_classes
     )
     shape = (len(norms), len(batch_sizes), len(seeds))
-    eval_acc, train_acc, diverged = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, -1)
+    arrays = {key: np.full(shape, np.nan) for key in ("eval", "train", "train_mode", "recomputed")}
+    diverged = np.full(shape, -1)
+    eval_correct = np.zeros((*shape, len(data.x_test)), dtype=bool)
+    recomputed_correct = np.zeros((*shape, len(data.x_test)), dtype=bool)
     lrs = tuple(scaled_lr(size, base_lr=base_lr) for size in batch_sizes)
     for j, size in enumerate(batch_sizes):
+        total = epochs * (n_train // size)
         for i, norm in enumerate(norms):  # one stack per norm: train_stacked stacks one architecture
             models = []
             for seed in seeds:
                 seed_everything(seed)
-                models.append(make_mlp(subset.input_shape[0], 10, depth=depth, width=width, norm=norm))
+                models.append(
+                    make_mlp(
+                        subset.input_shape[0], 10, depth=depth, width=width, norm=norm, norm_kwargs=ghost.get(norm)
+                    )
+                )
+            final: dict[int, tuple] = {}
+
+            def on_step(
+                stack: StackedMLP, step: int, final: dict[int, tuple] = final, size: int = size, total: int = total
+            ) -> None:
+                if step == total:
+                    for slot, values in enumerate(zip(*_stacked_mlp_results(stack, subset, size), strict=True)):
+                        final[stack.ids[slot]] = values
+
             histories = train_stacked(
                 models,
                 subset,
@@ -1103,28 +1260,36 @@ def fully_connected_sweep(
                 epochs=epochs,
                 batch_size=size,
                 momentum=SETUP["momentum"],
-                eval_every=epochs * (n_train // size),
+                eval_every=total,
+                eval_train=False,
+                on_step=on_step,
             )
             for s, history in enumerate(histories):
-                eval_acc[i, j, s] = history.test_acc[-1]
-                train_acc[i, j, s] = history.train_acc[-1]
                 diverged[i, j, s] = -1 if history.diverged_at is None else history.diverged_at
+                if s in final:
+                    eval_correct[i, j, s], recomputed_correct[i, j, s] = final[s][0], final[s][1]
+                    arrays["eval"][i, j, s] = final[s][0].mean()
+                    arrays["recomputed"][i, j, s] = final[s][1].mean()
+                    arrays["train"][i, j, s], arrays["train_mode"][i, j, s] = final[s][2], final[s][3]
     nan = np.full(shape, np.nan)
     return SweepResult(
         norms=tuple(norms),
         batch_sizes=tuple(batch_sizes),
         seeds=tuple(seeds),
         order="shuffled",
-        eval_acc=eval_acc,
-        train_mode_acc=nan,
-        train_acc=train_acc,
+        eval_acc=arrays["eval"],
+        train_mode_acc=arrays["train_mode"],
+        train_acc=arrays["train"],
         diverged_at=diverged,
         stat_gap_mean=nan,
         stat_gap_log_std=nan,
         lrs=lrs,
         epochs=epochs,
         train_examples=n_train,
-        config=dict(SETUP, architecture=f"MLP {depth} x {width}"),
+        config=dict(SETUP, architecture=f"MLP {depth} x {width}", ghost_batch_size=ghost_batch_size),
+        recomputed_acc=arrays["recomputed"],
+        eval_correct=eval_correct,
+        recomputed_correct=recomputed_correct,
     )
 
 
@@ -1134,7 +1299,7 @@ def plot_why(result: SweepResult) -> Figure:
     import matplotlib.pyplot as plt
 
     valid.check_type("result", result, SweepResult, "a SweepResult")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.9))
+    fig, (left, right) = plt.subplots(1, 2, figsize=figsize("pair_high"))
     plot_mode_gap(result, ax=left, norms=[n for n in result.norms if n in ("batch", "batch_renorm", "group")])
     plot_statistics_gap(result, ax=right)
     fig.tight_layout()

@@ -34,11 +34,11 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
-from ..data import Dataset
+from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import hidden_blocks, make_mlp
 from ..probes import ActivationProbe, ActivationRecord, drift_ratio, jitter_ratio
-from ..style import CYCLE, PALETTE, color_for, plot_histories
+from ..style import FIGSIZE, color_for, plot_histories, series_color
 from ..training import History, get_device, loss_and_gradients, seed_everything, train
 
 if TYPE_CHECKING:
@@ -289,7 +289,7 @@ def covariate_shift_run(
     SGD step of the layers below is recorded either way (``ShiftRun.ics_step_size``)."""
     if ics_relative_step is not None and ics_relative_step <= 0:
         raise ValueError(f"ics_relative_step must be positive (or None for the SGD step), got {ics_relative_step}")
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     if len(data.input_shape) != 1 or data.num_classes > 10:
         raise ValueError(
             "covariate_shift_run trains ioffe_mlp (10 classes): it needs flat examples (N, features) "
@@ -387,7 +387,7 @@ def plot_percentiles(
     (b, c) of the BN paper, from a :class:`bn_utils.probes.ActivationRecord`; returns the axes."""
     if ax is None:
         _, ax = plt.subplots()
-    color = color or PALETTE["blue"]
+    color = color or series_color(0)
     low, mid, high = (record.percentiles[p][:, unit] for p in (15, 50, 85))
     ax.fill_between(record.steps, low, high, color=color, alpha=0.25, linewidth=0, label="15th to 85th")
     ax.plot(record.steps, mid, color=color, label="median (50th)")
@@ -410,8 +410,8 @@ def plot_distribution_snapshots(
     grid = np.linspace((means - 3 * stds).min(), (means + 3 * stds).max(), 300)
     for i, (index, mu, sd) in enumerate(zip(at, means, stds, strict=True)):
         density = np.exp(-0.5 * ((grid - mu) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
-        ax.plot(grid, density, color=CYCLE[i % len(CYCLE)], label=f"after {record.steps[index]} steps")
-        ax.fill_between(grid, density, color=CYCLE[i % len(CYCLE)], alpha=0.15, linewidth=0)
+        ax.plot(grid, density, color=series_color(i), label=f"after {record.steps[index]} steps")
+        ax.fill_between(grid, density, color=series_color(i), alpha=0.15, linewidth=0)
     ax.set_xlabel(f"input to unit {unit}")
     ax.set_ylabel("density (Gaussian fit)")
     ax.legend()
@@ -460,7 +460,7 @@ def plot_shift_snapshots(
     unit: int = 0,
     at: Sequence[int] = (0, -1),
     title: str = "",
-    figsize: tuple[float, float] = (6.4, 3.4),
+    figsize: tuple[float, float] = FIGSIZE["panel_low"],
 ) -> Figure:
     """:func:`plot_distribution_snapshots` of one unit of a hidden layer of ``run``, titled; returns the figure."""
     if not isinstance(run, ShiftRun):
@@ -472,7 +472,7 @@ def plot_shift_snapshots(
 
 
 def plot_ioffe_figure1(
-    runs: Mapping[str, Sequence[ShiftRun]], *, layer: int = 2, figsize: tuple[float, float] = (15, 3.8)
+    runs: Mapping[str, Sequence[ShiftRun]], *, layer: int = 2, figsize: tuple[float, float] = FIGSIZE["triple"]
 ) -> Figure:
     """The BN paper's Figure 1 from ``runs`` (norm -> runs over seeds): (a) test accuracy with and without
     BN, (b, c) one unit's input percentiles (first seed) without and with BN, on the same y axis."""
@@ -487,7 +487,7 @@ def plot_ioffe_figure1(
 
 
 def plot_vanishing_signal(
-    runs: Mapping[str, Sequence[ShiftRun]], *, xlim: float = 300, figsize: tuple[float, float] = (11, 3.8)
+    runs: Mapping[str, Sequence[ShiftRun]], *, xlim: float = 300, figsize: tuple[float, float] = FIGSIZE["pair"]
 ) -> Figure:
     """(a) the median over seeds of each hidden layer's spread of sigmoid inputs over training, with and
     without BN (log scale), (b) test accuracy over the first ``xlim`` steps; returns the figure."""
@@ -515,7 +515,7 @@ def plot_init_control(
     runs: Mapping[tuple[str, str], Sequence[ShiftRun]],
     *,
     target: float = 0.9,
-    figsize: tuple[float, float] = (6.4, 3.6),
+    figsize: tuple[float, float] = FIGSIZE["panel_mid"],
 ) -> Figure:
     """Steps to ``target`` test accuracy per initialisation, with and without BN: bars at the median
     over seeds, error bars to the fewest and most; ``runs`` maps (initialisation, norm) to runs."""
@@ -542,7 +542,7 @@ def plot_init_control(
 
 
 def plot_noisy_bn(
-    runs: Mapping[str, Sequence[ShiftRun]], *, layer: int = 2, figsize: tuple[float, float] = (11, 3.8)
+    runs: Mapping[str, Sequence[ShiftRun]], *, layer: int = 2, figsize: tuple[float, float] = FIGSIZE["pair"]
 ) -> Figure:
     """Test accuracy of every norm in ``runs`` (norm -> runs over seeds), and the input percentiles of
     one unit of noisy BN (first seed); returns the figure."""
@@ -559,7 +559,7 @@ def plot_gradient_shift(
     runs: Mapping[str, Sequence[ShiftRun]],
     *,
     layer_names: Sequence[str] | None = None,
-    figsize: tuple[float, float] = (11, 3.6),
+    figsize: tuple[float, float] = FIGSIZE["pair_mid"],
 ) -> Figure:
     """Santurkar et al.'s measure of covariate shift per layer, one bar per norm (mean and std over seeds
     and checkpoints): ‖G − G′‖ (left) and cos(G, G′) (right, one legend on the left); returns the figure."""
@@ -578,7 +578,7 @@ def plot_gradient_shift_by_init(
     runs: Mapping[tuple[str, str], Sequence[ShiftRun]],
     *,
     layer_names: Sequence[str] | None = None,
-    figsize: tuple[float, float] = (11, 3.6),
+    figsize: tuple[float, float] = FIGSIZE["pair_mid"],
 ) -> Figure:
     """1 − cos(G, G′) per layer with and without BN (log scale), one panel per initialisation; ``runs``
     maps (initialisation, norm) to runs; returns the figure."""
@@ -637,11 +637,11 @@ def shift_setting_figure(runs: Mapping[tuple[str, float], ShiftRun], layer: int,
     norm, level = networks[network]
     run, plain = runs[(norm, level)], runs[("none", 0.0)]
     color = color_for("none" if norm == "none" else ("batch" if level == 0 else "batch_noisy"))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, (left, right) = plt.subplots(1, 2, figsize=FIGSIZE["pair_mid"])
     plot_percentiles(
         run.records[layer - 1], unit=unit, ax=left, color=color, title=f"{network}, hidden layer {layer}, unit {unit}"
     )
-    for name, r, c in (("plain", plain, PALETTE["vermillion"]), (network, run, color)):
+    for name, r, c in (("plain", plain, color_for("none")), (network, run, color)):
         right.plot(r.history.eval_steps, r.history.test_acc, color=c, label=name)
     right.set_xlabel("training step")
     right.set_ylabel("test accuracy")

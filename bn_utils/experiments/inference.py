@@ -17,10 +17,10 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
-from ..data import Dataset
+from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..layers import BatchNorm1d
-from ..style import PALETTE
+from ..style import FIGSIZE, GUIDE, MODE_COLORS, STATISTICS_COLORS
 from ..training import History, get_device, run_seeds
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def forgotten_eval_study(
     or a few classes. Both orders are measured on the same trained models. Unless ``eval_every``
     is given, training evaluates only at its first and last step (evaluating does not change a
     model, and the study reads only the trained model)."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     batch_sizes = valid.check_values("batch_sizes", batch_sizes, valid.check_int, distinct=True)
     orders = list(orders)
     if not orders or len(set(orders)) != len(orders) or any(order not in ORDERS for order in orders):
@@ -187,9 +187,9 @@ def plot_running_stats(trace: RunningStatsTrace, *, ax: Axes | None = None, labe
     if ax is None:
         _, ax = plt.subplots()
     steps = np.arange(1, len(trace.batch_mean) + 1)
-    ax.plot(steps, trace.batch_mean, ".", color=PALETTE["orange"], alpha=0.5, markersize=4, label="batch mean")
-    ax.plot(steps, trace.running_mean, color=PALETTE["blue"], label=f"running mean{label}")
-    ax.axhline(trace.true_mean, color=PALETTE["black"], linestyle="--", linewidth=1, label="true mean")
+    ax.plot(steps, trace.batch_mean, ".", color=STATISTICS_COLORS["batch"], alpha=0.5, markersize=4, label="batch mean")
+    ax.plot(steps, trace.running_mean, color=STATISTICS_COLORS["running"], label=f"running mean{label}")
+    ax.axhline(trace.true_mean, color=GUIDE, linestyle="--", linewidth=1, label="true mean")
     ax.set_xlabel("training step")
     ax.set_ylabel("estimate of the channel mean")
     ax.legend(loc="lower right")
@@ -216,11 +216,11 @@ def plot_mode_accuracy(
         _, ax = plt.subplots()
     sizes = list(dict.fromkeys(k.split("@", 1)[1] for k in results if k.split("@", 1)[0] in ORDERS.values()))
     styles = {
-        "shuffled": (PALETTE["vermillion"], "training mode (forgot model.eval())"),
-        "sorted": (PALETTE["purple"], "training mode, test set sorted by class"),
+        "shuffled": (MODE_COLORS["train"], "training mode (forgot model.eval())"),
+        "sorted": (MODE_COLORS["train_sorted"], "training mode, test set sorted by class"),
     }
     if len(orders) > 1:
-        styles["shuffled"] = (PALETTE["vermillion"], "training mode, test set shuffled")
+        styles["shuffled"] = (MODE_COLORS["train"], "training mode, test set shuffled")
     width = 0.8 / len(orders)
     for i, order in enumerate(orders):
         keys = [f"{ORDERS[order]}@{size}" for size in sizes]
@@ -236,8 +236,8 @@ def plot_mode_accuracy(
             label=styles[order][1],
         )
     eval_mean, eval_std = 100 * np.mean(results["eval"]), 100 * np.std(results["eval"])
-    ax.axhspan(eval_mean - eval_std, eval_mean + eval_std, color=PALETTE["blue"], alpha=0.25, linewidth=0)
-    ax.axhline(eval_mean, color=PALETTE["blue"], label="eval mode (running statistics)")
+    ax.axhspan(eval_mean - eval_std, eval_mean + eval_std, color=MODE_COLORS["eval"], alpha=0.25, linewidth=0)
+    ax.axhline(eval_mean, color=MODE_COLORS["eval"], label="eval mode (running statistics)")
     ax.set_xticks(range(len(sizes)), sizes)
     ax.set_xlabel("examples predicted together (batch size)")
     ax.set_ylabel("test accuracy (%)")
@@ -249,7 +249,7 @@ def plot_mode_accuracy(
 
 
 def plot_running_stats_panels(
-    traces: Mapping[str, RunningStatsTrace], *, figsize: tuple[float, float] = (11, 3.6)
+    traces: Mapping[str, RunningStatsTrace], *, figsize: tuple[float, float] = FIGSIZE["pair_mid"]
 ) -> Figure:
     """One :func:`plot_running_stats` panel per entry of ``traces`` (title -> trace), side by side
     with a shared y axis; returns the figure."""
@@ -265,7 +265,7 @@ def plot_mode_accuracy_panels(
     studies: Mapping[str, Mapping[str, np.ndarray]],
     *,
     orders: Sequence[str] | None = None,
-    figsize: tuple[float, float] = (11, 3.8),
+    figsize: tuple[float, float] = FIGSIZE["pair"],
 ) -> Figure:
     """One :func:`plot_mode_accuracy` panel per entry of ``studies`` (title -> results of
     :func:`forgotten_eval_study`), side by side with a shared y axis; returns the figure."""
@@ -288,7 +288,7 @@ def running_stats_figure(batch_size: int, momentum: float | str, steps: int = 20
     trace = running_stats_trace(
         batch_size=batch_size, momentum=None if cumulative else float(momentum), steps=steps, seed=0
     )
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=FIGSIZE["frame"])
     plot_running_stats(trace, ax=ax)
     mean_err, var_err = trace.final_relative_error()
     rule = "cumulative average" if cumulative else f"momentum {momentum:g}"

@@ -9,31 +9,39 @@ SGD step would change those weights relative to their size (the *update ratio*
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from torch import nn
 
 from .. import _validate as valid
-from ..data import Dataset
+from ..data import Dataset, check_dataset
+from ..diagnostics import LayerDiagnostics, layer_diagnostics
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
-from ..models import hidden_blocks, mlp_for
-from ..style import NORM_LABELS, PALETTE, color_for, label_for
-from ..training import get_device, loss_and_gradients
-from .sweeps import Sweep
+from ..models import mlp_for
+from ..style import FIGSIZE, GUIDE, NORM_LABELS, color_for, figsize, label_for, series_color
+from ..training import get_device
 
 if TYPE_CHECKING:
     from ipywidgets import interactive
+
+
+class _Sweep(Protocol):
+    """What :func:`plot_effective_lr_comparison` reads of a sweep (``bn_utils.experiments.sweeps.Sweep``,
+    which this module does not import: experiment modules share only through the core)."""
+
+    parameter: str
+    values: tuple[float, ...]
+    seeds: tuple[int, ...]
+
+    def final(self, norm: str, metric: str = ...) -> np.ndarray: ...
+
 
 __all__ = [
     "RELU_BN_GRADIENT_GROWTH",
@@ -59,70 +67,6 @@ __all__ = [
 RELU_BN_GRADIENT_GROWTH = math.sqrt(math.pi / (math.pi - 1))
 
 
-@dataclass(frozen=True)
-class LayerDiagnostics:
-    """One network on one batch: one entry per hidden block, input side first."""
-
-    activation_std: np.ndarray  # standard deviation of the block's output (after its nonlinearity)
-    gradient_norm: np.ndarray  # ||dL/dW|| of the block's linear weight
-    update_ratio: np.ndarray  # lr * ||dL/dW|| / ||W||: the relative change one SGD step makes
-    loss: float
-
-    @property
-    def depth(self) -> int:
-        """Number of hidden blocks."""
-        return len(self.activation_std)
-
-    @property
-    def gradient_ratio(self) -> float:
-        """The first hidden layer's weight-gradient norm over the last one's: about 1 for a healthy
-        backward pass, in the thousands for a deep ReLU network with BN at initialisation."""
-        return float(self.gradient_norm[0] / self.gradient_norm[-1])
-
-    @property
-    def gradient_growth(self) -> float:
-        """The factor by which the weight-gradient norm grows per layer, going from the last
-        hidden layer back to the first (a least-squares fit of log norm against layer): 1 for a
-        healthy backward pass, above 1 for gradients that explode towards the input."""
-        if self.depth < 2:
-            raise ValueError("gradient growth needs at least 2 hidden layers")
-        slope = np.polyfit(np.arange(self.depth), np.log(self.gradient_norm), 1)[0]
-        return float(np.exp(-slope))
-
-
-def layer_diagnostics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float) -> LayerDiagnostics:
-    """Activation size, weight-gradient size and update ratio of each hidden block of an MLP
-    built by :func:`bn_utils.models.make_mlp`, on the batch (x, y), in training mode (batch
-    statistics, as the first SGD step sees it). Runs on a copy: the model is not changed."""
-    blocks = getattr(model, "blocks", None)
-    if blocks is None or not all(isinstance(getattr(b, "linear", None), nn.Module) for b in blocks):
-        raise ValueError("layer_diagnostics needs a model built by make_mlp or make_convnet (with .blocks[i].linear)")
-    if not len(blocks):
-        raise ValueError("layer_diagnostics needs at least one hidden block (a model built with depth >= 1)")
-    valid.check_inputs_and_labels(x, y)
-    valid.check_number("lr", lr, 0, low_open=True)
-    model = copy.deepcopy(model).train()  # a forward pass in training mode updates running statistics
-    outputs: list[torch.Tensor] = []
-    hooks = [
-        block.register_forward_hook(lambda module, args, out: outputs.append(out.detach()))
-        for block in hidden_blocks(model)
-    ]
-    weights = [block.get_parameter("linear.weight") for block in hidden_blocks(model)]
-    try:
-        loss, grads = loss_and_gradients(model, x, y, weights)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    gradient_norm = np.array([g.norm().item() for g in grads])
-    weight_norm = np.array([w.detach().norm().item() for w in weights])
-    return LayerDiagnostics(
-        activation_std=np.array([out.float().std().item() for out in outputs]),
-        gradient_norm=gradient_norm,
-        update_ratio=lr * gradient_norm / weight_norm,
-        loss=loss,
-    )
-
-
 def diagnose_at_init(
     data: Dataset,
     norm: str,
@@ -139,7 +83,7 @@ def diagnose_at_init(
     """:func:`layer_diagnostics` of a freshly initialised ``depth`` x ``width`` MLP whose hidden
     weights are ``init_scale`` times the He/LeCun scale (the head too if ``scale_head``), on the
     first ``batch_size`` training examples. The same seed draws the same weights at every scale."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     valid.check_int("depth", depth)
     valid.check_int("batch_size", batch_size, 1, len(data.x_train))
     device = get_device()
@@ -206,7 +150,7 @@ def plot_layer_profile(
             color, label = cmap(i / max(len(diagnostics) - 1, 1) * 0.9), f"{key_label} {key:g}"
         ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3, color=color, label=label)
     if quantity == "update_ratio":
-        ax.axhline(1e-3, color=PALETTE["black"], linestyle="--", linewidth=1)
+        ax.axhline(1e-3, color=GUIDE, linestyle="--", linewidth=1)
         ax.annotate(
             "1e-3 rule of thumb",
             (0, 1e-3),
@@ -257,7 +201,7 @@ def plot_gradient_growth(
         ax.plot(
             grid,
             growth ** (grid - 1),
-            color=PALETTE["black"],
+            color=GUIDE,
             linestyle="--",
             linewidth=1,
             label=f"{growth:.2f}^(depth - 1)",
@@ -276,7 +220,9 @@ def plot_init_profiles(diagnostics: Mapping[str, Mapping[float, LayerDiagnostics
     if not isinstance(diagnostics, Mapping) or not diagnostics:
         raise ValueError("plot_init_profiles needs a dict norm -> diagnose_init_scales(...) result")
     norms = list(diagnostics)
-    fig, axes = plt.subplots(2, len(norms), figsize=(6 * len(norms), 7), sharex=True, sharey="row", squeeze=False)
+    fig, axes = plt.subplots(
+        2, len(norms), figsize=figsize("profile_columns", len(norms)), sharex=True, sharey="row", squeeze=False
+    )
     for column, norm in enumerate(norms):  # same scales side by side
         name = label_for(norm)
         plot_layer_profile(diagnostics[norm], "activation_std", ax=axes[0, column], title=f"{name}: activation std")
@@ -292,24 +238,24 @@ def plot_deep_profile(diagnostics: Mapping[str, LayerDiagnostics]) -> Figure:
     """Activation std (forward, left) and weight-gradient norm (backward, right) per hidden layer, one line per norm."""
     if not isinstance(diagnostics, Mapping) or not diagnostics:
         raise ValueError("plot_deep_profile needs a dict norm -> LayerDiagnostics (from diagnose_at_init)")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE["pair_wide_low"])
     plot_layer_profile(diagnostics, "activation_std", ax=axes[0], title="forward: activation size")
     plot_layer_profile(diagnostics, "gradient_norm", ax=axes[1], title="backward: weight-gradient size")
     return fig
 
 
-def plot_effective_lr_comparison(by_scale: Sweep, by_lr: Sweep, *, lr: float = 0.1, norm: str = "batch") -> Figure:
+def plot_effective_lr_comparison(by_scale: _Sweep, by_lr: _Sweep, *, lr: float = 0.1, norm: str = "batch") -> Figure:
     """Final test accuracy against the effective learning rate lr/c²: scale c at ``lr``, and scale 1 at lr/c²."""
-    if not isinstance(by_scale, Sweep) or by_scale.parameter != "init_scale":
+    if getattr(by_scale, "parameter", None) != "init_scale" or not callable(getattr(by_scale, "final", None)):
         raise ValueError("by_scale must be a Sweep over init_scale (from init_scale_sweep)")
-    if not isinstance(by_lr, Sweep) or by_lr.parameter != "lr":
+    if getattr(by_lr, "parameter", None) != "lr" or not callable(getattr(by_lr, "final", None)):
         raise ValueError("by_lr must be a Sweep over lr (from lr_sweep)")
     valid.check_number("lr", lr, 0, low_open=True)
     effective = [lr / scale**2 for scale in by_scale.values]
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = plt.subplots(figsize=FIGSIZE["panel"])
     for result, x, label, color in [
         (by_scale, effective, f"scale c, learning rate {lr:g}", color_for(norm)),
-        (by_lr, list(by_lr.values), f"scale 1, learning rate {lr:g}/c²", PALETTE["orange"]),
+        (by_lr, list(by_lr.values), f"scale 1, learning rate {lr:g}/c²", series_color(0)),
     ]:
         final = result.final(norm)
         ax.errorbar(x, final.mean(1), yerr=final.std(1), marker="o", capsize=3, color=color, label=label)
@@ -340,7 +286,7 @@ def init_profile_figure(
     if norm not in profiles or scale not in profiles[norm] or 1.0 not in profiles[norm]:
         raise ValueError(f"profiles needs the {norm!r} network at scales 1 and {scale}")
     diagnostics = {1.0: profiles[norm][1.0], scale: profiles[norm][scale]}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE["pair_mid"])
     for ax, quantity in zip(axes, quantities, strict=True):
         plot_layer_profile(diagnostics, quantity, ax=ax)
         values = np.concatenate([getattr(d, quantity) for by_scale in profiles.values() for d in by_scale.values()])

@@ -29,10 +29,10 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
-from ..data import Dataset
+from ..data import Dataset, check_dataset
 from ..models import mlp_for
 from ..stacked import StackedMLP, train_stacked
-from ..style import color_for, plot_band
+from ..style import FIGSIZE, color_for, plot_band
 from ..training import History, get_device, loss_and_gradients
 
 __all__ = [
@@ -180,7 +180,7 @@ def landscape_run(
     ``probe_every`` steps (and at step 0) probe each one with :func:`probe_gradient_step` on a fixed
     batch of ``probe_batch`` training examples, at step sizes ``lr * step_multiples``."""
 
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     seeds = valid.check_seeds("seeds", seeds)
     valid.check_number("lr", lr, 0, low_open=True)
     valid.check_schedule(None, steps, batch_size, len(data.x_train), None)
@@ -203,7 +203,6 @@ def landscape_run(
         for slot, i in enumerate(stack.ids):
             run.probes[i].append(probe_gradient_step(stack.model(slot), x_probe, y_probe, step_sizes))
 
-    probe(StackedMLP(models), 0)
     run.histories = train_stacked(
         models,
         data,
@@ -294,7 +293,7 @@ def plot_beta_by_step_size(
     title: str | None = None,
     after: int = 0,
     *,
-    figsize: tuple[float, float] = (5, 3.6),
+    figsize: tuple[float, float] = FIGSIZE["panel_small"],
 ) -> Axes:
     """Effective beta-smoothness against step size, one line (median) and band (10th to 90th
     percentile over seeds and checkpoints after step ``after``) per run, in its norm's colour; log-log
@@ -371,7 +370,9 @@ LANDSCAPE_TITLES = {
 }
 
 
-def plot_landscape_overview(runs: Mapping[str, LandscapeRun], *, figsize: tuple[float, float] = (15, 3.8)) -> Figure:
+def plot_landscape_overview(
+    runs: Mapping[str, LandscapeRun], *, figsize: tuple[float, float] = FIGSIZE["triple"]
+) -> Figure:
     """:func:`plot_landscape` of the three measures side by side, (a) loss range, (b) gradient change,
     (c) effective β-smoothness, one band per entry of ``runs`` (label -> run); returns the figure."""
     if not runs or not all(isinstance(run, LandscapeRun) for run in runs.values()):

@@ -24,7 +24,6 @@ its norm at every step.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -37,9 +36,10 @@ from matplotlib.figure import Figure
 from torch.nn import functional as F
 
 from ..data import Dataset, batch_indices
+from ..diagnostics import class_contrast, mean_cosine_similarity
 from ..models import mlp_for
 from ..stacked import StackedMLP, evaluate_stacked
-from ..style import color_for
+from ..style import FIGSIZE, color_for
 from ..training import get_device
 
 __all__ = [
@@ -72,57 +72,6 @@ DYNAMICS_QUANTITIES = {
 _NORMS = ("none", "batch", "batch_scratch")
 
 
-def _unit_rows(h: torch.Tensor, centre: bool) -> torch.Tensor:
-    """Each example's representation scaled to length 1 (in float64); all-zero rows stay zero."""
-    h = h.double()
-    if centre:
-        h = h - h.mean(-2, keepdim=True)
-    return h / h.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(h.dtype).tiny)
-
-
-def mean_cosine_similarity(h: torch.Tensor, *, centre: bool = False) -> torch.Tensor:
-    """The mean cosine similarity of the representations of *different* examples: ``h`` has
-    shape (..., examples, units) and the result the leading shape. ``centre`` first subtracts each
-    unit's mean over the examples. An all-zero representation (every ReLU off) counts as
-    orthogonal to every other.
-
-    Uncentred, 1 means every example has the same representation up to its length (the network's
-    output can hardly depend on its input); independent Gaussian pre-activations through a ReLU give
-    1/pi. Computed from the sum of the unit vectors, in O(examples x units)."""
-    if h.dim() < 2 or h.shape[-2] < 2:
-        raise ValueError(f"need at least 2 examples, as (..., examples, units); got shape {tuple(h.shape)}")
-    unit = _unit_rows(h, centre)
-    count = h.shape[-2]
-    self_terms = unit.pow(2).sum((-2, -1))  # 1 per example, 0 for all-zero rows
-    return (unit.sum(-2).pow(2).sum(-1) - self_terms) / (count * (count - 1))
-
-
-def class_contrast(h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """How much more alike two examples of the same class are than two of different classes, in
-    the representation ``h`` (..., examples, units): the mean centred cosine similarity over
-    same-class pairs minus that over different-class pairs. About 0.35 for the standardized digits
-    themselves; 0 when the representation no longer reflects which examples are alike (whatever
-    its size or spread)."""
-    if h.dim() < 2:
-        raise ValueError(f"h must have shape (..., examples, units), got {tuple(h.shape)}")
-    labels = torch.as_tensor(labels).to(h.device)
-    if labels.dim() != 1 or len(labels) != h.shape[-2]:
-        raise ValueError(f"need one label per example: {h.shape[-2]} examples, labels of shape {tuple(labels.shape)}")
-    classes, members = torch.unique(labels, return_inverse=True)
-    counts = torch.bincount(members, minlength=len(classes)).double()
-    if len(classes) < 2 or not (counts > 1).any():
-        raise ValueError("class_contrast needs at least two classes and two examples of one class")
-    unit = _unit_rows(h, centre=True)
-    self_total = unit.pow(2).sum((-2, -1))
-    total = unit.sum(-2).pow(2).sum(-1) - self_total  # sum of cosines over ordered pairs i != j
-    one_hot = F.one_hot(members, len(classes)).to(unit.dtype)  # (examples, classes)
-    class_sums = one_hot.T @ unit  # (..., classes, units)
-    same = class_sums.pow(2).sum((-2, -1)) - self_total  # ordered same-class pairs i != j
-    n_same = float((counts * (counts - 1)).sum())
-    n_diff = float(len(labels) ** 2 - counts.pow(2).sum())
-    return same / n_same - (total - same) / n_diff
-
-
 @dataclass(frozen=True)
 class LayerDynamics:
     """Several seeds of one configuration, recorded at ``steps`` (the number of updates taken
@@ -145,10 +94,16 @@ class LayerDynamics:
     step_size: np.ndarray  # the learning rate the update applies to W_l (lr, unless relative_step)
     similarity: np.ndarray  # mean_cosine_similarity of each hidden layer's output (uncentred)
     class_contrast: np.ndarray  # class_contrast of each hidden layer's output
-    loss: np.ndarray  # (seeds, updates) training loss of each update's batch
-    test_acc: np.ndarray  # (seeds,) test accuracy after the last update (evaluation mode)
+    loss: np.ndarray  # (seeds, updates) training loss of each update's batch; NaN or inf once a seed diverged
+    test_acc: np.ndarray  # (seeds,) test accuracy after the last update (evaluation mode); NaN if diverged
     hold_weight_norm: bool = False
     relative_step: float | None = None
+
+    @property
+    def diverged(self) -> np.ndarray:
+        """(seeds,) booleans: the seed's training loss became NaN or infinite (its later records are
+        NaN; the other seeds of the stack train on, each with its own parameters)."""
+        return ~np.isfinite(self.loss).all(axis=1)
 
     def at(self, step: int) -> int:
         """The record index of ``step``."""
@@ -234,6 +189,9 @@ def layer_dynamics(
     stays ``lr``). ``relative_step`` gives each hidden weight matrix the learning rate
     ``relative_step * ||W|| / ||dL/dW||`` at every step, so that every layer moves by the same
     fraction of its norm; the other parameters (BN's gamma and beta, the output layer) keep ``lr``.
+
+    A seed whose loss becomes NaN or infinite has diverged (:attr:`LayerDynamics.diverged`): its
+    later records and its test accuracy are NaN, and the other seeds train on, unaffected.
     """
     if norm not in _NORMS:
         raise ValueError(f"layer_dynamics trains norm {', '.join(map(repr, _NORMS))}; got {norm!r}")
@@ -290,9 +248,7 @@ def layer_dynamics(
             break
         logits = stack(data.x_train[index])
         batch_losses = F.cross_entropy(logits.transpose(1, 2), data.y_train[index], reduction="none").mean(1)
-        values = batch_losses.tolist()
-        if not all(math.isfinite(v) for v in values):
-            raise RuntimeError(f"a run diverged at step {step} (losses {values}); use a smaller learning rate")
+        values = batch_losses.tolist()  # a diverged seed's are NaN from then on; the other seeds train on
         grads = dict(zip(keys, torch.autograd.grad(batch_losses.sum(), [stack.params[k] for k in keys]), strict=True))
         with torch.no_grad():
             sizes = torch.full((len(seeds), depth), lr, dtype=torch.float64, device=device)
@@ -322,6 +278,7 @@ def layer_dynamics(
                 else:
                     param.sub_(lr * grad)
     test_acc, _ = evaluate_stacked(stack, data.x_test, data.y_test)
+    diverged = ~np.isfinite(losses).all(axis=1)
     return LayerDynamics(
         norm=norm,
         depth=depth,
@@ -334,7 +291,7 @@ def layer_dynamics(
         similarity=similarity,
         class_contrast=contrast,
         loss=losses,
-        test_acc=test_acc.cpu().numpy(),
+        test_acc=np.where(diverged, np.nan, test_acc.cpu().numpy()),
         hold_weight_norm=hold_weight_norm,
         relative_step=relative_step,
     )
@@ -453,7 +410,7 @@ def plot_first_steps(runs: Mapping[str, LayerDynamics], focus: str) -> Figure:
     _check_runs("runs", runs)
     if focus not in runs:
         raise ValueError(f"focus must be one of the runs ({', '.join(runs)}), got {focus!r}")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=FIGSIZE["triple"])
     plot_layer_dynamics(runs, "gradient_ratio", ax=axes[0], title="first / last layer's gradient norm")
     plot_layer_dynamics({focus: runs[focus]}, "weight_growth", layers=(0, 4, -1), ax=axes[1], title="weight growth")
     plot_layer_dynamics({focus: runs[focus]}, "relative_update", ax=axes[2], title="relative update per step")
@@ -464,7 +421,7 @@ def plot_forward_content(at_init: Mapping[str, LayerDynamics], during: Mapping[s
     """Similarity and class contrast per layer at init (``at_init``), last layer's contrast in training (``during``)."""
     _check_runs("at_init", at_init)
     _check_runs("during", during)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=FIGSIZE["triple"])
     plot_dynamics_profile(at_init, "similarity", ax=axes[0], title="at initialisation: how alike all examples look")
     plot_dynamics_profile(at_init, "class_contrast", ax=axes[1], title="at initialisation: class structure left")
     plot_layer_dynamics(during, "class_contrast", layers=(-1,), ax=axes[2], title="last hidden layer, during training")

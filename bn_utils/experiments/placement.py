@@ -15,12 +15,14 @@ from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.axes import Axes
 
 from ..data import Dataset
 from ..models import NORM_POSITIONS, mlp_for
-from ..stacked import train_stacked
-from ..style import NORM_COLORS, PALETTE, plot_band
+from ..stacked import StackedMLP, train_stacked
+from ..statistics import Estimate, accuracy_difference_interval
+from ..style import FIGSIZE, GUIDE, PLACEMENT_COLORS, plot_band
 from ..training import History, get_device, stack_metric
 
 __all__ = ["PLACEMENT_LABELS", "PlacementStudy", "placement_study", "plot_placement"]
@@ -32,12 +34,16 @@ PLACEMENT_LABELS = {"before": "BN before ReLU (the paper)", "after": "BN after R
 class PlacementStudy:
     """Histories of one MLP with its norm before and after the activation:
     ``histories[position][i][j]`` was trained at ``lrs[i]`` with seed ``seeds[j]``.
-    ``target`` is the test accuracy whose steps-to-reach measure speed."""
+    ``target`` is the test accuracy whose steps-to-reach measure speed. ``correct[position]``
+    (lrs, seeds, test examples), where measured, says which test examples each trained network
+    classifies correctly (False throughout for a diverged run): the test set's share of the
+    uncertainty of a difference in final accuracy."""
 
     lrs: tuple[float, ...]
     seeds: tuple[int, ...]
     histories: dict[str, list[list[History]]]
     target: float
+    correct: dict[str, np.ndarray] | None = None
 
     def _grid(self, position: str) -> list[list[History]]:
         if position not in self.histories:
@@ -78,6 +84,24 @@ class PlacementStudy:
         """Median steps to ``target`` after the activation over those before it (below 1: after is faster)."""
         return self.median_steps("after", lr) / self.median_steps("before", lr)
 
+    def final_difference(self, lr: float) -> Estimate:
+        """Final test accuracy after the activation minus before it, seed by seed (same seed: same
+        batch order), at one learning rate; its interval is over seeds only."""
+        index = self._index(lr)
+        after, before = self.final_accuracy("after")[index], self.final_accuracy("before")[index]
+        return Estimate(tuple(float(v) for v in after - before))
+
+    def test_set_interval(self, lr: float, *, confidence: float = 0.95) -> tuple[float, float]:
+        """The paired bootstrap interval over the test examples of the seed-mean final accuracy
+        after the activation minus before it: the test set's share of the uncertainty, beside the
+        seeds' (:meth:`final_difference`)."""
+        if self.correct is None:
+            raise ValueError("this study kept no per-example correctness: run placement_study to get it")
+        index = self._index(lr)
+        return accuracy_difference_interval(
+            self.correct["after"][index], self.correct["before"][index], confidence=confidence
+        )
+
 
 def placement_study(
     data: Dataset,
@@ -105,7 +129,19 @@ def placement_study(
     device = get_device()
     data = data.to(device)
     histories: dict[str, list[list[History]]] = {}
+    correct: dict[str, np.ndarray] = {}
+    total = epochs * (len(data.x_train) // batch_size)
     for position in NORM_POSITIONS:
+        right = np.zeros((len(lrs) * len(seeds), len(data.x_test)), dtype=bool)
+
+        def keep_correct(stack: StackedMLP, step: int, right: np.ndarray = right) -> None:
+            if step == total:  # the trained networks, in evaluation mode, example by example
+                stack.eval()
+                with torch.no_grad():
+                    predicted = stack(data.x_test).argmax(dim=2)
+                stack.train()
+                right[stack.ids] = (predicted == data.y_test).cpu().numpy()
+
         models = []
         for _ in lrs:
             for seed in seeds:
@@ -128,9 +164,11 @@ def placement_study(
             batch_size=batch_size,
             eval_every=eval_every,
             eval_train=False,
+            on_step=keep_correct,
         )
         histories[position] = [flat[i * len(seeds) : (i + 1) * len(seeds)] for i in range(len(lrs))]
-    return PlacementStudy(lrs, seeds, histories, target)
+        correct[position] = right.reshape(len(lrs), len(seeds), -1)
+    return PlacementStudy(lrs, seeds, histories, target, correct)
 
 
 def plot_placement(
@@ -142,11 +180,11 @@ def plot_placement(
     accuracy against the learning rate (the same). Returns the axes."""
 
     if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
+        _, axes = plt.subplots(1, 3, figsize=FIGSIZE["triple_narrow"], layout="constrained")
     if len(axes) != 3:
         raise ValueError(f"plot_placement draws three panels; got {len(axes)} axes")
     lr = study.lrs[0] if lr is None else lr
-    colors = {"before": NORM_COLORS["batch"], "after": PALETTE["orange"]}
+    colors = PLACEMENT_COLORS
     curves, speed, final = axes
     for position, label in PLACEMENT_LABELS.items():
         steps, values = stack_metric(study.runs(position, lr), "test_acc")
@@ -161,7 +199,7 @@ def plot_placement(
             ax.plot(study.lrs, scale * medians, color=colors[position], marker="o", label=label)
             for lr_value, row in zip(study.lrs, values, strict=True):
                 ax.plot([lr_value * nudge] * len(row), scale * row, ".", color=colors[position], alpha=0.5)
-    curves.axhline(100 * study.target, color="grey", linestyle=":", linewidth=1.5)
+    curves.axhline(100 * study.target, color=GUIDE, linestyle=":", linewidth=1.5)
     curves.set(xlabel="training step", ylabel="test accuracy (%)", title=f"learning rate {lr:g}")
     curves.set_ylim(max(0.0, curves.get_ylim()[0]), 100)
     curves.legend(loc="lower right")

@@ -24,12 +24,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import _validate as valid
-from ..data import Dataset
+from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import NORM_LAYERS, mlp_for
-from ..stacked import train_stacked
-from ..statistics import Estimate
-from ..style import CYCLE, PALETTE, color_for, plot_histories
+from ..stacked import StackedMLP, train_stacked
+from ..statistics import Estimate, accuracy_difference_interval
+from ..style import FIGSIZE, GUIDE, ON_COLOR, color_for, plot_histories, series_color
 from ..training import History, get_device
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def first_layer_inputs(data: Dataset, *, width: int = 100, seed: int = 0) -> tor
     """(N, width) float64: the training set through a He-initialised linear layer of ``width``
     units, i.e. what a first BN layer normalizes. The weights come from their own generator
     seeded with ``seed``; the global random state is left alone."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     valid.check_int("width", width)
     valid.check_seed("seed", seed)
     generator = torch.Generator().manual_seed(seed)
@@ -121,7 +121,7 @@ def batch_noise(
     normalized value, averaged over examples and units: 0 would mean no noise; for Gaussian
     inputs it is close to sqrt(1.5 / batch_size).
     """
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     batch_sizes = valid.check_values("batch_sizes", batch_sizes, valid.check_int)
     valid.check_int("draws", draws)
     valid.check_int("examples", examples, 1, len(data.x_train) - 1)
@@ -179,6 +179,7 @@ class RegularizationResult:
 
     histories: dict[str, list[History]]
     norms: dict[str, str] = field(default_factory=dict)
+    correct: dict[str, np.ndarray] | None = None  # label -> (seeds, test examples): right at the end?
 
     def _runs(self, label: str) -> list[History]:
         if label not in self.histories:
@@ -227,6 +228,29 @@ class RegularizationResult:
         when the architectures allow, their initial weights)."""
         return self.contrast({a: 1.0, b: -1.0}, metric)
 
+    def test_set_interval(self, weights: Mapping[str, float], *, confidence: float = 0.95) -> tuple[float, float]:
+        """The test set's share of the uncertainty of :meth:`contrast`'s mean: a paired bootstrap over
+        the test examples (the same examples for every configuration and seed) of the seed-mean
+        contrast of test accuracy. Weights must be +1 or -1 with as many of each, as in a
+        difference ``{a: 1, b: -1}`` or a difference of differences."""
+        if self.correct is None:
+            raise ValueError("this result kept no per-example correctness: run regularization_study to get it")
+        if not weights or any(w not in (1, -1) for w in weights.values()):
+            raise ValueError(f"test_set_interval takes weights of +1 and -1, got {dict(weights)}")
+        plus = [label for label, w in weights.items() if w == 1]
+        minus = [label for label, w in weights.items() if w == -1]
+        if len(plus) != len(minus):
+            raise ValueError(f"test_set_interval needs as many +1 as -1 weights, got {dict(weights)}")
+        for label in weights:
+            self._runs(label)
+        # stacking k configurations' seeds averages them: the interval of (sum plus - sum minus) / k
+        low, high = accuracy_difference_interval(
+            np.concatenate([self.correct[label] for label in plus]),
+            np.concatenate([self.correct[label] for label in minus]),
+            confidence=confidence,
+        )
+        return len(plus) * low, len(plus) * high
+
     def fits_training_set(self, label: str) -> bool:
         """True when every seed of the configuration ends at 100% training accuracy: its
         "generalization gap" is then just its test error."""
@@ -260,7 +284,7 @@ def regularization_study(
     and test accuracy are measured every epoch (or every ``eval_every`` steps) and at the end.
     ``train_examples`` keeps only the first that many training examples, to make overfitting
     easier to see."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     if not isinstance(configs, Mapping) or not configs:
         raise ValueError(
             f"configs must be a non-empty dict of label -> Setting or (norm, norm_kwargs), got {configs!r}"
@@ -288,7 +312,19 @@ def regularization_study(
     device = get_device()
     data = data.to(device)
     histories = {}
+    correct = {}
+    total = epochs * (len(data.x_train) // batch_size)
     for label, setting in settings.items():  # the seeds of one configuration train as one stack
+        right = np.zeros((len(seeds), len(data.x_test)), dtype=bool)
+
+        def keep_correct(stack: StackedMLP, step: int, right: np.ndarray = right) -> None:
+            if step == total:  # the trained networks, in evaluation mode, example by example
+                stack.eval()
+                with torch.no_grad():
+                    predicted = stack(data.x_test).argmax(dim=2)
+                stack.train()
+                right[stack.ids] = (predicted == data.y_test).cpu().numpy()
+
         models = []
         for seed in seeds:
             models.append(
@@ -311,8 +347,12 @@ def regularization_study(
             batch_size=batch_size,
             weight_decay=setting.weight_decay,
             eval_every=eval_every,
+            on_step=keep_correct,
         )
-    return RegularizationResult(histories, norms={label: setting.norm for label, setting in settings.items()})
+        correct[label] = right
+    return RegularizationResult(
+        histories, norms={label: setting.norm for label, setting in settings.items()}, correct=correct
+    )
 
 
 def validation_split(data: Dataset, train_examples: int) -> Dataset:
@@ -389,9 +429,7 @@ def plot_batch_noise(
         _, ax = plt.subplots(figsize=figsize)
     sizes = np.array(sorted(noise))
     ax.plot(sizes, [noise[s] for s in sizes], marker="o", color=color_for("batch"), label="measured (digits)")
-    ax.plot(
-        sizes, np.sqrt(1.5 / sizes), color=PALETTE["black"], linestyle="--", linewidth=1, label="sqrt(1.5 / batch size)"
-    )
+    ax.plot(sizes, np.sqrt(1.5 / sizes), color=GUIDE, linestyle="--", linewidth=1, label="sqrt(1.5 / batch size)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("batch size")
@@ -426,7 +464,7 @@ def plot_generalization(result: RegularizationResult, *, ax: Axes | None = None,
             textcoords="offset points",
             ha="center",
             fontsize=8,
-            color="white",
+            color=ON_COLOR,
             rotation=90,
             va="bottom",
         )
@@ -456,7 +494,7 @@ def plot_estimates(
         _, ax = plt.subplots()
     offsets = np.linspace(-0.15, 0.15, max(len(e.values) for e in estimates.values()))
     for i, (label, estimate) in enumerate(estimates.items()):
-        color = (colors or {}).get(label, CYCLE[i % len(CYCLE)])
+        color = (colors or {}).get(label, series_color(i))
         values = scale * np.asarray(estimate.values)
         ax.scatter(i + offsets[: len(values)], values, s=14, color=color, alpha=0.6, linewidths=0)
         low, high = estimate.interval
@@ -465,7 +503,7 @@ def plot_estimates(
             i, mean, yerr=[[mean - scale * low], [scale * high - mean]], fmt="_", markersize=22, capsize=6, color=color
         )
     if zero_line:
-        ax.axhline(0, color="0.5", linewidth=1, linestyle="--")
+        ax.axhline(0, color=GUIDE, linewidth=1, linestyle="--")
     ax.set_xticks(range(len(estimates)), list(estimates), rotation=20, ha="right")
     ax.set_xlim(-0.6, len(estimates) - 0.4)
     ax.set_ylabel(ylabel)
@@ -479,7 +517,7 @@ def plot_regularization(result: RegularizationResult, *, ylim: tuple[float, floa
     if not isinstance(result, RegularizationResult):
         raise ValueError(f"plot_regularization needs a RegularizationResult, got {type(result).__name__}")
     first = next(iter(result.histories.values()))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE["pair_wider"])
     plot_histories(
         result.histories, "test_acc", ax=axes[0], title=f"test accuracy ({len(first)} seeds)", norms=result.norms
     )
@@ -497,7 +535,7 @@ def plot_small_data(result: RegularizationResult, gains: Mapping[str, Estimate],
         raise ValueError("gains must be a non-empty dict label -> Estimate (labels ending in 'BN' are drawn as BN)")
     valid.check_int("train_examples", train_examples)
     seeds = len(next(iter(result.histories.values())))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE["pair_wider"])
     plot_estimates(
         {label: result.spread(label) for label in result.histories},
         ax=axes[0],
@@ -531,11 +569,9 @@ def batch_noise_figure(
     reference = normalized_in_random_batches(
         fixed, pool, len(pool) + 1, draws=1, generator=torch.Generator().manual_seed(0)
     )[0, 0, unit].item()
-    fig, ax = plt.subplots(figsize=(7, 3.4))
-    ax.hist(values, bins=30, color=PALETTE["blue"], alpha=0.8)
-    ax.axvline(
-        reference, color=PALETTE["black"], linestyle="--", linewidth=1.5, label="normalized with the whole training set"
-    )
+    fig, ax = plt.subplots(figsize=FIGSIZE["frame"])
+    ax.hist(values, bins=30, color=color_for("batch"), alpha=0.8)
+    ax.axvline(reference, color=GUIDE, linestyle="--", linewidth=1.5, label="normalized with the whole training set")
     ax.set_xlabel(f"BN output of example {example}, unit {unit}")
     ax.set_ylabel(f"count ({draws} random batches)")
     ax.set_title(f"batch size {batch_size}: std {values.std():.3f} around {values.mean():.2f}", fontsize=10)
@@ -560,5 +596,5 @@ def batch_noise_explorer(data: Dataset, *, live: bool = True) -> interactive | F
         partial(batch_noise_figure, inputs),
         {"batch size": NOISE_EXPLORER_BATCH_SIZES, "example": [0, 1, 2]},
         start=start,
-        title="one example's BN output over random batches: batch size",
+        title="one example's BN output over random batches: batch size and example",
     )

@@ -17,15 +17,16 @@ from typing import TYPE_CHECKING, Any
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import _validate as valid
-from ..data import Dataset
+from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import NORM_LAYERS, mlp_for
 from ..stacked import StackedMLP, evaluate_stacked, train_stacked
-from ..style import NORM_LABELS, PALETTE, color_for, plot_histories
+from ..style import FIGSIZE, GUIDE, NORM_LABELS, color_for, plot_histories
 from ..training import History, get_device
 
 if TYPE_CHECKING:
@@ -70,7 +71,9 @@ class Sweep:
     measured on a validation set held out of the training data, so every selection (which values
     train, the best value, steps to target) uses validation accuracy; ``final_test[norm]``
     (values, seeds) holds the test accuracy at the end of training, read through
-    :meth:`test_accuracy` for the selected configurations only.
+    :meth:`test_accuracy` for the selected configurations only, and ``final_correct[norm]``
+    (values, seeds, test examples) which test examples each run got right then
+    (:meth:`test_correct`: the test set's share of the uncertainty of a difference).
     """
 
     parameter: str
@@ -81,6 +84,7 @@ class Sweep:
     min_accuracy: float = 0.5
     selected_on: str = "test"
     final_test: dict[str, np.ndarray] | None = None
+    final_correct: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if self.parameter not in PARAMETER_LABELS:
@@ -184,6 +188,19 @@ class Sweep:
         self._grid(norm)
         return self.final_test[norm][self._index(value)]
 
+    def test_correct(self, norm: str, value: float | None = None) -> np.ndarray:
+        """(seeds, test examples) booleans: which test examples each seed's network classified
+        correctly at the end of training, at ``value`` (default: the best value); False throughout
+        for a diverged run. Only on a sweep selected on validation, and, like
+        :meth:`test_accuracy`, for the selected configurations only."""
+        value = self.best(norm) if value is None else value
+        if value is None:
+            raise ValueError(f"norm {norm!r} has no value at which every seed trains")
+        if self.final_correct is None:
+            raise ValueError("per-example test correctness is kept only by a sweep selected on validation")
+        self._grid(norm)
+        return self.final_correct[norm][self._index(value)]
+
     def median_steps_to_target(self, norm: str, value: float | None = None, target: float | None = None) -> float:
         """Median over seeds of the steps to ``target`` (default: the sweep's) at ``value``
         (default: the best value)."""
@@ -230,7 +247,7 @@ def run_sweep(
     ``select_on="validation"`` (``data`` from :meth:`~bn_utils.data.Dataset.with_validation`)
     measures the validation accuracy instead, for every selection, and the test accuracy once, at
     the end of training (:meth:`Sweep.test_accuracy`)."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     for value in values:
         valid.check_number(f"each of the values ({parameter})", value)
     values, seeds = tuple(float(x) for x in values), tuple(seeds)
@@ -262,12 +279,13 @@ def run_sweep(
     data = data.to(device)
     seen = data.validation_view() if select_on == "validation" else data
     final_test: dict[str, np.ndarray] = {}
+    final_correct: dict[str, np.ndarray] = {}
     # a depth sweep changes the networks' shape: one stack per depth; otherwise one stack per norm
     groups = [[v] for v in values] if parameter == "depth" else [list(values)]
     histories: dict[str, list[list[History]]] = {}
     for norm in norms:
         histories[norm] = []
-        tests = []
+        tests, corrects = [], []
         for group in groups:
             models, run_lrs, run_seeds = [], [], []
             for value in group:
@@ -288,11 +306,22 @@ def run_sweep(
                     run_lrs.append(setting["lr"])
                     run_seeds.append(seed)
             test_at_end = np.full(len(models), np.nan)
+            correct_at_end = np.zeros((len(models), len(data.x_test)), dtype=bool)
 
-            def test_once(stack: StackedMLP, step: int, test_at_end: np.ndarray = test_at_end) -> None:
+            def test_once(
+                stack: StackedMLP,
+                step: int,
+                test_at_end: np.ndarray = test_at_end,
+                correct_at_end: np.ndarray = correct_at_end,
+            ) -> None:
                 if select_on == "validation" and step == steps:
                     accuracy, _ = evaluate_stacked(stack, data.x_test, data.y_test)
                     test_at_end[stack.ids] = accuracy.cpu().numpy()
+                    stack.eval()
+                    with torch.no_grad():
+                        predicted = stack(data.x_test).argmax(dim=2)
+                    stack.train()
+                    correct_at_end[stack.ids] = (predicted == data.y_test).cpu().numpy()
 
             flat = train_stacked(
                 models,
@@ -309,7 +338,9 @@ def run_sweep(
             )
             histories[norm] += [flat[i * len(seeds) : (i + 1) * len(seeds)] for i in range(len(group))]
             tests += list(test_at_end.reshape(len(group), len(seeds)))
+            corrects += list(correct_at_end.reshape(len(group), len(seeds), -1))
         final_test[norm] = np.array(tests)
+        final_correct[norm] = np.array(corrects)
     return Sweep(
         parameter,
         values,
@@ -319,6 +350,7 @@ def run_sweep(
         min_accuracy=min_accuracy,
         selected_on=select_on,
         final_test=final_test if select_on == "validation" else None,
+        final_correct=final_correct if select_on == "validation" else None,
     )
 
 
@@ -438,7 +470,11 @@ def plot_sweep(
 
 
 def plot_equal_lr(
-    sweep: Sweep, value: float, *, levels: Sequence[float] = (0.9, 0.95), figsize: tuple[float, float] = (11, 3.6)
+    sweep: Sweep,
+    value: float,
+    *,
+    levels: Sequence[float] = (0.9, 0.95),
+    figsize: tuple[float, float] = FIGSIZE["pair_mid"],
 ) -> Figure:
     """Every norm of ``sweep`` at one swept ``value``: training loss (left, range over seeds, log scale)
     and accuracy on the selection set (right, mean +/- std) with dashed lines at ``levels``; returns the figure."""
@@ -451,7 +487,7 @@ def plot_equal_lr(
     axes[0].set_yscale("log")
     plot_histories(runs, "test_acc", ax=axes[1], title=f"{sweep.selected_on} accuracy, {name}")
     for level in levels:
-        axes[1].axhline(level, color="black", linestyle="--", linewidth=1)
+        axes[1].axhline(level, color=GUIDE, linestyle="--", linewidth=1)
     axes[1].set_ylim(0, 1)
     axes[1].set_ylabel(f"{sweep.selected_on} accuracy")
     return fig
@@ -462,11 +498,11 @@ def sweep_run_figure(sweep: Sweep, value: float, norm: str) -> Figure:
     swept ``value`` (bands over seeds), how many seeds diverged (and where: dotted lines), and how
     fast the target came. The axes span the whole run even when every seed diverged early."""
     runs = sweep.runs(norm, value)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, (left, right) = plt.subplots(1, 2, figsize=FIGSIZE["pair_mid"])
     plot_histories({norm: runs}, "loss", ax=left, title=f"{NORM_LABELS[norm]}, {sweep.label} {value:g}", band="minmax")
     left.set_yscale("log")
     plot_histories({norm: runs}, "test_acc", ax=right)
-    right.axhline(sweep.target, color=PALETTE["black"], linestyle="--", linewidth=1)
+    right.axhline(sweep.target, color=GUIDE, linestyle="--", linewidth=1)
     right.set_ylim(0, 1)
     planned = max(
         int(h.config.get("steps", h.steps)) for row in sweep.histories.values() for seeds in row for h in seeds
@@ -475,7 +511,7 @@ def sweep_run_figure(sweep: Sweep, value: float, norm: str) -> Figure:
     for ax in (left, right):
         ax.set_xlim(0, planned)
         for step in stopped:
-            ax.axvline(step, color=PALETTE["vermillion"], linestyle=":", linewidth=1)
+            ax.axvline(step, color=GUIDE, linestyle=":", linewidth=1)
     steps = sweep.median_steps_to_target(norm, value)
     target = f"{100 * sweep.target:.0f}%"
     reached = (
@@ -520,7 +556,7 @@ def plot_sweep_finals(
     titles = titles or (accuracy_title, "final training loss")
     if len(titles) != 2:
         raise ValueError(f"titles must be two titles (accuracy panel, loss panel), got {titles!r}")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE["pair_wide"])
     plot_sweep(sweep, "test_acc", ax=axes[0], title=titles[0], mark=mark)
     plot_sweep(sweep, "loss", ax=axes[1], title=titles[1], mark=mark)
     axes[0].set_ylabel(accuracy_title)

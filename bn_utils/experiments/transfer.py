@@ -33,7 +33,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import _validate as valid
-from ..data import Dataset, load_digits, load_mnist1d
+from ..data import Dataset, check_dataset, load_digits, load_mnist1d
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import make_convnet1d, make_mlp, mlp_for
 from ..stacked import StackedMLP, evaluate_stacked, train_stacked
@@ -244,7 +244,7 @@ def mlp_grid(
     one stack, and measure the test accuracy at each budget. Stacks of the depths in
     ``evaluate_often`` record the validation accuracy every ``eval_every`` steps (steps to a
     target), the others only at the budgets (whether they train)."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     if not data.has_validation:
         raise ValueError("mlp_grid selects on validation accuracy: use data.with_validation()")
     valid.check_type("benchmark", benchmark, Benchmark, "a Benchmark (see BENCHMARKS)")
@@ -445,7 +445,7 @@ def speed_runs(
     SGD at 0.5 on batches of 60 for ``steps`` steps, the test accuracy every ``eval_every`` steps:
     the runs of :func:`~bn_utils.experiments.covariate_shift.covariate_shift_run` without its probes.
     No norm and BN train their seeds as one stack; noisy BN (not stackable) one seed at a time."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     seeds = tuple(valid.check_seeds("seeds", seeds))
     valid.check_int("steps", steps)
     valid.check_int("eval_every", eval_every)
@@ -493,7 +493,7 @@ def shift_runs(
 ) -> dict[str, list[ShiftRun]]:
     """The covariate-shift chapter's probed runs (:func:`~bn_utils.experiments.covariate_shift.covariate_shift_run`,
     every hidden layer's inputs recorded every 5 steps) for ``steps`` steps, without the gradient measure."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     seeds = tuple(valid.check_seeds("seeds", seeds))
     return {
         norm: [covariate_shift_run(norm, data, seed=seed, steps=steps, ics_every=None) for seed in seeds]
@@ -520,7 +520,7 @@ def regularization_at(result: RegularizationResult, steps: int) -> Regularizatio
 def plot_sequences(data: Dataset, *, per_class: int = 3, ax: Axes | None = None) -> Axes:
     """A few training sequences of each class of a sequence data set (MNIST-1D), stacked one
     above the other, so that the reader sees what a 1-D "digit" looks like."""
-    valid.check_dataset("data", data)
+    check_dataset("data", data)
     valid.check_int("per_class", per_class)
     if ax is None:
         _, ax = plt.subplots(figsize=(11, 3.2))

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..data import Dataset
 from ..models import mlp_for
-from ..style import color_for
+from ..style import FIGSIZE, color_for
 from ..training import get_device, train
 
 __all__ = ["WeightNormTrace", "track_weight_norms", "plot_effective_lr_trace", "plot_norm_growth"]
@@ -154,7 +154,7 @@ def plot_effective_lr_trace(
     if not traces:
         raise ValueError("need at least one trace")
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 3.8))
+        _, ax = plt.subplots(figsize=FIGSIZE["panel"])
     for index, trace in enumerate(traces):
         median = np.median(trace.effective_lr, axis=(0, 2))
         label = f"scale {trace.init_scale:g}, lr {trace.lr:g}"
@@ -174,7 +174,7 @@ def plot_norm_growth(traces: Sequence[WeightNormTrace]) -> Figure:
     """Measured against predicted growth of the squared weight norms (left) and the effective learning rate (right)."""
     if not traces or not all(isinstance(trace, WeightNormTrace) for trace in traces):
         raise ValueError("plot_norm_growth needs a non-empty list of WeightNormTrace (from track_weight_norms)")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE["pair_wide"])
     for index, trace in enumerate(traces):
         axes[0].scatter(
             trace.predicted_growth.ravel(),

@@ -2,7 +2,11 @@
 notebook glued (myst-nb ``glue``), pasted into another page.
 
 myst-nb's own ``glue:figure`` only pastes from the same document, and its cross-document
-``glue:any`` gives no caption, number or alt text. Usage in a chapter page::
+``glue:any`` gives no caption, number or alt text. Every figure links to its image at full size (a
+reader on a phone, or anyone who wants the small print, can open it), and a figure of several
+panels side by side (wider than ``WIDE`` times its height) takes the page's margin too
+(sphinx-book-theme's ``full-width``), so that its type is not shrunk to half its size. Usage in a
+chapter page::
 
     ```{glue-figure} fig_running_stats
     :doc: ../notebooks/01_bn_from_scratch.ipynb
@@ -16,14 +20,17 @@ myst-nb's own ``glue:figure`` only pastes from the same document, and its cross-
 from __future__ import annotations
 
 import base64
+import io
 import json
 from pathlib import Path
 
 from docutils import nodes
 from docutils.parsers.rst import directives
+from PIL import Image
 from sphinx.util.docutils import SphinxDirective
 
 GLUE_PREFIX = "application/papermill.record/"
+WIDE = 2.4  # width / height above which a figure has panels side by side and gets the margin too
 
 
 def glued_png(notebook: Path, key: str) -> bytes:
@@ -69,8 +76,10 @@ class GlueFigure(SphinxDirective):
         if not out.exists() or out.read_bytes() != png:
             out.write_bytes(png)
         image = nodes.image(uri="/" + out.relative_to(self.env.srcdir).as_posix(), alt=self.options["alt"])
-        if "width" in self.options:
-            image["width"] = self.options["width"]
+        width, height = Image.open(io.BytesIO(png)).size
+        # a width makes Sphinx link the image to itself at full size (html_scaled_image_link); the
+        # browser still shows it no wider than the column (or the column and margin)
+        image["width"] = self.options.get("width", f"{width}px")
         figure = nodes.figure("", image)
         self.set_source_info(figure)
         if self.content:
@@ -83,6 +92,8 @@ class GlueFigure(SphinxDirective):
             if len(holder) > 1:
                 figure += nodes.legend("", *holder[1:])
         self.add_name(figure)
+        if width > WIDE * height and "width" not in self.options:
+            return [nodes.container("", figure, classes=["full-width"])]
         return [figure]
 
 

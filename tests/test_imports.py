@@ -1,0 +1,216 @@
+"""Imports point down: read bn_utils' own imports with ast (every import, also those deferred into a
+function or kept for type checking), and fail on a cycle, on an import that points up a layer, on
+an experiment module that imports another one, and on a new module that has no layer yet.
+``import bn_utils`` loads no plotting library (checked in a fresh interpreter)."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "bn_utils"
+
+# Lower layers never import higher ones. A new module joins the lowest layer its imports allow.
+LAYERS: dict[str, tuple[str, ...]] = {
+    # argument checks and plain data: nothing of bn_utils
+    "base": ("_validate", "palette"),
+    # what everything else stands on: seeding, run records, data sets, the maths, statistics, checks
+    "foundations": ("seeding", "history", "data", "functional", "statistics", "checks"),
+    # the normalization layers and their registry
+    "layers": ("layers", "norms"),
+    # networks built from them, and probes that watch a network
+    "models": ("models", "probes"),
+    # the engines that train networks, and what measures or checks a training step
+    "training": ("training", "stacked", "diagnostics", "exercises"),
+    # figures: the house style and the explorers (the first layer that may load matplotlib)
+    "presentation": ("style", "explorers"),
+    # one module per experiment (bn_utils.experiments.*): none imports another
+    "experiments": ("experiments.*",),
+    # the package's front doors: bn_utils/__init__.py, bn_utils/experiments/__init__.py
+    "package": ("__init__", "experiments.__init__"),
+}
+ORDER = list(LAYERS)
+
+
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    """``experiments.batch_size`` for bn_utils/experiments/batch_size.py, ``__init__`` for the package's."""
+    return ".".join(path.relative_to(package).with_suffix("").parts)
+
+
+def _imported(importer: str, node: ast.Import | ast.ImportFrom, modules: set[str]) -> set[str]:
+    """The bn_utils modules that one import statement of module ``importer`` loads."""
+    if isinstance(node, ast.Import):
+        candidates = [[alias.name.removeprefix("bn_utils").lstrip(".")] for alias in node.names]
+        candidates = [c for c, alias in zip(candidates, node.names, strict=True) if alias.name.startswith("bn_utils")]
+        return {found for [name] in candidates if (found := _module(name, modules))}
+    if node.level:  # relative: from the importer's package, up node.level - 1 packages
+        package = importer.split(".")[:-1]
+        base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+    elif node.module and node.module.split(".")[0] == "bn_utils":
+        base = node.module.removeprefix("bn_utils").lstrip(".")
+    else:
+        return set()
+    found = set()
+    for alias in node.names:  # "from package import module" imports the module itself
+        submodule = _module(f"{base}.{alias.name}" if base else alias.name, modules, package_only=False)
+        target = submodule if submodule and not submodule.endswith("__init__") else _module(base, modules)
+        if target:
+            found.add(target)
+    return found
+
+
+def _module(name: str, modules: set[str], package_only: bool = False) -> str | None:
+    """``name`` as a module of the graph: itself, or its package's ``__init__`` (None if neither)."""
+    if name in modules and not package_only:
+        return name
+    init = f"{name}.__init__" if name else "__init__"
+    return init if init in modules else None
+
+
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """module -> the bn_utils modules it imports anywhere in its source, deferred imports and those
+    for type checking included (module names as :func:`module_name` gives them; a package is its
+    ``__init__``)."""
+    paths = {module_name(path, package): path for path in sorted(package.rglob("*.py"))}
+    modules = set(paths)
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                edges |= _imported(name, node, modules)
+        graph[name] = edges - {name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def layer_of(module: str) -> str | None:
+    """The layer of ``module`` in :data:`LAYERS`, None if it has none yet."""
+    if module in LAYERS["package"]:
+        return "package"
+    if module.startswith("experiments."):
+        return "experiments"
+    return next((layer for layer, members in LAYERS.items() if module in members), None)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Imports that point up a layer, or sideways from one experiment module to another."""
+    problems = []
+    for module, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            here, there = layer_of(module), layer_of(target)
+            if here is None or there is None:
+                continue
+            if ORDER.index(there) > ORDER.index(here):
+                problems.append(f"{module} ({here}) imports {target} ({there})")
+            elif here == there == "experiments":
+                problems.append(f"{module} imports the experiment module {target}: share through a core module")
+    return problems
+
+
+@functools.cache
+def package_graph() -> dict[str, set[str]]:
+    """bn_utils' own import graph, read once per test session."""
+    return import_graph()
+
+
+def test_every_module_has_a_layer():
+    unplaced = [module for module in package_graph() if layer_of(module) is None]
+    assert not unplaced, f"place {unplaced} in a layer of tests/test_imports.py (the lowest its imports allow)"
+
+
+def test_no_import_cycles():
+    assert cycles(package_graph()) == []
+
+
+def test_imports_point_down_and_experiments_do_not_import_each_other():
+    assert upward_imports(package_graph()) == []
+
+
+def test_core_modules_load_no_plotting_library():
+    plotting = ("matplotlib", "IPython", "ipywidgets", "PIL")
+    below = [name for layer in ORDER[: ORDER.index("presentation")] for name in LAYERS[layer]]
+    for name in below:
+        source = (PACKAGE / f"{name}.py").read_text()
+        imported = {
+            (alias.name if isinstance(node, ast.Import) else node.module or "").split(".")[0]
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in node.names
+        }
+        assert not imported & set(plotting), f"bn_utils/{name}.py imports {imported & set(plotting)}"
+
+
+def test_the_graph_reader_sees_deferred_relative_and_absolute_imports(tmp_path):
+    package = tmp_path / "bn_utils"
+    (package / "experiments").mkdir(parents=True)
+    (package / "__init__.py").write_text("from .data import x\n")
+    (package / "_validate.py").write_text("def f():\n    from .data import Dataset\n")
+    (package / "data.py").write_text("from . import _validate as valid\n")
+    (package / "style.py").write_text("import bn_utils.data\n")
+    (package / "experiments" / "__init__.py").write_text("")
+    (package / "experiments" / "a.py").write_text("from ..style import y\nfrom .b import z\n")
+    (package / "experiments" / "b.py").write_text("from bn_utils.experiments import a\n")
+    graph = import_graph(package)
+    assert graph["_validate"] == {"data"} and graph["data"] == {"_validate"} and graph["style"] == {"data"}
+    assert graph["experiments.a"] == {"style", "experiments.b"} and graph["experiments.b"] == {"experiments.a"}
+    assert cycles(graph) == [["_validate", "data"], ["experiments.a", "experiments.b"]]
+    assert upward_imports({"data": {"style"}, "experiments.a": {"experiments.b"}}) == [
+        "data (foundations) imports style (presentation)",
+        "experiments.a imports the experiment module experiments.b: share through a core module",
+    ]
+
+
+def test_import_bn_utils_loads_no_plotting_library_and_the_lazy_names_still_work():
+    code = (
+        "import json, sys, time; start = time.perf_counter(); import bn_utils; took = time.perf_counter() - start; "
+        "before = sorted(m for m in ('matplotlib', 'IPython', 'ipywidgets') if m in sys.modules); "
+        "bn_utils.forgotten_eval_study; "
+        "print(json.dumps([before, 'matplotlib' in sys.modules, took]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    before, after, _ = json.loads(out.stdout.strip().splitlines()[-1])
+    assert before == [], f"import bn_utils loaded {before}"
+    assert after, "bn_utils.forgotten_eval_study loads its experiment module (and matplotlib) on first use"
