@@ -125,6 +125,10 @@ class NormSpec:
         if problems:
             raise ValueError(f"norm {self.name!r} needs " + "; ".join(problems))
 
+    def factory(self, spatial: int | bool) -> Callable[..., nn.Module] | None:
+        """The factory for inputs of this kind (``spatial`` as in :meth:`build`), None where there is none."""
+        return (self.dense, self.sequence, self.conv)[_dims(spatial)]
+
     @property
     def batch_statistics(self) -> bool:
         """Its statistics mix the examples of a batch (what makes a norm a *batch* norm)."""
@@ -134,17 +138,18 @@ class NormSpec:
         """The layer for ``num_features`` channels: of a fully connected layer (``spatial`` False or
         0), of 1-D feature maps (N, C, L) (1) or of 2-D ones (True or 2); ``ValueError`` saying why
         when that kind does not exist."""
-        if spatial not in (False, True, 0, 1, 2):
-            raise ValueError(f"spatial must be False/0 (units), 1 (sequences) or True/2 (images), got {spatial!r}")
-        dims = 2 if spatial is True else int(spatial)
-        factory, why = (
-            (self.dense, self.why_not_dense),
-            (self.sequence, self.why_not_sequence),
-            (self.conv, self.why_not_conv),
-        )[dims]
+        dims = _dims(spatial)
+        factory, why = self.factory(dims), (self.why_not_dense, self.why_not_sequence, self.why_not_conv)[dims]
         if factory is None:
             raise ValueError(f"{self.name}: {why}" if dims == 1 else why)
         return factory(num_features, **options)
+
+
+def _dims(spatial: int | bool) -> int:
+    """0 (fully connected), 1 (sequences (N, C, L)) or 2 (images (N, C, H, W)) from ``spatial``."""
+    if spatial not in (False, True, 0, 1, 2):
+        raise ValueError(f"spatial must be False/0 (units), 1 (sequences) or True/2 (images), got {spatial!r}")
+    return 2 if spatial is True else int(spatial)
 
 
 NORMS: dict[str, NormSpec] = {}
@@ -179,23 +184,25 @@ def names(where: Callable[[NormSpec], bool] | None = None) -> tuple[str, ...]:
 
 
 @functools.cache
-def _module_type(name: str, spatial: bool) -> type[nn.Module] | None:
+def _module_type(name: str, dims: int) -> type[nn.Module] | None:
     """The class of the layer ``name`` builds for this kind of input (None if it builds none)."""
     spec = NORMS[name]
-    if (spec.conv if spatial else spec.dense) is None:
+    if spec.factory(dims) is None:
         return None
-    return type(spec.build(4, spatial, **spec.example_options))
+    return type(spec.build(4, dims, **spec.example_options))
 
 
-def _matching(module: nn.Module, spatial: bool) -> Iterator[NormSpec]:
-    return (spec for name, spec in NORMS.items() if _module_type(name, spatial) is type(module))
+def _matching(module: nn.Module, spatial: int | bool) -> Iterator[NormSpec]:
+    dims = _dims(spatial)
+    return (spec for name, spec in NORMS.items() if _module_type(name, dims) is type(module))
 
 
-def spec_of(module: nn.Module, *, spatial: bool) -> NormSpec | None:
-    """The spec of the norm that builds layers of ``module``'s class, for feature maps if
-    ``spatial``, else for fully connected layers; None for a layer no registered norm builds. Layer,
-    group and instance norm all build ``nn.GroupNorm`` for feature maps: the first of them is
-    returned (they stack alike, which tests/test_norms.py checks)."""
+def spec_of(module: nn.Module, *, spatial: int | bool) -> NormSpec | None:
+    """The spec of the norm that builds layers of ``module``'s class for this kind of input
+    (``spatial`` as in :meth:`NormSpec.build`: False/0 fully connected layers, 1 sequences, True/2
+    images); None for a layer no registered norm builds. Layer, group and instance norm all build
+    ``nn.GroupNorm`` for feature maps: the first of them is returned (they stack alike, which
+    tests/test_norms.py checks)."""
     return next(_matching(module, spatial), None)
 
 
@@ -440,6 +447,10 @@ register(
         why_not_conv=(
             "RMS norm is built for fully connected layers only: torch's RMSNorm normalizes trailing "
             "dimensions whose size (C, H, W) a conv layer does not know when it is built"
+        ),
+        why_not_sequence=(
+            "RMS norm is built for fully connected layers only: torch's RMSNorm normalizes trailing "
+            "dimensions whose size (C, L) a 1-D conv layer does not know when it is built"
         ),
     )
 )

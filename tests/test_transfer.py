@@ -12,7 +12,9 @@ import bn_utils as bu
 from bn_utils.experiments import batch_size as bs
 from bn_utils.experiments import transfer as tr
 from bn_utils.experiments.regularization import Setting, regularization_study
-from bn_utils.experiments.residual import DepthSweep
+from bn_utils.experiments import residual
+from bn_utils.experiments.covariate_shift import ioffe_mlp
+from bn_utils.experiments.regularization import RegularizationResult
 from bn_utils.experiments.sweeps import Sweep, run_sweep
 from bn_utils.models import ResidualMLP
 
@@ -78,12 +80,12 @@ def test_the_grid_read_at_a_budget_is_the_chapters_sweep_trained_for_that_many_s
     assert mine.min_accuracy == BENCH.trains_at and mine.target == BENCH.target
 
 
-def test_the_grid_gives_the_residual_chapters_depth_sweep(grid):
-    result = grid.depth_sweep(3, 20)
-    assert isinstance(result, DepthSweep) and result.architectures == ("plain_bn", "residual_bn")
-    assert result.at("residual_bn", 3).shape == (2,) and result.min_accuracy == BENCH.trains_at
+def test_the_grid_gives_the_test_accuracy_of_each_config_at_each_budget(grid):
+    residual_bn = tr.MLPConfig("batch", depth=3, residual=True)
+    assert grid.final_test(residual_bn, 20).shape == (2,)
+    assert grid.final_test(residual_bn, 10) is grid.test_at[10][residual_bn]
     with pytest.raises(ValueError, match="read at \\[10, 20\\] steps, not at 15"):
-        grid.depth_sweep(3, 15)
+        grid.final_test(residual_bn, 15)
     with pytest.raises(ValueError, match="was not trained"):
         grid.runs(tr.MLPConfig("none", depth=7), 10)
 
@@ -95,7 +97,11 @@ def test_configs_build_the_chapters_networks(spirals):
     assert all(
         torch.equal(a, b) for a, b in zip(by_hand.state_dict().values(), built.state_dict().values(), strict=True)
     )
-    assert isinstance(tr.MLPConfig("batch", depth=2, residual=True).build(spirals, 0), ResidualMLP)
+    built = tr.MLPConfig("batch", depth=2, residual=True).build(spirals, 0)
+    bu.seed_everything(0)
+    chapter = residual.build("residual_bn", 2, 3, depth=2)  # the residual chapter's residual BN network
+    assert isinstance(built, ResidualMLP) and repr(built) == repr(chapter)
+    assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(), chapter.state_dict().values(), strict=True))
     with pytest.raises(ValueError, match="residual BN"):
         tr.MLPConfig("none", residual=True).build(spirals, 0)
 
@@ -142,12 +148,14 @@ def test_the_baselines_have_the_published_shapes():
 
 
 def test_speed_runs_train_the_figure1_network_with_each_norm(spirals):
-    runs = tr.speed_runs(spirals, seeds=(0, 1), steps=10, eval_every=5)
+    runs = tr.speed_runs(spirals, network=ioffe_mlp, seeds=(0, 1), steps=10, eval_every=5)
     assert set(runs) == {"none", "batch", "batch_noisy"}
     assert all(len(h) == 2 and h[0].steps == 10 and h[0].eval_steps == [0, 5, 10] for h in runs.values())
     assert runs["none"][0].config["lr"] == 0.5 and runs["batch_noisy"][1].config["batch_size"] == 60
     with pytest.raises(ValueError, match="flat examples"):
-        tr.speed_runs(bu.load_mnist1d(sequences=True), steps=1)
+        tr.speed_runs(bu.load_mnist1d(sequences=True), network=ioffe_mlp, steps=1)
+    with pytest.raises(TypeError, match="network must build"):
+        tr.speed_runs(spirals, network="ioffe", steps=1)
 
 
 def test_a_regularization_study_read_at_a_shorter_budget_is_the_shorter_study(spirals):
@@ -156,6 +164,7 @@ def test_a_regularization_study_read_at_a_shorter_budget_is_the_shorter_study(sp
     short = regularization_study(spirals, configs=configs, seeds=(0, 1), epochs=2, batch_size=16, depth=1, width=8)
     steps = short.histories["BN"][0].steps
     cut = tr.regularization_at(long, steps)
+    assert isinstance(cut, RegularizationResult) and cut.norms == long.norms and cut.correct is None
     for label in configs:
         np.testing.assert_allclose(cut.final(label, "test_acc"), short.final(label, "test_acc"))
         np.testing.assert_allclose(cut.final(label, "gap"), short.final(label, "gap"))

@@ -216,18 +216,18 @@ def plot_normalization_axes(
 _PER_CHANNEL_NORMS = (nn.modules.batchnorm._NormBase, _BatchNorm)
 
 
-def _stack_norm(norms: Sequence[nn.Module], slots: int) -> nn.Module:
+def _stack_norm(norms: Sequence[nn.Module], slots: int, spatial: int = 2) -> nn.Module:
     """One norm over the channels of every slot, holding each slot's parameters and buffers:
     per-channel norms stack by concatenating their channels, group norms also multiply their
-    number of groups (groups never straddle two slots)."""
+    number of groups (groups never straddle two slots). ``spatial``: 2 for images, 1 for sequences."""
     first = norms[0]
-    spec = norm_registry.spec_of(first, spatial=True)  # the registry says how it stacks
+    spec = norm_registry.spec_of(first, spatial=spatial)  # the registry says how it stacks
     rule = None if spec is None else spec.conv_stacking
     if rule == "identity":
         return nn.Identity()
     if rule == "ghost" and isinstance(first, GhostBatchNorm):  # the same ghost batches, over the stacked inner BN
         ghost = copy.deepcopy(first)
-        ghost.bn = cast(nn.BatchNorm2d, _stack_norm([cast(GhostBatchNorm, n).bn for n in norms], slots))
+        ghost.bn = cast(nn.BatchNorm2d, _stack_norm([cast(GhostBatchNorm, n).bn for n in norms], slots, spatial))
         return ghost
     stacked = copy.deepcopy(first)  # first's class and sizes
     if rule == "groups" and isinstance(stacked, nn.GroupNorm):
@@ -319,9 +319,9 @@ class _ChannelSplitNorm(nn.Module):
         return torch.cat([part(chunk) for part, chunk in zip(self.parts, x.split(self.sizes, dim=1), strict=True)], 1)
 
 
-def _stack_norms(norms: Sequence[nn.Module], channels: int) -> nn.Module:
+def _stack_norms(norms: Sequence[nn.Module], channels: int, spatial: int = 2) -> nn.Module:
     """The norms of all slots as one module: runs of slots with the same kind of norm stacked by
-    :func:`_stack_norm`, side by side when the kinds differ."""
+    :func:`_stack_norm`, side by side when the kinds differ (``spatial``: 2 images, 1 sequences)."""
     runs: list[list[nn.Module]] = []
     for norm in norms:
         if runs and type(runs[-1][0]) is type(norm) and repr(runs[-1][0]) == repr(norm):
@@ -329,8 +329,9 @@ def _stack_norms(norms: Sequence[nn.Module], channels: int) -> nn.Module:
         else:
             runs.append([norm])
     if len(runs) == 1:
-        return _stack_norm(norms, len(norms))
-    return _ChannelSplitNorm([_stack_norm(run, len(run)) for run in runs], [len(run) * channels for run in runs])
+        return _stack_norm(norms, len(norms), spatial)
+    stacked = [_stack_norm(run, len(run), spatial) for run in runs]
+    return _ChannelSplitNorm(stacked, [len(run) * channels for run in runs])
 
 
 class StackedConvNet(nn.Module):
@@ -392,7 +393,7 @@ class StackedConvNet(nn.Module):
             layers = {name: copy.deepcopy(layer) for name, layer in block.named_children()}
             layers["linear"] = stacked_conv
             norms = [hidden_blocks(m)[i].get_submodule("norm") for m in models]
-            layers["norm"] = _stack_norms(norms, conv.out_channels)
+            layers["norm"] = _stack_norms(norms, conv.out_channels, 1 if sequences else 2)
             blocks.append(nn.Sequential(*layers.values()))
             self._block_names.append(list(layers))
         self.blocks = nn.ModuleList(blocks)

@@ -8,13 +8,15 @@ and their verdict logic), and at 4x the steps, so that each verdict can say wher
 - :data:`BENCHMARKS`: what "trains" and "reaches the target" mean on each benchmark;
 - :func:`mlp_grid` -> :class:`MLPGrid`: the 10 x 100 ReLU MLPs of chapters 3-6 (learning rates,
   initial scales, depths, residual BN) trained once per benchmark for the long budget, read at any
-  shorter one: :meth:`MLPGrid.sweep` gives the chapters' :class:`~bn_utils.experiments.sweeps.Sweep`
-  and :meth:`MLPGrid.depth_sweep` the residual chapter's
-  :class:`~bn_utils.experiments.residual.DepthSweep`, as if trained for that many steps;
+  shorter one: :meth:`MLPGrid.sweep` gives the chapters' :class:`~bn_utils.history.Sweep`, as if
+  trained for that many steps, and :meth:`MLPGrid.final_test` the residual chapter's comparison;
 - :func:`baselines` -> :class:`BaselineResult`: an outside check of the training code, the published
   MNIST-1D logistic regression, MLP and CNN trained with the published settings;
-- :func:`speed_runs` and :func:`shift_runs` (chapter 2), :func:`regularization_at` (chapter 7):
-  the chapters' runs, trained once for the long budget and read at the short one.
+- :func:`speed_runs` (chapter 2), :func:`regularization_at` (chapter 7): the chapters' runs,
+  trained once for the long budget and read at the short one.
+
+Experiment modules do not import each other: the chapters' networks come in as arguments
+(``speed_runs(data, network=covariate_shift.ioffe_mlp)``), their result classes from the core.
 """
 
 from __future__ import annotations
@@ -22,27 +24,25 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from torch import nn
 
 from .. import _validate as valid
 from ..data import Dataset, check_dataset, load_digits, load_mnist1d
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
-from ..models import make_convnet1d, make_mlp, mlp_for
+from ..history import Sweep
+from ..models import make_convnet1d, make_mlp, make_residual_mlp, mlp_for
 from ..stacked import StackedMLP, evaluate_stacked, train_stacked
-from ..style import CYCLE, PALETTE, color_for, label_for
+from ..style import FAINT, GUIDE, OUTLINE, color_for, figsize, label_for, series_color
 from ..training import History, get_device, run_seeds, seed_everything, stack_metric
-from . import residual
-from .covariate_shift import ShiftRun, covariate_shift_run, ioffe_mlp
-from .regularization import RegularizationResult
-from .sweeps import Sweep
 
 if TYPE_CHECKING:
     from ipywidgets import interactive
@@ -60,7 +60,6 @@ __all__ = [
     "baseline_models",
     "baselines",
     "speed_runs",
-    "shift_runs",
     "regularization_at",
     "plot_sequences",
     "plot_baselines",
@@ -118,8 +117,8 @@ class MLPConfig:
         if self.residual:
             if self.norm != "batch" or self.init_scale != 1.0:
                 raise ValueError("the residual networks of the grid are the residual chapter's residual BN")
-            seed_everything(seed)
-            return residual.build("residual_bn", data.input_shape[0], data.num_classes, depth=self.depth)
+            seed_everything(seed)  # the residual chapter's "residual_bn" (tests/test_transfer.py checks it is)
+            return make_residual_mlp(data.input_shape[0], data.num_classes, depth=self.depth, width=100, norm="batch")
         return mlp_for(
             data, seed=seed, depth=self.depth, norm=self.norm, init_scale=self.init_scale, head_init_scale=1.0
         )
@@ -214,18 +213,11 @@ class MLPGrid:
             final_test=final_test,
         )
 
-    def depth_sweep(self, depth: int, steps: int) -> residual.DepthSweep:
-        """The residual chapter's :class:`~bn_utils.experiments.residual.DepthSweep` of the plain
-        BN stack against the residual BN network at ``depth``, read at ``steps`` (test accuracy)."""
-        names = {
-            "plain_bn": MLPConfig("batch", depth=depth),
-            "residual_bn": MLPConfig("batch", depth=depth, residual=True),
-        }
-        test = {name: self.test_at[self._budget(steps)][self._config(c)][None, :] for name, c in names.items()}
-        diverged = {name: np.isnan(value) for name, value in test.items()}
-        return residual.DepthSweep(
-            (depth,), self.seeds, 0.1, steps, test, diverged, min_accuracy=self.benchmark.trains_at
-        )
+    def final_test(self, config: MLPConfig, steps: int) -> np.ndarray:
+        """Test accuracy per seed of ``config`` after ``steps`` steps (NaN: diverged by then); e.g.
+        the residual chapter's plain BN stack (``MLPConfig("batch", depth=40)``) against its
+        residual BN network (``residual=True``)."""
+        return self.test_at[self._budget(steps)][self._config(config)]
 
 
 def mlp_grid(
@@ -435,17 +427,21 @@ def baselines(
 def speed_runs(
     data: Dataset,
     *,
+    network: Callable[..., nn.Module],
     norms: Sequence[str] = ("none", "batch", "batch_noisy"),
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     steps: int = 2400,
     eval_every: int = 20,
 ) -> dict[str, list[History]]:
-    """The covariate-shift chapter's training runs: :func:`~bn_utils.experiments.covariate_shift.ioffe_mlp`
-    (the BN paper's Figure 1 network: 3 x 100 sigmoid units, weights N(0, 0.1^2)) with each norm,
+    """The covariate-shift chapter's training runs: ``network(norm, in_features=...)``, the chapter's
+    :func:`~bn_utils.experiments.covariate_shift.ioffe_mlp` (the BN paper's Figure 1 network: 3 x
+    100 sigmoid units, weights N(0, 0.1^2)), with each norm,
     SGD at 0.5 on batches of 60 for ``steps`` steps, the test accuracy every ``eval_every`` steps:
     the runs of :func:`~bn_utils.experiments.covariate_shift.covariate_shift_run` without its probes.
     No norm and BN train their seeds as one stack; noisy BN (not stackable) one seed at a time."""
     check_dataset("data", data)
+    if not callable(network):
+        raise TypeError(f"network must build the chapter's network, e.g. covariate_shift.ioffe_mlp; got {network!r}")
     seeds = tuple(valid.check_seeds("seeds", seeds))
     valid.check_int("steps", steps)
     valid.check_int("eval_every", eval_every)
@@ -459,7 +455,7 @@ def speed_runs(
             models = []
             for seed in seeds:
                 seed_everything(seed)
-                models.append(ioffe_mlp(norm, in_features=data.input_shape[0]).to(device))
+                models.append(network(norm, in_features=data.input_shape[0]).to(device))
             runs[norm] = train_stacked(
                 models,
                 data,
@@ -472,7 +468,7 @@ def speed_runs(
             )
         else:
             runs[norm] = run_seeds(
-                functools.partial(ioffe_mlp, norm, in_features=data.input_shape[0]),
+                functools.partial(network, norm, in_features=data.input_shape[0]),
                 data,
                 seeds,
                 device=device,
@@ -484,33 +480,29 @@ def speed_runs(
     return runs
 
 
-def shift_runs(
-    data: Dataset,
-    *,
-    norms: Sequence[str] = ("none", "batch"),
-    seeds: Sequence[int] = (0, 1, 2, 3, 4),
-    steps: int = 600,
-) -> dict[str, list[ShiftRun]]:
-    """The covariate-shift chapter's probed runs (:func:`~bn_utils.experiments.covariate_shift.covariate_shift_run`,
-    every hidden layer's inputs recorded every 5 steps) for ``steps`` steps, without the gradient measure."""
-    check_dataset("data", data)
-    seeds = tuple(valid.check_seeds("seeds", seeds))
-    return {
-        norm: [covariate_shift_run(norm, data, seed=seed, steps=steps, ics_every=None) for seed in seeds]
-        for norm in norms
-    }
+class _Study(Protocol):
+    """What :func:`regularization_at` reads and writes of a regularization study
+    (:class:`~bn_utils.experiments.regularization.RegularizationResult`)."""
+
+    histories: dict[str, list[History]]
+    correct: dict[str, np.ndarray] | None
 
 
-def regularization_at(result: RegularizationResult, steps: int) -> RegularizationResult:
+StudyT = TypeVar("StudyT", bound=_Study)
+
+
+def regularization_at(result: StudyT, steps: int) -> StudyT:
     """A regularization study (:func:`~bn_utils.experiments.regularization.regularization_study`,
-    evaluated every epoch or at least at ``steps``) as ``steps`` steps of training left it."""
+    evaluated every epoch or at least at ``steps``) as ``steps`` steps of training left it: the same
+    class, every history cut at ``steps``, no per-example results (they are the last step's)."""
+    valid.check_int("steps", steps)
     for label, runs in result.histories.items():
         if any(steps not in h.eval_steps for h in runs):
             raise ValueError(f"{label!r} was not evaluated at step {steps}; evaluate every epoch (eval_every=None)")
-    return RegularizationResult(
-        {label: [truncate_history(h, steps) for h in runs] for label, runs in result.histories.items()},
-        norms=dict(result.norms),
-    )
+    short = copy.copy(result)
+    short.histories = {label: [truncate_history(h, steps) for h in runs] for label, runs in result.histories.items()}
+    short.correct = None
+    return short
 
 
 # ---------------------------------------------------------------------------------------------
@@ -523,7 +515,7 @@ def plot_sequences(data: Dataset, *, per_class: int = 3, ax: Axes | None = None)
     check_dataset("data", data)
     valid.check_int("per_class", per_class)
     if ax is None:
-        _, ax = plt.subplots(figsize=(11, 3.2))
+        _, ax = plt.subplots(figsize=figsize("pair"))
     x = data.x_train.reshape(len(data.x_train), -1).cpu().numpy()
     y = data.y_train.cpu().numpy()
     positions = np.arange(x.shape[1])
@@ -533,7 +525,7 @@ def plot_sequences(data: Dataset, *, per_class: int = 3, ax: Axes | None = None)
             ax.plot(
                 positions + label * (len(positions) + 8),
                 x[row] + 3.0 * k,
-                color=CYCLE[label % len(CYCLE)],
+                color=series_color(label),
                 linewidth=1.2,
             )
         ax.text(label * (len(positions) + 8) + len(positions) / 2, -3.2, str(label), ha="center", fontsize=11)
@@ -549,17 +541,17 @@ def plot_baselines(result: BaselineResult, *, ax: Axes | None = None) -> Axes:
     over seeds (bar) and every seed (dots)."""
     valid.check_type("result", result, BaselineResult, "a BaselineResult (from baselines)")
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 3.6))
+        _, ax = plt.subplots(figsize=figsize("panel_mid"))
     names = list(result.test_acc)
     for i, name in enumerate(names):
-        ax.bar(i - 0.2, 100 * PUBLISHED[name], width=0.4, color="white", edgecolor=PALETTE["black"], label=None)
-        ax.bar(i + 0.2, 100 * result.median(name), width=0.4, color=PALETTE["blue"], alpha=0.8)
-        ax.plot(np.full(len(result.seeds), i + 0.2), 100 * result.test_acc[name], "o", color=PALETTE["black"], ms=3)
+        ax.bar(i - 0.2, 100 * PUBLISHED[name], width=0.4, color=FAINT, edgecolor=OUTLINE, label=None)
+        ax.bar(i + 0.2, 100 * result.median(name), width=0.4, color=series_color(0), alpha=0.8)
+        ax.plot(np.full(len(result.seeds), i + 0.2), 100 * result.test_acc[name], "o", color=OUTLINE, ms=3)
     ax.set_xticks(range(len(names)), names)
     ax.set_ylim(0, 100)
     ax.set_ylabel("MNIST-1D test accuracy (%)")
-    ax.bar([], [], color="white", edgecolor=PALETTE["black"], label="published")
-    ax.bar([], [], color=PALETTE["blue"], alpha=0.8, label=f"this course (median, dots: {len(result.seeds)} seeds)")
+    ax.bar([], [], color=FAINT, edgecolor=OUTLINE, label="published")
+    ax.bar([], [], color=series_color(0), alpha=0.8, label=f"this course (median, dots: {len(result.seeds)} seeds)")
     ax.legend(loc="upper left", fontsize=9)
     ax.set_title(f"The published baselines, retrained: Adam, {result.steps} steps")
     return ax
@@ -580,12 +572,15 @@ def plot_budget(
     each budget the grid was read at (or only at ``budget``)."""
     if not grids:
         raise ValueError("plot_budget needs at least one grid (benchmark name -> MLPGrid)")
-    fig, axes = plt.subplots(1, len(grids), figsize=(6.0 * len(grids), 3.9), squeeze=False)
+    if len(grids) > 3:
+        raise ValueError(f"plot_budget draws up to 3 benchmarks side by side, got {len(grids)}")
+    kind = ("panel", "pair_high", "triple_high")[len(grids) - 1]
+    fig, axes = plt.subplots(1, len(grids), figsize=figsize(kind), squeeze=False)
     for ax, (name, grid) in zip(axes[0], grids.items(), strict=True):
         valid.check_type(f"grids[{name!r}]", grid, MLPGrid, "an MLPGrid (from mlp_grid)")
         for i, config in enumerate(configs):
             steps, values = _grid_curve(grid, config)
-            color = color_for(config.norm) if len({c.norm for c in configs}) == len(configs) else CYCLE[i % len(CYCLE)]
+            color = color_for(config.norm) if len({c.norm for c in configs}) == len(configs) else series_color(i)
             style = "-" if config.norm == "batch" else "--"
             label = f"{label_for(config.norm)}, lr {config.lr:g}"
             with np.errstate(all="ignore"):
@@ -604,11 +599,11 @@ def plot_budget(
             diverged = [h.diverged_at for h in grid.histories[config] if h.diverged_at is not None]
             for step in diverged:
                 ax.axvline(step, color=color, linestyle=":", linewidth=1)
-        ax.axhline(grid.benchmark.trains_at, color=PALETTE["black"], linewidth=1, linestyle="--")
+        ax.axhline(grid.benchmark.trains_at, color=GUIDE, linewidth=1, linestyle="--")
         ax.text(5, grid.benchmark.trains_at + 0.01, f"trains: {100 * grid.benchmark.trains_at:.0f}%", fontsize=9)
         for b in grid.budgets if budget is None else (budget,):
-            ax.axvline(b, color="0.5", linewidth=1.5)
-            ax.text(b, 0.02, f" {b} steps", fontsize=9, color="0.5")
+            ax.axvline(b, color=GUIDE, linewidth=1.5)
+            ax.text(b, 0.02, f" {b} steps", fontsize=9, color=GUIDE)
         ax.set_ylim(0, 1)
         ax.set_xlim(0, max(grid.budgets))
         ax.set_xlabel("training step")
@@ -623,7 +618,7 @@ def budget_figure(grid: MLPGrid, lr: float, budget: int, *, depth: int = 10) -> 
     """One setting of the explorer: the plain and the BN network (``depth`` hidden layers) at learning
     rate ``lr`` on one benchmark (validation accuracy against steps), read at ``budget`` steps: which
     of them has trained by then and which is ahead."""
-    fig, ax = plt.subplots(figsize=(7.2, 4.0))
+    fig, ax = plt.subplots(figsize=figsize("frame"))
     accuracy = {}
     for norm in ("none", "batch"):
         config = MLPConfig(norm, lr=lr, depth=depth)
@@ -639,9 +634,9 @@ def budget_figure(grid: MLPGrid, lr: float, budget: int, *, depth: int = 10) -> 
         runs = grid.runs(config, budget)
         finals = np.array([np.nan if h.diverged else h.test_acc[-1] for h in runs])
         accuracy[norm] = (np.nanmedian(finals) if not np.all(np.isnan(finals)) else np.nan, int(np.isnan(finals).sum()))
-    ax.axhline(grid.benchmark.trains_at, color=PALETTE["black"], linewidth=1, linestyle="--")
-    ax.axvspan(budget, max(grid.budgets), color="0.5", alpha=0.12)
-    ax.axvline(budget, color="0.5", linewidth=1.5)
+    ax.axhline(grid.benchmark.trains_at, color=GUIDE, linewidth=1, linestyle="--")
+    ax.axvspan(budget, max(grid.budgets), color=FAINT, alpha=0.5)
+    ax.axvline(budget, color=GUIDE, linewidth=1.5)
     ax.set_xlim(0, max(grid.budgets))
     ax.set_ylim(0, 1)
     ax.set_xlabel("training step")
