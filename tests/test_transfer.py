@@ -3,6 +3,8 @@ built from it, the published baselines, the 1-D conv nets stacked, and the plots
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -10,11 +12,10 @@ from torch import nn
 
 import bn_utils as bu
 from bn_utils.experiments import batch_size as bs
-from bn_utils.experiments import transfer as tr
-from bn_utils.experiments.regularization import Setting, regularization_study
 from bn_utils.experiments import residual
+from bn_utils.experiments import transfer as tr
 from bn_utils.experiments.covariate_shift import ioffe_mlp
-from bn_utils.experiments.regularization import RegularizationResult
+from bn_utils.experiments.regularization import RegularizationResult, Setting, regularization_study
 from bn_utils.experiments.sweeps import Sweep, run_sweep
 from bn_utils.models import ResidualMLP
 
@@ -101,7 +102,9 @@ def test_configs_build_the_chapters_networks(spirals):
     bu.seed_everything(0)
     chapter = residual.build("residual_bn", 2, 3, depth=2)  # the residual chapter's residual BN network
     assert isinstance(built, ResidualMLP) and repr(built) == repr(chapter)
-    assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(), chapter.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(built.state_dict().values(), chapter.state_dict().values(), strict=True)
+    )
     with pytest.raises(ValueError, match="residual BN"):
         tr.MLPConfig("none", residual=True).build(spirals, 0)
 
@@ -220,3 +223,30 @@ def test_the_explorer_offers_benchmark_learning_rate_and_budget(grid, shown_figu
     assert shown_figures, "moving a control redraws"
     with pytest.raises(ValueError, match="not a step the grids were evaluated at"):
         tr.explorer({"spirals": grid}, budgets=(30,), live=False)
+
+
+def test_a_grid_survives_its_json_round_trip(grid):
+    back = tr.grid_from_dict(json.loads(json.dumps(tr.grid_to_dict(grid))))
+    assert back.configs == grid.configs and back.seeds == grid.seeds and back.budgets == grid.budgets
+    assert back.benchmark == BENCH and back.config == grid.config
+    for config in grid.configs:
+        for b in grid.budgets:
+            np.testing.assert_array_equal(back.test_at[b][config], grid.test_at[b][config])
+        for mine, theirs in zip(back.histories[config], grid.histories[config], strict=True):
+            assert mine.eval_steps == theirs.eval_steps and mine.test_acc == theirs.test_acc
+            np.testing.assert_allclose(mine.loss, theirs.loss, rtol=1e-6)
+            assert mine.diverged_at == theirs.diverged_at
+
+
+def test_the_stored_grid_is_the_notebooks_and_what_the_code_computes():
+    """The stored grid (regenerate: python -m bn_utils.experiments.transfer) has the notebook's networks,
+    seeds and budgets, and its first 20 steps are what the code computes now (a 20-step run is the
+    first 20 steps of the 800-step run; to 1e-4, since another CPU changes the last bits)."""
+    stored = tr.stored_grid()
+    assert stored.configs == tr.NOTEBOOK_CONFIGS and stored.seeds == (0, 1, 2, 3, 4)
+    assert stored.budgets == (200, 800) and stored.benchmark is tr.BENCHMARKS["mnist1d"]
+    short = tr.notebook_grid(steps=20)
+    for config in tr.NOTEBOOK_CONFIGS:
+        for mine, theirs in zip(short.histories[config], stored.histories[config], strict=True):
+            np.testing.assert_allclose(theirs.loss[: len(mine.loss)], mine.loss, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(theirs.test_acc[:2], mine.test_acc[:2], atol=1e-3)
