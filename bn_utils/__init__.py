@@ -11,10 +11,19 @@ import importlib
 from typing import Any
 
 from .checks import Check, CheckFailed, check_below, check_close, check_range, check_that, max_abs_error
-from .data import Dataset, batch_indices, iterate_batches, load_digits, make_spirals
+from .data import Dataset, batch_indices, iterate_batches, load_digits, load_mnist1d, make_spirals
 from .functional import batch_norm, batch_norm_gradients, batch_statistics
 from .layers import BatchNorm1d, BatchNorm2d, GhostBatchNorm, NoisyBatchNorm
-from .models import ACTIVATIONS, NORM_LAYERS, make_activation, make_convnet, make_mlp, make_norm, mlp_for
+from .models import (
+    ACTIVATIONS,
+    NORM_LAYERS,
+    make_activation,
+    make_convnet,
+    make_convnet1d,
+    make_mlp,
+    make_norm,
+    mlp_for,
+)
 from .probes import ActivationProbe, drift_ratio
 from .training import History, evaluate, get_device, run_seeds, seed_everything, stack_metric, train
 
@@ -52,6 +61,7 @@ __all__ = [
     "batch_indices",
     "iterate_batches",
     "load_digits",
+    "load_mnist1d",
     "make_spirals",
     "batch_norm",
     "batch_statistics",
@@ -67,6 +77,7 @@ __all__ = [
     "NORM_LAYERS",
     "make_activation",
     "make_convnet",
+    "make_convnet1d",
     "make_mlp",
     "make_norm",
     "mlp_for",

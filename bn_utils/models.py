@@ -37,6 +37,8 @@ __all__ = [
     "make_mlp",
     "mlp_for",
     "make_convnet",
+    "make_convnet1d",
+    "READOUTS",
     "hidden_blocks",
     "ResidualBlock",
     "ResidualMLP",
@@ -82,9 +84,10 @@ def _lookup(table: dict, name: str, what: str) -> Any:
     return table[name]
 
 
-def make_norm(name: str, num_features: int, *, spatial: bool = False, **options: Any) -> nn.Module:
-    """The normalization layer called ``name`` for ``num_features`` channels (2-D maps if
-    spatial); ``options`` go to the layer (e.g. ``max_shift`` for ``batch_noisy``)."""
+def make_norm(name: str, num_features: int, *, spatial: bool | int = False, **options: Any) -> nn.Module:
+    """The normalization layer called ``name`` for ``num_features`` channels: of a fully connected
+    layer (``spatial=False`` or 0), of 1-D feature maps (N, C, L) (``spatial=1``) or of 2-D ones
+    (``spatial=True`` or 2); ``options`` go to the layer (e.g. ``max_shift`` for ``batch_noisy``)."""
     spec = norms.get(name)
     valid.check_batch_norm_options(num_features, options)
     try:
@@ -112,7 +115,9 @@ def _keeps_bias(norm: str, norm_position: str) -> bool:
     return norm_position == "after" or not norms.get(norm).centres
 
 
-def _init_weight(layer: nn.Linear | nn.Conv2d, activation: str, init_scale: float, weight_std: float | None) -> None:
+def _init_weight(
+    layer: nn.Linear | nn.Conv1d | nn.Conv2d, activation: str, init_scale: float, weight_std: float | None
+) -> None:
     """Gaussian weights: a fixed ``weight_std``, or init_scale * gain / sqrt(fan_in)."""
     fan_in = layer.weight[0].numel()
     std = weight_std if weight_std is not None else init_scale * ACTIVATIONS[activation][1] / math.sqrt(fan_in)
@@ -249,8 +254,101 @@ def make_convnet(
     )
 
 
+# how a 1-D conv net turns its last feature map into the head's input
+READOUTS = ("average", "flatten")
+
+
+def make_convnet1d(
+    in_channels: int = 1,
+    num_classes: int = 10,
+    *,
+    channels: tuple[int, ...] = (16, 32),
+    kernel_size: int | tuple[int, ...] = 3,
+    stride: int = 1,
+    pool: int | None = 2,
+    readout: str = "average",
+    length: int | None = None,
+    norm: str = "none",
+    activation: str = "relu",
+    init_scale: float = 1.0,
+    weight_std: float | None = None,
+    norm_kwargs: dict | None = None,
+    norm_position: str = "before",
+) -> nn.Sequential:
+    """A conv net for sequences (N, ``in_channels``, length), e.g. MNIST-1D: per entry of
+    ``channels`` a 1-D conv (``kernel_size``, one for all blocks or one per block, padding
+    kernel_size // 2, ``stride``) -> norm -> activation -> max-pool by ``pool`` (None: no pooling)
+    block, the order of :func:`make_convnet`'s blocks; then the head. Batch norm here averages
+    over the examples and the positions of each channel, as in the 2-D conv net.
+
+    ``readout="average"`` averages each channel over the positions before the linear head (as
+    :func:`make_convnet` does); ``readout="flatten"`` feeds the whole last feature map (channels x
+    positions) to the head, as the published MNIST-1D baseline does, and then needs the input's
+    ``length``. The defaults mirror the digits' :func:`make_convnet` (two blocks of 16 and 32
+    channels, kernel 3, max-pool 2, average readout); the published baseline CNN is
+    ``channels=(25, 25, 25), kernel_size=(5, 3, 3), stride=2, pool=None, readout="flatten",
+    length=40``."""
+    _check_common(
+        ("in_channels", in_channels), num_classes, norm, activation, init_scale, weight_std, norm_kwargs, norm_position
+    )
+    valid.check_type("channels", channels, (tuple, list), "a tuple of conv widths, e.g. (16, 32)")
+    if not channels:
+        raise ValueError("channels must name at least one conv block, e.g. (16, 32)")
+    for width in channels:
+        valid.check_int("each of channels", width)
+    sizes = (kernel_size,) * len(channels) if isinstance(kernel_size, int) else tuple(kernel_size)
+    if len(sizes) != len(channels):
+        raise ValueError(f"kernel_size must be one size or one per block ({len(channels)}), got {kernel_size!r}")
+    for size in sizes:
+        valid.check_int("kernel_size", size)
+    valid.check_int("stride", stride)
+    if pool is not None:
+        valid.check_int("pool", pool)
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be 'average' or 'flatten', got {readout!r}")
+    if readout == "flatten" and length is None:
+        raise ValueError("readout='flatten' sizes the head from the sequence length: give length=, e.g. 40")
+    positions = None if length is None else valid.check_int("length", length)
+    blocks, features = [], in_channels
+    for width, size in zip(channels, sizes, strict=True):
+        conv = nn.Conv1d(
+            features,
+            width,
+            kernel_size=size,
+            stride=stride,
+            padding=size // 2,
+            bias=(norm == "none" or norm_position == "after"),
+        )
+        _init_weight(conv, activation, init_scale, weight_std)
+        layers = dict(
+            linear=conv,
+            norm=make_norm(norm, width, spatial=1, **(norm_kwargs or {})),
+            act=make_activation(activation),
+        )
+        if pool is not None and pool > 1:
+            layers["pool"] = nn.MaxPool1d(pool)
+        blocks.append(_block(layers, norm_position))
+        features = width
+        if positions is not None:
+            positions = (positions + 2 * (size // 2) - size) // stride + 1
+            if pool is not None and pool > 1:
+                positions //= pool
+            if positions < 1:
+                raise ValueError(f"a sequence of length {length} shrinks to nothing in these {len(channels)} blocks")
+    readout_layers: list[tuple[str, nn.Module]] = []
+    if readout == "average":
+        readout_layers.append(("pool", nn.AdaptiveAvgPool1d(1)))
+    else:
+        features *= cast(int, positions)
+    head = nn.Linear(features, num_classes)
+    _init_weight(head, "identity", init_scale, weight_std)
+    return nn.Sequential(
+        OrderedDict([("blocks", nn.Sequential(*blocks)), *readout_layers, ("flatten", nn.Flatten()), ("head", head)])
+    )
+
+
 def hidden_blocks(model: nn.Module) -> nn.Sequential:
-    """The hidden blocks of a network built by :func:`make_mlp` or :func:`make_convnet`
+    """The hidden blocks of a network built by :func:`make_mlp`, :func:`make_convnet` or :func:`make_convnet1d`
     (``model.blocks``), input side first."""
     blocks = getattr(model, "blocks", None)
     if not isinstance(blocks, nn.Sequential):

@@ -66,8 +66,10 @@ class NormSpec:
     """One normalization: what it is, how it is built, how it is stacked, what it is checked against.
 
     ``dense(num_features, **options)`` builds it for inputs (N, C), ``conv(num_channels,
-    **options)`` for feature maps (N, C, H, W); ``None`` where it does not exist, with the reason in
-    ``why_not_dense`` / ``why_not_conv`` (it is the error message). ``options`` are the layer's own
+    **options)`` for feature maps (N, C, H, W), ``sequence(num_channels, **options)`` for 1-D feature
+    maps (N, C, L), where it averages over the positions as ``conv`` does over the pixels; ``None``
+    where it does not exist, with the reason in ``why_not_dense`` / ``why_not_conv`` /
+    ``why_not_sequence`` (it is the error message). ``options`` are the layer's own
     keyword arguments; ``example_options`` gives a value to each one without a default (the tests
     build every norm with them).
 
@@ -90,8 +92,10 @@ class NormSpec:
     centres: bool = True  # subtracts a mean (RMS norm does not)
     per_example: PerExample | None = None  # the function of "per_example" stacking
     example_options: Mapping[str, Any] = field(default_factory=dict)
+    sequence: Callable[..., nn.Module] | None = None
     why_not_dense: str = ""
     why_not_conv: str = ""
+    why_not_sequence: str = "it is not built for 1-D feature maps (N, C, L)"
     why_not_stacked: str = ""
     why_no_reference: str = ""
 
@@ -121,18 +125,31 @@ class NormSpec:
         if problems:
             raise ValueError(f"norm {self.name!r} needs " + "; ".join(problems))
 
+    def factory(self, spatial: int | bool) -> Callable[..., nn.Module] | None:
+        """The factory for inputs of this kind (``spatial`` as in :meth:`build`), None where there is none."""
+        return (self.dense, self.sequence, self.conv)[_dims(spatial)]
+
     @property
     def batch_statistics(self) -> bool:
         """Its statistics mix the examples of a batch (what makes a norm a *batch* norm)."""
         return "N" in self.averages_over
 
     def build(self, num_features: int, spatial: int | bool = False, **options: Any) -> nn.Module:
-        """The layer for ``num_features`` channels, for feature maps if ``spatial`` (any true value,
-        e.g. 2) or for a fully connected layer; ``ValueError`` saying why when that kind does not exist."""
-        factory = self.conv if spatial else self.dense
+        """The layer for ``num_features`` channels: of a fully connected layer (``spatial`` False or
+        0), of 1-D feature maps (N, C, L) (1) or of 2-D ones (True or 2); ``ValueError`` saying why
+        when that kind does not exist."""
+        dims = _dims(spatial)
+        factory, why = self.factory(dims), (self.why_not_dense, self.why_not_sequence, self.why_not_conv)[dims]
         if factory is None:
-            raise ValueError(self.why_not_conv if spatial else self.why_not_dense)
+            raise ValueError(f"{self.name}: {why}" if dims == 1 else why)
         return factory(num_features, **options)
+
+
+def _dims(spatial: int | bool) -> int:
+    """0 (fully connected), 1 (sequences (N, C, L)) or 2 (images (N, C, H, W)) from ``spatial``."""
+    if spatial not in (False, True, 0, 1, 2):
+        raise ValueError(f"spatial must be False/0 (units), 1 (sequences) or True/2 (images), got {spatial!r}")
+    return 2 if spatial is True else int(spatial)
 
 
 NORMS: dict[str, NormSpec] = {}
@@ -167,23 +184,25 @@ def names(where: Callable[[NormSpec], bool] | None = None) -> tuple[str, ...]:
 
 
 @functools.cache
-def _module_type(name: str, spatial: bool) -> type[nn.Module] | None:
+def _module_type(name: str, dims: int) -> type[nn.Module] | None:
     """The class of the layer ``name`` builds for this kind of input (None if it builds none)."""
     spec = NORMS[name]
-    if (spec.conv if spatial else spec.dense) is None:
+    if spec.factory(dims) is None:
         return None
-    return type(spec.build(4, spatial, **spec.example_options))
+    return type(spec.build(4, dims, **spec.example_options))
 
 
-def _matching(module: nn.Module, spatial: bool) -> Iterator[NormSpec]:
-    return (spec for name, spec in NORMS.items() if _module_type(name, spatial) is type(module))
+def _matching(module: nn.Module, spatial: int | bool) -> Iterator[NormSpec]:
+    dims = _dims(spatial)
+    return (spec for name, spec in NORMS.items() if _module_type(name, dims) is type(module))
 
 
-def spec_of(module: nn.Module, *, spatial: bool) -> NormSpec | None:
-    """The spec of the norm that builds layers of ``module``'s class, for feature maps if
-    ``spatial``, else for fully connected layers; None for a layer no registered norm builds. Layer,
-    group and instance norm all build ``nn.GroupNorm`` for feature maps: the first of them is
-    returned (they stack alike, which tests/test_norms.py checks)."""
+def spec_of(module: nn.Module, *, spatial: int | bool) -> NormSpec | None:
+    """The spec of the norm that builds layers of ``module``'s class for this kind of input
+    (``spatial`` as in :meth:`NormSpec.build`: False/0 fully connected layers, 1 sequences, True/2
+    images); None for a layer no registered norm builds. Layer, group and instance norm all build
+    ``nn.GroupNorm`` for feature maps: the first of them is returned (they stack alike, which
+    tests/test_norms.py checks)."""
     return next(_matching(module, spatial), None)
 
 
@@ -261,6 +280,7 @@ register(
         citation="",
         dense=lambda features: nn.Identity(),
         conv=lambda features: nn.Identity(),
+        sequence=lambda features: nn.Identity(),
         averages_over=(),
         running_statistics=False,
         reference=_identity,
@@ -277,6 +297,7 @@ register(
         citation="Ioffe & Szegedy (2015)",
         dense=nn.BatchNorm1d,
         conv=nn.BatchNorm2d,
+        sequence=nn.BatchNorm1d,
         averages_over=_BATCH_AXES,
         running_statistics=True,
         reference=_batch_reference,
@@ -292,6 +313,7 @@ register(
         citation="the course's drop-in for torch's BatchNorm1d/2d (chapter 1)",
         dense=BatchNorm1d,
         conv=BatchNorm2d,
+        sequence=BatchNorm1d,
         averages_over=_BATCH_AXES,
         running_statistics=True,
         reference=_batch_reference,
@@ -307,6 +329,7 @@ register(
         citation="Santurkar et al. (2018)",
         dense=lambda features, **kw: NoisyBatchNorm(features, spatial=False, **kw),
         conv=lambda features, **kw: NoisyBatchNorm(features, spatial=True, **kw),
+        sequence=lambda features, **kw: NoisyBatchNorm(features, spatial=False, **kw),
         averages_over=_BATCH_AXES,
         running_statistics=True,
         reference=None,
@@ -324,6 +347,7 @@ register(
         citation="Hoffer et al. (2017)",
         dense=lambda features, **kw: GhostBatchNorm(features, spatial=False, **kw),
         conv=lambda features, **kw: GhostBatchNorm(features, spatial=True, **kw),
+        sequence=lambda features, **kw: GhostBatchNorm(features, spatial=False, **kw),
         averages_over=_BATCH_AXES,
         running_statistics=True,
         reference=_ghost_reference,
@@ -341,6 +365,7 @@ register(
         # over a fully connected layer's units, or a feature map's channels and positions (one group)
         dense=nn.LayerNorm,
         conv=lambda features, **kw: nn.GroupNorm(1, features, **kw),
+        sequence=lambda features, **kw: nn.GroupNorm(1, features, **kw),
         averages_over=("C", "H·W"),
         running_statistics=False,
         reference=_layer_reference,
@@ -358,6 +383,7 @@ register(
         # units in groups; by default gcd(features, 32) groups (32 if it divides)
         dense=_group_norm,
         conv=_group_norm,
+        sequence=_group_norm,
         averages_over=("C/G", "H·W"),
         running_statistics=False,
         reference=_group_reference,
@@ -374,6 +400,7 @@ register(
         citation="Ioffe (2017)",
         dense=BatchRenorm1d,
         conv=BatchRenorm2d,
+        sequence=BatchRenorm1d,
         averages_over=_BATCH_AXES,
         running_statistics=True,
         # a fresh layer is in its warm-up (r = 1, d = 0): batch norm exactly
@@ -392,6 +419,7 @@ register(
         # each channel of each example over its own positions (one group per channel)
         dense=None,
         conv=_instance_norm,
+        sequence=_instance_norm,
         averages_over=("H·W",),
         running_statistics=False,
         reference=_instance_reference,
@@ -419,6 +447,10 @@ register(
         why_not_conv=(
             "RMS norm is built for fully connected layers only: torch's RMSNorm normalizes trailing "
             "dimensions whose size (C, H, W) a conv layer does not know when it is built"
+        ),
+        why_not_sequence=(
+            "RMS norm is built for fully connected layers only: torch's RMSNorm normalizes trailing "
+            "dimensions whose size (C, L) a 1-D conv layer does not know when it is built"
         ),
     )
 )

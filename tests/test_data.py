@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bn_utils import batch_indices, iterate_batches, load_digits, make_spirals
+from bn_utils import batch_indices, iterate_batches, load_digits, load_mnist1d, make_spirals
 
 
 def test_digits_split_is_real_standardized_and_seeded():
@@ -112,3 +112,67 @@ def test_validation_split_is_held_out_of_training_seeded_and_disjoint():
         split.with_validation()
     with pytest.raises(ValueError, match="no validation set"):
         data.validation_view()
+
+
+def test_mnist1d_is_the_published_data_set_split_and_standardized():
+    data = load_mnist1d()
+    assert data.name == "MNIST-1D" and data.input_shape == (40,) and data.num_classes == 10
+    assert (len(data.x_train), len(data.x_test)) == (4000, 1000)
+    import numpy as np
+
+    # the first training sequence and the class counts of the published mnist1d_data.pkl
+    # (github.com/greydanus/mnist1d), which make_dataset(get_dataset_args()) reproduces exactly
+    from bn_utils.data import _mnist1d_arrays
+
+    x_train, y_train, _, y_test = _mnist1d_arrays()
+    published = [-0.33200567, -0.47191037, -0.77869708, -1.00974083, -0.88235257]
+    assert x_train[0, :5] == pytest.approx(published, abs=1e-7)
+    assert np.bincount(y_train).tolist() == [398, 396, 411, 394, 394, 402, 401, 404, 402, 398]
+    assert np.bincount(y_test).tolist() == [102, 104, 89, 106, 106, 98, 99, 96, 98, 102]
+    # one mean and one scale for all positions, from the training sequences
+    assert abs(float(data.x_train.mean())) < 1e-5 and abs(float(data.x_train.std(unbiased=False)) - 1) < 1e-4
+    assert not torch.allclose(data.x_train.std(0), torch.ones(40), atol=0.05), "positions keep their own spread"
+    sequences = load_mnist1d(sequences=True)
+    assert sequences.input_shape == (1, 40)
+    assert torch.equal(sequences.x_train.reshape(4000, 40), data.x_train)
+    split = data.with_validation(fraction=0.2, seed=0)
+    assert (len(split.x_train), len(split.x_val), len(split.x_test)) == (3200, 800, 1000)
+
+
+def test_mnist1d_loads_without_any_network_and_leaves_the_random_generators_alone(monkeypatch):
+    import random
+    import socket
+
+    import numpy as np
+
+    from bn_utils import data as data_module
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("loading MNIST-1D tried to open a network connection")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    import mnist1d.data
+
+    monkeypatch.setattr(mnist1d.data, "get_dataset", no_network)  # the package's downloading loader
+    data_module._mnist1d_arrays.cache_clear()  # generate it again, here, with the network blocked
+    np.random.seed(7)
+    random.seed(7)
+    expected = (np.random.rand(), random.random())
+    np.random.seed(7)
+    random.seed(7)
+    data = load_mnist1d()
+    assert (np.random.rand(), random.random()) == expected, "make_dataset reseeds NumPy and random; restore them"
+    assert data.x_train.shape == (4000, 40)
+    x_train, *_ = data_module._mnist1d_arrays()
+    with pytest.raises(ValueError, match="read-only"):
+        x_train[0, 0] = 1.0  # the cached arrays cannot be changed by a caller
+
+
+def test_mnist1d_arguments_are_checked():
+    with pytest.raises(TypeError, match="sequences must be True or False"):
+        load_mnist1d(sequences="yes")
+    with pytest.raises(TypeError, match="floating-point torch.dtype"):
+        load_mnist1d(dtype=torch.int64)
+    assert load_mnist1d(dtype=torch.float64).x_test.dtype == torch.float64

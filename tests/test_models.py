@@ -158,3 +158,67 @@ def test_mlp_for_sizes_the_network_for_the_data_and_draws_weights_from_the_seed(
     assert not torch.equal(model.state_dict()[first_weight], other_seed.state_dict()[first_weight])
     with pytest.raises(TypeError, match="Dataset"):
         bu.mlp_for(digits.x_train, seed=0)
+
+
+def test_norm_registry_builds_every_entry_for_sequences_over_channels_and_positions():
+    """On 1-D feature maps (N, C, L) a norm's statistics are those of the 2-D case with the
+    positions in the place of the pixels: batch norm over the examples and the positions."""
+    from bn_utils import norms
+
+    x = torch.randn(4, 6, 5)
+    for name in NORM_LAYERS:
+        spec = norms.get(name)
+        if spec.conv is None:  # a norm not built for 2-D feature maps is not built for 1-D ones either, and says why
+            with pytest.raises(ValueError, match="1-D conv layer does not know"):
+                make_norm(name, 6, spatial=1, **spec.example_options)
+            continue
+        norm = make_norm(name, 6, spatial=1, **spec.example_options)
+        assert norm(x).shape == x.shape, name
+        assert norms.spec_of(norm, spatial=1) is not None, name  # the stacking engines find it again
+    bn = make_norm("batch", 6, spatial=1, affine=False)
+    expected = (x - x.mean((0, 2), keepdim=True)) / torch.sqrt(x.var((0, 2), unbiased=False, keepdim=True) + 1e-5)
+    torch.testing.assert_close(bn(x), expected)
+    layer = make_norm("layer", 6, spatial=1)
+    out = layer(x)
+    torch.testing.assert_close(out.mean((1, 2)), torch.zeros(4), atol=1e-5, rtol=0)  # per example, over C and L
+    with pytest.raises(ValueError, match="spatial must be False/0 \\(units\\), 1 \\(sequences\\) or True/2"):
+        make_norm("batch", 6, spatial=3)
+
+
+def test_convnet1d_mirrors_the_digits_convnet_and_takes_the_published_baseline_shape():
+    from bn_utils.models import make_convnet1d
+
+    model = make_convnet1d(1, 10, norm="batch")
+    assert [type(layer) for layer in model.blocks[0].children()] == [nn.Conv1d, nn.BatchNorm1d, nn.ReLU, nn.MaxPool1d]
+    assert [block.linear.out_channels for block in model.blocks] == [16, 32]
+    assert all(block.linear.bias is None for block in model.blocks)  # the norm's shift replaces the bias
+    assert isinstance(model.pool, nn.AdaptiveAvgPool1d) and model(torch.randn(3, 1, 40)).shape == (3, 10)
+    assert make_convnet1d(norm="batch")(torch.randn(3, 1, 17)).shape == (3, 10)  # any length, averaged
+    # Greydanus & Kobak's ConvBase: 25 channels, kernels 5, 3, 3, stride 2, the last map (25 x 5) flattened
+    published = make_convnet1d(
+        channels=(25, 25, 25), kernel_size=(5, 3, 3), stride=2, pool=None, readout="flatten", length=40
+    )
+    assert published.head.in_features == 125 and published(torch.randn(2, 1, 40)).shape == (2, 10)
+    assert sum(p.numel() for p in published.parameters()) == 5210  # as ConvBase: 150 + 1900 + 1900 + 1260
+    after = make_convnet1d(norm="layer", norm_position="after")
+    assert list(dict(after.blocks[0].named_children())) == ["linear", "act", "norm", "pool"]
+    assert after.blocks[0].linear.bias is not None
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(readout="flatten"), "give length="),
+        (dict(readout="max"), "readout must be 'average' or 'flatten'"),
+        (dict(kernel_size=(3,)), "one per block \\(2\\)"),
+        (dict(channels=()), "at least one conv block"),
+        (dict(channels=(8, 8, 8, 8, 8, 8), readout="flatten", length=40), "shrinks to nothing"),
+        (dict(stride=0), "stride must be a positive integer"),
+        (dict(norm="batchnorm"), "unknown norm 'batchnorm'"),
+    ],
+)
+def test_convnet1d_rejects_bad_arguments(kwargs, message):
+    from bn_utils.models import make_convnet1d
+
+    with pytest.raises(ValueError, match=message):
+        make_convnet1d(**kwargs)

@@ -974,11 +974,11 @@ CASES = [
         "probe_every must be a positive integer, got 0",
     ),
     (
-        "covariate_shift_run-on-spirals",
-        lambda d: covariate_shift.covariate_shift_run("none", spirals(), seed=0, steps=2),
+        "covariate_shift_run-on-images",
+        lambda d: covariate_shift.covariate_shift_run("none", images(), seed=0, steps=2),
         ValueError,
-        "it needs examples of shape (64,) and at most 10 classes, like load_digits(), "
-        "got examples of shape (2,) and 3 classes",
+        "it needs flat examples (N, features) and at most 10 classes, like load_digits() or load_mnist1d(), "
+        "got examples of shape (1, 8, 8) and 10 classes",
     ),
     (
         "covariate_shift_run-lr-nan",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -36,7 +36,7 @@ from ..data import Dataset, batch_indices, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..functional import batch_norm, group_norm, instance_norm, layer_norm
 from ..layers import GhostBatchNorm, _BatchNorm
-from ..models import NORM_LAYERS, hidden_blocks, make_convnet
+from ..models import NORM_LAYERS, hidden_blocks, make_convnet, make_convnet1d
 from ..stacked import StackedMLP
 from ..statistics import Estimate
 from ..style import FAINT, FIGSIZE, GUIDE, OUTLINE, color_for, figsize, label_for, series_color
@@ -216,18 +216,18 @@ def plot_normalization_axes(
 _PER_CHANNEL_NORMS = (nn.modules.batchnorm._NormBase, _BatchNorm)
 
 
-def _stack_norm(norms: Sequence[nn.Module], slots: int) -> nn.Module:
+def _stack_norm(norms: Sequence[nn.Module], slots: int, spatial: int = 2) -> nn.Module:
     """One norm over the channels of every slot, holding each slot's parameters and buffers:
     per-channel norms stack by concatenating their channels, group norms also multiply their
-    number of groups (groups never straddle two slots)."""
+    number of groups (groups never straddle two slots). ``spatial``: 2 for images, 1 for sequences."""
     first = norms[0]
-    spec = norm_registry.spec_of(first, spatial=True)  # the registry says how it stacks
+    spec = norm_registry.spec_of(first, spatial=spatial)  # the registry says how it stacks
     rule = None if spec is None else spec.conv_stacking
     if rule == "identity":
         return nn.Identity()
     if rule == "ghost" and isinstance(first, GhostBatchNorm):  # the same ghost batches, over the stacked inner BN
         ghost = copy.deepcopy(first)
-        ghost.bn = cast(nn.BatchNorm2d, _stack_norm([cast(GhostBatchNorm, n).bn for n in norms], slots))
+        ghost.bn = cast(nn.BatchNorm2d, _stack_norm([cast(GhostBatchNorm, n).bn for n in norms], slots, spatial))
         return ghost
     stacked = copy.deepcopy(first)  # first's class and sizes
     if rule == "groups" and isinstance(stacked, nn.GroupNorm):
@@ -258,6 +258,29 @@ def _pair(size: tuple[int, ...]) -> tuple[int, int]:
     """A ``Conv2d``'s (height, width) attribute (torch types them ``tuple[int, ...]``) as a pair."""
     height, width = size
     return height, width
+
+
+class _MaskedBiasConv1d(nn.Conv1d):
+    """:class:`_MaskedBiasConv2d` for sequences (the 1-D conv nets of :func:`make_convnet1d`)."""
+
+    bias: torch.Tensor  # always a bias (never None)
+    bias_mask: torch.Tensor
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        bias_mask: torch.Tensor,
+        kernel_size: Any,
+        padding: Any,
+        groups: int,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=kernel_size, padding=padding, groups=groups, bias=True)
+        self.register_buffer("bias_mask", bias_mask.to(self.weight))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.weight, self.bias * self.bias_mask)
 
 
 class _MaskedBiasConv2d(nn.Conv2d):
@@ -296,9 +319,9 @@ class _ChannelSplitNorm(nn.Module):
         return torch.cat([part(chunk) for part, chunk in zip(self.parts, x.split(self.sizes, dim=1), strict=True)], 1)
 
 
-def _stack_norms(norms: Sequence[nn.Module], channels: int) -> nn.Module:
+def _stack_norms(norms: Sequence[nn.Module], channels: int, spatial: int = 2) -> nn.Module:
     """The norms of all slots as one module: runs of slots with the same kind of norm stacked by
-    :func:`_stack_norm`, side by side when the kinds differ."""
+    :func:`_stack_norm`, side by side when the kinds differ (``spatial``: 2 images, 1 sequences)."""
     runs: list[list[nn.Module]] = []
     for norm in norms:
         if runs and type(runs[-1][0]) is type(norm) and repr(runs[-1][0]) == repr(norm):
@@ -306,12 +329,14 @@ def _stack_norms(norms: Sequence[nn.Module], channels: int) -> nn.Module:
         else:
             runs.append([norm])
     if len(runs) == 1:
-        return _stack_norm(norms, len(norms))
-    return _ChannelSplitNorm([_stack_norm(run, len(run)) for run in runs], [len(run) * channels for run in runs])
+        return _stack_norm(norms, len(norms), spatial)
+    stacked = [_stack_norm(run, len(run), spatial) for run in runs]
+    return _ChannelSplitNorm(stacked, [len(run) * channels for run in runs])
 
 
 class StackedConvNet(nn.Module):
-    """Several :func:`bn_utils.models.make_convnet` networks of one architecture as one network:
+    """Several :func:`bn_utils.models.make_convnet` networks of one architecture as one network
+    (or several :func:`bn_utils.models.make_convnet1d` ones with stride 1 and the average readout):
     every convolution grouped with one group per network, every norm stacked over the networks'
     channels (a per-channel norm over all of them, group norm with the groups of all of them;
     networks with different norms get theirs side by side), the head a grouped 1x1 convolution.
@@ -328,6 +353,12 @@ class StackedConvNet(nn.Module):
             valid.check_module("each of models", model)
             if not (hasattr(model, "blocks") and hasattr(model, "head")):
                 raise ValueError("StackedConvNet stacks networks built by bn_utils.models.make_convnet")
+        sequences = isinstance(hidden_blocks(models[0])[0].get_submodule("linear"), nn.Conv1d)
+        conv_class: Any = nn.Conv1d if sequences else nn.Conv2d
+        masked_class: Any = _MaskedBiasConv1d if sequences else _MaskedBiasConv2d
+        last = cast(nn.Conv2d, hidden_blocks(models[0])[-1].get_submodule("linear"))
+        if cast(nn.Linear, models[0].get_submodule("head")).in_features != last.out_channels or last.stride[0] != 1:
+            raise ValueError("StackedConvNet stacks conv nets with stride 1 and the average readout (make_convnet's)")
         self.slots = len(models)
         self.templates = nn.ModuleList([copy.deepcopy(m) for m in models])  # each slot's architecture
         for template in self.templates:
@@ -342,18 +373,19 @@ class StackedConvNet(nn.Module):
             with torch.no_grad():
                 weight = torch.cat([c.weight for c in convs])
                 has_bias = [c.bias is not None for c in convs]
-                bias = torch.cat(
-                    [c.bias if c.bias is not None else torch.zeros_like(c.weight[:, 0, 0, 0]) for c in convs]
-                )
+                bias = torch.cat([c.bias if c.bias is not None else c.weight.new_zeros(c.out_channels) for c in convs])
                 mask = torch.cat([torch.full_like(bias[: conv.out_channels], float(b)) for b in has_bias])
-            padding = conv.padding if isinstance(conv.padding, str) else _pair(conv.padding)
-            options = _ConvOptions(kernel_size=_pair(conv.kernel_size), padding=padding, groups=self.slots)
-            channels_in, channels_out = self.slots * conv.in_channels, self.slots * conv.out_channels
-            stacked_conv: nn.Conv2d
-            if any(has_bias):
-                stacked_conv = _MaskedBiasConv2d(channels_in, channels_out, bias_mask=mask, **options).to(weight)
+            if sequences:
+                options: Any = dict(kernel_size=conv.kernel_size, padding=conv.padding, groups=self.slots)
             else:
-                stacked_conv = nn.Conv2d(channels_in, channels_out, bias=False, **options).to(weight)
+                padding = conv.padding if isinstance(conv.padding, str) else _pair(conv.padding)
+                options = _ConvOptions(kernel_size=_pair(conv.kernel_size), padding=padding, groups=self.slots)
+            channels_in, channels_out = self.slots * conv.in_channels, self.slots * conv.out_channels
+            stacked_conv: nn.Conv1d | nn.Conv2d
+            if any(has_bias):
+                stacked_conv = masked_class(channels_in, channels_out, bias_mask=mask, **options).to(weight)
+            else:
+                stacked_conv = conv_class(channels_in, channels_out, bias=False, **options).to(weight)
             with torch.no_grad():
                 stacked_conv.weight.copy_(weight)
                 if stacked_conv.bias is not None:  # the masked one: some slot has a bias
@@ -361,23 +393,24 @@ class StackedConvNet(nn.Module):
             layers = {name: copy.deepcopy(layer) for name, layer in block.named_children()}
             layers["linear"] = stacked_conv
             norms = [hidden_blocks(m)[i].get_submodule("norm") for m in models]
-            layers["norm"] = _stack_norms(norms, conv.out_channels)
+            layers["norm"] = _stack_norms(norms, conv.out_channels, 1 if sequences else 2)
             blocks.append(nn.Sequential(*layers.values()))
             self._block_names.append(list(layers))
         self.blocks = nn.ModuleList(blocks)
         head = cast(nn.Linear, models[0].get_submodule("head"))
         self.classes = head.out_features
-        self.head = nn.Conv2d(self.slots * head.in_features, self.slots * self.classes, 1, groups=self.slots).to(
+        self.head = conv_class(self.slots * head.in_features, self.slots * self.classes, 1, groups=self.slots).to(
             head.weight
         )
         with torch.no_grad():
-            self.head.weight.copy_(torch.cat([m.get_parameter("head.weight") for m in models])[..., None, None])
+            weights = torch.cat([m.get_parameter("head.weight") for m in models])
+            self.head.weight.copy_(weights[..., None] if sequences else weights[..., None, None])
             self.head.get_parameter("bias").copy_(torch.cat([m.get_parameter("head.bias") for m in models]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             x = block(x)
-        x = x.mean(dim=(2, 3), keepdim=True)
+        x = x.mean(dim=tuple(range(2, x.dim())), keepdim=True)
         return self.head(x).reshape(len(x), self.slots, self.classes)
 
     def norm(self, block: int) -> nn.Module:
@@ -453,8 +486,8 @@ def _slot_inputs(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 def _repeat_inputs(x: torch.Tensor, slots: int) -> torch.Tensor:
-    """(N, slots * C, H, W): every slot sees the same inputs (evaluation)."""
-    return x.repeat(1, slots, 1, 1)
+    """(N, slots * C, H, W) (or (N, slots * C, L)): every slot sees the same inputs (evaluation)."""
+    return x.repeat(1, slots, *([1] * (x.dim() - 2)))
 
 
 def _renorm_options(norm: str, steps_per_epoch: int, renorm: _RenormSchedule) -> dict:
@@ -475,10 +508,11 @@ def build_stack(
     channels: tuple[int, ...],
     norm_kwargs: Mapping[str, dict] | None = None,
     dtype: torch.dtype = torch.float32,
+    sequences: bool = False,
 ) -> StackedConvNet:
     """One :class:`StackedConvNet` whose slot s is ``make_convnet(1, 10, channels=..., norm=norms[s],
     norm_kwargs=norm_kwargs.get(norms[s]))`` initialised after ``seed_everything(seeds[s])`` (as
-    :func:`bn_utils.training.run_seeds` builds it)."""
+    :func:`bn_utils.training.run_seeds` builds it); ``make_convnet1d`` instead with ``sequences``."""
     norms = valid.check_values("norms", norms, lambda n, v: valid.check_type(n, v, str, "a norm name"))
     seeds = valid.check_seeds("seeds", seeds, distinct=False)
     if len(norms) != len(seeds):
@@ -487,7 +521,8 @@ def build_stack(
     models = []
     for norm, seed in zip(norms, seeds, strict=True):
         seed_everything(seed)
-        model = make_convnet(1, 10, channels=tuple(channels), norm=norm, norm_kwargs=norm_kwargs.get(norm))
+        make = make_convnet1d if sequences else make_convnet
+        model = make(1, 10, channels=tuple(channels), norm=norm, norm_kwargs=norm_kwargs.get(norm))
         models.append(model.to(dtype))
     return StackedConvNet(models)
 
@@ -634,8 +669,9 @@ def _statistics_gap(
     log_r_sq = torch.zeros(stack.slots, dtype=torch.float64)
     for idx in idx_all:
         pre = conv(_slot_inputs(data.x_train, idx))
-        mean = pre.mean(dim=(0, 2, 3))
-        var = pre.var(dim=(0, 2, 3), unbiased=False)
+        dims = (0, *range(2, pre.dim()))  # the examples and the positions
+        mean = pre.mean(dim=dims)
+        var = pre.var(dim=dims, unbiased=False)
         d = (mean - running_mean) / sigma
         log_r = torch.log(torch.sqrt(var + eps) / sigma)
         d_sq += (d.double() ** 2).reshape(stack.slots, per_slot).mean(1).cpu()
@@ -795,8 +831,11 @@ def batch_size_sweep(
     chunks of ``ghost_batch_size`` examples while SGD steps on the whole batch. Defaults come from
     :data:`SETUP`. Returns a :class:`SweepResult`."""
     check_dataset("data", data)
-    if data.x_train.dim() != 4:
-        raise ValueError(f"batch_size_sweep needs images (N, C, H, W), e.g. load_digits(images=True), got {data!r}")
+    if data.x_train.dim() not in (3, 4):
+        raise ValueError(
+            "batch_size_sweep needs images (N, C, H, W), e.g. load_digits(images=True), or sequences (N, C, L), "
+            f"e.g. load_mnist1d(sequences=True), got {data!r}"
+        )
     seeds = valid.check_seeds("seeds", seeds)
     norms = valid.check_values("norms", norms, lambda n, v: valid.check_type(n, v, str, "a norm name"), distinct=True)
     for norm in norms:
@@ -837,7 +876,9 @@ def batch_size_sweep(
         kwargs = {"group": {"num_groups": SETUP["num_groups"]}}
         kwargs["batch_renorm"] = _renorm_options("batch_renorm", n_train // size, SETUP["renorm"])
         kwargs.update(ghost)
-        stack = build_stack(slot_norms, slot_seeds, channels=SETUP["channels"], norm_kwargs=kwargs).to(device)
+        stack = build_stack(
+            slot_norms, slot_seeds, channels=SETUP["channels"], norm_kwargs=kwargs, sequences=data.x_train.dim() == 3
+        ).to(device)
         results = {
             "diverged": train_stacked_convnets(
                 stack,

@@ -290,11 +290,11 @@ def covariate_shift_run(
     if ics_relative_step is not None and ics_relative_step <= 0:
         raise ValueError(f"ics_relative_step must be positive (or None for the SGD step), got {ics_relative_step}")
     check_dataset("data", data)
-    if data.input_shape != (64,) or data.num_classes > 10:
+    if len(data.input_shape) != 1 or data.num_classes > 10:
         raise ValueError(
-            "covariate_shift_run trains ioffe_mlp (64 inputs, 10 classes): it needs examples of shape (64,) "
-            f"and at most 10 classes, like load_digits(), got examples of shape {data.input_shape} "
-            f"and {data.num_classes} classes"
+            "covariate_shift_run trains ioffe_mlp (10 classes): it needs flat examples (N, features) "
+            f"and at most 10 classes, like load_digits() or load_mnist1d(), got examples of shape "
+            f"{data.input_shape} and {data.num_classes} classes"
         )
     valid.check_int("probe_every", probe_every)
     if ics_every is not None:
@@ -304,6 +304,7 @@ def covariate_shift_run(
     seed_everything(seed)
     model = ioffe_mlp(
         norm,
+        in_features=data.input_shape[0],
         activation=activation,
         norm_kwargs=norm_kwargs,
         weight_std=weight_std,

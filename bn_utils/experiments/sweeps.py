@@ -11,7 +11,6 @@ accuracy. :func:`lr_sweep` (chapter "Faster convergence") and :func:`init_scale_
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
@@ -24,6 +23,7 @@ from matplotlib.figure import Figure
 from .. import _validate as valid
 from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
+from ..history import PARAMETER_LABELS, Sweep, _check_accuracies
 from ..models import NORM_LAYERS, mlp_for
 from ..stacked import StackedMLP, evaluate_stacked, train_stacked
 from ..style import FIGSIZE, GUIDE, NORM_LABELS, color_for, plot_histories
@@ -56,163 +56,7 @@ LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 INIT_SCALE_GRID = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 # Depths (hidden layers) in doublings from 5 to 40.
 DEPTH_GRID = (5, 10, 20, 40)
-PARAMETER_LABELS = {"lr": "learning rate", "init_scale": "initial weight scale", "depth": "depth (hidden layers)"}
-
-
-@dataclass
-class Sweep:
-    """Histories of a sweep over ``parameter`` (``"lr"`` or ``"init_scale"``):
-    ``histories[norm][i][j]`` is value ``values[i]``, seed ``seeds[j]``.
-
-    A run *trains* when it does not diverge and ends with test accuracy of at least
-    ``min_accuracy``; ``target`` is the test accuracy whose steps-to-reach measure speed.
-
-    When ``selected_on`` is ``"validation"``, the histories' ``test_acc`` and ``test_loss`` were
-    measured on a validation set held out of the training data, so every selection (which values
-    train, the best value, steps to target) uses validation accuracy; ``final_test[norm]``
-    (values, seeds) holds the test accuracy at the end of training, read through
-    :meth:`test_accuracy` for the selected configurations only, and ``final_correct[norm]``
-    (values, seeds, test examples) which test examples each run got right then
-    (:meth:`test_correct`: the test set's share of the uncertainty of a difference).
-    """
-
-    parameter: str
-    values: tuple[float, ...]
-    seeds: tuple[int, ...]
-    histories: dict[str, list[list[History]]]
-    target: float = 0.95
-    min_accuracy: float = 0.5
-    selected_on: str = "test"
-    final_test: dict[str, np.ndarray] | None = None
-    final_correct: dict[str, np.ndarray] | None = None
-
-    def __post_init__(self) -> None:
-        if self.parameter not in PARAMETER_LABELS:
-            raise ValueError(f"unknown parameter {self.parameter!r}; valid names are: {', '.join(PARAMETER_LABELS)}")
-        if self.selected_on not in ("test", "validation"):
-            raise ValueError(f"selected_on must be 'test' or 'validation', got {self.selected_on!r}")
-        if self.selected_on == "validation" and self.final_test is None:
-            raise ValueError("a sweep selected on validation needs final_test, the test accuracies at the end")
-        _check_accuracies(self.target, self.min_accuracy)
-
-    @property
-    def label(self) -> str:
-        """What was swept, in words ("learning rate")."""
-        return PARAMETER_LABELS[self.parameter]
-
-    @property
-    def norms(self) -> list[str]:
-        """The normalizations swept, in order."""
-        return list(self.histories)
-
-    def _grid(self, norm: str) -> list[list[History]]:
-        if norm not in self.histories:
-            raise ValueError(f"norm {norm!r} was not swept; the sweep has: {', '.join(self.histories)}")
-        return self.histories[norm]
-
-    def _index(self, value: float) -> int:
-        if value not in self.values:
-            raise ValueError(f"{self.label} {value:g} is not on the grid {[f'{v:g}' for v in self.values]}")
-        return self.values.index(value)
-
-    def runs(self, norm: str, value: float) -> list[History]:
-        """The histories (one per seed) at one value of the grid."""
-        return self._grid(norm)[self._index(value)]
-
-    def diverged(self, norm: str) -> np.ndarray:
-        """(values, seeds) booleans: the loss became NaN or infinite."""
-        return np.array([[h.diverged for h in row] for row in self._grid(norm)])
-
-    def final(self, norm: str, metric: str = "test_acc") -> np.ndarray:
-        """(values, seeds) final values, NaN for diverged runs. ``metric`` is an evaluated metric
-        (``test_acc``, ``test_loss``, ...) or ``loss``: the mean training loss of the last epoch."""
-        if metric not in ("loss", "train_acc", "test_acc", "test_loss"):
-            raise ValueError(f"unknown metric {metric!r}; valid names are: loss, train_acc, test_acc, test_loss")
-
-        def value(h: History) -> float:
-            if h.diverged:
-                return np.nan
-            if metric == "loss":
-                return float(np.mean(h.loss[-h.steps_per_epoch :]))
-            return getattr(h, metric)[-1]
-
-        return np.array([[value(h) for h in row] for row in self._grid(norm)], dtype=float)
-
-    def trained(self, norm: str) -> np.ndarray:
-        """(values, seeds) booleans: no divergence and final test accuracy >= ``min_accuracy``."""
-        return ~self.diverged(norm) & (np.nan_to_num(self.final(norm), nan=0.0) >= self.min_accuracy)
-
-    def stable_values(self, norm: str) -> list[float]:
-        """The values at which every seed trains."""
-        return [v for v, row in zip(self.values, self.trained(norm), strict=True) if row.all()]
-
-    def largest_stable(self, norm: str) -> float | None:
-        """The largest value at which every seed trains (None if there is none)."""
-        stable = self.stable_values(norm)
-        return max(stable) if stable else None
-
-    def steps_to_target(self, norm: str, target: float | None = None) -> np.ndarray:
-        """(values, seeds) steps to reach ``target`` (default: the sweep's) test accuracy; inf
-        where never reached."""
-        target = self.target if target is None else target
-        return np.array(
-            [[np.inf if (s := h.steps_to(target)) is None else s for h in row] for row in self._grid(norm)], dtype=float
-        )
-
-    def best(self, norm: str) -> float | None:
-        """The value, among those at which every seed trains, with the fewest median steps to
-        ``target``; ties go to the higher median final test accuracy."""
-        steps = np.median(self.steps_to_target(norm), axis=1)
-        accuracy = self.final(norm)  # no NaN in rows where every seed trained
-        candidates = [i for i, row in enumerate(self.trained(norm)) if row.all()]
-        if not candidates:
-            return None
-        return self.values[min(candidates, key=lambda i: (steps[i], -np.median(accuracy[i])))]
-
-    def instability_onset(self, norm: str) -> float | None:
-        """The grid value just above the largest stable one (at which some seed fails to train),
-        or None if every value up to the end of the grid is stable. The true limit lies between
-        :meth:`largest_stable` and this value."""
-        stable = self.largest_stable(norm)
-        above = [v for v in self.values if stable is None or v > stable]
-        return min(above) if above else None
-
-    def test_accuracy(self, norm: str, value: float | None = None) -> np.ndarray:
-        """Final test accuracy per seed (NaN if diverged) at ``value`` (default: the best value).
-        On a sweep selected on validation, this is the only place test accuracy shows."""
-        value = self.best(norm) if value is None else value
-        if value is None:
-            raise ValueError(f"norm {norm!r} has no value at which every seed trains")
-        if self.final_test is None:
-            return self.final(norm)[self._index(value)]
-        self._grid(norm)
-        return self.final_test[norm][self._index(value)]
-
-    def test_correct(self, norm: str, value: float | None = None) -> np.ndarray:
-        """(seeds, test examples) booleans: which test examples each seed's network classified
-        correctly at the end of training, at ``value`` (default: the best value); False throughout
-        for a diverged run. Only on a sweep selected on validation, and, like
-        :meth:`test_accuracy`, for the selected configurations only."""
-        value = self.best(norm) if value is None else value
-        if value is None:
-            raise ValueError(f"norm {norm!r} has no value at which every seed trains")
-        if self.final_correct is None:
-            raise ValueError("per-example test correctness is kept only by a sweep selected on validation")
-        self._grid(norm)
-        return self.final_correct[norm][self._index(value)]
-
-    def median_steps_to_target(self, norm: str, value: float | None = None, target: float | None = None) -> float:
-        """Median over seeds of the steps to ``target`` (default: the sweep's) at ``value``
-        (default: the best value)."""
-        value = self.best(norm) if value is None else value
-        if value is None:
-            return np.inf
-        return float(np.median(self.steps_to_target(norm, target)[self._index(value)]))
-
-
-def _check_accuracies(target: object, min_accuracy: object) -> None:
-    valid.check_number("target", target, 0, 1)
-    valid.check_number("min_accuracy", min_accuracy, 0, 1)
+# PARAMETER_LABELS and Sweep live in bn_utils.history (chapter 9 reads its grids as sweeps too)
 
 
 def run_sweep(
