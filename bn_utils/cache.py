@@ -22,13 +22,14 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import inspect
 import json
 import os
 import pickle
 import platform
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
-from importlib import resources
+from dataclasses import asdict, dataclass, fields, is_dataclass
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,7 +38,16 @@ import torch
 
 from .data import Dataset
 
-__all__ = ["CacheKey", "cache_key", "cached", "source_modules", "source_digest", "stored_entries", "STORED"]
+__all__ = [
+    "CacheKey",
+    "cache_key",
+    "cached",
+    "remembered",
+    "source_modules",
+    "source_digest",
+    "stored_entries",
+    "STORED",
+]
 
 T = TypeVar("T")
 PACKAGE = Path(__file__).resolve().parent
@@ -50,11 +60,12 @@ class CacheKey:
     """Everything that decides a computation's result bit for bit."""
 
     computation: str  # what is computed, e.g. "bn_utils.experiments.residual.chapter_grids"
-    arguments: str  # its arguments, as canonical JSON
-    data: str  # digest of the data set's tensors
+    arguments: str  # its arguments, as canonical JSON (a data set by the digest of its tensors)
+    data: str  # digest of the data set's tensors ("" when the data sets are among the arguments)
     source: str  # digest of the source of the modules the computation imports
     torch: str
     numpy: str
+    libraries: str  # the other libraries whose code can change a result (scikit-learn, mnist1d)
     cpu_capability: str  # the CPU kernels PyTorch uses (ATEN_CPU_CAPABILITY)
     threads: int
     processor: str  # the CPU model
@@ -150,22 +161,35 @@ def _data_digest(data: Dataset) -> str:
     return digest.hexdigest()
 
 
-def cache_key(computation: str, module: str, data: Dataset, arguments: Mapping[str, Any]) -> CacheKey:
+def _libraries() -> str:
+    found = []
+    for name in ("scikit-learn", "mnist1d"):
+        try:
+            found.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} absent")
+    return ", ".join(found)
+
+
+def cache_key(
+    computation: str, module: str, data: Dataset | None, arguments: Mapping[str, Any], *, device: str | None = None
+) -> CacheKey:
     """The key of ``computation`` (defined in bn_utils module ``module``) on ``data`` with
     ``arguments`` (JSON-serialisable values), in this process: its PyTorch, NumPy, CPU kernels,
-    threads, processor and device."""
-    device = data.x_train.device
+    threads, processor and device (``data``'s, else ``device``, else the CPU)."""
+    on = data.x_train.device if data is not None else torch.device(device or "cpu")
     return CacheKey(
         computation=computation,
         arguments=json.dumps(dict(arguments), sort_keys=True, default=list),
-        data=_data_digest(data),
+        data=_data_digest(data) if data is not None else "",
         source=source_digest(module),
         torch=torch.__version__,
         numpy=np.__version__,
+        libraries=_libraries(),
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
         threads=torch.get_num_threads(),
         processor=_processor(),
-        device=torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+        device=torch.cuda.get_device_name(on) if on.type == "cuda" else on.type,
     )
 
 
@@ -183,12 +207,14 @@ def cached(key: CacheKey, compute: Callable[[], T], *, store_in: Path | None = N
     """The result stored under ``key``, or ``compute()``'s, then kept in the ``BN_CACHE_DIR`` folder
     (and in ``store_in`` when given). An entry whose recorded key differs from ``key`` (a collision,
     or a file copied by hand) is never returned."""
-    for folder, _ in _folders():
+    for folder, writable in _folders():
         path = folder / f"{key.digest}.pkl"
         if path.is_file():
             with path.open("rb") as file:
                 entry = pickle.load(file)
             if entry.get("key") == asdict(key):
+                if writable:
+                    os.utime(path)  # read: still in use (scripts/cache_results.py drops the others)
                 return entry["result"]
     result = compute()
     targets = [folder for folder, writable in _folders() if writable]
@@ -209,3 +235,65 @@ def stored_entries() -> list[dict[str, Any]]:
         with path.open("rb") as file:
             keys.append(pickle.load(file)["key"])
     return keys
+
+
+class _NotCanonical(Exception):
+    """An argument that has no canonical form: the call is computed, not cached."""
+
+
+def _canonical(value: Any) -> Any:
+    """A JSON-ready form of an argument that decides the result: data sets by the digest of their
+    tensors, bn_utils functions by name and source, dataclasses field by field."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, np.generic):
+        return _canonical(value.item())
+    if isinstance(value, Dataset):
+        return {"dataset": _data_digest(value), "device": str(value.x_train.device)}
+    if isinstance(value, torch.device):
+        return {"device": str(value)}
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): _canonical(item) for key, item in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if is_dataclass(value) and not isinstance(value, type):
+        return {type(value).__qualname__: {f.name: _canonical(getattr(value, f.name)) for f in fields(value)}}
+    if callable(value) and getattr(value, "__module__", "").startswith("bn_utils."):
+        module = value.__module__.removeprefix("bn_utils.")
+        return {"callable": f"{value.__module__}.{value.__qualname__}", "source": source_digest(module)}
+    raise _NotCanonical(type(value).__name__)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def remembered(module: str) -> Callable[[F], F]:
+    """Decorate a slow function of bn_utils module ``module`` so that its result is kept and read
+    back (:func:`cached`) under the key of the call: its arguments (defaults included), the source
+    of ``module`` and of what it imports, and this process's arithmetic. A call with an argument
+    that has no canonical form (an arbitrary object) is simply computed."""
+
+    def decorate(function: F) -> F:
+        signature = inspect.signature(function)
+        computation = f"{function.__module__}.{function.__qualname__}"
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError:
+                return function(*args, **kwargs)  # let the function report its own usage error
+            bound.apply_defaults()
+            try:
+                arguments = {name: _canonical(value) for name, value in bound.arguments.items()}
+            except _NotCanonical:
+                return function(*args, **kwargs)
+            devices = [value.x_train.device for value in bound.arguments.values() if isinstance(value, Dataset)]
+            key = cache_key(computation, module, None, arguments, device=str(devices[0]) if devices else None)
+            return cached(key, lambda: function(*args, **kwargs))
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,5 +124,32 @@ def test_the_status_script_says_which_stored_entries_this_process_finds(tmp_path
     cache.cached(elsewhere, lambda: "grids", store_in=tmp_path)
     lines = sorted(script.status())
     assert len(lines) == 2
-    assert any(line.endswith(": found") and "seeds [0]" in line for line in lines)
+    assert any(line.endswith(": found") and "chapter_grids" in line for line in lines)
     assert any("not found here (cpu_capability, threads differ)" in line for line in lines)
+
+
+def test_a_remembered_function_is_computed_once_per_call_key(cache_dir, digits):
+    calls = []
+
+    @cache.remembered("experiments.transfer")
+    def slow(data, *, seeds=(0, 1), lr=0.1, extra=None):
+        calls.append((seeds, lr))
+        return {"n": len(data.x_train), "seeds": seeds, "lr": lr}
+
+    assert slow(digits) == {"n": len(digits.x_train), "seeds": (0, 1), "lr": 0.1}
+    assert slow(digits, seeds=(0, 1)) == slow(digits) and len(calls) == 1, "defaults are part of the key"
+    slow(digits, lr=0.3)
+    slow(bu.load_digits(images=True))
+    assert len(calls) == 3, "another learning rate, another data set: computed again"
+    slow(digits, extra=object())
+    slow(digits, extra=object())
+    assert len(calls) == 5, "an argument without a canonical form is never cached"
+
+
+def test_bn_utils_functions_as_arguments_are_named_with_their_source():
+    from bn_utils.experiments import covariate_shift
+
+    form = cache._canonical({"network": covariate_shift.ioffe_mlp, "lrs": (0.1, 1.0), "n": np.int64(3)})
+    assert form["network"]["callable"] == "bn_utils.experiments.covariate_shift.ioffe_mlp"
+    assert form["network"]["source"] == cache.source_digest("experiments.covariate_shift")
+    assert form["lrs"] == ["0.1", "1.0"] and form["n"] == 3

@@ -32,6 +32,7 @@ from torch import nn
 
 from .. import _validate as valid
 from .. import norms as norm_registry
+from ..cache import remembered
 from ..data import Dataset, batch_indices, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..functional import batch_norm, group_norm, instance_norm, layer_norm
@@ -808,6 +809,7 @@ class SweepResult:
         return "\n".join([head, rule, *rows])
 
 
+@remembered("experiments.batch_size")
 def batch_size_sweep(
     data: Dataset,
     *,
@@ -1180,6 +1182,7 @@ def _stacked_mlp_results(
     return eval_correct, recomputed, train_acc, hits / len(data.x_test)
 
 
+@remembered("experiments.batch_size")
 def fully_connected_sweep(
     data: Dataset,
     *,

@@ -24,6 +24,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import _validate as valid
+from ..cache import remembered
 from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import NORM_LAYERS, mlp_for
@@ -264,6 +265,7 @@ class RegularizationResult:
         }
 
 
+@remembered("experiments.regularization")
 def regularization_study(
     data: Dataset,
     *,

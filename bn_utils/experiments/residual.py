@@ -34,7 +34,6 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -987,18 +986,16 @@ class ChapterGrids:
         )
 
 
-def chapter_grids(
-    data: Dataset, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), store_in: Path | None = None
-) -> ChapterGrids:
+def chapter_grids(data: Dataset, *, seeds: Sequence[int] = (0, 1, 2, 3, 4)) -> ChapterGrids:
     """Train the chapter's three grids (:class:`ChapterGrids`) on ``seeds``: about 10 CPU-minutes on
     one core of the course's machine. The claim tests call the same function. The result is kept
     (:func:`bn_utils.cache.cached`): where this code, data, arithmetic path, thread count and
     processor have computed it before, it is read back instead of trained again (bit for bit what
-    training would give); ``store_in`` also writes it there (``scripts/cache_results.py``)."""
+    training would give; ``scripts/cache_results.py`` stores CI's with the package)."""
     check_dataset("data", data)
     seeds = tuple(valid.check_seeds("seeds", seeds))
     key = cache_key(f"{__name__}.chapter_grids", "experiments.residual", data, {"seeds": seeds})
-    return cached(key, lambda: _train_chapter_grids(data, seeds), store_in=store_in)
+    return cached(key, lambda: _train_chapter_grids(data, seeds))
 
 
 def _train_chapter_grids(data: Dataset, seeds: tuple[int, ...]) -> ChapterGrids:

@@ -38,6 +38,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
+from ..cache import remembered
 from ..data import Dataset, check_dataset, load_digits, load_mnist1d
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..history import Sweep
@@ -227,6 +228,7 @@ class MLPGrid:
         return self.test_at[self._budget(steps)][self._config(config)]
 
 
+@remembered("experiments.transfer")
 def mlp_grid(
     data: Dataset,
     benchmark: Benchmark,
@@ -438,6 +440,7 @@ class BaselineResult:
         return "\n".join(rows)
 
 
+@remembered("experiments.transfer")
 def baselines(
     *,
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
@@ -499,6 +502,7 @@ def baselines(
 # Chapter 2 and chapter 7: runs trained once for the long budget, read at the short one
 
 
+@remembered("experiments.transfer")
 def speed_runs(
     data: Dataset,
     *,
