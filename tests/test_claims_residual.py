@@ -69,13 +69,14 @@ def test_in_200_steps_the_plain_bn_stack_fails_at_depth_40_and_80_at_every_learn
 
 
 def test_the_plain_bn_stack_at_depth_40_is_slow_not_stuck(grids):
-    """At depth 40 and learning rate 0.1, the plain BN stack's median test accuracy rises by more than
-    10 points from 200 to 800 steps and passes 50%, yet every seed after 800 steps stays below every
-    seed of the residual BN network after 200."""
+    """At depth 40 and learning rate 0.1, the plain BN stack's median test accuracy is higher after 800
+    steps than after 200, yet every seed after 800 steps stays below every seed of the residual BN
+    network after 200. Whether its median passes 50% by step 800, 5 seeds do not settle: it rose by 22
+    points to 63% on seeds 0-4 (native kernels) but by 7 points to 48.6% on seeds 5-9 with the portable
+    kernels, so the rise is asserted, not its size or the line."""
     budget = grids.budget
     start, end = budget.scored("plain_bn", 40, 0.1, 200), budget.scored("plain_bn", 40, 0.1, 800)
-    cc.compare(np.median(end) - np.median(start), ">", 0.1, "plain BN stack, depth 40: median at 800 - at 200 steps")
-    cc.median(end, ">", 0.5, "plain BN stack, depth 40, lr 0.1, after 800 steps")
+    cc.compare(np.median(end) - np.median(start), ">", 0, "plain BN stack, depth 40: median at 800 - at 200 steps")
     residual = budget.scored("residual_bn", 40, 0.1, 200)
     cc.compare(residual.min() - end.max(), ">", 0, "residual BN's worst seed after 200 - plain BN's best after 800")
 
