@@ -13,13 +13,17 @@ Where results are looked for, in order:
 - the folder named by the environment variable ``BN_CACHE_DIR`` (read and written), e.g. one CI run
   sharing what the notebooks computed with the claim tests;
 - the entries stored with the package (``bn_utils/experiments/stored/cache``, read only), written by
-  ``python -m bn_utils.cache refresh`` for the chapters' slowest computations on the course's
-  machine; ``python -m bn_utils.cache status`` says which of them the current code still finds.
+  ``python scripts/cache_results.py ci`` on the course's machine (every remembered computation of
+  CI's runs); ``python scripts/cache_results.py status`` says which of them this process finds.
+
+A computation computed afresh leaves Python's, NumPy's and torch's global random generators as it
+found them, as one read back does, so what runs next cannot tell the two apart.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -27,7 +31,8 @@ import json
 import os
 import pickle
 import platform
-from collections.abc import Callable, Mapping
+import random
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from importlib import metadata, resources
 from pathlib import Path
@@ -37,6 +42,7 @@ import numpy as np
 import torch
 
 from .data import Dataset
+from .devices import get_device
 
 __all__ = [
     "CacheKey",
@@ -154,8 +160,13 @@ def _processor() -> str:
 
 
 def _data_digest(data: Dataset) -> str:
-    digest = hashlib.sha256(data.name.encode())
-    for tensor in (data.x_train, data.y_train, data.x_test, data.y_test):
+    """A digest of everything in the data set: its name, class count and every split's tensors
+    (the validation split too, when there is one)."""
+    digest = hashlib.sha256(f"{data.name}\0{data.num_classes}".encode())
+    for tensor in (data.x_train, data.y_train, data.x_test, data.y_test, data.x_val, data.y_val):
+        if tensor is None:
+            digest.update(b"none")
+            continue
         array = tensor.detach().cpu().contiguous().numpy()
         digest.update(str((array.dtype, array.shape)).encode() + array.tobytes())
     return digest.hexdigest()
@@ -216,7 +227,8 @@ def cached(key: CacheKey, compute: Callable[[], T], *, store_in: Path | None = N
                 if writable:
                     os.utime(path)  # read: still in use (scripts/cache_results.py drops the others)
                 return entry["result"]
-    result = compute()
+    with _random_state_kept():
+        result = compute()
     targets = [folder for folder, writable in _folders() if writable]
     targets += [store_in] if store_in is not None else []
     for folder in targets:
@@ -226,6 +238,21 @@ def cached(key: CacheKey, compute: Callable[[], T], *, store_in: Path | None = N
             pickle.dump({"key": asdict(key), "result": result}, file, protocol=pickle.HIGHEST_PROTOCOL)
         partial.replace(folder / f"{key.digest}.pkl")  # whole or not at all, even with parallel writers
     return result
+
+
+@contextlib.contextmanager
+def _random_state_kept() -> Iterator[None]:
+    """Leave Python's, NumPy's and torch's global random generators as they were: a computation
+    read back from the cache draws nothing, so one computed afresh must leave no trace in them
+    either, or what a notebook draws next would depend on whether the cache was hit."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def stored_entries() -> list[dict[str, Any]]:
@@ -254,13 +281,24 @@ def _canonical(value: Any) -> Any:
         return {"dataset": _data_digest(value), "device": str(value.x_train.device)}
     if isinstance(value, torch.device):
         return {"device": str(value)}
+    if isinstance(value, functools.partial):  # e.g. functools.partial(bu.make_mlp, 64, 10, depth=3)
+        return {
+            "partial": _canonical(value.func),
+            "args": _canonical(value.args),
+            "keywords": _canonical(value.keywords),
+        }
     if isinstance(value, list | tuple):
         return [_canonical(item) for item in value]
     if isinstance(value, Mapping):
         return {str(key): _canonical(item) for key, item in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if is_dataclass(value) and not isinstance(value, type):
         return {type(value).__qualname__: {f.name: _canonical(getattr(value, f.name)) for f in fields(value)}}
-    if callable(value) and getattr(value, "__module__", "").startswith("bn_utils."):
+    if (  # a module-level function of bn_utils, by name and source; a closure or a method is not canonical
+        callable(value)
+        and getattr(value, "__module__", "").startswith("bn_utils.")
+        and "<locals>" not in getattr(value, "__qualname__", "<locals>")
+        and getattr(value, "__closure__", None) is None
+    ):
         module = value.__module__.removeprefix("bn_utils.")
         return {"callable": f"{value.__module__}.{value.__qualname__}", "source": source_digest(module)}
     raise _NotCanonical(type(value).__name__)
@@ -290,8 +328,10 @@ def remembered(module: str) -> Callable[[F], F]:
                 arguments = {name: _canonical(value) for name, value in bound.arguments.items()}
             except _NotCanonical:
                 return function(*args, **kwargs)
+            # the device the computation runs on: the data's, when it is on a GPU, else the course's
             devices = [value.x_train.device for value in bound.arguments.values() if isinstance(value, Dataset)]
-            key = cache_key(computation, module, None, arguments, device=str(devices[0]) if devices else None)
+            on = next((device for device in devices if device.type != "cpu"), get_device())
+            key = cache_key(computation, module, None, arguments, device=str(on))
             return cached(key, lambda: function(*args, **kwargs))
 
         return wrapper  # type: ignore[return-value]

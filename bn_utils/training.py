@@ -10,7 +10,6 @@ raised, because "this learning rate diverges" is a result the course reports.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -19,7 +18,9 @@ import torch
 from torch import nn
 
 from . import _validate as valid
+from .cache import remembered
 from .data import Dataset, check_dataset, iterate_batches
+from .devices import get_device
 from .history import History, stack_metric
 from .seeding import seed_everything
 
@@ -33,16 +34,6 @@ __all__ = [
     "run_seeds",
     "stack_metric",
 ]
-
-
-def get_device() -> torch.device:
-    """CUDA when present, else CPU; ``BN_COURSE_DEVICE=cpu`` (or ``cuda``) forces a choice."""
-    wanted = os.environ.get("BN_COURSE_DEVICE")
-    if wanted:
-        if wanted.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"BN_COURSE_DEVICE={wanted} but torch sees no CUDA device")
-        return torch.device(wanted)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @torch.no_grad()
@@ -182,6 +173,7 @@ def train(
     return history
 
 
+@remembered("training")
 def run_seeds(
     build_model: Callable[[], nn.Module],
     data: Dataset,

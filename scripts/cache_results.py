@@ -1,16 +1,17 @@
 """Store the results of the course's slowest computations with the package, as CI computes them.
 
-    python scripts/cache_results.py ci         # run CI's two claim runs, keeping what they compute
+    python scripts/cache_results.py ci         # run CI's claim and notebook runs, keeping what they compute
     python scripts/cache_results.py status     # the stored entries, and whether this process finds them
 
 bn_utils.cache reads a result back only under an equal key (the call's arguments and data, the code
 of every bn_utils module the computation imports, PyTorch, NumPy, scikit-learn, mnist1d, the CPU
 kernels, the thread count, the processor): after a code change, or on another machine, it computes
 again, so a stored entry can make CI faster but never makes it test old code. ``ci`` runs the claim
-tests exactly as .ci/run does (``pytest -n auto``: seeds 0-4 with the native kernels, then seeds 5-9
-with the portable ones, one thread per process) with ``BN_CACHE_DIR`` set to the stored folder, so
+tests and the notebooks exactly as .ci/run does (``pytest -n auto``, one thread per process and per
+notebook kernel: claims on seeds 0-4 and the notebooks with the native kernels, the notebooks and
+the claims on seeds 5-9 with the portable ones) with ``BN_CACHE_DIR`` set to the stored folder, so
 every remembered computation they make is stored under the key CI will ask for; then it removes the
-entries neither run used. Run it on the course's machine after changing code that such a
+entries no run used. Run it on the course's machine after changing code that such a
 computation imports, and commit bn_utils/experiments/stored/cache/.
 """
 
@@ -27,9 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CI_RUNS: tuple[tuple[str, dict[str, str]], ...] = (
-    ("0-4", {}),
-    ("5-9", {"ATEN_CPU_CAPABILITY": "default"}),
+# CI's runs that train (.ci/run): the claim tests on seeds 0-4 and the notebooks with the native
+# kernels (in the README's test command), then both again, claims on seeds 5-9, with the portable ones
+CI_RUNS: tuple[tuple[tuple[str, ...], dict[str, str]], ...] = (
+    (("-m", "claims or notebooks", "--claim-seeds", "0-4"), {}),
+    (("-m", "notebooks or claims", "--claim-seeds", "5-9"), {"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1"}),
 )
 
 
@@ -62,16 +65,17 @@ def ci() -> None:
 
     start = time.time()
     cache.STORED.mkdir(parents=True, exist_ok=True)
-    for seeds, extra in CI_RUNS:
+    for selection, extra in CI_RUNS:
         env = dict(os.environ, BN_CACHE_DIR=str(cache.STORED), **extra)
-        command = [sys.executable, "-m", "pytest", "-n", "auto", "-q", "-m", "claims", "-p", "no:cacheprovider"]
-        command += ["--claim-seeds", seeds]
+        command = [sys.executable, "-m", "pytest", "-n", "auto", "-q", "-p", "no:cacheprovider", *selection]
         print("==", " ".join(f"{k}={v}" for k, v in extra.items()), " ".join(command[1:]), flush=True)
+        started = time.time()
         subprocess.run(command, env=env, cwd=ROOT, check=True)
+        print(f"   {time.time() - started:.0f} s", flush=True)
     for path in cache.STORED.glob("*.pkl"):
         if path.stat().st_mtime < start:
             path.unlink()
-            print(f"removed {path.name}: neither run used it")
+            print(f"removed {path.name}: no run used it")
     print("\n".join(status()))
 
 
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("status", help="the stored entries, and whether this process finds them")
-    commands.add_parser("ci", help="run CI's two claim runs, storing what they compute; drop unused entries")
+    commands.add_parser("ci", help="run CI's claim and notebook runs, storing what they compute; drop unused entries")
     args = parser.parse_args(argv)
     if args.command == "status":
         print("\n".join(status()) or "no stored entries")

@@ -153,3 +153,63 @@ def test_bn_utils_functions_as_arguments_are_named_with_their_source():
     assert form["network"]["callable"] == "bn_utils.experiments.covariate_shift.ioffe_mlp"
     assert form["network"]["source"] == cache.source_digest("experiments.covariate_shift")
     assert form["lrs"] == ["0.1", "1.0"] and form["n"] == 3
+
+
+def test_a_partial_of_a_bn_utils_builder_is_canonical_but_a_closure_is_not():
+    import functools
+
+    wide = cache._canonical(functools.partial(bu.make_mlp, 64, 10, width=100, norm="batch"))
+    narrow = cache._canonical(functools.partial(bu.make_mlp, 64, 10, width=50, norm="batch"))
+    assert wide["partial"]["callable"] == "bn_utils.models.make_mlp" and wide != narrow
+    assert wide["args"] == [64, 10] and wide["keywords"] == {"norm": "batch", "width": 100}
+
+    results = []
+
+    def measure(model, history):  # called for what it does: reading it back would skip it
+        results.append(history)
+
+    with pytest.raises(cache._NotCanonical):
+        cache._canonical(measure)
+    with pytest.raises(cache._NotCanonical):
+        cache._canonical(functools.partial(bu.make_mlp, 64, 10, activation=lambda x: x))
+
+
+def test_a_callback_runs_on_every_call_of_a_remembered_function(cache_dir, digits):
+    seen = []
+    for _ in range(2):
+        bu.run_seeds(
+            lambda: bu.make_mlp(64, 10, depth=1, width=8),
+            digits,
+            (0,),
+            lr=0.1,
+            steps=2,
+            on_trained=lambda model, history: seen.append(history),
+        )
+    assert len(seen) == 2 and not list(cache_dir.iterdir()), "a call with a callback is computed, never stored"
+
+
+def test_computing_afresh_leaves_the_random_generators_as_reading_back_does(cache_dir, digits):
+    import functools
+    import random
+
+    def state():
+        return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+    build = functools.partial(bu.make_mlp, 64, 10, depth=1, width=8)
+    draws = []
+    for _ in range(2):  # the first call trains (and seeds every generator per seed), the second reads back
+        bu.seed_everything(123)
+        bu.run_seeds(build, digits, (0, 1), lr=0.1, steps=2)
+        draws.append(state())
+    bu.seed_everything(123)
+    assert draws[0] == draws[1] == state(), "a remembered computation must leave no trace in the generators"
+    assert len(list(cache_dir.iterdir())) == 1
+
+
+def test_the_data_digest_covers_the_validation_split_and_the_class_count(digits):
+    split = digits.with_validation(fraction=0.2, seed=0)
+    other = digits.with_validation(fraction=0.2, seed=1)
+    digests = {cache._data_digest(d) for d in (digits, split, other)}
+    assert len(digests) == 3
+    relabelled = dataclasses.replace(digits, num_classes=11)
+    assert cache._data_digest(relabelled) != cache._data_digest(digits)

@@ -24,8 +24,8 @@ PACKAGE = ROOT / "bn_utils"
 LAYERS: dict[str, tuple[str, ...]] = {
     # argument checks and plain data: nothing of bn_utils
     "base": ("_validate", "palette"),
-    # what everything else stands on: seeding, run records, data sets, the maths, statistics, checks
-    "foundations": ("seeding", "history", "data", "functional", "statistics", "checks", "cache"),
+    # what everything else stands on: seeding, the device, run records, data sets, the maths, statistics, checks
+    "foundations": ("seeding", "devices", "history", "data", "functional", "statistics", "checks", "cache"),
     # the normalization layers and their registry
     "layers": ("layers", "norms"),
     # networks built from them, and probes that watch a network

@@ -314,6 +314,7 @@ def test_chapter_figures_draw_their_panels_titles_and_values(shift_runs):
     fig = plot_gradient_shift(runs, layer_names=["h2", "h3", "out"])
     l2, cosine = fig.axes
     assert l2.get_ylabel() == "‖G − G′‖" and cosine.get_ylim() == (0.8, 1.0) and cosine.get_legend() is None
+    assert [t.get_text() for t in l2.get_legend().get_texts()] == ["plain", "BN", "noisy BN"], "names, not keys"
     assert [t.get_text() for t in l2.get_xticklabels()] == ["h2", "h3", "out"]
     expected = np.concatenate([np.array(r.ics_l2) for r in runs["none"]]).mean(0)
     assert [p.get_height() for p in l2.patches[:3]] == pytest.approx(expected.tolist())

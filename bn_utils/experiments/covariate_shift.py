@@ -34,11 +34,12 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
+from ..cache import remembered
 from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import hidden_blocks, make_mlp
 from ..probes import ActivationProbe, ActivationRecord, drift_ratio, jitter_ratio
-from ..style import FIGSIZE, color_for, plot_histories, series_color
+from ..style import FIGSIZE, NORM_LABELS, color_for, plot_histories, series_color
 from ..training import History, get_device, loss_and_gradients, seed_everything, train
 
 if TYPE_CHECKING:
@@ -262,6 +263,7 @@ class ShiftRun:
         return record.steps, np.median(record.std, axis=1)
 
 
+@remembered("experiments.covariate_shift")
 def covariate_shift_run(
     norm: str,
     data: Dataset,
@@ -433,7 +435,8 @@ def plot_layer_bars(
     for i, (label, array) in enumerate(values.items()):
         array = np.atleast_2d(array)
         x = np.arange(array.shape[1]) + (i - (len(values) - 1) / 2) * width
-        ax.bar(x, array.mean(0), width, yerr=array.std(0), capsize=3, color=color_for(label, i), label=label)
+        name = NETWORK_NAMES.get(label, NORM_LABELS.get(label, label))  # "plain", "BN", "noisy BN"
+        ax.bar(x, array.mean(0), width, yerr=array.std(0), capsize=3, color=color_for(label, i), label=name)
     layers = array.shape[1]
     ax.set_xticks(range(layers), layer_names or [f"layer {k + 1}" for k in range(layers)])
     ax.set_ylabel(ylabel)

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
+from ..cache import remembered
 from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..layers import BatchNorm1d
@@ -129,6 +130,7 @@ def class_sorted(y: torch.Tensor) -> torch.Tensor:
     return torch.sort(y, stable=True).indices
 
 
+@remembered("experiments.inference")
 def forgotten_eval_study(
     build_model: Callable[[], nn.Module],
     data: Dataset,

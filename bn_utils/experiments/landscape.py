@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
+from ..cache import remembered
 from ..data import Dataset, check_dataset
 from ..models import mlp_for
 from ..stacked import StackedMLP, train_stacked
@@ -162,6 +163,7 @@ class LandscapeRun:
         return values
 
 
+@remembered("experiments.landscape")
 def landscape_run(
     norm: str,
     data: Dataset,

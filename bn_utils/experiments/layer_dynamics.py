@@ -35,6 +35,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch.nn import functional as F
 
+from ..cache import remembered
 from ..data import Dataset, batch_indices
 from ..diagnostics import class_contrast, mean_cosine_similarity
 from ..models import mlp_for
@@ -162,6 +163,7 @@ def _check_steps(record_at: Sequence[int], steps: int | None) -> tuple[tuple[int
     return record, total
 
 
+@remembered("experiments.layer_dynamics")
 def layer_dynamics(
     data: Dataset,
     norm: str,

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 
+from ..cache import remembered
 from ..data import Dataset
 from ..models import NORM_POSITIONS, mlp_for
 from ..stacked import StackedMLP, train_stacked
@@ -103,6 +104,7 @@ class PlacementStudy:
         )
 
 
+@remembered("experiments.placement")
 def placement_study(
     data: Dataset,
     *,

@@ -458,6 +458,7 @@ def plot_generalization(result: RegularizationResult, *, ax: Axes | None = None,
         capsize=4,
         color=[color_for(result.norms.get(label, label), i) for i, label in enumerate(labels)],
     )
+    upright = len(labels) > 5  # narrow bars: the label runs up the bar
     for bar, label in zip(bars, labels, strict=True):
         ax.annotate(
             f"test {100 * result.spread(label, 'test_acc').mean:.1f}%",
@@ -465,9 +466,9 @@ def plot_generalization(result: RegularizationResult, *, ax: Axes | None = None,
             xytext=(0, 4),
             textcoords="offset points",
             ha="center",
-            fontsize=8,
+            fontsize=plt.rcParams["xtick.labelsize"] if not upright else 8,
             color=ON_COLOR,
-            rotation=90,
+            rotation=90 if upright else 0,
             va="bottom",
         )
     ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")

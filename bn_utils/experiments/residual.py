@@ -44,7 +44,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
-from ..cache import cache_key, cached
+from ..cache import cache_key, cached, remembered
 from ..data import Dataset, check_dataset
 from ..diagnostics import class_contrast, layer_diagnostics
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
@@ -277,6 +277,7 @@ def _unit_variance(h: torch.Tensor) -> float:
     return h.detach().double().var(0).mean().item()
 
 
+@remembered("experiments.residual")
 def measure_at_init(
     data: Dataset,
     *,
@@ -895,6 +896,7 @@ class DepthSweep:
         return "\n".join(rows)
 
 
+@remembered("experiments.residual")
 def depth_sweep(
     data: Dataset,
     *,

@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import _validate as valid
+from ..cache import remembered
 from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..history import PARAMETER_LABELS, Sweep, _check_accuracies
@@ -59,6 +60,7 @@ DEPTH_GRID = (5, 10, 20, 40)
 # PARAMETER_LABELS and Sweep live in bn_utils.history (chapter 9 reads its grids as sweeps too)
 
 
+@remembered("experiments.sweeps")
 def run_sweep(
     data: Dataset,
     parameter: str,

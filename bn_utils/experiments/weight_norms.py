@@ -22,6 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import nn
 
+from ..cache import remembered
 from ..data import Dataset
 from ..models import mlp_for
 from ..style import FIGSIZE, color_for
@@ -79,6 +80,7 @@ def _hidden_weights(model: Any) -> list[torch.Tensor]:
     return [block.linear.weight for block in model.blocks]
 
 
+@remembered("experiments.weight_norms")
 def track_weight_norms(
     data: Dataset,
     *,
