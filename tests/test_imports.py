@@ -1,6 +1,6 @@
 """Imports point down: read bn_utils' own imports with ast (every import, also those deferred into a
 function or kept for type checking), and fail on a cycle, on an import that points up a layer, on
-an experiment module that imports another one, and on a new module that has no layer yet.
+an experiment (or chapter) module that imports another one, and on a new module that has no layer yet.
 ``import bn_utils`` loads no plotting library (checked in a fresh interpreter)."""
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "presentation": ("style", "explorers"),
     # one module per experiment (bn_utils.experiments.*): none imports another
     "experiments": ("experiments.*",),
+    # one module per chapter (bn_utils.chapters.*): the computations a chapter's notebook and its claim
+    # tests share; may use several experiment modules, never another chapter's module
+    "chapters": ("chapters.*",),
     # the package's front doors: bn_utils/__init__.py, bn_utils/experiments/__init__.py
-    "package": ("__init__", "experiments.__init__"),
+    "package": ("__init__", "experiments.__init__", "chapters.__init__"),
 }
 ORDER = list(LAYERS)
 
@@ -131,6 +134,8 @@ def layer_of(module: str) -> str | None:
         return "package"
     if module.startswith("experiments."):
         return "experiments"
+    if module.startswith("chapters."):
+        return "chapters"
     return next((layer for layer, members in LAYERS.items() if module in members), None)
 
 
@@ -146,6 +151,8 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
                 problems.append(f"{module} ({here}) imports {target} ({there})")
             elif here == there == "experiments":
                 problems.append(f"{module} imports the experiment module {target}: share through a core module")
+            elif here == there == "chapters":
+                problems.append(f"{module} imports the chapter module {target}: share through an experiment module")
     return problems
 
 
