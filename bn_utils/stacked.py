@@ -19,7 +19,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Protocol, cast, runtime_checkable
 
 import torch
 from torch import nn
@@ -32,7 +32,14 @@ from .history import History
 from .layers import BatchNorm1d, GhostBatchNorm, _BatchNorm
 from .models import ResidualMLP
 
-__all__ = ["StackedMLP", "StackedResidualMLP", "train_stacked", "evaluate_stacked", "set_running_statistics"]
+__all__ = [
+    "StackedMLP",
+    "StackedResidualMLP",
+    "StackedUpdate",
+    "train_stacked",
+    "evaluate_stacked",
+    "set_running_statistics",
+]
 
 
 def _is_batch_norm(module: nn.Module) -> bool:
@@ -437,6 +444,20 @@ def evaluate_stacked(
     return correct.double() / len(x), total_loss / len(x)
 
 
+@runtime_checkable
+class StackedUpdate(Protocol):
+    """An update rule that :func:`train_stacked` applies in place of SGD or Adam: after each step's
+    gradients, ``step(stack, grads)`` updates ``stack.params`` (``grads``: parameter name -> the
+    gradient of every model still in the stack, model first); ``keep(slots)`` is told which slots
+    stay when diverged models leave the stack. An experiment that measures every step (the layer
+    dynamics of chapter 5) brings its own, and trains with the same loop, batch order and
+    divergence rule as every other stacked run."""
+
+    def step(self, stack: StackedMLP, grads: dict[str, torch.Tensor]) -> None: ...
+
+    def keep(self, slots: Sequence[int]) -> None: ...
+
+
 class _StackedOptimizer:
     """SGD (with PyTorch's momentum convention) or Adam (PyTorch's defaults), with one learning
     rate per model, on a :class:`StackedMLP`'s parameters; the state follows ``keep``.
@@ -499,13 +520,14 @@ def train_stacked(
     epochs: int | None = None,
     steps: int | None = None,
     batch_size: int = 64,
-    optimizer: str = "sgd",
+    optimizer: str | StackedUpdate = "sgd",
     momentum: float = 0.0,
     weight_decay: float = 0.0,
     dropout_seeds: Sequence[int] | None = None,
     eval_every: int | None = None,
     eval_train: bool = True,
     on_step: Callable[[StackedMLP, int], None] | None = None,
+    drop_diverged: bool = True,
 ) -> list[History]:
     """Train each ``models[i]`` with learning rate ``lrs[i]`` and batch order ``seeds[i]``, all
     at once; return one :class:`History` per model, as :func:`bn_utils.training.train` would.
@@ -520,10 +542,24 @@ def train_stacked(
     time on the digits. ``on_step(stack, step)`` runs once with step 0 before the first step (on
     the initial networks), then after every step (``stack.ids`` says which models are still in
     it). The models themselves are not changed.
+
+    ``optimizer`` is ``"sgd"``, ``"adam"`` or a :class:`StackedUpdate` (its own update rule, without
+    ``momentum`` or ``weight_decay``). ``drop_diverged=False`` keeps a diverged model in the stack:
+    its loss (NaN or infinite, recorded in its history) still enters the summed loss, so its own
+    gradients are not finite, while the other models' are untouched (each model's gradient depends
+    only on its own loss).
     """
     check_dataset("data", data)
     total = valid.check_schedule(epochs, steps, batch_size, len(data.x_train), eval_every)
-    valid.check_optimizer(optimizer, momentum)
+    if isinstance(optimizer, str):
+        valid.check_optimizer(optimizer, momentum)
+    elif not isinstance(optimizer, StackedUpdate):
+        raise TypeError(
+            f"optimizer must be 'sgd', 'adam' or an update rule with step(stack, grads) and keep(slots), "
+            f"got {type(optimizer).__name__}"
+        )
+    elif momentum or weight_decay:
+        raise ValueError("momentum and weight_decay belong to 'sgd' or 'adam', not to an update rule of its own")
     valid.check_callable("on_step", on_step)
     models, lrs, seeds = list(models), list(lrs), list(seeds)
     for lr in lrs:
@@ -546,8 +582,12 @@ def train_stacked(
             f"({in_features},), but the data's examples have shape {data.input_shape}"
         )
     device = data.x_train.device
-    opt = _StackedOptimizer(
-        optimizer, torch.tensor(list(lrs), dtype=data.x_train.dtype, device=device), momentum, weight_decay
+    opt: StackedUpdate = (
+        _StackedOptimizer(
+            optimizer, torch.tensor(list(lrs), dtype=data.x_train.dtype, device=device), momentum, weight_decay
+        )
+        if isinstance(optimizer, str)
+        else optimizer
     )
     seeds = list(seeds)
     histories = [
@@ -556,7 +596,7 @@ def train_stacked(
             config=dict(
                 lr=lr,
                 batch_size=batch_size,
-                optimizer=optimizer,
+                optimizer=optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
                 momentum=momentum,
                 weight_decay=weight_decay,
                 seed=seed,
@@ -592,7 +632,15 @@ def train_stacked(
             values = losses.tolist()
             finite = [slot for slot, v in enumerate(values) if math.isfinite(v)]
             keys = list(stack.params)
-            gradients = torch.autograd.grad(losses[finite].sum(), [stack.params[k] for k in keys])
+            if not drop_diverged:  # every model stays; a diverged one's own gradients are not finite
+                for slot in set(range(len(stack))) - set(finite):
+                    if histories[stack.ids[slot]].diverged_at is None:
+                        histories[stack.ids[slot]].diverged_at = step
+                finite = list(range(len(stack)))
+                total_loss = losses.sum()
+            else:
+                total_loss = losses[finite].sum()
+            gradients = torch.autograd.grad(total_loss, [stack.params[k] for k in keys])
             grads = dict(zip(keys, gradients, strict=True))
             if len(finite) < len(stack):  # diverged: record, and drop from the stack
                 for slot in sorted(set(range(len(stack))) - set(finite)):

@@ -286,3 +286,50 @@ def test_train_stacked_rejects_bad_arguments(digits64):
         train_stacked(models, digits64, lrs=[0.1, 0.1], seeds=[0, 1], steps=1, batch_size=10_000)
     with pytest.raises(ValueError, match="weight_decay must be non-negative"):
         train_stacked(models, digits64, lrs=[0.1, 0.1], seeds=[0, 1], steps=1, weight_decay=-1e-3)
+
+
+class PlainSGD:
+    """An update rule of its own (bn_utils.stacked.StackedUpdate): SGD at one learning rate."""
+
+    def __init__(self, lr):
+        self.lr, self.calls, self.kept = lr, 0, []
+
+    @torch.no_grad()
+    def step(self, stack, grads):
+        self.calls += 1
+        for key, grad in grads.items():
+            stack.params[key].sub_(self.lr * grad)
+
+    def keep(self, slots):
+        self.kept.append(list(slots))
+
+
+def test_an_update_rule_of_its_own_trains_in_the_same_loop(digits64):
+    """The same loop, batch order and evaluation: a rule doing SGD gives SGD's results to the bit."""
+    runs = {}
+    for optimizer in ("sgd", PlainSGD(0.1)):
+        models = [build(seed) for seed in (0, 1)]
+        runs[str(optimizer)] = train_stacked(
+            models, digits64, lrs=[0.1, 0.1], seeds=[0, 1], steps=12, eval_every=4, optimizer=optimizer
+        )
+    sgd, own = runs.values()
+    for a, b in zip(sgd, own, strict=True):
+        assert a.loss == b.loss and a.test_acc == b.test_acc and a.eval_steps == b.eval_steps
+    assert own[0].config["optimizer"] == "PlainSGD"
+    with pytest.raises(TypeError, match="update rule with step"):
+        train_stacked([build(0)], digits64, lrs=[0.1], seeds=[0], steps=2, optimizer=object())
+    with pytest.raises(ValueError, match="momentum and weight_decay"):
+        train_stacked([build(0)], digits64, lrs=[0.1], seeds=[0], steps=2, optimizer=PlainSGD(0.1), momentum=0.9)
+
+
+def test_a_diverged_model_can_stay_in_the_stack_without_touching_the_others():
+    data = bu.load_digits()
+    models = [bu.make_mlp(64, 10, depth=4, width=32) for _ in range(3)]
+    rule = PlainSGD(0.05)
+    with torch.no_grad():
+        models[1].head.weight.fill_(float("nan"))  # NaN from the first step
+    kept = train_stacked(models, data, lrs=[0.05] * 3, seeds=[0, 1, 2], steps=6, optimizer=rule, drop_diverged=False)
+    assert kept[1].diverged_at == 0 and len(kept[1].loss) == 6 and all(np.isnan(kept[1].loss))
+    assert rule.kept == [] and rule.calls == 6, "nobody left the stack"
+    alone = train_stacked([models[0], models[2]], data, lrs=[0.05] * 2, seeds=[0, 2], steps=6, optimizer=PlainSGD(0.05))
+    assert [kept[0].loss, kept[2].loss] == [alone[0].loss, alone[1].loss], "the others train as without it"

@@ -39,7 +39,7 @@ from ..cache import remembered
 from ..data import Dataset, batch_indices
 from ..diagnostics import class_contrast, mean_cosine_similarity
 from ..models import mlp_for
-from ..stacked import StackedMLP, evaluate_stacked
+from ..stacked import StackedMLP, evaluate_stacked, train_stacked
 from ..style import FIGSIZE, color_for
 from ..training import get_device
 
@@ -153,6 +153,78 @@ def _statistics_kept(stack: StackedMLP) -> Iterator[None]:
         stack.buffers.update(saved)
 
 
+class _LayerwiseSGD:
+    """Plain SGD for :func:`layer_dynamics`, as a :class:`bn_utils.stacked.StackedUpdate`: one step size
+    per hidden weight matrix (``lr``, or ``relative_step * ||W|| / ||dL/dW||``), optionally every
+    hidden unit's incoming weights held at their initial norm, and the per-layer measurements taken
+    before the update of each step in ``record``."""
+
+    def __init__(
+        self,
+        *,
+        lr: float,
+        depth: int,
+        record: tuple[int, ...],
+        models: int,
+        relative_step: float | None,
+        hold_weight_norm: bool,
+        probe: tuple[torch.Tensor, torch.Tensor],
+    ) -> None:
+        self.lr, self.record, self.relative_step, self.hold_weight_norm = lr, record, relative_step, hold_weight_norm
+        self.probe = probe
+        self.weight_keys = [f"blocks.{i}.linear.weight" for i in range(depth)]
+        self.stack: StackedMLP | None = None
+        self.initial_unit_norms: dict[str, torch.Tensor] = {}
+        self.steps = 0
+        shape = (models, len(record), depth)
+        self.gradient_norm, self.weight_norm, self.step_size = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        self.similarity, self.class_contrast = np.zeros(shape), np.zeros(shape)
+
+    @torch.no_grad()
+    def measure(self, stack: StackedMLP, grads: dict[str, torch.Tensor], step: int) -> torch.Tensor:
+        """The step size of every (model, hidden layer) at ``step``; records the measurements there
+        when ``step`` is in ``record``."""
+        if self.stack is None:  # the first call: the initial networks
+            self.stack = stack
+            self.initial_unit_norms = {
+                key: stack.params[key].detach().norm(dim=2, keepdim=True).clone() for key in self.weight_keys
+            }
+        device = stack.params[self.weight_keys[0]].device
+        sizes = torch.full((len(stack), len(self.weight_keys)), self.lr, dtype=torch.float64, device=device)
+        if step in self.record or self.relative_step is not None:
+            g_norms = torch.stack([grads[k].norm(dim=(1, 2)) for k in self.weight_keys], 1).double()
+            w_norms = torch.stack([stack.params[k].norm(dim=(1, 2)) for k in self.weight_keys], 1).double()
+        if self.relative_step is not None:
+            sizes = self.relative_step * w_norms / g_norms.clamp_min(torch.finfo(torch.float64).tiny)
+        if step in self.record:
+            r = self.record.index(step)
+            self.gradient_norm[:, r], self.weight_norm[:, r] = g_norms.cpu().numpy(), w_norms.cpu().numpy()
+            self.step_size[:, r] = sizes.cpu().numpy()
+            probe_x, probe_y = self.probe
+            with _statistics_kept(stack):
+                hidden = torch.stack(stack.forward_with_hidden(probe_x)[1], 1)  # (seeds, layers, B, width)
+            self.similarity[:, r] = mean_cosine_similarity(hidden).cpu().numpy()
+            self.class_contrast[:, r] = class_contrast(hidden, probe_y).cpu().numpy()
+        return sizes
+
+    @torch.no_grad()
+    def step(self, stack: StackedMLP, grads: dict[str, torch.Tensor]) -> None:
+        sizes = self.measure(stack, grads, self.steps)
+        self.steps += 1
+        for key, grad in grads.items():
+            param = stack.params[key]
+            if key in self.weight_keys:
+                layer = self.weight_keys.index(key)
+                param.sub_(sizes[:, layer].to(param.dtype).view(-1, 1, 1) * grad)
+                if self.hold_weight_norm:
+                    param.mul_(self.initial_unit_norms[key] / param.norm(dim=2, keepdim=True))
+            else:
+                param.sub_(self.lr * grad)
+
+    def keep(self, slots: Sequence[int]) -> None:  # train_stacked(drop_diverged=False) never drops a model
+        raise AssertionError("layer_dynamics keeps every seed in the stack")
+
+
 def _check_steps(record_at: Sequence[int], steps: int | None) -> tuple[tuple[int, ...], int]:
     record = tuple(int(s) for s in record_at)
     if not record or any(s < 0 for s in record) or list(record) != sorted(set(record)):
@@ -217,68 +289,50 @@ def layer_dynamics(
 
     device = get_device()
     data = data.to(device)
-    models = []
-    for seed in seeds:
-        models.append(
-            mlp_for(data, seed=seed, depth=depth, width=width, norm=norm, activation=activation)
-            .to(device)
-            .to(data.x_train.dtype)
+    models = [
+        mlp_for(data, seed=seed, depth=depth, width=width, norm=norm, activation=activation)
+        .to(device)
+        .to(data.x_train.dtype)
+        for seed in seeds
+    ]
+    rule = _LayerwiseSGD(
+        lr=lr,
+        depth=depth,
+        record=record,
+        models=len(seeds),
+        relative_step=relative_step,
+        hold_weight_norm=hold_weight_norm,
+        probe=(data.x_train[:probe_size], data.y_train[:probe_size]),
+    )
+    if total:  # the loop, batch order and divergence rule of every stacked run; the rule records
+        histories = train_stacked(
+            models,
+            data,
+            lrs=[lr] * len(seeds),
+            seeds=seeds,
+            steps=total,
+            batch_size=batch_size,
+            optimizer=rule,
+            eval_every=total,
+            eval_train=False,
+            drop_diverged=False,  # a diverged seed's later records are NaN; the others train on
         )
-    stack = StackedMLP(models).train()
-    weight_keys = [f"blocks.{i}.linear.weight" for i in range(depth)]
-    initial_unit_norms = {key: stack.params[key].detach().norm(dim=2, keepdim=True).clone() for key in weight_keys}
-    probe_x, probe_y = data.x_train[:probe_size], data.y_train[:probe_size]
-
-    shape = (len(seeds), len(record), depth)
-    gradient_norm, weight_norm, step_size = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    similarity, contrast = np.zeros(shape), np.zeros(shape)
-    losses = np.zeros((len(seeds), total))
-
-    def batches() -> Iterator[
-        torch.Tensor
-    ]:  # the batch order of train_stacked: seeded per (seed, epoch), epoch after epoch
-        epoch = 0
-        while True:
-            orders = [batch_indices(len(data.x_train), batch_size, seed=seed, epoch=epoch) for seed in seeds]
-            for b in range(steps_per_epoch):
-                yield torch.stack([order[b] for order in orders]).to(device)
-            epoch += 1
-
-    keys = list(stack.params)
-    for step, index in zip(range(total + 1), batches(), strict=False):  # batches() never ends
-        if step == total and step not in record:
-            break
-        logits = stack(data.x_train[index])
-        batch_losses = F.cross_entropy(logits.transpose(1, 2), data.y_train[index], reduction="none").mean(1)
-        values = batch_losses.tolist()  # a diverged seed's are NaN from then on; the other seeds train on
-        grads = dict(zip(keys, torch.autograd.grad(batch_losses.sum(), [stack.params[k] for k in keys]), strict=True))
-        with torch.no_grad():
-            sizes = torch.full((len(seeds), depth), lr, dtype=torch.float64, device=device)
-            if step in record or relative_step is not None:
-                g_norms = torch.stack([grads[k].norm(dim=(1, 2)) for k in weight_keys], 1).double()
-                w_norms = torch.stack([stack.params[k].norm(dim=(1, 2)) for k in weight_keys], 1).double()
-            if relative_step is not None:
-                sizes = relative_step * w_norms / g_norms.clamp_min(torch.finfo(torch.float64).tiny)
-            if step in record:
-                r = record.index(step)
-                gradient_norm[:, r], weight_norm[:, r] = g_norms.cpu().numpy(), w_norms.cpu().numpy()
-                step_size[:, r] = sizes.cpu().numpy()
-                with _statistics_kept(stack):
-                    hidden = torch.stack(stack.forward_with_hidden(probe_x)[1], 1)  # (seeds, layers, B, width)
-                similarity[:, r] = mean_cosine_similarity(hidden).cpu().numpy()
-                contrast[:, r] = class_contrast(hidden, probe_y).cpu().numpy()
-            if step == total:
-                break
-            losses[:, step] = values
-            for key, grad in grads.items():
-                param = stack.params[key]
-                if key in weight_keys:
-                    layer = weight_keys.index(key)
-                    param.sub_(sizes[:, layer].to(param.dtype).view(-1, 1, 1) * grad)
-                    if hold_weight_norm:
-                        param.mul_(initial_unit_norms[key] / param.norm(dim=2, keepdim=True))
-                else:
-                    param.sub_(lr * grad)
+        losses = np.array([history.loss for history in histories])
+    else:
+        rule.stack = StackedMLP(models, dropout_seeds=list(seeds)).train()
+        losses = np.zeros((len(seeds), 0))
+    stack = rule.stack
+    assert stack is not None
+    if total in record:  # after the last update: measure on the next batch, without updating
+        epoch, b = divmod(total, steps_per_epoch)
+        index = torch.stack([batch_indices(len(data.x_train), batch_size, seed=s, epoch=epoch)[b] for s in seeds])
+        logits = stack(data.x_train[index.to(device)])
+        batch_losses = F.cross_entropy(logits.transpose(1, 2), data.y_train[index.to(device)], reduction="none")
+        keys = list(stack.params)
+        grads = torch.autograd.grad(batch_losses.mean(1).sum(), [stack.params[k] for k in keys])
+        rule.measure(stack, dict(zip(keys, grads, strict=True)), total)
+    gradient_norm, weight_norm, step_size = rule.gradient_norm, rule.weight_norm, rule.step_size
+    similarity, contrast = rule.similarity, rule.class_contrast
     test_acc, _ = evaluate_stacked(stack, data.x_test, data.y_test)
     diverged = ~np.isfinite(losses).all(axis=1)
     return LayerDynamics(
