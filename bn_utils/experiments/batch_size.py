@@ -261,10 +261,11 @@ def _pair(size: tuple[int, ...]) -> tuple[int, int]:
     return height, width
 
 
-class _MaskedBiasConv1d(nn.Conv1d):
-    """:class:`_MaskedBiasConv2d` for sequences (the 1-D conv nets of :func:`make_convnet1d`)."""
+class _MaskedBias:
+    """Mixed in before a convolution class (``nn.Conv1d`` or ``nn.Conv2d``): a grouped convolution
+    whose bias is used (and learns) only where ``bias_mask`` is 1: the slots whose own network has
+    a bias."""
 
-    bias: torch.Tensor  # always a bias (never None)
     bias_mask: torch.Tensor
 
     def __init__(
@@ -277,35 +278,22 @@ class _MaskedBiasConv1d(nn.Conv1d):
         padding: Any,
         groups: int,
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size=kernel_size, padding=padding, groups=groups, bias=True)
-        self.register_buffer("bias_mask", bias_mask.to(self.weight))
+        conv: Any = super()  # the convolution class after this one in the bases
+        conv.__init__(in_channels, out_channels, kernel_size=kernel_size, padding=padding, groups=groups, bias=True)
+        module = cast(nn.Module, self)
+        module.register_buffer("bias_mask", bias_mask.to(module.get_parameter("weight")))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.weight, self.bias * self.bias_mask)
+        conv: Any = self  # always a bias (never None)
+        return conv._conv_forward(x, conv.weight, conv.bias * self.bias_mask)
 
 
-class _MaskedBiasConv2d(nn.Conv2d):
-    """A grouped convolution whose bias is used (and learns) only where ``bias_mask`` is 1: the
-    slots whose own network has a bias."""
+class _MaskedBiasConv1d(_MaskedBias, nn.Conv1d):
+    """:class:`_MaskedBias` for sequences (the 1-D conv nets of :func:`make_convnet1d`)."""
 
-    bias: torch.Tensor  # always a bias (never None)
-    bias_mask: torch.Tensor
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        *,
-        bias_mask: torch.Tensor,
-        kernel_size: tuple[int, int],
-        padding: str | tuple[int, int],
-        groups: int,
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size=kernel_size, padding=padding, groups=groups, bias=True)
-        self.register_buffer("bias_mask", bias_mask.to(self.weight))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.weight, self.bias * self.bias_mask)
+class _MaskedBiasConv2d(_MaskedBias, nn.Conv2d):
+    """:class:`_MaskedBias` for images (the conv nets of :func:`make_convnet`)."""
 
 
 class _ChannelSplitNorm(nn.Module):
