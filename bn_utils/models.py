@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import torch
@@ -150,6 +150,15 @@ def _check_common(
         raise TypeError(f"norm_kwargs must be a dict of the norm layer's options or None, got {norm_kwargs!r}")
 
 
+def _check_channels(channels: object) -> None:
+    """The conv nets' ``channels``: a non-empty tuple (or list) of conv widths, one per block."""
+    valid.check_type("channels", channels, (tuple, list), "a tuple of conv widths, e.g. (16, 32)")
+    if not channels:
+        raise ValueError("channels must name at least one conv block, e.g. (16, 32)")
+    for width in cast("Sequence[object]", channels):
+        valid.check_int("each of channels", width)
+
+
 def make_mlp(
     in_features: int,
     num_classes: int,
@@ -230,11 +239,7 @@ def make_convnet(
     _check_common(
         ("in_channels", in_channels), num_classes, norm, activation, init_scale, weight_std, norm_kwargs, norm_position
     )
-    valid.check_type("channels", channels, (tuple, list), "a tuple of conv widths, e.g. (16, 32)")
-    if not channels:
-        raise ValueError("channels must name at least one conv block, e.g. (16, 32)")
-    for width in channels:
-        valid.check_int("each of channels", width)
+    _check_channels(channels)
     blocks, features = [], in_channels
     for width in channels:
         conv = nn.Conv2d(features, width, kernel_size=3, padding=1, bias=_keeps_bias(norm, norm_position))
@@ -291,11 +296,7 @@ def make_convnet1d(
     _check_common(
         ("in_channels", in_channels), num_classes, norm, activation, init_scale, weight_std, norm_kwargs, norm_position
     )
-    valid.check_type("channels", channels, (tuple, list), "a tuple of conv widths, e.g. (16, 32)")
-    if not channels:
-        raise ValueError("channels must name at least one conv block, e.g. (16, 32)")
-    for width in channels:
-        valid.check_int("each of channels", width)
+    _check_channels(channels)
     sizes = (kernel_size,) * len(channels) if isinstance(kernel_size, int) else tuple(kernel_size)
     if len(sizes) != len(channels):
         raise ValueError(f"kernel_size must be one size or one per block ({len(channels)}), got {kernel_size!r}")

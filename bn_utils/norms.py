@@ -52,7 +52,7 @@ AXES = ("N", "C", "C/G", "H·W")
 # nothing to do; one batch norm over the M * C columns; ghost batches of every model in one call; the
 # norm of each example on its own, with each model's own scale and shift (``NormSpec.per_example``).
 MLP_STACKING = ("identity", "batch", "ghost", "per_example")
-# How a stack of conv nets (bn_utils.experiments.batch_size.StackedConvNet) holds them: nothing to
+# How a stack of conv nets (bn_utils.stacked_conv.StackedConvNet) holds them: nothing to
 # do; one per-channel norm over every network's channels; one group norm with every network's groups;
 # the same ghost batches over one stacked per-channel batch norm.
 CONV_STACKING = ("identity", "channels", "groups", "ghost")

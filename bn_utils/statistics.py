@@ -18,6 +18,7 @@ import torch
 
 __all__ = [
     "Estimate",
+    "MedianRange",
     "binomial_interval",
     "accuracy_interval",
     "accuracy_difference_interval",
@@ -88,6 +89,25 @@ class Estimate:
             f"{scale * self.mean:.{digits}f}{unit} ({100 * self.confidence:g}% interval "
             f"{scale * low:.{digits}f} to {scale * high:.{digits}f})"
         )
+
+
+@dataclass(frozen=True)
+class MedianRange:
+    """The median, smallest and largest of a quantity measured once per seed. Unlike
+    :class:`Estimate` it takes one seed, and infinite values (a run that never reaches a target
+    takes infinitely many steps: it still has a median when fewer than half the seeds miss)."""
+
+    median: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> MedianRange:
+        """The median, min and max of ``values``, a non-empty 1-D array with one value per seed."""
+        values = np.asarray(values)
+        if values.ndim != 1 or values.size == 0:
+            raise ValueError(f"a MedianRange needs a non-empty 1-D array, one value per seed, got {values!r}")
+        return cls(float(np.median(values)), float(values.min()), float(values.max()))
 
 
 def binomial_interval(accuracy: float, n: int, *, confidence: float = 0.95) -> tuple[float, float]:

@@ -88,7 +88,7 @@ CATEGORIES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
     ),
     ("train: training.train", _any(_in("bn_utils/training.py", "train"))),
     ("train: stacked MLPs", _any(_in("bn_utils/stacked.py", "train_stacked"))),
-    ("train: stacked conv nets", _any(_in("bn_utils/experiments/batch_size.py", "train_stacked_convnets"))),
+    ("train: stacked conv nets", _any(_in("bn_utils/stacked_conv.py", "train_stacked_convnets"))),
     # layer_dynamics trains through train_stacked (its own update rule): only its measurements are left here
     ("layer-dynamics measurements", _any(_in("bn_utils/experiments/layer_dynamics.py", "layer_dynamics"))),
     ("plotting", _any(_in("/matplotlib/"), _in("/PIL/"), _in("bn_utils/style.py", "publish"))),

@@ -87,15 +87,15 @@ def test_training_with_scratch_bn_follows_torch_bn():
 def test_forgetting_eval_ruins_single_image_predictions_in_a_conv_net(conv_acc):
     """Claim: predicting one image at a time in training mode costs the conv net more than 25 points of
     accuracy in median over seeds, and at least 10 on every seed (21 to 41 points over seeds 0-9)."""
-    cc.every(conv_acc["eval"], ">", 0.9, "conv net, eval-mode test accuracy")
-    drop = conv_acc["eval"] - conv_acc["train@1"]
+    cc.every(conv_acc.eval, ">", 0.9, "conv net, eval-mode test accuracy")
+    drop = conv_acc.eval - conv_acc.train_mode(1)
     cc.median(drop, ">", 0.25, "conv net, points lost predicting one image at a time")
     cc.every(drop, ">", 0.10, "conv net, points lost predicting one image at a time")
 
 
 def test_train_mode_batches_of_two_cost_an_mlp_at_least_25_points(mlp_acc):
     """Claim: in training mode, an MLP predicting in batches of 2 loses at least 25 points."""
-    cc.every(mlp_acc["eval"] - mlp_acc["train@2"], ">", 0.25, "MLP, points lost predicting in batches of 2")
+    cc.every(mlp_acc.eval - mlp_acc.train_mode(2), ">", 0.25, "MLP, points lost predicting in batches of 2")
 
 
 def test_a_batch_of_one_in_training_mode_is_refused_not_silently_wrong():
@@ -116,23 +116,24 @@ def test_large_shuffled_batches_and_the_whole_test_set_in_any_order_are_harmless
     """Claim: shuffled batches of 128, and the whole test set as one batch shuffled or sorted by
     class, stay within 3 points of eval mode, for the conv net and the MLP, on every seed."""
     for name, acc in [("conv net", conv_acc), ("MLP", mlp_acc)]:
-        for key in ["train@128", f"train@{N_TEST}", f"sorted@{N_TEST}"]:
-            cc.every(np.abs(acc["eval"] - acc[key]), "<", 0.03, f"{name}, {key}: |gap to eval mode|")
+        for size, order in [(128, "shuffled"), (N_TEST, "shuffled"), (N_TEST, "sorted")]:
+            key = f"{order} batches of {size}"
+            cc.every(np.abs(acc.eval - acc.train_mode(size, order)), "<", 0.03, f"{name}, {key}: |gap to eval mode|")
 
 
 def test_class_sorted_batches_of_32_ruin_train_mode_predictions(conv_acc, mlp_acc):
     """Claim: batches of 32 sorted by class cost the MLP at least 50 points and the conv net at
     least 25 on every seed, where the same batch size shuffled costs each at most 5."""
     for name, acc, floor in [("conv net", conv_acc, 0.25), ("MLP", mlp_acc, 0.50)]:
-        cc.every(acc["eval"] - acc["sorted@32"], ">", floor, f"{name}: points lost, sorted batches of 32")
-        cc.every(np.abs(acc["eval"] - acc["train@32"]), "<", 0.05, f"{name}: |gap|, shuffled batches of 32")
+        cc.every(acc.eval - acc.train_mode(32, "sorted"), ">", floor, f"{name}: points lost, sorted batches of 32")
+        cc.every(np.abs(acc.eval - acc.train_mode(32)), "<", 0.05, f"{name}: |gap|, shuffled batches of 32")
 
 
 def test_class_sorted_batches_of_128_still_cost_points(conv_acc, mlp_acc):
     """Claim: batches of 128 sorted by class (about three classes each) still cost the MLP at least
     20 points on every seed, and the conv net more than 5 in median and at least 2 on every seed."""
-    cc.every(mlp_acc["eval"] - mlp_acc["sorted@128"], ">", 0.20, "MLP: points lost, sorted batches of 128")
-    drop = conv_acc["eval"] - conv_acc["sorted@128"]
+    cc.every(mlp_acc.eval - mlp_acc.train_mode(128, "sorted"), ">", 0.20, "MLP: points lost, sorted batches of 128")
+    drop = conv_acc.eval - conv_acc.train_mode(128, "sorted")
     cc.median(drop, ">", 0.05, "conv net: points lost, sorted batches of 128")
     cc.every(drop, ">", 0.02, "conv net: points lost, sorted batches of 128")
 

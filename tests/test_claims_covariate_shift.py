@@ -81,19 +81,19 @@ def steps_to_loss(runs, loss=0.3):
 
 
 def test_bn_reaches_90_percent_in_at_most_a_quarter_of_the_steps(summaries, shift_runs):
-    plain, bn = summaries["none"]["steps_to_acc"], summaries["batch"]["steps_to_acc"]
+    plain, bn = summaries["none"].steps_to_acc.median, summaries["batch"].steps_to_acc.median
     per_seed = steps_to_90(shift_runs["batch"]) / steps_to_90(shift_runs["none"])
     cc.compare(bn / plain, "<=", 1 / 4, "median steps to 90% test accuracy, BN / plain", values=per_seed)
 
 
 def test_bn_layer_inputs_drift_less(summaries, shift_runs):
-    plain, bn = summaries["none"]["drift"], summaries["batch"]["drift"]
+    plain, bn = summaries["none"].drift.median, summaries["batch"].drift.median
     per_seed = [b.drift() / p.drift() for b, p in zip(shift_runs["batch"], shift_runs["none"], strict=True)]
     cc.compare(bn / plain, "<", 0.75, "median drift of the last hidden layer's inputs, BN / plain", values=per_seed)
 
 
 def test_noisy_bn_trains_about_as_fast_as_bn(summaries, shift_runs):
-    noisy, bn, plain = (summaries[k]["steps_to_loss"] for k in ("batch_noisy", "batch", "none"))
+    noisy, bn, plain = (summaries[k].steps_to_loss.median for k in ("batch_noisy", "batch", "none"))
     per_seed = {k: steps_to_loss(runs) for k, runs in shift_runs.items()}
     what = "median steps to test loss 0.3"
     cc.compare(noisy / bn, "<=", 2, f"{what}, noisy BN / BN", values=per_seed["batch_noisy"] / per_seed["batch"])
@@ -105,7 +105,7 @@ def test_noisy_bn_trains_about_as_fast_as_bn(summaries, shift_runs):
 def test_noisy_bn_inputs_are_the_least_stable_step_to_step(summaries, shift_runs):
     """The noise makes the next layer's input jump at every step: at least 1.5x the plain
     network's step-to-step movement and 3x BN's, yet training is as fast as with BN."""
-    noisy, plain, bn = (summaries[k]["jitter"] for k in ("batch_noisy", "none", "batch"))
+    noisy, plain, bn = (summaries[k].jitter.median for k in ("batch_noisy", "none", "batch"))
     jitter = {k: np.array([r.jitter() for r in runs]) for k, runs in shift_runs.items()}
     what = "median jitter of the last hidden layer's inputs"
     cc.compare(noisy / plain, ">", 1.5, f"{what}, noisy BN / plain", values=jitter["batch_noisy"] / jitter["none"])
@@ -116,7 +116,7 @@ def test_noisy_bn_total_drift_is_not_larger_than_the_plain_networks(summaries, s
     """The measured negative result: over the whole run, the plain network's inputs travel
     further (median drift 0.93 in our runs) than noisy BN's (0.81). The issue's claim that
     noisy BN drifts more does not hold by this measure; the chapter says so."""
-    noisy, plain, bn = (summaries[k]["drift"] for k in ("batch_noisy", "none", "batch"))
+    noisy, plain, bn = (summaries[k].drift.median for k in ("batch_noisy", "none", "batch"))
     drift = {k: np.array([r.drift() for r in runs]) for k, runs in shift_runs.items()}
     what = "median drift of the last hidden layer's inputs"
     cc.compare(noisy / plain, "<", 1, f"{what}, noisy BN / plain", values=drift["batch_noisy"] / drift["none"])
@@ -132,7 +132,7 @@ def test_loud_noise_slows_noisy_bn_but_it_stays_well_ahead_of_the_plain_network(
         for s in SEEDS
     ]
     steps = np.median(steps_to_90(loud))
-    bn, plain = summaries["batch"]["steps_to_acc"], summaries["none"]["steps_to_acc"]
+    bn, plain = summaries["batch"].steps_to_acc.median, summaries["none"].steps_to_acc.median
     what = "median steps to 90%"
     per_seed = {k: steps_to_90(runs) for k, runs in shift_runs.items()}
     cc.compare(steps / bn, ">=", 2, f"{what}, loud noisy BN / BN", values=steps_to_90(loud) / per_seed["batch"])

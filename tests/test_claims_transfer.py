@@ -732,7 +732,7 @@ def test_mnist1d_bn_layer_inputs_drift_less(request):
         norm: [covariate_shift_run(norm, data, seed=seed, steps=600, ics_every=None) for seed in SEEDS]
         for norm in ("none", "batch")
     }
-    plain, bn = (summarize_runs(runs[norm])["drift"] for norm in ("none", "batch"))
+    plain, bn = (summarize_runs(runs[norm]).drift.median for norm in ("none", "batch"))
     per_seed = np.array([b.drift() / p.drift() for b, p in zip(runs["batch"], runs["none"], strict=True)])
     verdict(
         request,

@@ -38,7 +38,7 @@ BN = "/repo/bn_utils/"
         ),
         (NOTEBOOK + [Frame(BN + "training.py", "train"), Frame(BN + "training.py", "evaluate")], "evaluation"),
         (NOTEBOOK + [Frame(BN + "training.py", "train")], "train: training.train"),
-        (NOTEBOOK + [Frame(BN + "experiments/batch_size.py", "train_stacked_convnets")], "train: stacked conv nets"),
+        (NOTEBOOK + [Frame(BN + "stacked_conv.py", "train_stacked_convnets")], "train: stacked conv nets"),
         (NOTEBOOK + [Frame(BN + "experiments/layer_dynamics.py", "layer_dynamics")], "layer-dynamics measurements"),
         (
             NOTEBOOK + [Frame(BN + "explorers.py", "frame_explorer"), Frame("/env/matplotlib/figure.py", "savefig")],

@@ -31,7 +31,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # networks built from them, and probes that watch a network
     "models": ("models", "probes"),
     # the engines that train networks, and what measures or checks a training step
-    "training": ("training", "stacked", "diagnostics", "exercises"),
+    "training": ("training", "stacked", "stacked_conv", "diagnostics", "exercises"),
     # figures: the house style and the explorers (the first layer that may load matplotlib)
     "presentation": ("style", "explorers"),
     # one module per experiment (bn_utils.experiments.*): none imports another

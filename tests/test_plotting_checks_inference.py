@@ -20,6 +20,7 @@ from bn_utils import (
     running_stats_trace,
 )  # noqa: E402
 from bn_utils.experiments.inference import (
+    ModeAccuracy,
     class_sorted,
     plot_mode_accuracy,
     plot_mode_accuracy_panels,
@@ -29,6 +30,17 @@ from bn_utils.experiments.inference import (
 from bn_utils.experiments.placement import plot_placement
 from bn_utils.style import NORM_COLORS, color_for, plot_band, plot_histories, save_figure, use_house_style
 from bn_utils.training import History  # noqa: E402
+
+
+def mode_accuracy(eval_acc, batch_sizes, **train):
+    """A ModeAccuracy from its eval accuracies and one list of per-batch-size accuracies per order."""
+    return ModeAccuracy(
+        eval=np.array(eval_acc),
+        seeds=tuple(range(len(eval_acc))),
+        batch_sizes=tuple(batch_sizes),
+        orders=tuple(train),
+        train=np.array(list(train.values())),
+    )
 
 
 def test_plot_band_draws_mean_and_band_ignoring_nan():
@@ -147,17 +159,42 @@ def test_forgotten_eval_study_measures_both_orders_on_the_same_models(digits):
         return make_mlp(64, 10, depth=1, width=16, norm="batch_scratch")
 
     default = forgotten_eval_study(build, digits, seeds=[0], batch_sizes=[2, n_test], lr=0.1, steps=20)
-    assert list(default) == ["eval", "train@2", f"train@{n_test}"]  # the default: shuffled only, keys as before
+    assert isinstance(default, ModeAccuracy)
+    assert default.orders == ("shuffled",) and default.batch_sizes == (2, n_test) and default.seeds == (0,)
+    assert default.train.shape == (1, 2, 1) and default.eval.shape == (1,)
+    with pytest.raises(ValueError, match=r"order 'sorted' was not measured: these results have orders \['shuffled'\]"):
+        default.train_mode(2, order="sorted")  # the default: shuffled only
     both = forgotten_eval_study(
         build, digits, seeds=[0], batch_sizes=[2, n_test], orders=["shuffled", "sorted"], lr=0.1, steps=20
     )
-    assert list(both) == ["eval", "train@2", f"train@{n_test}", "sorted@2", f"sorted@{n_test}"]
-    for key, values in default.items():  # the same trained model: the shuffled results do not change
-        assert np.array_equal(values, both[key]), key
+    assert both.orders == ("shuffled", "sorted") and both.batch_sizes == (2, n_test)
+    # the same trained model: the shuffled results do not change
+    assert np.array_equal(default.eval, both.eval)
+    for size in (2, n_test):
+        assert np.array_equal(default.train_mode(size), both.train_mode(size, order="shuffled")), size
     # one batch of the whole test set has the same statistics in any order (up to rounding)
-    assert abs(both[f"sorted@{n_test}"] - both[f"train@{n_test}"]).max() <= 2 / n_test
+    assert abs(both.train_mode(n_test, order="sorted") - both.train_mode(n_test)).max() <= 2 / n_test
     # pairs of one class lose more than random pairs
-    assert both["sorted@2"][0] < both["train@2"][0]
+    assert both.train_mode(2, order="sorted")[0] < both.train_mode(2)[0]
+
+
+def test_mode_accuracy_names_what_was_measured_when_asked_for_something_else():
+    results = ModeAccuracy(
+        eval=np.array([0.95, 0.97]),
+        seeds=(0, 1),
+        batch_sizes=(2, 64),
+        orders=("shuffled",),
+        train=np.array([[[0.8, 0.9], [0.9, 0.94]]]),
+    )
+    assert results.train_mode(64).tolist() == [0.9, 0.94]
+    with pytest.raises(ValueError, match=r"batch size 8 was not measured: these results have batch sizes \[2, 64\]"):
+        results.train_mode(8)
+    with pytest.raises(ValueError, match=r"order 'sorted' was not measured: these results have orders \['shuffled'\]"):
+        results.train_mode(2, order="sorted")
+    with pytest.raises(ValueError, match=r"orders must be some of \['shuffled', 'sorted'\], got \['by_class'\]"):
+        ModeAccuracy(eval=results.eval, seeds=(0, 1), batch_sizes=(2, 64), orders=("by_class",), train=results.train)
+    with pytest.raises(ValueError, match=r"expected eval of shape \(2,\) and train of shape \(1, 3, 2\)"):
+        ModeAccuracy(eval=results.eval, seeds=(0, 1), batch_sizes=(2, 8, 64), orders=("shuffled",), train=results.train)
 
 
 def test_forgotten_eval_study_checks_its_arguments(digits):
@@ -185,13 +222,7 @@ def test_a_batch_of_one_gives_the_same_accuracy_in_any_order():
 def test_plot_mode_accuracy_groups_the_orders():
     from matplotlib.container import BarContainer
 
-    results = {
-        "eval": np.array([0.95, 0.97]),
-        "train@2": np.array([0.8, 0.9]),
-        "train@64": np.array([0.9, 0.94]),
-        "sorted@2": np.array([0.1, 0.2]),
-        "sorted@64": np.array([0.3, 0.5]),
-    }
+    results = mode_accuracy([0.95, 0.97], [2, 64], shuffled=[[0.8, 0.9], [0.9, 0.94]], sorted=[[0.1, 0.2], [0.3, 0.5]])
     ax = plot_mode_accuracy(results)
     bars = [c for c in ax.containers if isinstance(c, BarContainer)]
     assert [[bar.get_height() for bar in group.patches] for group in bars] == [
@@ -205,7 +236,9 @@ def test_plot_mode_accuracy_groups_the_orders():
     heights = [bar.get_height() for c in one.containers if isinstance(c, BarContainer) for bar in c.patches]
     assert heights == pytest.approx([15.0, 40.0])
     with pytest.raises(ValueError, match=r"orders must be some of \['shuffled'\]"):
-        plot_mode_accuracy({k: v for k, v in results.items() if not k.startswith("sorted")}, orders=["sorted"])
+        plot_mode_accuracy(mode_accuracy([0.95, 0.97], [2, 64], shuffled=[[0.8, 0.9], [0.9, 0.94]]), orders=["sorted"])
+    with pytest.raises(TypeError, match="results must be a ModeAccuracy"):
+        plot_mode_accuracy({"eval": np.array([0.95, 0.97])})
 
 
 def test_plot_placement_draws_curves_speed_and_final_accuracy():
@@ -238,7 +271,7 @@ def test_plot_running_stats_and_mode_accuracy():
     assert [line.get_label() for line in ax.lines][:2] == ["batch mean", "running mean"]
     assert len(ax.lines[1].get_ydata()) == 20
     plt.close(ax.figure)
-    results = {"eval": np.array([0.95, 0.97]), "train@1": np.array([0.5, 0.6]), "train@64": np.array([0.9, 0.94])}
+    results = mode_accuracy([0.95, 0.97], [1, 64], shuffled=[[0.5, 0.6], [0.9, 0.94]])
     ax = plot_mode_accuracy(results)
     bars = next(c for c in ax.containers if isinstance(c, matplotlib.container.BarContainer))
     heights = [bar.get_height() for bar in bars.patches]
@@ -260,13 +293,7 @@ def test_running_stats_panels_draw_one_titled_panel_per_trace():
 
 
 def test_mode_accuracy_panels_draw_one_titled_panel_per_study_in_the_given_orders():
-    results = {
-        "eval": np.array([0.95, 0.97]),
-        "train@1": np.array([0.5, 0.6]),
-        "sorted@1": np.array([0.1, 0.2]),
-        "train@64": np.array([0.9, 0.94]),
-        "sorted@64": np.array([0.3, 0.5]),
-    }
+    results = mode_accuracy([0.95, 0.97], [1, 64], shuffled=[[0.5, 0.6], [0.9, 0.94]], sorted=[[0.1, 0.2], [0.3, 0.5]])
     fig = plot_mode_accuracy_panels({"conv": results, "MLP": results}, orders=["shuffled"])
     assert [ax.get_title() for ax in fig.axes] == ["conv", "MLP"]
     assert tuple(fig.get_size_inches()) == (11, 3.8)

@@ -15,6 +15,7 @@ from bn_utils.experiments.covariate_shift import (  # noqa: E402
     summarize_runs,
 )
 from bn_utils.probes import ActivationRecord, jitter_ratio  # noqa: E402
+from bn_utils.statistics import MedianRange  # noqa: E402
 
 
 def test_probe_records_training_passes_only_and_detaches():
@@ -114,8 +115,9 @@ def test_covariate_shift_run_records_every_layer_and_summarizes():
     assert run.ics_steps == [20, 40] and run.ics_l2[0].shape == (3,)
     assert run.history.steps == 40 and run.history.eval_steps[-1] == 40
     summary = summarize_runs(runs, accuracy=0.5, loss=10.0)
-    assert summary["steps_to_loss"] == 0 and summary["drift_min"] <= summary["drift"] <= summary["drift_max"]
-    assert summarize_runs(runs, accuracy=1.01)["steps_to_acc"] == np.inf
+    assert summary.steps_to_loss.median == 0 and summary.drift.min <= summary.drift.median <= summary.drift.max
+    assert (summary.accuracy, summary.loss) == (0.5, 10.0)
+    assert summarize_runs(runs, accuracy=1.01).steps_to_acc == MedianRange(np.inf, np.inf, np.inf)
     ax = plot_percentiles(run.records[2], unit=3, title="t")
     assert ax.get_ylabel() == "input to sigmoid unit 3" and len(ax.lines) == 1
     plt.close(ax.figure)

@@ -6,6 +6,7 @@ import torch
 
 from bn_utils.statistics import (
     Estimate,
+    MedianRange,
     accuracy_difference_interval,
     accuracy_interval,
     binomial_interval,
@@ -107,3 +108,11 @@ def test_compare_accuracies_gives_the_seed_and_the_test_set_interval():
     assert same.mean == 0 and not same.exceeds_both
     with pytest.raises(ValueError, match="same \\(seeds, examples\\) shape"):
         compare_accuracies(a, b[:4])
+
+
+def test_median_range_takes_one_seed_and_infinite_values():
+    assert MedianRange.of(np.array([3.0, np.inf, 1.0])) == MedianRange(3.0, 1.0, np.inf)
+    assert MedianRange.of(np.array([0.5])) == MedianRange(0.5, 0.5, 0.5)
+    for bad in (np.array([]), np.ones((2, 2))):
+        with pytest.raises(ValueError, match="a MedianRange needs a non-empty 1-D array, one value per seed"):
+            MedianRange.of(bad)

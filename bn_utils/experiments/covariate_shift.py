@@ -39,6 +39,7 @@ from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import hidden_blocks, make_mlp
 from ..probes import ActivationProbe, ActivationRecord, drift_ratio, jitter_ratio
+from ..statistics import MedianRange
 from ..style import FIGSIZE, NORM_LABELS, color_for, plot_histories, series_color
 from ..training import History, get_device, loss_and_gradients, seed_everything, train
 
@@ -54,6 +55,7 @@ __all__ = [
     "gradient_shift",
     "lower_step_size",
     "covariate_shift_run",
+    "ShiftSummary",
     "summarize_runs",
     "plot_percentiles",
     "plot_distribution_snapshots",
@@ -344,7 +346,22 @@ def covariate_shift_run(
     return run
 
 
-def summarize_runs(runs: Sequence[ShiftRun], *, accuracy: float = 0.9, loss: float = 0.3) -> dict[str, float]:
+@dataclass(frozen=True)
+class ShiftSummary:
+    """What :func:`summarize_runs` says of one network's runs, each quantity as its median, min
+    and max over seeds: steps to the ``accuracy`` target (test accuracy) and to the ``loss``
+    target (test loss), infinite for a run that never gets there; and the last hidden layer's
+    :meth:`ShiftRun.drift` and :meth:`ShiftRun.jitter`."""
+
+    accuracy: float  # the test-accuracy target of steps_to_acc
+    loss: float  # the test-loss target of steps_to_loss
+    steps_to_acc: MedianRange
+    steps_to_loss: MedianRange
+    drift: MedianRange
+    jitter: MedianRange
+
+
+def summarize_runs(runs: Sequence[ShiftRun], *, accuracy: float = 0.9, loss: float = 0.3) -> ShiftSummary:
     """Median (and min/max) over seeds of: steps to ``accuracy`` test accuracy, steps to
     ``loss`` test loss, and the last hidden layer's drift and jitter. Runs that never reach a
     target count as infinitely slow."""
@@ -361,20 +378,14 @@ def summarize_runs(runs: Sequence[ShiftRun], *, accuracy: float = 0.9, loss: flo
     to_loss = steps(lambda r: r.history.steps_to(loss, metric="test_loss"))
     drift = np.array([r.drift() for r in runs])
     jitter = np.array([r.jitter() for r in runs])
-    return {
-        "steps_to_acc": float(np.median(to_acc)),
-        "steps_to_acc_min": float(to_acc.min()),
-        "steps_to_acc_max": float(to_acc.max()),
-        "steps_to_loss": float(np.median(to_loss)),
-        "steps_to_loss_min": float(to_loss.min()),
-        "steps_to_loss_max": float(to_loss.max()),
-        "drift": float(np.median(drift)),
-        "drift_min": float(drift.min()),
-        "drift_max": float(drift.max()),
-        "jitter": float(np.median(jitter)),
-        "jitter_min": float(jitter.min()),
-        "jitter_max": float(jitter.max()),
-    }
+    return ShiftSummary(
+        accuracy=accuracy,
+        loss=loss,
+        steps_to_acc=MedianRange.of(to_acc),
+        steps_to_loss=MedianRange.of(to_loss),
+        drift=MedianRange.of(drift),
+        jitter=MedianRange.of(jitter),
+    )
 
 
 def plot_percentiles(

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ORDERS",
+    "ModeAccuracy",
     "RunningStatsTrace",
     "running_stats_trace",
     "accuracy_in_mode",
@@ -44,9 +45,43 @@ __all__ = [
     "RUNNING_STATS_MOMENTA",
 ]
 
-# how forgotten_eval_study orders the test set before cutting it into prediction batches, and
-# the prefix of its result keys: "shuffled" -> "train@B", "sorted" (by class) -> "sorted@B"
-ORDERS = {"shuffled": "train", "sorted": "sorted"}
+# how forgotten_eval_study orders the test set before cutting it into prediction batches: in the
+# test set's own (seeded, random) order, or sorted by class
+ORDERS = ("shuffled", "sorted")
+
+
+@dataclass(frozen=True, eq=False)
+class ModeAccuracy:
+    """Test accuracy in eval mode and in training mode, one value per seed, as measured by
+    :func:`forgotten_eval_study`: ``train_mode(batch_size, order)`` is the training-mode accuracy
+    when the test set, in ``order`` (one of :data:`ORDERS`), is predicted in batches of
+    ``batch_size``."""
+
+    eval: np.ndarray  # eval-mode (running statistics) accuracy, one per seed
+    seeds: tuple[int, ...]
+    batch_sizes: tuple[int, ...]  # the prediction batch sizes measured, in the order asked for
+    orders: tuple[str, ...]  # the orders of the test set measured, in the order asked for
+    train: np.ndarray  # training-mode accuracy, shape (len(orders), len(batch_sizes), len(seeds))
+
+    def __post_init__(self) -> None:
+        if any(order not in ORDERS for order in self.orders):
+            raise ValueError(f"orders must be some of {list(ORDERS)}, got {list(self.orders)}")
+        expected = (len(self.orders), len(self.batch_sizes), len(self.seeds))
+        if np.shape(self.eval) != expected[2:] or np.shape(self.train) != expected:
+            raise ValueError(
+                f"expected eval of shape {expected[2:]} and train of shape {expected} (orders, batch sizes, "
+                f"seeds), got {np.shape(self.eval)} and {np.shape(self.train)}"
+            )
+
+    def train_mode(self, batch_size: int, order: str = "shuffled") -> np.ndarray:
+        """Training-mode accuracy per seed, the test set in ``order`` predicted in batches of ``batch_size``."""
+        if order not in self.orders:
+            raise ValueError(f"order {order!r} was not measured: these results have orders {list(self.orders)}")
+        if batch_size not in self.batch_sizes:
+            raise ValueError(
+                f"batch size {batch_size!r} was not measured: these results have batch sizes {list(self.batch_sizes)}"
+            )
+        return self.train[self.orders.index(order), self.batch_sizes.index(batch_size)]
 
 
 @dataclass
@@ -139,17 +174,17 @@ def forgotten_eval_study(
     batch_sizes: Sequence[int],
     orders: Sequence[str] = ("shuffled",),
     **train_kwargs: Any,
-) -> dict[str, np.ndarray]:
+) -> ModeAccuracy:
     """Train one model per seed, then measure test accuracy in eval mode and in training
-    mode at each prediction batch size. Returns ``{"eval": accs, "train@B": accs, ...}``,
-    one accuracy per seed in each array.
+    mode at each prediction batch size. Returns a :class:`ModeAccuracy`, one accuracy per seed
+    in each array.
 
     ``orders`` says how the test set is cut into batches: ``"shuffled"`` in the test set's own
-    order, which the seeded split of :func:`~bn_utils.data.load_digits` drew at random (keys
-    ``train@B``), and ``"sorted"`` by class first (keys ``sorted@B``), so that a batch holds one
-    or a few classes. Both orders are measured on the same trained models. Unless ``eval_every``
-    is given, training evaluates only at its first and last step (evaluating does not change a
-    model, and the study reads only the trained model)."""
+    order, which the seeded split of :func:`~bn_utils.data.load_digits` drew at random, and
+    ``"sorted"`` by class first, so that a batch holds one or a few classes. Both orders are
+    measured on the same trained models. Unless ``eval_every`` is given, training evaluates only
+    at its first and last step (evaluating does not change a model, and the study reads only the
+    trained model)."""
     check_dataset("data", data)
     batch_sizes = valid.check_values("batch_sizes", batch_sizes, valid.check_int, distinct=True)
     orders = list(orders)
@@ -161,26 +196,32 @@ def forgotten_eval_study(
     if "sorted" in orders:
         index = class_sorted(data.y_test)
         tests["sorted"] = (data.x_test[index], data.y_test[index])
-    keys = {(order, b): f"{ORDERS[order]}@{b}" for order in orders for b in batch_sizes}
-    results: dict[str, list[float]] = {"eval": [], **{key: [] for key in keys.values()}}
+    eval_acc: list[float] = []
+    train_acc: dict[tuple[str, int], list[float]] = {(order, b): [] for order in orders for b in batch_sizes}
 
     def measure(model: nn.Module, _history: History) -> None:
-        results["eval"].append(
+        eval_acc.append(
             accuracy_in_mode(model, data.x_test, data.y_test, batch_size=len(data.x_test), train_mode=False)
         )
         alone = None  # a batch of one has no batch-mates: its accuracy is the same in any order
-        for (order, b), key in keys.items():
+        for (order, b), values in train_acc.items():
             if b == 1 and alone is not None:
-                results[key].append(alone)
+                values.append(alone)
                 continue
             x, y = tests[order]
-            results[key].append(accuracy_in_mode(model, x, y, batch_size=b, train_mode=True))
+            values.append(accuracy_in_mode(model, x, y, batch_size=b, train_mode=True))
             if b == 1:
-                alone = results[key][-1]
+                alone = values[-1]
 
     train_kwargs.setdefault("eval_every", sys.maxsize)
     run_seeds(build_model, data, seeds, device=device, on_trained=measure, **train_kwargs)
-    return {key: np.array(values) for key, values in results.items()}
+    return ModeAccuracy(
+        eval=np.array(eval_acc),
+        seeds=tuple(seeds),
+        batch_sizes=tuple(batch_sizes),
+        orders=tuple(orders),
+        train=np.array([[train_acc[order, b] for b in batch_sizes] for order in orders]),
+    )
 
 
 def plot_running_stats(trace: RunningStatsTrace, *, ax: Axes | None = None, label: str = "") -> Axes:
@@ -199,7 +240,7 @@ def plot_running_stats(trace: RunningStatsTrace, *, ax: Axes | None = None, labe
 
 
 def plot_mode_accuracy(
-    results: Mapping[str, np.ndarray],
+    results: ModeAccuracy,
     *,
     ax: Axes | None = None,
     title: str | None = None,
@@ -209,14 +250,17 @@ def plot_mode_accuracy(
     accuracy as a reference band; ``results`` as returned by
     :func:`bn_utils.experiments.inference.forgotten_eval_study`. Bars are mean +/- std over seeds, one
     group per order of the test set in ``orders`` (default: every order in ``results``)."""
-
-    present = [order for order, prefix in ORDERS.items() if any(k.startswith(prefix + "@") for k in results)]
+    if not isinstance(results, ModeAccuracy):
+        raise TypeError(
+            f"results must be a ModeAccuracy (what forgotten_eval_study returns), got {type(results).__name__}"
+        )
+    present = [order for order in ORDERS if order in results.orders]
     orders = present if orders is None else list(orders)
     if not orders or any(order not in present for order in orders):
         raise ValueError(f"orders must be some of {present} (the orders in these results), got {orders}")
     if ax is None:
         _, ax = plt.subplots()
-    sizes = list(dict.fromkeys(k.split("@", 1)[1] for k in results if k.split("@", 1)[0] in ORDERS.values()))
+    sizes = results.batch_sizes
     styles = {
         "shuffled": (MODE_COLORS["train"], "training mode (forgot model.eval())"),
         "sorted": (MODE_COLORS["train_sorted"], "training mode, test set sorted by class"),
@@ -225,22 +269,21 @@ def plot_mode_accuracy(
         styles["shuffled"] = (MODE_COLORS["train"], "training mode, test set shuffled")
     width = 0.8 / len(orders)
     for i, order in enumerate(orders):
-        keys = [f"{ORDERS[order]}@{size}" for size in sizes]
-        shown = [j for j, key in enumerate(keys) if key in results]
+        accs = [results.train_mode(size, order) for size in sizes]
         offset = (i - (len(orders) - 1) / 2) * width
         ax.bar(
-            [j + offset for j in shown],
-            [100 * np.mean(results[keys[j]]) for j in shown],
+            [j + offset for j in range(len(sizes))],
+            [100 * np.mean(acc) for acc in accs],
             width=width if len(orders) > 1 else 0.8,
-            yerr=[100 * np.std(results[keys[j]]) for j in shown],
+            yerr=[100 * np.std(acc) for acc in accs],
             capsize=4,
             color=styles[order][0],
             label=styles[order][1],
         )
-    eval_mean, eval_std = 100 * np.mean(results["eval"]), 100 * np.std(results["eval"])
+    eval_mean, eval_std = 100 * np.mean(results.eval), 100 * np.std(results.eval)
     ax.axhspan(eval_mean - eval_std, eval_mean + eval_std, color=MODE_COLORS["eval"], alpha=0.25, linewidth=0)
     ax.axhline(eval_mean, color=MODE_COLORS["eval"], label="eval mode (running statistics)")
-    ax.set_xticks(range(len(sizes)), sizes)
+    ax.set_xticks(range(len(sizes)), [str(size) for size in sizes])
     ax.set_xlabel("examples predicted together (batch size)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
@@ -264,7 +307,7 @@ def plot_running_stats_panels(
 
 
 def plot_mode_accuracy_panels(
-    studies: Mapping[str, Mapping[str, np.ndarray]],
+    studies: Mapping[str, ModeAccuracy],
     *,
     orders: Sequence[str] | None = None,
     figsize: tuple[float, float] = FIGSIZE["pair"],
