@@ -192,3 +192,16 @@ def test_the_split_holds_out_a_fifth_of_the_training_digits_the_same_way_each_ti
     assert len(split.x_val) == round(0.2 * len(digits.x_train))
     assert len(split.x_train) + len(split.x_val) == len(digits.x_train)
     assert bool((chapter.split().x_val == split.x_val).all())
+
+
+def test_the_phases_end_at_step_100_and_start_after_it():
+    """Checkpoints 20 and 100 are early, 120 and 200 late: beta at 0.1 is 10 x the gradient change here."""
+    changes = [100, 1, 2, 4, 8]  # at steps 0, 20, 100, 120, 200
+
+    def one_seed(scale):
+        probes = [[probe(1, 1, scale * change) for change in changes]]
+        return LandscapeRun("none", [], probe_steps=[0, 20, 100, 120, 200], probes=probes)
+
+    phases = chapter.beta_phases({"none": one_seed(1.0), "batch": one_seed(0.5)})
+    assert phases.early.plain_per_seed == pytest.approx([15]) and phases.late.plain_per_seed == pytest.approx([60])
+    assert phases.early.ratio == pytest.approx(0.5) and phases.late.ratio == pytest.approx(0.5)
