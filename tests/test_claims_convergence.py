@@ -15,26 +15,19 @@ import numpy as np
 import pytest
 from claim_seeds import SEEDS
 
-from bn_utils.experiments.landscape import beta_per_seed, gradient_scaled_landscape, landscape_run, summarize_landscape
-from bn_utils.experiments.sweeps import lr_sweep
-from bn_utils.statistics import Estimate, accuracy_difference_interval
+from bn_utils.chapters import faster_convergence as chapter
 
 TRAINS = 0.5  # a run trains: it does not diverge and ends at 50% validation accuracy or more (Sweep.min_accuracy)
 
 
 @pytest.fixture(scope="module")
-def split(digits):
-    return digits.with_validation(fraction=0.2, seed=0)  # a data split, fixed: not a claim seed
+def sweep(digits):
+    return chapter.sweep(SEEDS, digits)  # on the digits' validation split (split seed 0: not a claim seed)
 
 
 @pytest.fixture(scope="module")
-def sweep(split):
-    return lr_sweep(split, seeds=SEEDS, select_on="validation")
-
-
-@pytest.fixture(scope="module")
-def landscape(split):
-    return {norm: landscape_run(norm, split, seeds=SEEDS) for norm in ("none", "batch")}
+def landscape(digits):
+    return chapter.landscapes(SEEDS, digits)
 
 
 def test_bn_trains_every_seed_where_the_plain_network_already_fails(sweep):
@@ -52,17 +45,13 @@ def test_bns_best_learning_rate_is_larger_than_the_plain_networks(sweep):
     """The learning rate with the fewest median steps to 95% validation accuracy (among those at which
     every seed trains): BN's is a grid step or more above the plain network's (0.3 or 1 against 0.1
     in our runs)."""
-    cc.compare(np.log10(sweep.best("batch") / sweep.best("none")), ">", 0, "log10 best lr, BN / plain")
+    cc.compare(np.log10(chapter.best_lr_ratio(sweep)), ">", 0, "log10 best lr, BN / plain")
 
 
 def test_at_their_best_learning_rates_bn_reaches_95_percent_sooner(sweep):
-    plain, bn = sweep.median_steps_to_target("none"), sweep.median_steps_to_target("batch")
-    per_seed = (
-        sweep.steps_to_target("batch")[sweep.values.index(sweep.best("batch"))]
-        / sweep.steps_to_target("none")[sweep.values.index(sweep.best("none"))]
-    )
+    steps = chapter.steps_at_best(sweep)
     what = f"median steps to {sweep.target:.0%} validation accuracy, BN / plain, each at its best lr"
-    cc.compare(bn / plain, "<=", 0.6, what, values=per_seed)
+    cc.compare(steps.ratio, "<=", 0.6, what, values=steps.per_seed_ratio)
 
 
 def test_at_their_best_learning_rates_bn_ends_with_higher_test_accuracy(sweep):
@@ -71,34 +60,22 @@ def test_at_their_best_learning_rates_bn_ends_with_higher_test_accuracy(sweep):
     digits excludes zero), while the seeds' 95% interval reaches below one point (over
     seeds 0-4 and 5-9 and three arithmetic paths its lower end lay between -0.6 and -0.1 points:
     whether it exceeds the seeds' uncertainty, 5 seeds do not settle)."""
-    plain, bn = (sweep.test_accuracy(norm) for norm in ("none", "batch"))
+    gap = chapter.final_test_gap(sweep)
+    difference = gap.accuracy.difference
     what = "final test accuracy, BN - plain, each at its best lr"
-    cc.compare(np.median(bn) - np.median(plain), ">", 0, f"{what}, difference of medians", values=bn - plain)
-    low, _ = accuracy_difference_interval(sweep.test_correct("batch"), sweep.test_correct("none"))
-    cc.compare(low, ">", 0, f"{what}, test-set interval's lower end", values=bn - plain)
-    seeds = Estimate(tuple(bn - plain))
-    cc.compare(seeds.interval[0], "<", 0.01, f"{what}, seed interval's lower end (below one point)", values=bn - plain)
-
-
-def per_seed_at_01(sweep, target):
-    """Steps to ``target`` validation accuracy at lr 0.1, per seed: (plain, BN)."""
-    index = sweep.values.index(0.1)
-    return tuple(sweep.steps_to_target(norm, target)[index] for norm in ("none", "batch"))
-
-
-def speedup_split(sweep, target):
-    """Median steps to ``target``: plain at 0.1, BN at 0.1, BN at its best learning rate."""
-    return (
-        sweep.median_steps_to_target("none", 0.1, target=target),
-        sweep.median_steps_to_target("batch", 0.1, target=target),
-        sweep.median_steps_to_target("batch", target=target),
-    )
+    cc.compare(gap.accuracy.median_difference, ">", 0, f"{what}, difference of medians", values=difference)
+    low, _ = gap.test_set_interval
+    cc.compare(low, ">", 0, f"{what}, test-set interval's lower end", values=difference)
+    what_seeds = f"{what}, seed interval's lower end (below one point)"
+    cc.compare(gap.seeds.interval[0], "<", 0.01, what_seeds, values=difference)
 
 
 def test_at_equal_learning_rate_bn_reaches_90_percent_sooner(sweep):
-    plain, bn = per_seed_at_01(sweep, 0.9)
+    steps = chapter.steps_at_equal_lr(sweep, 0.9)
     most = len(SEEDS) - len(SEEDS) // 5  # 4 of 5
-    cc.at_least(plain - bn, ">", 0, most, "steps to 90% validation accuracy at lr 0.1, plain - BN (BN sooner)")
+    cc.at_least(
+        steps.plain - steps.bn, ">", 0, most, "steps to 90% validation accuracy at lr 0.1, plain - BN (BN sooner)"
+    )
 
 
 def test_to_95_percent_the_equal_learning_rate_gives_bn_no_reliable_lead(sweep):
@@ -107,23 +84,22 @@ def test_to_95_percent_the_equal_learning_rate_gives_bn_no_reliable_lead(sweep):
     seeds 5-9 it mostly did not reach 95% within 200 steps), and at its best learning rate BN needs at
     most half the plain network's steps at 0.1."""
     # a median that never reached 95% within the 200 steps counts as the next evaluation, step 210
-    plain_01, bn_01, bn_best = (min(steps, 210.0) for steps in speedup_split(sweep, 0.95))
+    split = chapter.speedup_split(sweep, 0.95)
     cc.compare(
-        (plain_01 - bn_01) / (plain_01 - bn_best),
+        split.equal_lr_share,
         "<",
         0.5,
         "median steps to 95%: the equal lr's saving / the best lr's (both from plain at lr 0.1)",
     )
-    cc.compare(bn_best / plain_01, "<=", 0.5, "median steps to 95%, BN at its best lr / plain at lr 0.1")
+    cc.compare(split.best_over_plain, "<=", 0.5, "median steps to 95%, BN at its best lr / plain at lr 0.1")
 
 
 def test_both_the_equal_and_the_larger_learning_rate_save_bn_steps(sweep):
     """To 90% validation accuracy: BN at lr 0.1 needs fewer median steps than the plain network at 0.1,
     and BN at its own best learning rate fewer still."""
-    plain_01, bn_01, bn_best = speedup_split(sweep, 0.9)
-    index, best = sweep.values.index(0.1), sweep.values.index(sweep.best("batch"))
-    per_plain, per_bn = (sweep.steps_to_target(norm, 0.9)[index] for norm in ("none", "batch"))
-    per_best = sweep.steps_to_target("batch", 0.9)[best]
+    split = chapter.speedup_split(sweep, 0.9)
+    plain_01, bn_01, bn_best = split.medians
+    per_plain, per_bn, per_best = split.plain_equal_per_seed, split.bn_equal_per_seed, split.bn_best_per_seed
     what = "median steps to 90%"
     cc.compare(plain_01 - bn_01, ">", 0, f"{what}, plain at lr 0.1 - BN at 0.1", values=per_plain - per_bn)
     cc.compare(bn_01 - bn_best, ">", 0, f"{what}, BN at 0.1 - BN at its best lr", values=per_bn - per_best)
@@ -132,85 +108,63 @@ def test_both_the_equal_and_the_larger_learning_rate_save_bn_steps(sweep):
 def test_neither_extreme_reading_fits(sweep):
     """Not "faster at any learning rate" (behind at 0.01), not "only because of the larger
     learning rate" (sooner to 90% at the equal learning rate 0.1, in medians)."""
-    plain_01, bn_01, _ = speedup_split(sweep, 0.9)
+    plain_01, bn_01, _ = chapter.speedup_split(sweep, 0.9).medians
     cc.compare(bn_01, "<", plain_01, "median steps to 90% at lr 0.1, BN against plain")
-    index = sweep.values.index(0.01)
-    plain_small, bn_small = (sweep.final(norm)[index] for norm in ("none", "batch"))
+    small = chapter.final_values(sweep, lr=0.01)
     cc.compare(
-        np.median(bn_small) - np.median(plain_small),
+        small.median_difference,
         "<",
         0,
         "median final validation accuracy at lr 0.01, BN - plain",
-        values=bn_small - plain_small,
+        values=small.difference,
     )
 
 
 def test_at_a_small_equal_learning_rate_bn_ends_behind(sweep):
     """At learning rate 0.01 the BN network ends *behind* the plain one in median validation accuracy."""
-    index = sweep.values.index(0.01)
-    plain, bn = (sweep.final(norm)[index] for norm in ("none", "batch"))
+    small = chapter.final_values(sweep, lr=0.01)
     cc.compare(
-        np.median(bn) - np.median(plain),
+        small.median_difference,
         "<",
         0,
         "median final validation accuracy at lr 0.01, BN - plain",
-        values=bn - plain,
+        values=small.difference,
     )
 
 
 def test_the_plain_network_ends_with_a_lower_training_loss_than_bns_best(sweep):
-    plain = sweep.final("none", "loss")[sweep.values.index(sweep.best("none"))]
-    bn = sweep.final("batch", "loss")[sweep.values.index(sweep.best("batch"))]
+    loss = chapter.final_values(sweep, "loss")  # each at its best lr
     what = "median training loss over the last epoch, plain / BN, each at its best lr"
-    cc.compare(np.median(plain) / np.median(bn), "<=", 0.7, what, values=plain / bn)
-
-
-def per_seed_measure(run, name):
-    """Per seed, the median over the checkpoints after step 0 of a landscape measure."""
-    after = np.asarray(run.probe_steps) > 0
-    if name == "gradient_norm":
-        values = run.probe_values("gradient_norm")
-    elif name == "loss_range_per_squared_gradient":
-        values = run.measure("loss_range") / run.probe_values("gradient_norm") ** 2
-    elif name == "gradient_change_per_gradient":
-        values = run.measure("gradient_change") / run.probe_values("gradient_norm")
-    else:
-        values = run.measure(name)
-    return np.nanmedian(values[:, after], axis=1)
+    cc.compare(loss.plain_over_bn, "<=", 0.7, what, values=loss.plain / loss.bn)
 
 
 def test_bn_shrinks_the_loss_range_and_the_gradient_change_along_the_step(landscape):
     """BN's median gradient change along the step is at most half the plain network's; its median
     loss range is below two thirds of it (0.10 to 0.48 in our runs: not always half or less)."""
-    plain, bn = summarize_landscape(landscape["none"]), summarize_landscape(landscape["batch"])
     for measure, threshold in (("loss_range", 2 / 3), ("gradient_change", 0.5)):
-        per_seed = per_seed_measure(landscape["batch"], measure) / per_seed_measure(landscape["none"], measure)
-        cc.compare(bn[measure] / plain[measure], "<=", threshold, f"median {measure}, BN / plain", values=per_seed)
+        ratio = chapter.landscape_ratio(landscape, measure)
+        cc.compare(ratio.ratio, "<=", threshold, f"median {measure}, BN / plain", values=ratio.per_seed)
 
 
 def test_bns_gradient_is_smaller(landscape):
-    plain, bn = (gradient_scaled_landscape(landscape[norm])["gradient_norm"] for norm in ("none", "batch"))
-    per_seed = per_seed_measure(landscape["batch"], "gradient_norm") / per_seed_measure(
-        landscape["none"], "gradient_norm"
-    )
-    cc.compare(bn / plain, "<=", 0.8, "median gradient norm after step 0, BN / plain", values=per_seed)
+    ratio = chapter.landscape_ratio(landscape, "gradient_norm")
+    cc.compare(ratio.ratio, "<=", 0.8, "median gradient norm after step 0, BN / plain", values=ratio.per_seed)
 
 
 def test_divided_by_the_gradient_only_the_gradient_change_stays_smaller(landscape):
-    plain, bn = (gradient_scaled_landscape(landscape[norm]) for norm in ("none", "batch"))
     for name, op, threshold in (
         ("loss_range_per_squared_gradient", ">", 0.5),
         ("gradient_change_per_gradient", "<=", 0.5),
     ):
-        per_seed = per_seed_measure(landscape["batch"], name) / per_seed_measure(landscape["none"], name)
-        cc.compare(bn[name] / plain[name], op, threshold, f"median {name}, BN / plain", values=per_seed)
+        ratio = chapter.landscape_ratio(landscape, name)
+        cc.compare(ratio.ratio, op, threshold, f"median {name}, BN / plain", values=ratio.per_seed)
 
 
 def test_at_the_training_step_size_bns_median_beta_is_below_the_plain_networks(landscape):
     """Not seed by seed: with 2 threads natively one BN seed's beta came out above one plain seed's,
     and on the portable path the two sets were 0.06 apart."""
-    plain, bn = (beta_per_seed(landscape[norm], 0.1) for norm in ("none", "batch"))
-    cc.compare(np.median(bn) / np.median(plain), "<", 1, "median beta at step size 0.1, BN / plain", values=bn / plain)
+    beta = chapter.beta_ratio(landscape, 0.1)
+    cc.compare(beta.ratio, "<", 1, "median beta at step size 0.1, BN / plain", values=beta.per_seed)
 
 
 def test_bns_beta_gap_opens_early_and_narrows_late(landscape):
@@ -218,13 +172,7 @@ def test_bns_beta_gap_opens_early_and_narrows_late(landscape):
     the gap narrows: BN's beta relative to the plain network's rises from the first phase to the
     second on at least 4 of 5 seeds. Whether it closes, 5 seeds do not say (late ratios per seed from
     0.6 to 5 times the plain network's over seeds 0-9)."""
-    bn, plain = (
-        [beta_per_seed(landscape[norm], 0.1, first, last) for first, last in ((0, 100), (100, 200))]
-        for norm in ("batch", "none")
-    )
-    early, late = bn[0] / plain[0], bn[1] / plain[1]
+    phases = chapter.beta_phases(landscape, 0.1)  # steps 20-100 and 120-200
     what = "median beta at step size 0.1 over steps 20-100, BN / plain"
-    cc.compare(np.median(bn[0]) / np.median(plain[0]), "<=", 0.7, what, values=early)
-    cc.at_least(
-        np.log10(late / early), ">", 0, 4, "log10 (BN/plain beta ratio, steps 120-200 / steps 20-100), per seed"
-    )
+    cc.compare(phases.early.ratio, "<=", 0.7, what, values=phases.early.per_seed)
+    cc.at_least(np.log10(phases.rise), ">", 0, 4, "log10 (BN/plain beta ratio, steps 120-200 / steps 20-100), per seed")

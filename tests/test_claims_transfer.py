@@ -26,11 +26,11 @@ import numpy as np
 import pytest
 from claim_seeds import SEEDS
 
+from bn_utils.chapters import faster_convergence
 from bn_utils.experiments import batch_size as bs
 from bn_utils.experiments import transfer as tr
 from bn_utils.experiments.covariate_shift import covariate_shift_run, ioffe_mlp, summarize_runs
 from bn_utils.experiments.initialization import RELU_BN_GRADIENT_GROWTH, diagnose_at_init
-from bn_utils.experiments.landscape import landscape_run
 from bn_utils.experiments.regularization import (
     DROPOUT,
     SMALL_DATA,
@@ -395,13 +395,8 @@ def test_mnist1d_at_800_steps_bn_ends_level_or_ahead_at_learning_rate_0_01(reque
     row="smooth", column="mnist1d", outcome="holds", shows="gradient change, BN / plain: {value:.2f}"
 )
 def test_mnist1d_bn_shrinks_the_gradient_change_along_the_step(request):
-    split = tr.load("mnist1d").with_validation(fraction=0.2, seed=0)
-    runs = {norm: landscape_run(norm, split, seeds=SEEDS) for norm in ("none", "batch")}
-    per_seed = {}
-    for norm, run in runs.items():
-        after = np.asarray(run.probe_steps) > 0
-        per_seed[norm] = {m: np.nanmedian(run.measure(m)[:, after], axis=1) for m in ("gradient_change", "loss_range")}
-    ratio = per_seed["batch"]["gradient_change"] / per_seed["none"]["gradient_change"]
+    runs = faster_convergence.landscapes(SEEDS, tr.load("mnist1d"))  # on its validation split, split seed 0
+    ratio = faster_convergence.landscape_ratio(runs, "gradient_change").per_seed
     verdict(
         request,
         float(np.median(ratio)),
@@ -410,7 +405,7 @@ def test_mnist1d_bn_shrinks_the_gradient_change_along_the_step(request):
         "MNIST-1D, lr 0.1, 200 steps: median over seeds of BN's / the plain network's gradient change along the step",
         values=ratio,
     )
-    loss = per_seed["batch"]["loss_range"] / per_seed["none"]["loss_range"]
+    loss = faster_convergence.landscape_ratio(runs, "loss_range").per_seed
     cc.compare(float(np.median(loss)), "<", 1.0, "the same for the loss range (BN's smaller too)", values=loss)
 
 
