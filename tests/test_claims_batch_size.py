@@ -19,8 +19,8 @@ import pytest
 from claim_seeds import SEEDS
 
 from bn_utils import load_digits
+from bn_utils.chapters import batch_size as chapter
 from bn_utils.experiments import batch_size as bs
-from bn_utils.statistics import compare_accuracies
 
 POINT = 0.01  # one percentage point of accuracy
 
@@ -32,27 +32,23 @@ def images():
 
 @pytest.fixture(scope="module")
 def sweep(images):
-    return bs.batch_size_sweep(images, seeds=SEEDS)
+    return chapter.claim_sweep(images, SEEDS)
 
 
 @pytest.fixture(scope="module")
 def sorted_sweep(images):
-    return bs.batch_size_sweep(images, seeds=SEEDS, batch_sizes=(8,), order="sorted")
+    return chapter.claim_sorted_sweep(images, SEEDS)
 
 
 @pytest.fixture(scope="module")
 def ghost(images):
     """BN and ghost BN (normalization batches of 2) at SGD batch 32, in one stack."""
-    return bs.batch_size_sweep(
-        images, seeds=SEEDS, norms=("batch", "batch_ghost"), batch_sizes=(32,), ghost_batch_size=2
-    )
+    return chapter.claim_ghost(images, SEEDS)
 
 
 @pytest.fixture(scope="module")
 def fully_connected(digits):
-    return bs.fully_connected_sweep(
-        digits, seeds=SEEDS, norms=("batch", "batch_ghost", "layer", "none"), batch_sizes=(2, 4, 32), ghost_batch_size=2
-    )
+    return chapter.claim_fully_connected(digits, SEEDS)
 
 
 def test_conv_bn_at_batch_2_did_not_lose_what_wu_and_he_lost(sweep):
@@ -60,7 +56,7 @@ def test_conv_bn_at_batch_2_did_not_lose_what_wu_and_he_lost(sweep):
     statistics recomputed over the training images: the 95% seed interval excludes a loss of 11
     points (Wu & He's ResNet-50, 23.6% -> 34.7% error)."""
     for metric in ("eval_acc", "recomputed_acc"):
-        change = compare_accuracies(sweep.correct("batch", 2, metric), sweep.correct("batch", 32, metric))
+        change = chapter.bn_batch_2_minus_32(sweep, metric)
         cc.compare(
             change.seed_interval[0],
             ">",
@@ -72,7 +68,7 @@ def test_conv_bn_at_batch_2_did_not_lose_what_wu_and_he_lost(sweep):
 
 def test_recomputing_running_statistics_at_batch_32_is_within_what_five_seeds_resolve(sweep):
     """Recomputed minus as-trained running statistics for BN at batch 32: the seed interval contains 0."""
-    gain = compare_accuracies(sweep.correct("batch", 32, "recomputed_acc"), sweep.correct("batch", 32))
+    gain = chapter.recomputed_minus_as_trained(sweep, 32)
     cc.compare(
         gain.seed_interval[0],
         "<",
@@ -84,7 +80,7 @@ def test_recomputing_running_statistics_at_batch_32_is_within_what_five_seeds_re
 
 def test_no_normalization_changes_by_5_points_from_batch_2_to_32(sweep):
     for norm in ("batch", "batch_renorm", "group", "layer"):
-        change = sweep.values(norm, 2) - sweep.values(norm, 32)
+        change = chapter.batch_2_minus_32(sweep, norm)
         cc.compare(
             abs(np.median(change)), "<", 5 * POINT, f"{norm}: |median over seeds of batch 2 - batch 32|", values=change
         )
@@ -102,7 +98,7 @@ def test_five_seeds_cannot_exclude_a_5_point_change_for_group_norm(sweep):
 
 
 def test_without_normalization_the_median_conv_net_gains_at_batch_2(sweep):
-    change = sweep.values("none", 2) - sweep.values("none", 32)
+    change = chapter.batch_2_minus_32(sweep, "none")
     cc.median(change, ">", 0, "no normalization, batch 2 - batch 32, per seed")
 
 
@@ -110,11 +106,12 @@ def test_conv_batch_mean_gap_is_that_of_b_x_64_values(sweep):
     """The first norm's RMS of d = (mu_B - mu) / sigma is close to 1 / sqrt(B * H * W) (within a factor
     of 0.7 to 1.5), and shrinks from batch 2 to batch 32 by a factor within 1.6 of the 4 that 1/sqrt(B)
     gives: the statistics of a channel average B * 64 values."""
+    gaps = chapter.batch_statistic_gaps(sweep)
     for size in (2, 32):
-        ratio = sweep.values("batch", size, "stat_gap_mean") * np.sqrt(size * 64)
+        ratio = gaps.mean_ratio[size]
         cc.compare(ratio.mean(), ">", 0.7, f"batch {size}: RMS of d / (1/sqrt({size} x 64)), mean", values=ratio)
         cc.compare(ratio.mean(), "<", 1.5, f"batch {size}: RMS of d / (1/sqrt({size} x 64)), mean", values=ratio)
-    shrink = sweep.values("batch", 2, "stat_gap_mean").mean() / sweep.values("batch", 32, "stat_gap_mean").mean()
+    shrink = gaps.shrink
     cc.compare(shrink, ">", 4 / 1.6, "RMS of d at batch 2 / at batch 32 (1/sqrt(B) gives 4)")
     cc.compare(shrink, "<", 4 * 1.6, "RMS of d at batch 2 / at batch 32 (1/sqrt(B) gives 4)")
 
@@ -122,7 +119,7 @@ def test_conv_batch_mean_gap_is_that_of_b_x_64_values(sweep):
 def test_conv_batch_std_gap_is_over_twice_that_of_independent_values(sweep):
     """The first norm's RMS of log r = log(sigma_B / sigma) at batch 2 is on average more than twice
     1 / sqrt(2 m), what m = 2 x 64 independent Gaussian values would give."""
-    ratio = sweep.values("batch", 2, "stat_gap_log_std") * np.sqrt(2 * 2 * 64)
+    ratio = chapter.batch_statistic_gaps(sweep).log_r_ratio
     cc.compare(ratio.mean(), ">", 2, "batch 2: RMS of log r / (1/sqrt(2 x 128)), mean", values=ratio)
 
 
@@ -137,8 +134,10 @@ def test_conv_bn_with_normalization_batches_of_2_is_not_distinguishable_from_bn_
     """Ghost BN (chunks of 2 normalized on their own, SGD on batches of 32 with batch 32's steps and
     learning rate) minus BN at batch 32, and minus BN at batch 2 (SGD on batches of 2): both seed
     intervals contain 0."""
-    for what, other in (("BN at 32", ghost.correct("batch", 32)), ("BN at 2", sweep.correct("batch", 2))):
-        versus = compare_accuracies(ghost.correct("batch_ghost", 32), other)
+    for what, versus in (
+        ("BN at 32", chapter.ghost_minus_bn(ghost, ghost, 32)),
+        ("BN at 2", chapter.ghost_minus_bn(ghost, sweep, 2)),
+    ):
         low, high = versus.seed_interval
         cc.compare(low, "<", 0, f"ghost BN (2 of 32) - {what}: seed interval's lower end", values=versus.seeds.values)
         cc.compare(high, ">", 0, f"ghost BN (2 of 32) - {what}: seed interval's upper end", values=versus.seeds.values)
@@ -146,7 +145,7 @@ def test_conv_bn_with_normalization_batches_of_2_is_not_distinguishable_from_bn_
 
 def test_fully_connected_bn_collapses_at_batch_2(fully_connected):
     """Batch 32 minus batch 2: more than 20 points on average, more than 10 in every seed."""
-    drop = fully_connected.values("batch", 32) - fully_connected.values("batch", 2)
+    drop = chapter.fc_bn_collapse(fully_connected)
     cc.compare(drop.mean(), ">", 20 * POINT, "MLP with BN, accuracy at batch 32 minus at batch 2, mean", values=drop)
     cc.every(drop, ">", 10 * POINT, "MLP with BN, accuracy at batch 32 minus at batch 2, per seed")
 
@@ -154,7 +153,7 @@ def test_fully_connected_bn_collapses_at_batch_2(fully_connected):
 def test_in_the_fully_connected_net_the_normalization_batch_of_2_breaks_bn(fully_connected):
     """Ghost batches of 2 within SGD batches of 32 (batch 32's steps and learning rate) break the fully
     connected BN network too: its median seed is more than 20 points below BN at batch 32."""
-    drop = fully_connected.values("batch", 32) - fully_connected.values("batch_ghost", 32)
+    drop = chapter.fc_ghost_drop(fully_connected, fully_connected)
     cc.median(drop, ">", 20 * POINT, "MLP: BN at batch 32 minus ghost BN (2 of 32), per seed")
 
 
@@ -183,7 +182,7 @@ def test_fully_connected_bn_does_not_fit_its_training_set_at_batch_2(fully_conne
 def test_fully_connected_layer_norm_holds_at_batch_2(fully_connected):
     """Layer norm, batch 2 minus batch 32: both the seed and the test-set interval within 2 points of 0;
     and layer norm more than 10 points above BN at batch 2 in every seed."""
-    change = compare_accuracies(fully_connected.correct("layer", 2), fully_connected.correct("layer", 32))
+    change = chapter.fc_layer_norm_change(fully_connected)
     for interval, what in ((change.seed_interval, "seed"), (change.test_interval, "test-set")):
         cc.compare(interval[0], ">", -2 * POINT, f"MLP with layer norm, batch 2 - 32: {what} interval's lower end")
         cc.compare(interval[1], "<", 2 * POINT, f"MLP with layer norm, batch 2 - 32: {what} interval's upper end")
@@ -200,7 +199,7 @@ def test_class_sorted_batches_cost_every_norm_over_10_points_and_bn_over_20(swee
     """Shuffled minus class-sorted batches of 8, mean over seeds: more than 10 points for every norm,
     more than 20 for BN."""
     for norm in sorted_sweep.norms:
-        drop = sweep.values(norm, 8) - sorted_sweep.values(norm, 8)
+        drop = chapter.sorting_cost(sweep, sorted_sweep, norm, shuffled_batch_size=8)
         threshold = 20 if norm == "batch" else 10
         cc.compare(
             drop.mean(), ">", threshold * POINT, f"{norm}: shuffled minus class-sorted batches of 8, mean", values=drop
@@ -215,7 +214,7 @@ def test_recomputed_running_statistics_win_back_little_after_sorted_training(swe
     gain = sorted_sweep.values("batch", 8, "recomputed_acc") - sorted_sweep.values("batch", 8)
     cost = sweep.values("batch", 8) - sorted_sweep.values("batch", 8)
     cc.compare(
-        gain.mean() / cost.mean(),
+        chapter.recomputed_share_of_sorting_cost(sweep, sorted_sweep, shuffled_batch_size=8),
         "<",
         0.5,
         "sorted BN: recomputed statistics' gain / the sorting's cost (means)",
@@ -224,14 +223,14 @@ def test_recomputed_running_statistics_win_back_little_after_sorted_training(swe
 
 
 def test_batch_renorm_ends_above_bn_on_sorted_batches(sorted_sweep):
-    gain = sorted_sweep.values("batch_renorm", 8) - sorted_sweep.values("batch", 8)
+    gain = chapter.sorted_renorm_minus_bn(sorted_sweep)
     cc.compare(gain.mean(), ">", 0, "class-sorted batches of 8, batch renorm minus BN, mean", values=gain)
 
 
 def test_batch_renorm_and_bn_are_not_distinguishable_at_batch_2(sweep):
     """Five seeds cannot tell batch renorm from BN at batch 2: the seed interval of their paired
     difference contains 0."""
-    versus = compare_accuracies(sweep.correct("batch_renorm", 2), sweep.correct("batch", 2))
+    versus = chapter.renorm_minus_bn(sweep, 2)
     low, high = versus.seed_interval
     cc.compare(low, "<", 0, "batch renorm - BN at batch 2: seed interval's lower end", values=versus.seeds.values)
     cc.compare(high, ">", 0, "batch renorm - BN at batch 2: seed interval's upper end", values=versus.seeds.values)

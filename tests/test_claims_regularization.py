@@ -18,41 +18,36 @@ import claim_checks as cc
 import pytest
 from claim_seeds import SEEDS
 
+from bn_utils.chapters import regularization_noise as chapter
+from bn_utils.chapters.regularization_noise import FULL, GHOST, GHOST_OF_TWO
 from bn_utils.experiments.regularization import (
     DROPOUT,
     SMALL_DATA,
     WEIGHT_DECAY,
     batch_noise,
-    explicit_regularizers,
     regularization_study,
     strength_grid,
     validation_split,
 )
 
-GHOST, FULL, PLAIN = "BN, ghost batches of 8", "BN, batch of 128", "no norm"
 POINT = 0.01  # one percentage point of accuracy
 
 
 @pytest.fixture(scope="module")
 def study(digits):
-    return regularization_study(digits, seeds=SEEDS)
+    return chapter.study(digits, SEEDS)
 
 
 @pytest.fixture(scope="module")
 def small(digits):
-    return regularization_study(digits, seeds=SEEDS, configs=explicit_regularizers(), **SMALL_DATA)
-
-
-def gain_minus_gain(small, regularizer: str):
-    """Per seed, how much more the regularizer raises the plain network's test accuracy than BN's."""
-    return small.contrast({f"plain + {regularizer}": 1, "plain": -1, f"BN + {regularizer}": -1, "BN": 1})
+    return chapter.small_data(digits, SEEDS)
 
 
 def test_batch_noise_falls_like_one_over_root_batch_size(digits):
     noise = [batch_noise(digits, (8, 32, 128), seed=seed) for seed in SEEDS]
-    cc.every([n[8] / n[32] for n in noise], ">", 1, "noise at batch 8 / at 32")
-    cc.every([n[32] / n[128] for n in noise], ">", 1, "noise at batch 32 / at 128")
-    ratio = [n[8] / n[128] for n in noise]
+    cc.every([chapter.noise_ratio(n, 8, 32) for n in noise], ">", 1, "noise at batch 8 / at 32")
+    cc.every([chapter.noise_ratio(n, 32, 128) for n in noise], ">", 1, "noise at batch 32 / at 128")
+    ratio = [chapter.noise_ratio(n) for n in noise]
     cc.every(ratio, ">=", 3, "noise at batch 8 / at 128 (the Gaussian prediction is 4), from below")
     cc.every(ratio, "<", 4, "noise at batch 8 / at 128 (the Gaussian prediction is 4), from above")
 
@@ -68,7 +63,7 @@ def test_ghost_batches_stop_short_of_fitting_the_training_set(study):
 def test_ghost_batches_leave_a_smaller_gap_than_the_whole_batch(study):
     """Smaller in the mean over 5 seeds, by 0.4 points or more; too little for 5 seeds to settle
     reliably: the 95% seed interval's lower end is below half a point (on seeds 5-9 it is below zero)."""
-    difference = study.difference(FULL, GHOST, "gap")
+    difference = chapter.ghost_versus_whole_batch(study).gap_drop
     what = "gap with the whole batch - gap with ghost batches of 8"
     cc.compare(difference.mean, ">=", 0.4 * POINT, f"{what}, mean", values=difference.values)
     cc.compare(difference.interval[0], "<", 0.5 * POINT, f"{what}, seed interval's lower end", values=difference.values)
@@ -76,43 +71,46 @@ def test_ghost_batches_leave_a_smaller_gap_than_the_whole_batch(study):
 
 def test_five_seeds_do_not_settle_a_test_accuracy_benefit_of_ghost_batches(study):
     """Part of the smaller gap is training accuracy given up; the test-accuracy part includes zero."""
-    train_drop = study.difference(FULL, GHOST, "train_acc")
+    versus = chapter.ghost_versus_whole_batch(study)
+    train_drop = versus.train_drop
     cc.compare(
         train_drop.mean, ">=", 0.2 * POINT, "training accuracy, whole batch - ghost (mean)", values=train_drop.values
     )
-    edge = study.difference(GHOST, FULL)
+    edge = versus.edge
     what = "test accuracy, ghost batches - whole batch"
     # Neither the seeds nor the 449 test digits separate it from zero: both 95% intervals reach to
     # within a quarter of a point of zero, or below (their lower ends lay between -0.5 and -0.1 points).
     cc.compare(edge.interval[0], "<", 0.25 * POINT, f"{what}, seed interval's lower end", values=edge.values)
-    low, _ = study.test_set_interval({GHOST: 1, FULL: -1})
+    low, _ = versus.edge_test_set
     cc.compare(low, "<", 0.25 * POINT, f"{what}, test-set interval's lower end", values=edge.values)
 
 
 def test_the_test_accuracy_differences_are_about_a_point_or_less(study):
     """The measured other side: BN's noise is a mild regularizer here, not a large one."""
-    edge = study.difference(GHOST, FULL)
+    edge = chapter.ghost_versus_whole_batch(study).edge
     what = "test accuracy, ghost batches - whole batch"
     cc.compare(edge.mean, "<=", 1 * POINT, f"{what}, mean", values=edge.values)
     cc.compare(edge.interval[1], "<=", 2 * POINT, f"{what}, seed interval's upper end", values=edge.values)
-    for label in study.histories:
-        if label != PLAIN:
-            difference = study.difference(label, PLAIN)
-            what = f"mean test accuracy, {label} - no norm"
-            cc.compare(abs(difference.mean), "<=", 1.25 * POINT, f"|{what}|", values=difference.values)
+    for effect in chapter.effects_of_normalization(study):
+        difference = effect.difference
+        what = f"mean test accuracy, {effect.label} - no norm"
+        cc.compare(abs(difference.mean), "<=", 1.25 * POINT, f"|{what}|", values=difference.values)
 
 
 def test_with_256_images_bn_alone_does_not_measurably_reduce_the_overfitting(small):
     for label in ("plain", "BN"):  # at the ceiling: no spread, margin 0 by nature (every seed, every path: 100%)
         cc.every(small.final(label, "train_acc"), ">=", 1.0, f"{label}, 256 images: training accuracy (fits all)")
     plain, bn = small.final("plain", "gap"), small.final("BN", "gap")
-    cc.compare(plain.mean(), ">=", 5 * POINT, "the plain network's gap (mean): it should overfit clearly", values=plain)
-    cc.compare(bn.mean() / plain.mean(), ">=", 0.75, "BN's gap / the plain network's (means)", values=bn / plain)
-    bn_alone = small.difference("BN", "plain")
+    alone = chapter.bn_alone(small)
+    cc.compare(
+        alone.plain_gap, ">=", 5 * POINT, "the plain network's gap (mean): it should overfit clearly", values=plain
+    )
+    cc.compare(alone.gap_ratio, ">=", 0.75, "BN's gap / the plain network's (means)", values=bn / plain)
+    bn_alone = alone.difference
     what = "test accuracy, BN - plain"
     # not measurably different: both 95% intervals reach to within a quarter of a point of zero, or below
     cc.compare(bn_alone.interval[0], "<", 0.25 * POINT, f"{what}, seed interval's lower end", values=bn_alone.values)
-    low, _ = small.test_set_interval({"BN": 1, "plain": -1})
+    low, _ = alone.test_set
     cc.compare(low, "<", 0.25 * POINT, f"{what}, test-set interval's lower end", values=bn_alone.values)
 
 
@@ -121,31 +119,32 @@ def test_dropout_and_l2_still_raise_bn_test_accuracy(small):
     test set's uncertainty (both 95% intervals above zero); dropout's intervals reach to within a
     quarter of a point of zero (its seed interval's lower end was 0.1 to 0.4 points, not well clear)."""
     for regularizer, floor in (("dropout", -0.25 * POINT), ("L2", 0.0)):
-        gain = small.difference(f"BN + {regularizer}", "BN")
+        gains = chapter.regularizer_gains(small, regularizer)
+        gain = gains.bn
         what = f"test accuracy, BN + {regularizer} - BN"
         cc.compare(gain.mean, ">=", 0.4 * POINT, f"{what}, mean", values=gain.values)
         cc.compare(gain.interval[0], ">", floor, f"{what}, seed interval's lower end", values=gain.values)
-        low, _ = small.test_set_interval({f"BN + {regularizer}": 1, "BN": -1})
+        low, _ = gains.bn_test_set
         cc.compare(low, ">", floor, f"{what}, test-set interval's lower end", values=gain.values)
 
 
 def test_five_seeds_cannot_tell_whether_regularizers_help_bn_less(small):
-    for regularizer in ("dropout", "L2"):
-        difference = gain_minus_gain(small, regularizer)
+    for regularizer in chapter.REGULARIZERS:
+        gains = chapter.regularizer_gains(small, regularizer)
+        difference = gains.plain_minus_bn
         low, high = difference.interval
         what = f"{regularizer}: the plain network's gain - BN's"
         cc.compare(low, "<", 0, f"{what}, seed interval's lower end", values=difference.values)
         cc.compare(high, ">", 0, f"{what}, seed interval's upper end", values=difference.values)
-        weights = {f"plain + {regularizer}": 1, "plain": -1, f"BN + {regularizer}": -1, "BN": 1}
-        low, high = small.test_set_interval(weights)
+        low, high = gains.plain_minus_bn_test_set
         cc.compare(low, "<", 0, f"{what}, test-set interval's lower end", values=difference.values)
         cc.compare(high, ">", 0, f"{what}, test-set interval's upper end", values=difference.values)
 
 
 def test_a_reduction_of_two_points_is_not_supported_over_these_seeds(small):
     """Seed variation only: every seed trains on the same 256 images and tests on the same 449."""
-    for regularizer in ("dropout", "L2"):
-        difference = gain_minus_gain(small, regularizer)
+    for regularizer in chapter.REGULARIZERS:
+        difference = chapter.regularizer_gains(small, regularizer).plain_minus_bn
         cc.compare(
             difference.interval[1],
             "<",
@@ -156,9 +155,9 @@ def test_a_reduction_of_two_points_is_not_supported_over_these_seeds(small):
 
 
 def test_ghost_batches_of_two_fit_neither_set(digits):
-    tiny = regularization_study(digits, seeds=SEEDS, configs={"two": ("batch_ghost", {"ghost_batch_size": 2})})
-    cc.every(tiny.final("two", "train_acc"), "<", 0.8, "ghost batches of 2, training accuracy")
-    cc.every(tiny.final("two", "test_acc"), "<", 0.8, "ghost batches of 2, test accuracy")
+    tiny = chapter.ghost_batches_of_two(digits, SEEDS)
+    cc.every(tiny.final(GHOST_OF_TWO, "train_acc"), "<", 0.8, "ghost batches of 2, training accuracy")
+    cc.every(tiny.final(GHOST_OF_TWO, "test_acc"), "<", 0.8, "ghost batches of 2, test accuracy")
 
 
 def test_strengths_were_chosen_on_a_validation_split(digits):

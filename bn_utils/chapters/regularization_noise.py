@@ -1,0 +1,185 @@
+"""Chapter 7, "Regularization noise": what notebook 07 and tests/test_claims_regularization.py share.
+
+Setting: batch noise measured on a first BN layer's inputs (the digits through a random 100-unit
+linear layer); a 3 x 100 ReLU MLP on the digits, SGD at learning rate 0.1, batches of 128, 40 epochs
+(BN over the whole batch or ghost batches, layer norm, no norm), and the small-data regime
+(``SMALL_DATA``: 256 training images, batches of 32) with dropout or L2 beside each network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from ..data import Dataset
+from ..experiments.regularization import (
+    SMALL_DATA,
+    RegularizationResult,
+    explicit_regularizers,
+    regularization_study,
+)
+from ..statistics import Estimate
+
+__all__ = [
+    "GHOST",
+    "FULL",
+    "PLAIN",
+    "GHOST_OF_TWO",
+    "REGULARIZERS",
+    "study",
+    "small_data",
+    "ghost_batches_of_two",
+    "noise_ratio",
+    "GhostVersusWholeBatch",
+    "ghost_versus_whole_batch",
+    "NormEffect",
+    "effects_of_normalization",
+    "largest_effect",
+    "BnAlone",
+    "bn_alone",
+    "RegularizerGains",
+    "regularizer_gains",
+]
+
+GHOST, FULL, PLAIN = "BN, ghost batches of 8", "BN, batch of 128", "no norm"
+GHOST_OF_TWO = "BN, ghost batches of 2"
+REGULARIZERS = ("dropout", "L2")  # the explicit regularizers of the small-data regime, as labelled there
+
+
+# --- setup: the runs the chapter stands on ---
+
+
+def study(digits: Dataset, seeds: Sequence[int]) -> RegularizationResult:
+    """The main comparison (section 2): BN over the whole batch of 128 and over ghost batches of 8,
+    layer norm and no norm, 40 epochs on all training digits."""
+    return regularization_study(digits, seeds=seeds)
+
+
+def small_data(digits: Dataset, seeds: Sequence[int]) -> RegularizationResult:
+    """The regime where regularization matters (section 3): plain and BN networks on 256 images,
+    each alone, with dropout and with L2 (strengths chosen on a validation split)."""
+    small: dict[str, Any] = cast(dict[str, Any], SMALL_DATA)  # its values are ints and floats, as the keywords take
+    return regularization_study(digits, seeds=seeds, configs=explicit_regularizers(), **small)
+
+
+def ghost_batches_of_two(digits: Dataset, seeds: Sequence[int]) -> RegularizationResult:
+    """BN over ghost batches of 2 (exercise 1), labelled :data:`GHOST_OF_TWO`: noise past the point
+    where it regularizes."""
+    return regularization_study(digits, seeds=seeds, configs={GHOST_OF_TWO: ("batch_ghost", {"ghost_batch_size": 2})})
+
+
+# --- claim quantities ---
+
+
+def noise_ratio(noise: Mapping[int, float], small: int = 8, large: int = 128) -> float:
+    """BN's output noise at batch ``small`` over that at batch ``large`` (``noise`` as
+    :func:`~bn_utils.experiments.regularization.batch_noise` returns it). For Gaussian inputs the
+    batch statistics' error shrinks like 1/sqrt(B): sqrt(128 / 8) = 4 for the default sizes."""
+    for size in (small, large):
+        if size not in noise:
+            raise ValueError(f"noise was measured at batch sizes {sorted(noise)}; it has no batch {size}")
+    return noise[small] / noise[large]
+
+
+@dataclass(frozen=True)
+class GhostVersusWholeBatch:
+    """Ghost batches of 8 against the whole batch of 128, seed by seed.
+
+    ``gap_drop``: the generalization gap with the whole batch minus with ghost batches; it splits into
+    ``train_drop`` (training accuracy given up by the ghost batches) plus ``edge`` (test accuracy, ghost
+    minus whole batch). ``edge_test_set``: the 449 test digits' share of ``edge``'s uncertainty (a paired
+    bootstrap), beside the seeds'."""
+
+    gap_drop: Estimate
+    train_drop: Estimate
+    edge: Estimate
+    edge_test_set: tuple[float, float]
+
+
+def ghost_versus_whole_batch(study: RegularizationResult) -> GhostVersusWholeBatch:
+    """Does the noise of ghost batches of 8 regularize? (:func:`study`'s runs.)"""
+    return GhostVersusWholeBatch(
+        gap_drop=study.difference(FULL, GHOST, "gap"),
+        train_drop=study.difference(FULL, GHOST, "train_acc"),
+        edge=study.difference(GHOST, FULL),
+        edge_test_set=study.test_set_interval({GHOST: 1, FULL: -1}),
+    )
+
+
+@dataclass(frozen=True)
+class NormEffect:
+    """One configuration's test accuracy minus no norm's, seed by seed."""
+
+    label: str
+    difference: Estimate
+
+
+def effects_of_normalization(study: RegularizationResult) -> tuple[NormEffect, ...]:
+    """Every configuration of :func:`study` but no norm, against no norm (test accuracy): how large a
+    regularizer BN's noise is here, in the order of the study's configurations."""
+    return tuple(NormEffect(label, study.difference(label, PLAIN)) for label in study.histories if label != PLAIN)
+
+
+def largest_effect(effects: Sequence[NormEffect]) -> float:
+    """The largest |mean difference of test accuracy from no norm| among ``effects``."""
+    if not effects:
+        raise ValueError("largest_effect needs at least one configuration's effect")
+    return max(abs(effect.difference.mean) for effect in effects)
+
+
+@dataclass(frozen=True)
+class BnAlone:
+    """BN without an explicit regularizer on the 256 images: ``plain_gap`` and ``bn_gap``, the mean
+    generalization gaps (train minus test accuracy) of the plain and BN networks; ``difference``, BN
+    minus plain test accuracy seed by seed, with ``test_set`` the test digits' share of its uncertainty."""
+
+    plain_gap: float
+    bn_gap: float
+    difference: Estimate
+    test_set: tuple[float, float]
+
+    @property
+    def gap_ratio(self) -> float:
+        """BN's mean gap over the plain network's: 1 if BN's noise reduced no overfitting at all."""
+        return self.bn_gap / self.plain_gap
+
+
+def bn_alone(small: RegularizationResult) -> BnAlone:
+    """Does BN alone measurably reduce the overfitting of :func:`small_data`'s plain network?"""
+    return BnAlone(
+        plain_gap=small.spread("plain", "gap").mean,
+        bn_gap=small.spread("BN", "gap").mean,
+        difference=small.difference("BN", "plain"),
+        test_set=small.test_set_interval({"BN": 1, "plain": -1}),
+    )
+
+
+@dataclass(frozen=True)
+class RegularizerGains:
+    """What one explicit regularizer (``"dropout"`` or ``"L2"``) adds on the 256 images, seed by seed:
+    ``plain`` and ``bn``, its gain in test accuracy for each network; ``plain_minus_bn``, how much more it
+    raises the plain network than BN (if BN were already regularizing, this would be positive).
+    ``bn_test_set`` and ``plain_minus_bn_test_set``: the test digits' share of their uncertainty."""
+
+    regularizer: str
+    plain: Estimate
+    bn: Estimate
+    plain_minus_bn: Estimate
+    bn_test_set: tuple[float, float]
+    plain_minus_bn_test_set: tuple[float, float]
+
+
+def regularizer_gains(small: RegularizationResult, regularizer: str) -> RegularizerGains:
+    """:class:`RegularizerGains` of ``regularizer`` (one of :data:`REGULARIZERS`) in :func:`small_data`."""
+    if regularizer not in REGULARIZERS:
+        raise ValueError(f"regularizer must be one of {', '.join(REGULARIZERS)}, got {regularizer!r}")
+    more = {f"plain + {regularizer}": 1, "plain": -1, f"BN + {regularizer}": -1, "BN": 1}
+    return RegularizerGains(
+        regularizer=regularizer,
+        plain=small.difference(f"plain + {regularizer}", "plain"),
+        bn=small.difference(f"BN + {regularizer}", "BN"),
+        plain_minus_bn=small.contrast(more),
+        bn_test_set=small.test_set_interval({f"BN + {regularizer}": 1, "BN": -1}),
+        plain_minus_bn_test_set=small.test_set_interval(more),
+    )
