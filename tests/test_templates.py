@@ -99,3 +99,34 @@ def test_notebook_template_runs_top_to_bottom():
     assert "bn-frames" in frames.outputs[0]["data"]["text/html"], "the kernel-free explorer drew its frames"
     comparison = [cell for cell in notebook.cells if "ex.compare_prediction(" in cell.source]
     assert "predicted" in printed(comparison[0]).lower(), printed(comparison[0])
+
+
+@pytest.mark.unit
+def test_the_chapter_module_template_follows_the_contract():
+    """templates/chapter_module.py: a setup function of the seeds and a claim quantity, typed, with
+    the imports a module in bn_utils/chapters may make (experiments and the core, no other chapter)."""
+    import ast
+    import importlib.util
+
+    source = (TEMPLATES / "chapter_module.py").read_text()
+    imported = {node.module for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not any(name.startswith("bn_utils.chapters") for name in imported), imported
+    spec = importlib.util.spec_from_file_location("chapter_module_template", TEMPLATES / "chapter_module.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    from bn_utils.history import History, Sweep
+
+    def history(final: float) -> History:
+        h = History(steps_per_epoch=10)
+        h.eval_steps, h.test_acc, h.test_loss, h.loss = [0, 10], [0.1, final], [2.0, 1.0], [1.0] * 10
+        return h
+
+    histories = {
+        "none": [[history(0.8), history(0.9)], [history(0.5), history(0.6)]],
+        "batch": [[history(0.95), history(0.97)], [history(0.9), history(0.92)]],
+    }
+    result = Sweep("lr", (0.1, 1.0), (0, 1), histories)
+    at_01 = module.final_accuracy(result, lr=0.1)
+    assert at_01.mean("none") == pytest.approx(0.85) and at_01.mean("batch") == pytest.approx(0.96)
+    assert module.final_accuracy(result, lr=1.0).mean("batch") == pytest.approx(0.91)
