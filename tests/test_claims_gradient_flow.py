@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 from claim_seeds import SEEDS
 
-from bn_utils.experiments.initialization import RELU_BN_GRADIENT_GROWTH, diagnose_at_init, diagnose_depths
+from bn_utils.chapters import gradient_flow as gf
+from bn_utils.chapters.gradient_flow import TRAINS
+from bn_utils.experiments.initialization import RELU_BN_GRADIENT_GROWTH
 from bn_utils.experiments.layer_dynamics import layer_dynamics
-from bn_utils.experiments.sweeps import depth_sweep
-
-TRAINS = 0.5  # the course's mark of a network that trains: test accuracy 50% or more (Sweep.min_accuracy)
 
 # Ratios that span a decade or more between seeds (gradient ratios, weight growth, effective-lr cuts) are
 # asserted on a log10 scale: there the seeds' spread, and so the margin in standard deviations, means
@@ -24,12 +23,12 @@ TRAINS = 0.5  # the course's mark of a network that trains: test accuracy 50% or
 
 @pytest.fixture(scope="module")
 def sweep(digits):
-    return depth_sweep(digits, seeds=SEEDS)
+    return gf.sweep(digits, SEEDS)
 
 
 def test_bn_gradients_explode_at_the_mean_field_rate(digits):
-    bn = [diagnose_at_init(digits, "batch", depth=40, seed=s).gradient_growth for s in SEEDS]
-    plain = [diagnose_at_init(digits, "none", depth=40, seed=s).gradient_growth for s in SEEDS]
+    bn = gf.gradient_growth(gf.at_init(digits, "batch", SEEDS))
+    plain = gf.gradient_growth(gf.at_init(digits, "none", SEEDS))
     what = f"BN gradient growth per layer at depth 40 (predicted {RELU_BN_GRADIENT_GROWTH:.3f})"
     cc.median(bn, ">=", 0.95 * RELU_BN_GRADIENT_GROWTH, what + ", at least 5% below")
     cc.median(bn, "<=", 1.05 * RELU_BN_GRADIENT_GROWTH, what + ", at most 5% above")
@@ -38,30 +37,23 @@ def test_bn_gradients_explode_at_the_mean_field_rate(digits):
 
 
 def test_bn_keeps_the_activation_size_at_any_depth(digits):
-    spans = []
-    for seed in SEEDS:
-        std = diagnose_at_init(digits, "batch", depth=40, seed=seed).activation_std
-        spans.append(std.max() / std.min())
+    spans = gf.activation_span(gf.at_init(digits, "batch", SEEDS))
     cc.every(spans, "<", 1.2, "BN activation std at depth 40, largest layer / smallest")
 
 
 def test_the_explosion_compounds_with_depth(digits):
-    by_seed = [diagnose_depths(digits, "batch", (10, 20, 40), seed=seed) for seed in SEEDS]
-    ratios = np.array([[d.gradient_ratio for d in run.values()] for run in by_seed])  # (seeds, depths 10, 20, 40)
-    cc.every(ratios[:, 1] / ratios[:, 0], ">", 1, "first/last gradient ratio, depth 20 / depth 10")
-    cc.every(ratios[:, 2] / ratios[:, 1], ">", 1, "first/last gradient ratio, depth 40 / depth 20")
-    cc.every(ratios[:, 2], ">", 100, "first/last gradient ratio at depth 40")
+    depths = (10, 20, 40)
+    ratios = gf.gradient_ratios(gf.depth_profiles(digits, "batch", depths, SEEDS), depths)
+    cc.every(ratios.at(20) / ratios.at(10), ">", 1, "first/last gradient ratio, depth 20 / depth 10")
+    cc.every(ratios.at(40) / ratios.at(20), ">", 1, "first/last gradient ratio, depth 40 / depth 20")
+    cc.every(ratios.at(40), ">", 100, "first/last gradient ratio at depth 40")
 
 
 def test_bn_trains_deeper_but_not_at_depth_40(sweep):
     """In 200 steps, at depth 20 every BN seed trains and ends above every plain seed (the plain
     network's seeds scatter there, from diverging to below 80%); neither network's median test
     accuracy reaches 50% at depth 40."""
-
-    def at(norm, depth):
-        return np.nan_to_num(sweep.final(norm)[sweep.values.index(depth)])
-
-    bn20, plain20 = at("batch", 20), at("none", 20)
+    bn20, plain20 = gf.final_accuracy(sweep, "batch", 20), gf.final_accuracy(sweep, "none", 20)
     cc.every(bn20, ">=", TRAINS, "BN, test accuracy at depth 20 (every seed trains)")
     cc.compare(
         bn20.min() - plain20.max(),
@@ -71,7 +63,7 @@ def test_bn_trains_deeper_but_not_at_depth_40(sweep):
         values=bn20 - plain20,
     )
     for norm in sweep.norms:
-        cc.median(at(norm, 40), "<", TRAINS, f"{norm}, test accuracy at depth 40")
+        cc.median(gf.final_accuracy(sweep, norm, 40), "<", TRAINS, f"{norm}, test accuracy at depth 40")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,75 +75,75 @@ def test_bn_trains_deeper_but_not_at_depth_40(sweep):
 
 @pytest.fixture(scope="module")
 def bn40(digits):
-    return layer_dynamics(digits, "batch", depth=40, seeds=SEEDS)
+    return gf.dynamics(digits, "batch", 40, SEEDS)
 
 
 @pytest.fixture(scope="module")
 def plain40(digits):
-    return layer_dynamics(digits, "none", depth=40, seeds=SEEDS)
+    return gf.dynamics(digits, "none", 40, SEEDS)
 
 
 @pytest.fixture(scope="module")
 def bn20(digits):
-    return layer_dynamics(digits, "batch", depth=20, seeds=SEEDS)
+    return gf.dynamics(digits, "batch", 20, SEEDS)
 
 
 def test_the_thousandfold_ratio_lasts_one_step(bn40):
-    ratio = bn40.gradient_ratio
-    at = bn40.at
-    cc.every(np.log10(ratio[:, at(0)]), ">", np.log10(500), "log10 first/last gradient ratio at step 0 (> 500)")
-    drop = ratio[:, at(0)] / ratio[:, at(1)]  # 16 to 76 over seeds 0-9: wide, so a median and a floor
+    first = gf.first_steps(bn40)
+    cc.every(np.log10(first.ratio_at_init), ">", np.log10(500), "log10 first/last gradient ratio at step 0 (> 500)")
+    drop = first.ratio_drop  # 16 to 76 over seeds 0-9: wide, so a median and a floor
     what = "log10 (first/last gradient ratio, step 0 / step 1)"
     cc.median(np.log10(drop), ">", 1, f"{what} (more than tenfold)")
     cc.every(np.log10(drop), ">", np.log10(5), f"{what} (at least fivefold)")
-    later = ratio[:, [at(30), at(50)]].max(1)
-    cc.median(np.log10(later), "<", 1, "log10 first/last gradient ratio at steps 30 and 50, larger (below 10)")
+    cc.median(
+        np.log10(first.ratio_later), "<", 1, "log10 first/last gradient ratio at steps 30 and 50, larger (below 10)"
+    )
 
 
 def test_the_first_step_grows_the_first_layer_and_cuts_its_effective_lr(bn40, bn20):
-    growth = bn40.weight_growth[:, bn40.at(1)]
+    first = gf.first_steps(bn40)
+    growth = first.growth
     what = "log10 first layer's weight growth c after one step"
     cc.median(np.log10(growth[:, 0]), ">", np.log10(5), f"{what}, from below (c > 5)")
     cc.median(np.log10(growth[:, 0]), "<", np.log10(12), f"{what}, from above (c < 12)")
-    cut = bn40.lr / bn40.effective_lr[:, bn40.at(1), 0]
-    cc.every(np.log10(cut), ">", np.log10(25), "log10 lr / effective lr of the first layer after one step (> 25)")
+    cc.every(
+        np.log10(first.lr_cut), ">", np.log10(25), "log10 lr / effective lr of the first layer after one step (> 25)"
+    )
     cc.every(growth[:, :5].min(1), ">", 2, "weight growth c after one step, smallest of layers 1-5")
     cc.every(growth[:, -1], "<", 1.01, "weight growth c of the last layer after one step")
-    cc.every(bn20.weight_growth[:, bn20.at(1), 0], "<", 1.05, "depth 20, first layer's c after one step")
+    cc.every(gf.first_steps(bn20).first_layer_growth, "<", 1.05, "depth 20, first layer's c after one step")
 
 
 def test_the_early_layers_then_move_least(bn40):
-    for step in (30, 50):
-        first, last = (bn40.relative_update[:, bn40.at(step), 0], bn40.relative_update[:, bn40.at(step), -1])
-        cc.median(np.log10(last / first), ">", 0, f"step {step}: log10 relative update, last layer / first layer")
+    update_ratio = gf.first_steps(bn40).update_ratio  # (seeds, steps 30 and 50)
+    for i, step in enumerate((30, 50)):
+        cc.median(np.log10(update_ratio[:, i]), ">", 0, f"step {step}: log10 relative update, last layer / first layer")
 
 
 def test_holding_the_weight_norms_does_not_make_depth_40_train(digits):
-    held = layer_dynamics(digits, "batch", depth=40, seeds=SEEDS, record_at=(0, 200), hold_weight_norm=True)
+    held = gf.held_norms(digits, SEEDS)
     cc.median(held.test_acc, "<", TRAINS, "depth 40, norms held: test accuracy after 200 steps")
 
 
 def test_equal_relative_steps_train_depth_20_but_not_40(digits):
-    runs = {
-        depth: layer_dynamics(digits, "batch", depth=depth, seeds=SEEDS, record_at=(0, 200), relative_step=0.01)
-        for depth in (20, 40)
-    }
+    runs = {depth: gf.equal_relative_steps(digits, depth, SEEDS) for depth in (20, 40)}
     cc.every(runs[20].test_acc, ">=", 0.8, "depth 20, 1% relative steps: test accuracy after 200 steps")
     cc.median(runs[40].test_acc, "<", TRAINS, "depth 40, 1% relative steps: test accuracy after 200 steps")
 
 
 def test_plain_deep_representations_collapse_and_bn_ones_do_not(bn40, plain40):
-    plain, bn = plain40.similarity[:, 0, -1], bn40.similarity[:, 0, -1]
+    plain_content, bn_content = gf.forward_content(plain40), gf.forward_content(bn40)
+    plain, bn = plain_content.similarity, bn_content.similarity
     cc.every(plain, ">", 0.9, "plain, layer 40 at init, mean cosine of different examples")
     cc.every(bn, ">", 0.28, "BN, layer 40 at init, mean cosine of different examples, from below")
     cc.every(bn, "<", 0.4, "BN, layer 40 at init, mean cosine of different examples, from above")
-    loss = plain40.loss[:, 30:50].mean(1)  # NaN for a seed that diverged
+    loss = plain_content.late_loss  # NaN for a seed that diverged
     most = len(SEEDS) - len(SEEDS) // 5  # 4 of 5
     cc.at_least(np.abs(loss - np.log(10)), "<", 0.15, most, "plain, |mean training loss over steps 30-49 - ln 10|")
 
 
 def test_bn_forgets_which_inputs_are_alike_with_depth(bn40, plain40):
-    bn, plain = bn40.class_contrast[:, 0], plain40.class_contrast[:, 0]
+    bn, plain = gf.forward_content(bn40).contrast_at_init, gf.forward_content(plain40).contrast_at_init
     cc.every(bn[:, 0], ">", 0.25, "BN class contrast at init, layer 1")
     cc.every(bn[:, 9], "<", 0.06, "BN class contrast at init, layer 10")
     cc.median(np.abs(bn[:, 39]), "<", 0.01, "BN |class contrast| at init, layer 40")
@@ -159,10 +151,11 @@ def test_bn_forgets_which_inputs_are_alike_with_depth(bn40, plain40):
 
 
 def test_depth_40_rebuilds_class_structure_slower(bn40, bn20, digits):
-    bn10 = layer_dynamics(digits, "batch", depth=10, seeds=SEEDS)
-    cc.median(bn20.class_contrast[:, 0, -1], "<", 0.02, "depth 20, last layer's class contrast at init")
-    after = {d: r.class_contrast[:, r.at(50), -1] for d, r in ((10, bn10), (20, bn20), (40, bn40))}
-    median = {d: float(np.median(v)) for d, v in after.items()}
+    bn10 = gf.dynamics(digits, "batch", 10, SEEDS)
+    cc.median(
+        gf.forward_content(bn20).contrast_last_at_init, "<", 0.02, "depth 20, last layer's class contrast at init"
+    )
+    median = gf.contrast_after_50({10: bn10, 20: bn20, 40: bn40})
     cc.compare(median[10] - median[20], ">", 0, "median class contrast after 50 steps, depth 10 - depth 20")
     cc.compare(median[20] - median[40], ">", 0, "median class contrast after 50 steps, depth 20 - depth 40")
     cc.compare(median[40] / median[20], "<", 0.7, "median class contrast after 50 steps, depth 40 / depth 20")
@@ -177,14 +170,14 @@ def test_tanh_forgets_less_and_trains_at_depth_40(digits, bn40):
     median of 84% and ranged over 53-94% natively and 63-93% on the portable path (the avx2 path gave
     the native numbers); on an AMD EPYC seed 0 ended at 41%, so "every seed" does not hold."""
     tanh = layer_dynamics(digits, "batch", depth=40, activation="tanh", seeds=SEEDS, record_at=(0, 200))
-    ratio, relu_ratio = tanh.gradient_ratio[:, 0], bn40.gradient_ratio[:, 0]
+    ratio, relu_ratio = tanh.gradient_ratio[:, 0], gf.first_steps(bn40).ratio_at_init
     cc.every(
         np.log10(ratio),
         "<",
         np.log10(relu_ratio.min() / 10),
         "log10 tanh first/last gradient ratio at init, against ReLU's smallest / 10",
     )
-    kept, relu = tanh.class_contrast[:, 0, -1], bn40.class_contrast[:, 0, -1]
+    kept, relu = tanh.class_contrast[:, 0, -1], gf.forward_content(bn40).contrast_last_at_init
     cc.compare(
         np.median(kept) - np.median(relu),
         ">",

@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 from claim_seeds import SEEDS
 
-from bn_utils.experiments.residual import LEARNING_RATES, chapter_grids, measure_at_init
-from bn_utils.statistics import compare_accuracies
+from bn_utils.chapters import residual_networks as rn
+from bn_utils.chapters.residual_networks import divergence_steps
+from bn_utils.experiments.residual import LEARNING_RATES, measure_at_init
 
 NORMALIZATION_FREE = ("residual_scaled", "residual_bn_like", "residual_lsuv")
-FROZEN = ("residual_bn_frozen0", "residual_bn_frozen1", "residual_bn_frozen10")
 
 
 @pytest.fixture(scope="module")
 def at_init80(digits):
-    return measure_at_init(digits, depth=80, seeds=SEEDS)
+    return rn.at_init(digits, SEEDS)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def at_init40(digits):
 
 @pytest.fixture(scope="module")
 def grids(digits):
-    return chapter_grids(digits, seeds=SEEDS)
+    return rn.grids(digits, SEEDS)
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +45,6 @@ def ranges(grids):
 @pytest.fixture(scope="module")
 def freeze(grids):
     return grids.freeze_grid()
-
-
-def divergence_steps(grid, name, depth, lr):
-    """(seeds,) the step at which each run's loss stopped being finite (inf: never)."""
-    steps = grid.diverged_at[name][grid.depths.index(depth), grid.lrs.index(lr)].astype(float)
-    return np.where(steps >= 0, steps, np.inf)
 
 
 def test_residual_bn_trains_where_the_plain_bn_stack_fails(ranges):
@@ -74,11 +68,9 @@ def test_the_plain_bn_stack_at_depth_40_is_slow_not_stuck(grids):
     network after 200. Whether its median passes 50% by step 800, 5 seeds do not settle: it rose by 22
     points to 63% on seeds 0-4 (native kernels) but by 7 points to 48.6% on seeds 5-9 with the portable
     kernels, so the rise is asserted, not its size or the line."""
-    budget = grids.budget
-    start, end = budget.scored("plain_bn", 40, 0.1, 200), budget.scored("plain_bn", 40, 0.1, 800)
-    cc.compare(np.median(end) - np.median(start), ">", 0, "plain BN stack, depth 40: median at 800 - at 200 steps")
-    residual = budget.scored("residual_bn", 40, 0.1, 200)
-    cc.compare(residual.min() - end.max(), ">", 0, "residual BN's worst seed after 200 - plain BN's best after 800")
+    gain = rn.budget_gain(grids.budget)
+    cc.compare(gain.median_gain, ">", 0, "plain BN stack, depth 40: median at 800 - at 200 steps")
+    cc.compare(gain.residual_margin, ">", 0, "residual BN's worst seed after 200 - plain BN's best after 800")
 
 
 def test_unscaled_residual_without_normalization_diverges_unless_shallow_and_slow(ranges):
@@ -104,28 +96,25 @@ def test_unscaled_residual_without_normalization_diverges_unless_shallow_and_slo
 
 
 def test_stream_variance_grows_linearly_with_bn_and_geometrically_without(at_init80):
-    rate = at_init80.growth_per_block("residual_none")
+    growth = rn.stream_growth(at_init80)
+    rate = growth.none_rate
     cc.every(rate, ">", 1.7, "no norm: stream variance growth per block")
     cc.every(rate, "<", 2.1, "no norm: stream variance growth per block")
-    var = at_init80.stream_var["residual_bn"]
-    doubling, total = var[:, 80] / var[:, 40], var[:, 80] / var[:, 0]
+    doubling, total = growth.bn_doubling, growth.bn_growth
     cc.every(doubling, ">", 1.75, "BN: stream variance block 80 / block 40")
     cc.every(doubling, "<", 2.25, "BN: stream variance block 80 / block 40")
     cc.every(total, ">=", 40, "BN: stream variance after 80 blocks / after the stem")
     cc.every(total, "<=", 90, "BN: stream variance after 80 blocks / after the stem")
     # the mechanism of linear growth: the branches' variances add up (stream = stem + every branch so far)
-    branch = at_init80.branch_var["residual_bn"]
-    summed = var[:, :1] + np.concatenate([np.zeros((len(var), 1)), np.cumsum(branch, 1)], 1)
-    error = (np.abs(var - summed) / var).max(1)
-    cc.every(error, "<", 0.15, "BN: largest |stream variance - (stem + branches so far)| / stream variance")
+    cc.every(growth.sum_error, "<", 0.15, "BN: largest |stream variance - (stem + branches so far)| / stream variance")
 
 
 def test_deep_bn_branches_are_small_next_to_the_stream(at_init80):
-    branch = at_init80.branch_var["residual_bn"]
+    growth = rn.stream_growth(at_init80)
+    branch = growth.branch_var
     cc.every(branch.min(1), ">", 0.55, "BN: smallest branch variance over blocks (1 - 1/pi = 0.68)")
     cc.every(branch.max(1), "<", 0.9, "BN: largest branch variance over blocks (1 - 1/pi = 0.68)")
-    ratio = at_init80.branch_ratio("residual_bn")
-    first, last = ratio[:, 0], 81 * ratio[:, -1]
+    first, last = growth.first_branch_share, growth.last_branch_share
     cc.every(first, ">", 0.5, "BN: first branch / stream variance")
     cc.every(first, "<", 1.5, "BN: first branch / stream variance")
     cc.every(last, ">", 0.7, "BN: 81 x last branch / stream variance")
@@ -159,7 +148,7 @@ def test_skip_connections_keep_the_class_contrast_that_the_plain_bn_stack_loses(
 
 
 def test_bn_forward_sizes_without_bn_do_not_give_bn_gradients(at_init80):
-    factor = at_init80.branch_ratio("residual_bn_like") / at_init80.branch_ratio("residual_bn")
+    factor = rn.stream_growth(at_init80).like_share
     cc.every(
         factor.min(1), ">", 0.5, "branch/stream variance, BN's scaling without BN over residual BN, smallest block"
     )
@@ -173,44 +162,33 @@ def test_up_to_lr_0_3_bn_frozen_at_step_0_trains_about_as_well_as_live_bn(freeze
     digits), the residual BN network trains every seed at depths 40 and 80 at learning rates 0.03,
     0.1 and 0.3, and its mean test accuracy is less than 2.5 points below live BN's in each of these six
     cells."""
-    for depth in (40, 80):
-        for lr in (0.03, 0.1, 0.3):
-            cc.every(
-                freeze.scored("residual_bn_frozen0", depth, lr), ">=", 0.5, f"frozen at step 0, depth {depth}, lr {lr}"
-            )
-            versus = compare_accuracies(
-                freeze.correct_at("residual_bn_frozen0", depth, lr), freeze.correct_at("residual_bn", depth, lr)
-            )
-            cc.compare(
-                versus.mean,
-                ">",
-                -0.025,
-                f"frozen at 0 - live BN, depth {depth}, lr {lr}: mean over seeds",
-                values=versus.seeds.values,
-            )
+    for cell in rn.frozen_versus_live(freeze).cells:
+        depth, lr = cell.depth, cell.lr
+        cc.every(
+            freeze.scored("residual_bn_frozen0", depth, lr), ">=", 0.5, f"frozen at step 0, depth {depth}, lr {lr}"
+        )
+        cc.compare(
+            cell.versus.mean,
+            ">",
+            -0.025,
+            f"frozen at 0 - live BN, depth {depth}, lr {lr}: mean over seeds",
+            values=cell.versus.seeds.values,
+        )
 
 
 def test_live_bn_still_adds_about_a_point_over_its_frozen_initial_statistics(freeze):
     """In at least 1 of the 6 cells (depths 40 and 80, learning rates 0.03 to 0.3), frozen at step 0
     minus live BN is below zero beyond both the seed interval and the test-set interval."""
-    below = 0
-    for depth in (40, 80):
-        for lr in (0.03, 0.1, 0.3):
-            versus = compare_accuracies(
-                freeze.correct_at("residual_bn_frozen0", depth, lr), freeze.correct_at("residual_bn", depth, lr)
-            )
-            below += int(versus.exceeds_both and versus.mean < 0)
+    below = rn.frozen_versus_live(freeze).below_both
     cc.compare(below, ">=", 1, "cells where frozen at 0 is below live BN beyond both intervals (of 6)")
 
 
 def test_at_lr_1_only_live_bn_trains(freeze):
     """At learning rate 1.0 live BN trains every seed at depths 40 and 80; with the statistics frozen at
     step 0, 1 or 10, at least 20 of the 30 runs (3 freeze steps x 2 depths x 5 seeds) diverge."""
-    frozen = []
     for depth in (40, 80):
         cc.every(freeze.scored("residual_bn", depth, 1.0), ">=", 0.9, f"live BN, depth {depth}, lr 1.0")
-        for name in FROZEN:
-            frozen.extend(divergence_steps(freeze, name, depth, 1.0))
+    frozen = rn.frozen_divergence_at_lr1(freeze)
     cc.at_least(
         frozen, "<", 200, 20, "frozen at step 0, 1 or 10, lr 1.0, depths 40 and 80: step of divergence, 30 runs"
     )

@@ -27,12 +27,13 @@ import pytest
 from claim_seeds import SEEDS
 
 from bn_utils.chapters import faster_convergence
+from bn_utils.chapters import gradient_flow as gf
 from bn_utils.chapters import transfer as chapter
 from bn_utils.chapters.transfer import DEPTHS, LRS, SCALES
 from bn_utils.experiments import batch_size as bs
 from bn_utils.experiments import transfer as tr
 from bn_utils.experiments.covariate_shift import covariate_shift_run, ioffe_mlp, summarize_runs
-from bn_utils.experiments.initialization import RELU_BN_GRADIENT_GROWTH, diagnose_at_init
+from bn_utils.experiments.initialization import RELU_BN_GRADIENT_GROWTH
 from bn_utils.experiments.regularization import (
     DROPOUT,
     SMALL_DATA,
@@ -620,8 +621,8 @@ def test_mnist1d_at_800_steps_neither_network_trains_at_depth_40(request, grids)
 )
 def test_mnist1d_bn_gradients_explode_at_the_mean_field_rate(request):
     data = tr.load("mnist1d")
-    bn = np.array([diagnose_at_init(data, "batch", depth=40, seed=s).gradient_growth for s in SEEDS])
-    plain = np.array([diagnose_at_init(data, "none", depth=40, seed=s).gradient_growth for s in SEEDS])
+    bn = gf.gradient_growth(gf.at_init(data, "batch", SEEDS))  # chapter 5's quantity, on MNIST-1D
+    plain = gf.gradient_growth(gf.at_init(data, "none", SEEDS))
     verdict(
         request,
         abs(float(np.median(bn)) / RELU_BN_GRADIENT_GROWTH - 1),
