@@ -14,8 +14,8 @@ import pytest
 import torch
 from claim_seeds import SEEDS
 
-from bn_utils import forgotten_eval_study, load_digits, make_convnet, make_mlp, run_seeds
-from bn_utils.experiments.placement import placement_study
+from bn_utils import forgotten_eval_study, load_digits, make_mlp, run_seeds
+from bn_utils.chapters import bn_from_scratch as chapter
 
 N_TEST = 449  # the digits' test set
 
@@ -23,37 +23,21 @@ N_TEST = 449  # the digits' test set
 @pytest.fixture(scope="module")
 def conv_acc():
     """The conv net of the notebook, predicted in training mode in shuffled and class-sorted batches."""
-    data = load_digits(images=True)
-    assert len(data.x_test) == N_TEST
-    return forgotten_eval_study(
-        lambda: make_convnet(norm="batch_scratch"),
-        data,
-        seeds=SEEDS,
-        batch_sizes=[1, 32, 128, N_TEST],
-        orders=["shuffled", "sorted"],
-        lr=0.1,
-        epochs=10,
-    )
+    study = chapter.conv_study(SEEDS)
+    assert study.batch_sizes[-1] == N_TEST  # the whole test set
+    return study
 
 
 @pytest.fixture(scope="module")
 def mlp_acc():
     """The 3x100 MLP of the notebook, predicted in training mode in shuffled and class-sorted batches."""
-    return forgotten_eval_study(
-        lambda: make_mlp(64, 10, depth=3, width=100, norm="batch_scratch"),
-        load_digits(),
-        seeds=SEEDS,
-        batch_sizes=[2, 32, 128, N_TEST],
-        orders=["shuffled", "sorted"],
-        lr=0.1,
-        epochs=10,
-    )
+    return chapter.mlp_study(SEEDS)
 
 
 @pytest.fixture(scope="module")
 def placement():
     """The notebook's placement study: BN before and after the ReLU at learning rates 0.1 and 1."""
-    return placement_study(load_digits(), lrs=(0.1, 1.0), seeds=SEEDS, epochs=10, eval_every=7, target=0.9)
+    return chapter.placement(SEEDS)
 
 
 def test_training_with_scratch_bn_follows_torch_bn():
@@ -73,14 +57,11 @@ def test_training_with_scratch_bn_follows_torch_bn():
             )
             for norm in ("batch", "batch_scratch")
         }
-        pairs = list(zip(curves["batch_scratch"], curves["batch"], strict=True))
         name = str(dtype).removeprefix("torch.")
         if loss_tol is not None:
-            gaps = [np.max(np.abs(np.array(ours.loss) - np.array(ref.loss))) for ours, ref in pairs]
+            gaps = chapter.loss_gaps(curves["batch_scratch"], curves["batch"])
             cc.every(gaps, "<", loss_tol, f"{name}: largest gap between the loss curves, ours against torch's")
-        examples = [
-            np.max(np.abs(np.array(ours.test_acc) - np.array(ref.test_acc))) * len(data.x_test) for ours, ref in pairs
-        ]
+        examples = chapter.accuracy_gaps(curves["batch_scratch"], curves["batch"], len(data.x_test))
         cc.every(examples, "<=", 2, f"{name}: largest gap in test accuracy, in test examples")
 
 
@@ -88,14 +69,14 @@ def test_forgetting_eval_ruins_single_image_predictions_in_a_conv_net(conv_acc):
     """Claim: predicting one image at a time in training mode costs the conv net more than 25 points of
     accuracy in median over seeds, and at least 10 on every seed (21 to 41 points over seeds 0-9)."""
     cc.every(conv_acc.eval, ">", 0.9, "conv net, eval-mode test accuracy")
-    drop = conv_acc.eval - conv_acc.train_mode(1)
+    drop = chapter.points_lost(conv_acc, 1)
     cc.median(drop, ">", 0.25, "conv net, points lost predicting one image at a time")
     cc.every(drop, ">", 0.10, "conv net, points lost predicting one image at a time")
 
 
 def test_train_mode_batches_of_two_cost_an_mlp_at_least_25_points(mlp_acc):
     """Claim: in training mode, an MLP predicting in batches of 2 loses at least 25 points."""
-    cc.every(mlp_acc.eval - mlp_acc.train_mode(2), ">", 0.25, "MLP, points lost predicting in batches of 2")
+    cc.every(chapter.points_lost(mlp_acc, 2), ">", 0.25, "MLP, points lost predicting in batches of 2")
 
 
 def test_a_batch_of_one_in_training_mode_is_refused_not_silently_wrong():
@@ -118,22 +99,22 @@ def test_large_shuffled_batches_and_the_whole_test_set_in_any_order_are_harmless
     for name, acc in [("conv net", conv_acc), ("MLP", mlp_acc)]:
         for size, order in [(128, "shuffled"), (N_TEST, "shuffled"), (N_TEST, "sorted")]:
             key = f"{order} batches of {size}"
-            cc.every(np.abs(acc.eval - acc.train_mode(size, order)), "<", 0.03, f"{name}, {key}: |gap to eval mode|")
+            cc.every(np.abs(chapter.points_lost(acc, size, order)), "<", 0.03, f"{name}, {key}: |gap to eval mode|")
 
 
 def test_class_sorted_batches_of_32_ruin_train_mode_predictions(conv_acc, mlp_acc):
     """Claim: batches of 32 sorted by class cost the MLP at least 50 points and the conv net at
     least 25 on every seed, where the same batch size shuffled costs each at most 5."""
     for name, acc, floor in [("conv net", conv_acc, 0.25), ("MLP", mlp_acc, 0.50)]:
-        cc.every(acc.eval - acc.train_mode(32, "sorted"), ">", floor, f"{name}: points lost, sorted batches of 32")
-        cc.every(np.abs(acc.eval - acc.train_mode(32)), "<", 0.05, f"{name}: |gap|, shuffled batches of 32")
+        cc.every(chapter.points_lost(acc, 32, "sorted"), ">", floor, f"{name}: points lost, sorted batches of 32")
+        cc.every(np.abs(chapter.points_lost(acc, 32)), "<", 0.05, f"{name}: |gap|, shuffled batches of 32")
 
 
 def test_class_sorted_batches_of_128_still_cost_points(conv_acc, mlp_acc):
     """Claim: batches of 128 sorted by class (about three classes each) still cost the MLP at least
     20 points on every seed, and the conv net more than 5 in median and at least 2 on every seed."""
-    cc.every(mlp_acc.eval - mlp_acc.train_mode(128, "sorted"), ">", 0.20, "MLP: points lost, sorted batches of 128")
-    drop = conv_acc.eval - conv_acc.train_mode(128, "sorted")
+    cc.every(chapter.points_lost(mlp_acc, 128, "sorted"), ">", 0.20, "MLP: points lost, sorted batches of 128")
+    drop = chapter.points_lost(conv_acc, 128, "sorted")
     cc.median(drop, ">", 0.05, "conv net: points lost, sorted batches of 128")
     cc.every(drop, ">", 0.02, "conv net: points lost, sorted batches of 128")
 
@@ -141,18 +122,16 @@ def test_class_sorted_batches_of_128_still_cost_points(conv_acc, mlp_acc):
 def test_bn_after_relu_reaches_90_percent_sooner_at_lr_0_1(placement):
     """Claim: at the chapter's learning rate 0.1, the MLP with BN after the ReLU reaches 90% test
     accuracy in at most 0.8 times the median steps of BN before it."""
-    index = placement.lrs.index(0.1)
-    per_seed = placement.steps_to_target("after")[index] / placement.steps_to_target("before")[index]
-    cc.compare(placement.speed_ratio(0.1), "<=", 0.8, "lr 0.1: median steps to 90%, after / before", values=per_seed)
+    speed = chapter.placement_speed(placement, 0.1)
+    cc.compare(speed.ratio, "<=", 0.8, "lr 0.1: median steps to 90%, after / before", values=speed.per_seed_ratio)
 
 
 def test_placement_speed_gap_is_gone_at_lr_1(placement):
     """Claim: at learning rate 1, the two placements' median steps to 90% are within one
     evaluation (7 steps) of each other."""
-    index = placement.lrs.index(1.0)
-    per_seed = placement.steps_to_target("after")[index] - placement.steps_to_target("before")[index]
-    after, before = placement.median_steps("after", 1.0), placement.median_steps("before", 1.0)
-    cc.compare(abs(after - before), "<=", 7, "lr 1: |median steps to 90%, after - before|", values=per_seed)
+    speed = chapter.placement_speed(placement, 1.0)
+    gap, per_seed = speed.median_gap, speed.per_seed_difference
+    cc.compare(gap, "<=", 7, "lr 1: |median steps to 90%, after - before|", values=per_seed)
 
 
 def test_placement_makes_no_measurable_difference_to_final_accuracy(placement):
@@ -163,7 +142,7 @@ def test_placement_makes_no_measurable_difference_to_final_accuracy(placement):
     after the ReLU 0.6 points lower), on seeds 0-4 it did not, so no claim either way on it."""
     for lr in placement.lrs:
         difference = placement.final_difference(lr)
-        gap = abs(placement.median_final("after", lr) - placement.median_final("before", lr))
+        gap = chapter.final_accuracy_gap(placement, lr)
         what = f"lr {lr:g}: final test accuracy, after - before"
         cc.compare(gap, "<=", 0.015, f"{what}, |difference of medians|", values=difference.values)
         low, high = difference.interval

@@ -15,130 +15,75 @@ import numpy as np
 import pytest
 from claim_seeds import SEEDS
 
-from bn_utils import load_digits, seed_everything
-from bn_utils.experiments.covariate_shift import (
-    covariate_shift_run,
-    ioffe_mlp,
-    lower_step_size,
-    saturated_fraction,
-    signal_spread,
-    summarize_runs,
-)
-
-INITS = {"paper": {"weight_std": 0.1}, "sigmoid4": {"weight_std": None, "init_scale": 4.0}}
-RELATIVE_STEP = 0.003  # the gradient measure at equal update size: layers below move by 0.3% of their weights
+from bn_utils import load_digits
+from bn_utils.chapters import internal_covariate_shift as chapter
+from bn_utils.chapters.internal_covariate_shift import INITS, median_ratio, steps_to_loss
+from bn_utils.chapters.internal_covariate_shift import initial_network as initial
+from bn_utils.chapters.internal_covariate_shift import steps_to_accuracy as steps_to_90
+from bn_utils.experiments.covariate_shift import lower_step_size, saturated_fraction, signal_spread
 
 
 @pytest.fixture(scope="module")
 def shift_runs():
     """norm -> one run per seed of the Figure 1 setting."""
-    data = load_digits()
-    return {
-        norm: [covariate_shift_run(norm, data, seed=s, ics_every=None) for s in SEEDS]
-        for norm in ("none", "batch", "batch_noisy")
-    }
-
-
-@pytest.fixture(scope="module")
-def summaries(shift_runs):
-    return {norm: summarize_runs(runs) for norm, runs in shift_runs.items()}
+    return chapter.claim_runs(SEEDS)
 
 
 @pytest.fixture(scope="module")
 def control():
     """(init, norm) -> one run per seed, metrics every 5 steps, the gradient measure every 150
     steps at equal relative update size."""
-    data = load_digits()
-    return {
-        (init, norm): [
-            covariate_shift_run(
-                norm, data, seed=s, eval_every=5, ics_every=150, ics_relative_step=RELATIVE_STEP, **options
-            )
-            for s in SEEDS
-        ]
-        for init, options in INITS.items()
-        for norm in ("none", "batch")
-    }
+    return chapter.claim_control(SEEDS)
 
 
-def initial(norm, seed, **options):
-    seed_everything(seed)
-    return ioffe_mlp(norm, **options)
+def test_bn_reaches_90_percent_in_at_most_a_quarter_of_the_steps(shift_runs):
+    speed = median_ratio(steps_to_90(shift_runs["batch"]), steps_to_90(shift_runs["none"]))
+    cc.compare(speed.ratio, "<=", 1 / 4, "median steps to 90% test accuracy, BN / plain", values=speed.per_seed)
 
 
-def steps_to(runs, accuracy=0.9):
-    return np.array([np.inf if (s := r.history.steps_to(accuracy)) is None else s for r in runs], dtype=float)
+def test_bn_layer_inputs_drift_less(shift_runs):
+    drift = median_ratio(chapter.drifts(shift_runs["batch"]), chapter.drifts(shift_runs["none"]))
+    what = "median drift of the last hidden layer's inputs, BN / plain"
+    cc.compare(drift.ratio, "<", 0.75, what, values=drift.per_seed)
 
 
-def steps_to_90(runs):
-    return steps_to(runs, 0.9)
-
-
-def steps_to_loss(runs, loss=0.3):
-    return np.array(
-        [np.inf if (s := r.history.steps_to(loss, metric="test_loss")) is None else s for r in runs], dtype=float
-    )
-
-
-def test_bn_reaches_90_percent_in_at_most_a_quarter_of_the_steps(summaries, shift_runs):
-    plain, bn = summaries["none"].steps_to_acc.median, summaries["batch"].steps_to_acc.median
-    per_seed = steps_to_90(shift_runs["batch"]) / steps_to_90(shift_runs["none"])
-    cc.compare(bn / plain, "<=", 1 / 4, "median steps to 90% test accuracy, BN / plain", values=per_seed)
-
-
-def test_bn_layer_inputs_drift_less(summaries, shift_runs):
-    plain, bn = summaries["none"].drift.median, summaries["batch"].drift.median
-    per_seed = [b.drift() / p.drift() for b, p in zip(shift_runs["batch"], shift_runs["none"], strict=True)]
-    cc.compare(bn / plain, "<", 0.75, "median drift of the last hidden layer's inputs, BN / plain", values=per_seed)
-
-
-def test_noisy_bn_trains_about_as_fast_as_bn(summaries, shift_runs):
-    noisy, bn, plain = (summaries[k].steps_to_loss.median for k in ("batch_noisy", "batch", "none"))
-    per_seed = {k: steps_to_loss(runs) for k, runs in shift_runs.items()}
+def test_noisy_bn_trains_about_as_fast_as_bn(shift_runs):
+    noisy, bn, plain = (steps_to_loss(shift_runs[k]) for k in ("batch_noisy", "batch", "none"))
+    over_bn, over_plain = median_ratio(noisy, bn), median_ratio(noisy, plain)
     what = "median steps to test loss 0.3"
-    cc.compare(noisy / bn, "<=", 2, f"{what}, noisy BN / BN", values=per_seed["batch_noisy"] / per_seed["batch"])
-    cc.compare(
-        noisy / plain, "<=", 1 / 4, f"{what}, noisy BN / plain", values=per_seed["batch_noisy"] / per_seed["none"]
-    )
+    cc.compare(over_bn.ratio, "<=", 2, f"{what}, noisy BN / BN", values=over_bn.per_seed)
+    cc.compare(over_plain.ratio, "<=", 1 / 4, f"{what}, noisy BN / plain", values=over_plain.per_seed)
 
 
-def test_noisy_bn_inputs_are_the_least_stable_step_to_step(summaries, shift_runs):
+def test_noisy_bn_inputs_are_the_least_stable_step_to_step(shift_runs):
     """The noise makes the next layer's input jump at every step: at least 1.5x the plain
     network's step-to-step movement and 3x BN's, yet training is as fast as with BN."""
-    noisy, plain, bn = (summaries[k].jitter.median for k in ("batch_noisy", "none", "batch"))
-    jitter = {k: np.array([r.jitter() for r in runs]) for k, runs in shift_runs.items()}
+    noisy, plain, bn = (chapter.jitters(shift_runs[k]) for k in ("batch_noisy", "none", "batch"))
+    over_plain, over_bn = median_ratio(noisy, plain), median_ratio(noisy, bn)
     what = "median jitter of the last hidden layer's inputs"
-    cc.compare(noisy / plain, ">", 1.5, f"{what}, noisy BN / plain", values=jitter["batch_noisy"] / jitter["none"])
-    cc.compare(noisy / bn, ">", 3, f"{what}, noisy BN / BN", values=jitter["batch_noisy"] / jitter["batch"])
+    cc.compare(over_plain.ratio, ">", 1.5, f"{what}, noisy BN / plain", values=over_plain.per_seed)
+    cc.compare(over_bn.ratio, ">", 3, f"{what}, noisy BN / BN", values=over_bn.per_seed)
 
 
-def test_noisy_bn_total_drift_is_not_larger_than_the_plain_networks(summaries, shift_runs):
+def test_noisy_bn_total_drift_is_not_larger_than_the_plain_networks(shift_runs):
     """The measured negative result: over the whole run, the plain network's inputs travel
     further (median drift 0.93 in our runs) than noisy BN's (0.81). The issue's claim that
     noisy BN drifts more does not hold by this measure; the chapter says so."""
-    noisy, plain, bn = (summaries[k].drift.median for k in ("batch_noisy", "none", "batch"))
-    drift = {k: np.array([r.drift() for r in runs]) for k, runs in shift_runs.items()}
+    noisy, plain, bn = (chapter.drifts(shift_runs[k]) for k in ("batch_noisy", "none", "batch"))
+    over_plain, over_bn = median_ratio(noisy, plain), median_ratio(noisy, bn)
     what = "median drift of the last hidden layer's inputs"
-    cc.compare(noisy / plain, "<", 1, f"{what}, noisy BN / plain", values=drift["batch_noisy"] / drift["none"])
-    cc.compare(noisy / bn, ">", 2, f"{what}, noisy BN / BN", values=drift["batch_noisy"] / drift["batch"])
+    cc.compare(over_plain.ratio, "<", 1, f"{what}, noisy BN / plain", values=over_plain.per_seed)
+    cc.compare(over_bn.ratio, ">", 2, f"{what}, noisy BN / BN", values=over_bn.per_seed)
 
 
-def test_loud_noise_slows_noisy_bn_but_it_stays_well_ahead_of_the_plain_network(summaries, shift_runs):
+def test_loud_noise_slows_noisy_bn_but_it_stays_well_ahead_of_the_plain_network(shift_runs):
     """Shifts up to +-4 and scales between 1/5 and 5 (the notebook's exercise 3): median steps
     to 90% at least twice BN's and at most half the plain network's."""
-    data = load_digits()
-    loud = [
-        covariate_shift_run("batch_noisy", data, seed=s, ics_every=None, norm_kwargs={"max_shift": 4, "max_scale": 5})
-        for s in SEEDS
-    ]
-    steps = np.median(steps_to_90(loud))
-    bn, plain = summaries["batch"].steps_to_acc.median, summaries["none"].steps_to_acc.median
+    loud = steps_to_90(chapter.loud_runs(SEEDS))
+    over_bn, over_plain = (median_ratio(loud, steps_to_90(shift_runs[k])) for k in ("batch", "none"))
     what = "median steps to 90%"
-    per_seed = {k: steps_to_90(runs) for k, runs in shift_runs.items()}
-    cc.compare(steps / bn, ">=", 2, f"{what}, loud noisy BN / BN", values=steps_to_90(loud) / per_seed["batch"])
-    cc.compare(
-        steps / plain, "<=", 1 / 2, f"{what}, loud noisy BN / plain", values=steps_to_90(loud) / per_seed["none"]
-    )
+    cc.compare(over_bn.ratio, ">=", 2, f"{what}, loud noisy BN / BN", values=over_bn.per_seed)
+    cc.compare(over_plain.ratio, "<=", 1 / 2, f"{what}, loud noisy BN / plain", values=over_plain.per_seed)
 
 
 def test_small_init_starts_the_plain_network_with_a_vanishing_signal():
@@ -168,13 +113,8 @@ def test_lecun_scaling_leaves_the_sigmoid_signal_vanishing_and_4x_keeps_it():
 def test_plain_network_sits_on_a_plateau_for_its_first_100_steps(control):
     """After 100 steps the plain network is still near chance (test accuracy 0.11-0.27) and its
     top layer's spread on the training batch is 0.07-0.10; BN is at 0.94-0.95 accuracy."""
-    acc_plain, acc_bn, spread_101 = [], [], []
-    for plain, bn in zip(control["paper", "none"], control["paper", "batch"], strict=True):
-        at = plain.history.eval_steps.index(100)
-        acc_plain.append(plain.history.test_acc[at])
-        acc_bn.append(bn.history.test_acc[at])
-        steps, spread = plain.spread(layer=-1)
-        spread_101.append(spread[list(steps).index(101)])
+    acc_plain, acc_bn = (chapter.accuracy_at(control["paper", norm], 100) for norm in ("none", "batch"))
+    spread_101 = chapter.spread_at(control["paper", "none"], 101)
     cc.every(acc_plain, "<", 0.4, "plain, test accuracy after 100 steps")
     cc.every(acc_bn, ">", 0.85, "BN, test accuracy after 100 steps")
     cc.every(spread_101, "<", 0.15, "plain, top-layer spread at step 101")
@@ -189,14 +129,9 @@ def test_plain_networks_units_are_not_saturated_and_saturation_is_not_what_slows
     wide = [saturated_fraction(initial("none", seed, **INITS["sigmoid4"]), x).min() for seed in SEEDS]
     cc.every(small, "<", 0.01, "N(0, 0.1^2): saturated fraction at init, largest over layers")
     cc.every(wide, ">", 0.1, "4/sqrt(fan_in): saturated fraction at init, smallest over layers")
-    small_steps, wide_steps = steps_to_90(control["paper", "none"]), steps_to_90(control["sigmoid4", "none"])
-    cc.compare(
-        np.median(wide_steps) / np.median(small_steps),
-        "<=",
-        1 / 3,
-        "plain, median steps to 90%, 4/sqrt(fan_in) / N(0, 0.1^2)",
-        values=wide_steps / small_steps,
-    )
+    speed = median_ratio(steps_to_90(control["sigmoid4", "none"]), steps_to_90(control["paper", "none"]))
+    what = "plain, median steps to 90%, 4/sqrt(fan_in) / N(0, 0.1^2)"
+    cc.compare(speed.ratio, "<=", 1 / 3, what, values=speed.per_seed)
 
 
 def test_most_of_bns_lead_is_the_escape_from_the_plateau(control):
@@ -204,12 +139,11 @@ def test_most_of_bns_lead_is_the_escape_from_the_plateau(control):
     plain 70 against BN 45 (1.6x), BN ahead or level in every seed."""
     paper_plain, paper_bn = steps_to_90(control["paper", "none"]), steps_to_90(control["paper", "batch"])
     wide_plain, wide_bn = steps_to_90(control["sigmoid4", "none"]), steps_to_90(control["sigmoid4", "batch"])
-    paper_ratio = np.median(paper_plain) / np.median(paper_bn)
-    wide_ratio = np.median(wide_plain) / np.median(wide_bn)
+    paper, wide = median_ratio(paper_plain, paper_bn), median_ratio(wide_plain, wide_bn)
     what = "median steps to 90%, plain / BN"
-    cc.compare(paper_ratio, ">=", 6, f"{what}, N(0, 0.1^2)", values=paper_plain / paper_bn)
-    cc.compare(wide_ratio, ">=", 1.1, f"{what}, 4/sqrt(fan_in), from below", values=wide_plain / wide_bn)
-    cc.compare(wide_ratio, "<=", 2.5, f"{what}, 4/sqrt(fan_in), from above", values=wide_plain / wide_bn)
+    cc.compare(paper.ratio, ">=", 6, f"{what}, N(0, 0.1^2)", values=paper.per_seed)
+    cc.compare(wide.ratio, ">=", 1.1, f"{what}, 4/sqrt(fan_in), from below", values=wide.per_seed)
+    cc.compare(wide.ratio, "<=", 2.5, f"{what}, 4/sqrt(fan_in), from above", values=wide.per_seed)
     cc.every(wide_plain - wide_bn, ">=", 0, "4/sqrt(fan_in): steps to 90%, plain - BN (BN ahead or level)")
 
 
@@ -232,24 +166,11 @@ def test_gradient_measure_at_equal_update_size_follows_the_initialisation_not_bn
     layer 3 and the output layer. From N(0, 0.1^2) BN's is more than 3 times the plain network's
     (BN 'shifts more'); from 4/sqrt(fan_in) the plain network's is more than 1.5 times BN's (BN
     'shifts less')."""
-
-    def per_seed(runs):  # (seeds, layers): hidden 2, hidden 3, output
-        return np.array([1 - np.mean(r.ics_cosine, axis=0) for r in runs])
-
-    paper_plain, paper_bn = per_seed(control["paper", "none"]), per_seed(control["paper", "batch"])
-    wide_plain, wide_bn = per_seed(control["sigmoid4", "none"]), per_seed(control["sigmoid4", "batch"])
+    # (seeds, layers): hidden 2, hidden 3, output
+    paper_plain, paper_bn = (chapter.gradient_shift(control["paper", norm]) for norm in ("none", "batch"))
+    wide_plain, wide_bn = (chapter.gradient_shift(control["sigmoid4", norm]) for norm in ("none", "batch"))
     for layer, name in ((1, "hidden layer 3"), (2, "output layer")):
-        cc.compare(
-            np.median(paper_bn[:, layer]) / np.median(paper_plain[:, layer]),
-            ">",
-            3,
-            f"N(0, 0.1^2), {name}: median 1 - cos, BN / plain",
-            values=paper_bn[:, layer] / paper_plain[:, layer],
-        )
-        cc.compare(
-            np.median(wide_plain[:, layer]) / np.median(wide_bn[:, layer]),
-            ">",
-            1.5,
-            f"4/sqrt(fan_in), {name}: median 1 - cos, plain / BN",
-            values=wide_plain[:, layer] / wide_bn[:, layer],
-        )
+        paper = median_ratio(paper_bn[:, layer], paper_plain[:, layer])
+        cc.compare(paper.ratio, ">", 3, f"N(0, 0.1^2), {name}: median 1 - cos, BN / plain", values=paper.per_seed)
+        wide = median_ratio(wide_plain[:, layer], wide_bn[:, layer])
+        cc.compare(wide.ratio, ">", 1.5, f"4/sqrt(fan_in), {name}: median 1 - cos, plain / BN", values=wide.per_seed)
