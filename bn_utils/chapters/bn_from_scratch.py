@@ -7,6 +7,7 @@ rate 0.1 (the placement study also at 1.0), 10 epochs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ def conv_study(seeds: Sequence[int], data: Dataset | None = None) -> ModeAccurac
     by class (``data``: images, default the digits as 8x8 images)."""
     images = load_digits(images=True) if data is None else data
     return forgotten_eval_study(
-        lambda: make_convnet(norm="batch_scratch"),
+        functools.partial(make_convnet, norm="batch_scratch"),  # a partial, not a lambda: remembered
         images,
         seeds=seeds,
         batch_sizes=[1, 8, 32, 128, len(images.x_test)],
@@ -46,7 +47,7 @@ def mlp_study(seeds: Sequence[int], data: Dataset | None = None) -> ModeAccuracy
     is refused in training mode), 8, 32, 128 and the whole test set (``data``: default the digits)."""
     digits = load_digits() if data is None else data
     return forgotten_eval_study(
-        lambda: make_mlp(64, 10, depth=3, width=100, norm="batch_scratch"),
+        functools.partial(make_mlp, 64, 10, depth=3, width=100, norm="batch_scratch"),
         digits,
         seeds=seeds,
         batch_sizes=[2, 8, 32, 128, len(digits.x_test)],
