@@ -36,6 +36,12 @@ CI_RUNS: tuple[tuple[tuple[str, ...], dict[str, str]], ...] = (
 )
 
 
+# Remembered, but not stored with the package: each entry is large for what it saves. A
+# covariate_shift_run keeps every probed layer's statistics (0.7 MB) for 2.7 s of training; 161 of
+# them were 104 MB of the 113 MB that CI's runs compute. CI trains them again (about 7 CPU-minutes).
+NOT_STORED = frozenset({"bn_utils.experiments.covariate_shift.covariate_shift_run"})
+
+
 def status() -> list[str]:
     """One line per stored entry: what it is, and whether this process (its code, libraries,
     kernels, threads, processor) would find it."""
@@ -78,6 +84,11 @@ def ci() -> None:
         if path.stat().st_mtime < start:
             path.unlink()
             print(f"removed {path.name}: no run used it")
+            continue
+        with path.open("rb") as file:
+            computation = pickle.load(file)["key"]["computation"]
+        if computation in NOT_STORED:
+            path.unlink()
     print("\n".join(status()))
     if failed:
         sys.exit("tests failed in: " + "; ".join(failed) + " (their computations are stored all the same)")
