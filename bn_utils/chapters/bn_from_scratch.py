@@ -8,10 +8,11 @@ rate 0.1 (the placement study also at 1.0), 10 epochs.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from torch import nn
 
 from ..data import Dataset, load_digits
 from ..experiments.inference import ModeAccuracy, forgotten_eval_study
@@ -26,35 +27,34 @@ ORDERS = ("shuffled", "sorted")  # the test set in its own (random) order, then 
 # Setup: the training runs the chapter stands on
 
 
+def _forgotten_eval(build: Callable[[], nn.Module], data: Dataset, seeds: Sequence[int], smallest: int) -> ModeAccuracy:
+    """:func:`forgotten_eval_study` as both studies run it: 10 epochs at lr 0.1, predicted in batches of
+    ``smallest``, 8, 32, 128 and the whole test set, shuffled and sorted by class."""
+    return forgotten_eval_study(
+        build,  # a functools.partial, not a lambda: bn_utils.cache can name it, so the study is remembered
+        data,
+        seeds=seeds,
+        batch_sizes=[smallest, 8, 32, 128, len(data.x_test)],
+        orders=list(ORDERS),
+        lr=0.1,
+        epochs=10,
+    )
+
+
 def conv_study(seeds: Sequence[int], data: Dataset | None = None) -> ModeAccuracy:
     """The conv net with our BatchNorm2d, trained 10 epochs at lr 0.1 per seed, then predicted in eval
     mode and in training mode in batches of 1, 8, 32, 128 and the whole test set, shuffled and sorted
     by class (``data``: images, default the digits as 8x8 images)."""
     images = load_digits(images=True) if data is None else data
-    return forgotten_eval_study(
-        functools.partial(make_convnet, norm="batch_scratch"),  # a partial, not a lambda: remembered
-        images,
-        seeds=seeds,
-        batch_sizes=[1, 8, 32, 128, len(images.x_test)],
-        orders=list(ORDERS),
-        lr=0.1,
-        epochs=10,
-    )
+    return _forgotten_eval(functools.partial(make_convnet, norm="batch_scratch"), images, seeds, smallest=1)
 
 
 def mlp_study(seeds: Sequence[int], data: Dataset | None = None) -> ModeAccuracy:
     """The 3 x 100 MLP with our BatchNorm1d, as :func:`conv_study` but in batches of 2 (a batch of one
     is refused in training mode), 8, 32, 128 and the whole test set (``data``: default the digits)."""
     digits = load_digits() if data is None else data
-    return forgotten_eval_study(
-        functools.partial(make_mlp, 64, 10, depth=3, width=100, norm="batch_scratch"),
-        digits,
-        seeds=seeds,
-        batch_sizes=[2, 8, 32, 128, len(digits.x_test)],
-        orders=list(ORDERS),
-        lr=0.1,
-        epochs=10,
-    )
+    build = functools.partial(make_mlp, 64, 10, depth=3, width=100, norm="batch_scratch")
+    return _forgotten_eval(build, digits, seeds, smallest=2)
 
 
 def placement(seeds: Sequence[int], data: Dataset | None = None) -> PlacementStudy:
