@@ -16,6 +16,10 @@ Where results are looked for, in order:
   ``python scripts/cache_results.py ci`` on the course's machine (every remembered computation of
   CI's runs); ``python scripts/cache_results.py status`` says which of them this process finds.
 
+``BN_CACHE=off`` in the environment turns both off: every computation is computed afresh, and kept
+only in a folder its caller names (``store_in``). This is a learner's fresh run, as
+``scripts/execute_notebooks.py`` times it and as a profile of one should see it.
+
 A computation computed afresh leaves Python's, NumPy's and torch's global random generators as it
 found them, as one read back does, so what runs next cannot tell the two apart.
 """
@@ -48,6 +52,7 @@ __all__ = [
     "CacheKey",
     "cache_key",
     "cached",
+    "enabled",
     "remembered",
     "source_modules",
     "source_digest",
@@ -59,6 +64,7 @@ T = TypeVar("T")
 PACKAGE = Path(__file__).resolve().parent
 STORED = PACKAGE / "experiments" / "stored" / "cache"  # entries stored with the package (read only)
 ENVIRONMENT = "BN_CACHE_DIR"
+SWITCH = "BN_CACHE"  # "off": compute everything afresh, keep nothing
 
 
 @dataclass(frozen=True)
@@ -204,8 +210,18 @@ def cache_key(
     )
 
 
+def enabled() -> bool:
+    """Whether results are looked for and kept: not when ``BN_CACHE`` is ``off``."""
+    switch = os.environ.get(SWITCH, "on").strip().lower()
+    if switch not in ("on", "off"):
+        raise ValueError(f"the environment variable {SWITCH} must be 'on' or 'off', got {switch!r}")
+    return switch == "on"
+
+
 def _folders() -> list[tuple[Path, bool]]:
-    """(folder, writable) in the order results are looked for."""
+    """(folder, writable) in the order results are looked for; none when the cache is off."""
+    if not enabled():
+        return []
     folders = []
     if os.environ.get(ENVIRONMENT):
         folders.append((Path(os.environ[ENVIRONMENT]), True))

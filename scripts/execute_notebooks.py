@@ -9,18 +9,16 @@ folder as its working directory. The time and date are stored in the notebook's 
 (``bn_course.execution_seconds``, ``bn_course.executed_on``), printed, and shown on the book's
 status page, to keep an eye on the budget (30 s per notebook, 150 s for all of them, on 2 cores).
 
-The kernels compute everything afresh: they import a copy of bn_utils without the results stored
-with the package, and no ``BN_CACHE_DIR`` (bn_utils.cache), so the times are those a learner's
-fresh run takes (the outputs are the same bits either way).
+The kernels compute everything afresh: they run with the cache switched off (``BN_CACHE=off``,
+bn_utils.cache), reading neither the results stored with the package nor a ``BN_CACHE_DIR``, so the
+times are those a learner's fresh run takes (the outputs are the same bits either way).
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -66,20 +64,10 @@ def execute(path: Path) -> float:
     return seconds
 
 
-def without_stored_results(folder: Path) -> Path:
-    """A copy of bn_utils in ``folder`` without the results stored with the package."""
-    shutil.copytree(ROOT / "bn_utils", folder / "bn_utils", ignore=shutil.ignore_patterns("*.pkl", "__pycache__"))
-    return folder
-
-
 def main(argv: list[str]) -> int:
     paths = [Path(p).resolve() for p in argv] or sorted((ROOT / "notebooks").glob("*.ipynb"))
     total, over = 0.0, []
-    scratch = tempfile.TemporaryDirectory(prefix="bn-fresh-")
-    os.environ.pop("BN_CACHE_DIR", None)  # the kernels inherit this process's environment
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(without_stored_results(Path(scratch.name))), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )
+    os.environ["BN_CACHE"] = "off"  # the kernels inherit this process's environment
     for path in paths:
         seconds = execute(path)
         total += seconds
@@ -88,7 +76,6 @@ def main(argv: list[str]) -> int:
         if seconds >= BUDGET_SECONDS:
             over.append(path.name)
     print(f"{total:6.1f} s  total for {len(paths)} notebook(s) (budget {TOTAL_BUDGET_SECONDS} s for all)")
-    scratch.cleanup()
     return 1 if over else 0
 
 

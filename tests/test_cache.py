@@ -76,6 +76,22 @@ def test_an_entry_whose_recorded_key_differs_is_never_returned(cache_dir, digits
     assert cache.cached(key, lambda: "never called") == "fresh", "the fresh result replaced the forged entry"
 
 
+def test_switched_off_nothing_is_read_back_or_kept(cache_dir, monkeypatch, digits):
+    key = cache.cache_key("demo", "experiments.residual", digits, {"seeds": (0,)})
+    assert cache.cached(key, lambda: "kept") == "kept"
+    monkeypatch.setenv(cache.SWITCH, "off")
+    assert not cache.enabled()
+    assert cache.cached(key, lambda: "afresh") == "afresh", "a kept entry was read back with the cache off"
+    other = dataclasses.replace(key, arguments='{"seeds": [1]}')
+    cache.cached(other, lambda: "not kept")
+    assert not (cache_dir / f"{other.digest}.pkl").exists(), "an entry was written with the cache off"
+    monkeypatch.setenv(cache.SWITCH, "On ")
+    assert cache.enabled() and cache.cached(key, lambda: "never called") == "kept"
+    monkeypatch.setenv(cache.SWITCH, "no")
+    with pytest.raises(ValueError, match="BN_CACHE must be 'on' or 'off', got 'no'"):
+        cache.cached(key, lambda: "x")
+
+
 def test_without_a_cache_folder_nothing_is_written(tmp_path, monkeypatch, digits):
     monkeypatch.delenv(cache.ENVIRONMENT, raising=False)
     key = cache.cache_key("demo never stored", "experiments.residual", digits, {"seeds": (0,)})
