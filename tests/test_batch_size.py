@@ -1,6 +1,7 @@
 """Unit tests of the chapter "Batch size": the from-scratch layer norm, group norm, instance norm
 and batch renormalization, the new norms' registration, the stacked conv nets (exact against
-separate training in float64), the sweep's result, plots and explorer, and bad inputs."""
+separate training in float64, and to the bit against their training loop written out by hand in
+float32), the sweep's result, plots and explorer, and bad inputs."""
 
 import copy
 from dataclasses import replace
