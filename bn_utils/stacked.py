@@ -1,11 +1,22 @@
-"""Many MLPs trained at once: a learning-rate sweep as one batched network.
+"""The one stacking engine: many networks trained at once as one batched network.
 
-A sweep trains dozens of MLPs of the same shape (one per learning rate and seed). Trained one
+A sweep trains dozens of networks of the same shape (one per learning rate and seed). Trained one
 at a time, each step is a handful of tiny matrix products and Python overhead dominates. Stacked
 along a leading *model* dimension, the same arithmetic runs as batched matrix products
 (``torch.bmm``), and batch norm normalizes each model's own batch (one ``F.batch_norm`` call
 over models x channels). On the course's 2-core CPU, 54 ten-layer MLPs train for 100 steps
 in 4 s stacked against 19 s one at a time.
+
+- :func:`run_steps`: THE step loop of every stacked run, MLPs and conv nets alike: each model's
+  batch order (:func:`epoch_batches`, shuffled or class-sorted), the per-model losses, the
+  divergence rule (drop the model, keep it, or keep it masked out of the loss), the update and a
+  per-step hook;
+- :class:`StackedMLP` (and :class:`StackedResidualMLP`) with :func:`train_stacked`: MLPs, with
+  per-model learning rates, SGD or Adam computed on the stack (or an experiment's own
+  :class:`StackedUpdate`), and :class:`~bn_utils.training.History` objects;
+- the conv nets (:class:`bn_utils.stacked_conv.StackedConvNet`, grouped convolutions) go through
+  the same :func:`run_steps` from :func:`bn_utils.stacked_conv.train_stacked_convnets`, with
+  ``torch.optim.SGD``'s own arithmetic (:class:`TorchOptimizerStep`).
 
 Each model in the stack is still exactly the model :func:`bn_utils.training.train` would train
 on its own, with its own learning rate and batch order: the tests check that both give the same
@@ -19,7 +30,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol, cast, runtime_checkable
+from typing import Protocol, TypeVar, cast, runtime_checkable
 
 import torch
 from torch import nn
@@ -33,6 +44,12 @@ from .layers import BatchNorm1d, GhostBatchNorm, _BatchNorm
 from .models import ResidualMLP
 
 __all__ = [
+    "ORDERS",
+    "DIVERGENCE",
+    "epoch_batches",
+    "run_steps",
+    "Stack",
+    "TorchOptimizerStep",
     "StackedMLP",
     "StackedResidualMLP",
     "StackedUpdate",
@@ -511,6 +528,152 @@ class _StackedOptimizer:
                 state[name] = value[index]
 
 
+# ---------------------------------------------------------------------------------------------
+# The step loop of every stacked run (MLPs and conv nets)
+
+# how batches are drawn: "shuffled" (a random partition each epoch) or "sorted" (consecutive
+# examples of the class-sorted training set, so each batch holds one or two classes; the order
+# of the batches is shuffled each epoch)
+ORDERS = ("shuffled", "sorted")
+
+# what happens to a model whose loss stops being finite: "drop" it from the stack (the others go
+# on), "keep" it (its loss still enters the summed loss, so its own gradients are not finite), or
+# keep it "mask"ed (its loss is left out of the sum from then on, so it stops learning)
+DIVERGENCE = ("drop", "keep", "mask")
+
+
+def epoch_batches(
+    labels: torch.Tensor, batch_size: int, *, seed: int, epoch: int, order: str = "shuffled"
+) -> list[torch.Tensor]:
+    """The mini-batches (index tensors) of one epoch: ``"shuffled"`` as
+    :func:`bn_utils.data.batch_indices` (what :func:`bn_utils.training.train` uses), or
+    ``"sorted"``: consecutive examples of the class-sorted set (a loader without shuffling over
+    data stored class by class, one client's data, a stretch of a sequence), the batches taken in
+    a seeded random order; both drop a short last batch."""
+    valid.check_type("labels", labels, torch.Tensor, "a 1-D tensor of class labels")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
+    if order == "shuffled":
+        return batch_indices(len(labels), batch_size, seed=seed, epoch=epoch)
+    valid.check_int("batch_size", batch_size, 1, len(labels))
+    sorted_idx = torch.sort(labels.cpu(), stable=True).indices
+    batches = list(sorted_idx.split(batch_size))
+    if len(batches[-1]) < batch_size:
+        batches.pop()
+    generator = torch.Generator().manual_seed(1_000_003 * seed + epoch)
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+class Stack(Protocol):
+    """What :func:`run_steps` needs of a stack: ``len(stack)`` models in slots, ``ids[slot]`` the
+    model in each slot (its position in the list the stack was built from), and ``params`` (name ->
+    the trainable tensor holding that parameter of every model)."""
+
+    @property
+    def ids(self) -> list[int]: ...
+
+    @property
+    def params(self) -> dict[str, torch.Tensor]: ...
+
+    def __len__(self) -> int: ...
+
+
+StackT = TypeVar("StackT", bound=Stack)
+
+
+def run_steps(
+    stack: StackT,
+    data: Dataset,
+    *,
+    seeds: Sequence[int],
+    batch_size: int,
+    steps: int,
+    loss: Callable[[StackT, torch.Tensor], torch.Tensor],
+    update: Callable[[dict[str, torch.Tensor]], None],
+    order: str = "shuffled",
+    divergence: str = "drop",
+    keep: Callable[[list[int]], None] | None = None,
+    after_step: Callable[[int, list[float]], None] | None = None,
+) -> dict[int, int]:
+    """Train ``stack`` for ``steps`` steps (the one loop of :func:`train_stacked` and
+    :func:`bn_utils.stacked_conv.train_stacked_convnets`); return, per model that diverged, the
+    step at which its loss first stopped being finite.
+
+    Each step: every model takes the next batch of its own batch order (model ``i``: the
+    :func:`epoch_batches` of ``seeds[i]`` in ``order``, a new epoch when they run out);
+    ``loss(stack, index)`` gives each slot's loss on its batch (``index``: (slots, batch)
+    training-example indices); the divergence rule (:data:`DIVERGENCE`) picks the losses that
+    are summed; the gradients of the sum with respect to ``stack.params`` go to ``update(grads)``
+    (each model's gradient depends only on its own loss). With ``divergence="drop"``, the
+    diverged slots leave before the update: ``keep(slots)`` is told which stay (it updates the
+    stack and the update rule's state), and the loop ends when none is left.
+    ``after_step(step, losses)`` runs after each update with the step count and the losses of
+    the slots still in the stack."""
+    if divergence not in DIVERGENCE:
+        raise ValueError(f"divergence must be one of {', '.join(DIVERGENCE)}, got {divergence!r}")
+    if divergence == "drop" and keep is None:
+        raise ValueError('divergence="drop" needs keep(slots), which drops the other slots')
+    device = data.x_train.device
+    steps_per_epoch = len(data.x_train) // batch_size
+    diverged: dict[int, int] = {}
+    step, epoch = 0, 0
+    while step < steps and len(stack):
+        orders = {
+            seed: epoch_batches(data.y_train, batch_size, seed=seed, epoch=epoch, order=order) for seed in set(seeds)
+        }
+        for b in range(steps_per_epoch):
+            index = torch.stack([orders[seeds[i]][b] for i in stack.ids]).to(device)
+            losses = loss(stack, index)
+            values = losses.tolist()
+            finite = [slot for slot, value in enumerate(values) if math.isfinite(value)]
+            if divergence == "drop":
+                total_loss = losses[finite].sum()
+            else:  # every model stays in the stack: record when it first diverged
+                for slot in sorted(set(range(len(stack))) - set(finite)):
+                    diverged.setdefault(stack.ids[slot], step)
+                if divergence == "keep":  # a diverged model's own gradients are not finite
+                    total_loss = losses.sum()
+                else:  # "mask": a model that ever diverged adds nothing to the sum (it stops learning)
+                    counted = [slot for slot in range(len(stack)) if stack.ids[slot] not in diverged]
+                    total_loss = losses[torch.tensor(counted, dtype=torch.long, device=losses.device)].sum()
+            params = stack.params
+            keys = list(params)
+            grads = dict(zip(keys, torch.autograd.grad(total_loss, [params[k] for k in keys]), strict=True))
+            if divergence == "drop" and len(finite) < len(stack):  # record, and drop from the stack
+                for slot in sorted(set(range(len(stack))) - set(finite)):
+                    diverged[stack.ids[slot]] = step
+                survivors = torch.tensor(finite, dtype=torch.long, device=device)
+                grads = {key: grad[survivors] for key, grad in grads.items()}
+                values = [values[slot] for slot in finite]
+                cast(Callable[[list[int]], None], keep)(finite)
+                if not len(stack):
+                    break
+            update(grads)
+            step += 1
+            if after_step is not None:
+                after_step(step, values)
+            if step == steps:
+                break
+        epoch += 1
+    return diverged
+
+
+class TorchOptimizerStep:
+    """An update for :func:`run_steps` by a ``torch.optim`` optimizer over ``params`` (the
+    stack's): each step's gradients become the parameters' ``.grad``, then ``optimizer.step()``,
+    with torch's own arithmetic (``torch.optim.SGD`` computes ``param.add_(grad, alpha=-lr)``,
+    rounding differently from :class:`_StackedOptimizer`'s ``param.sub_(lr * grad)``). For stacks
+    that are ``nn.Module`` s (:class:`bn_utils.stacked_conv.StackedConvNet`), one learning rate."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, params: dict[str, torch.Tensor]):
+        self.optimizer, self.params = optimizer, params
+
+    def __call__(self, grads: dict[str, torch.Tensor]) -> None:
+        for key, grad in grads.items():
+            self.params[key].grad = grad
+        self.optimizer.step()
+
+
 def train_stacked(
     models: Sequence[nn.Module],
     data: Dataset,
@@ -528,6 +691,7 @@ def train_stacked(
     eval_train: bool = True,
     on_step: Callable[[StackedMLP, int], None] | None = None,
     drop_diverged: bool = True,
+    order: str = "shuffled",
 ) -> list[History]:
     """Train each ``models[i]`` with learning rate ``lrs[i]`` and batch order ``seeds[i]``, all
     at once; return one :class:`History` per model, as :func:`bn_utils.training.train` would.
@@ -547,9 +711,12 @@ def train_stacked(
     ``momentum`` or ``weight_decay``). ``drop_diverged=False`` keeps a diverged model in the stack:
     its loss (NaN or infinite, recorded in its history) still enters the summed loss, so its own
     gradients are not finite, while the other models' are untouched (each model's gradient depends
-    only on its own loss).
+    only on its own loss). ``order`` is each model's batch order (:data:`ORDERS`: ``"shuffled"`` as
+    ``train`` draws batches, or ``"sorted"``). The step loop is :func:`run_steps`, every stacked run's.
     """
     check_dataset("data", data)
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
     total = valid.check_schedule(epochs, steps, batch_size, len(data.x_train), eval_every)
     if isinstance(optimizer, str):
         valid.check_optimizer(optimizer, momentum)
@@ -618,51 +785,41 @@ def train_stacked(
             histories[i].test_acc.append(test_acc[slot].item())
             histories[i].test_loss.append(test_loss[slot].item())
 
+    def loss(stack: StackedMLP, index: torch.Tensor) -> torch.Tensor:
+        logits = stack(data.x_train[index])
+        return F.cross_entropy(logits.transpose(1, 2), data.y_train[index], reduction="none").mean(1)
+
+    def keep(slots: list[int]) -> None:
+        stack.keep(slots)
+        opt.keep(slots)
+
+    def after_step(step: int, losses: list[float]) -> None:
+        for slot, i in enumerate(stack.ids):
+            histories[i].loss.append(losses[slot])
+        if on_step is not None:
+            on_step(stack, step)
+        if step % eval_every == 0 or step == total:
+            record(step)
+
     start_time = time.perf_counter()
     if on_step is not None:
         on_step(stack, 0)
     record(0)
-    step, epoch = 0, 0
-    while step < total and len(stack):
-        orders = {seed: batch_indices(len(data.x_train), batch_size, seed=seed, epoch=epoch) for seed in set(seeds)}
-        for b in range(steps_per_epoch):
-            index = torch.stack([orders[seeds[i]][b] for i in stack.ids]).to(device)
-            logits = stack(data.x_train[index])
-            losses = F.cross_entropy(logits.transpose(1, 2), data.y_train[index], reduction="none").mean(1)
-            values = losses.tolist()
-            finite = [slot for slot, v in enumerate(values) if math.isfinite(v)]
-            keys = list(stack.params)
-            if not drop_diverged:  # every model stays; a diverged one's own gradients are not finite
-                for slot in set(range(len(stack))) - set(finite):
-                    if histories[stack.ids[slot]].diverged_at is None:
-                        histories[stack.ids[slot]].diverged_at = step
-                finite = list(range(len(stack)))
-                total_loss = losses.sum()
-            else:
-                total_loss = losses[finite].sum()
-            gradients = torch.autograd.grad(total_loss, [stack.params[k] for k in keys])
-            grads = dict(zip(keys, gradients, strict=True))
-            if len(finite) < len(stack):  # diverged: record, and drop from the stack
-                for slot in sorted(set(range(len(stack))) - set(finite)):
-                    histories[stack.ids[slot]].diverged_at = step
-                survivors = torch.tensor(finite, dtype=torch.long, device=device)
-                grads = {key: grad[survivors] for key, grad in grads.items()}
-                values = [values[slot] for slot in finite]
-                stack.keep(finite)
-                opt.keep(finite)
-                if not len(stack):
-                    break
-            opt.step(stack, grads)
-            step += 1
-            for slot, i in enumerate(stack.ids):
-                histories[i].loss.append(values[slot])
-            if on_step is not None:
-                on_step(stack, step)
-            if step % eval_every == 0 or step == total:
-                record(step)
-            if step == total:
-                break
-        epoch += 1
+    diverged = run_steps(
+        stack,
+        data,
+        seeds=seeds,
+        batch_size=batch_size,
+        steps=total,
+        loss=loss,
+        update=lambda grads: opt.step(stack, grads),
+        order=order,
+        divergence="drop" if drop_diverged else "keep",
+        keep=keep,
+        after_step=after_step,
+    )
+    for i, step in diverged.items():
+        histories[i].diverged_at = step
     wall_time = time.perf_counter() - start_time
     for history in histories:
         history.wall_time = wall_time / len(histories)  # the stack's time, shared out

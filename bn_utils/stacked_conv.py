@@ -5,8 +5,11 @@ runs (the conv-net counterpart of :mod:`bn_utils.stacked`'s MLPs).
 - :class:`StackedConvNet`: networks built by :func:`bn_utils.models.make_convnet` (or
   :func:`~bn_utils.models.make_convnet1d` with stride 1 and the average readout) as one module;
   every norm stacked as the norm registry (:mod:`bn_utils.norms`) says;
-- :func:`epoch_batches` and :func:`train_stacked_convnets`: each slot's mini-batches (shuffled as
-  :func:`bn_utils.training.train` draws them, or class-sorted) and SGD on all slots at once;
+- :func:`train_stacked_convnets`: SGD on all slots at once, through the one step loop of every
+  stacked run (:func:`bn_utils.stacked.run_steps`: each slot's mini-batches from
+  :func:`~bn_utils.stacked.epoch_batches`, shuffled as :func:`bn_utils.training.train` draws them
+  or class-sorted, and the divergence rule); what is the conv nets' own is the per-slot loss
+  (over a (batch, slots) logit layout) and ``torch.optim.SGD``'s arithmetic for the update;
 - :func:`recompute_running_statistics`: any model's batch-norm running statistics replaced by
   those of one batch.
 """
@@ -14,7 +17,7 @@ runs (the conv-net counterpart of :mod:`bn_utils.stacked`'s MLPs).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypedDict, TypeVar, cast
 
 import numpy as np
@@ -23,9 +26,10 @@ from torch import nn
 
 from . import _validate as valid
 from . import norms as norm_registry
-from .data import Dataset, batch_indices, check_dataset
+from .data import Dataset, check_dataset
 from .layers import GhostBatchNorm, _BatchNorm
 from .models import hidden_blocks
+from .stacked import ORDERS, TorchOptimizerStep, epoch_batches, run_steps
 
 __all__ = [
     "ORDERS",
@@ -36,12 +40,6 @@ __all__ = [
 ]
 
 ModelT = TypeVar("ModelT", bound=nn.Module)  # the model comes back as the type it went in
-
-# how batches are drawn: "shuffled" (a random partition each epoch) or "sorted" (consecutive
-# examples of the class-sorted training set, so each batch holds one or two classes; the order
-# of the batches is shuffled each epoch)
-ORDERS = ("shuffled", "sorted")
-
 
 # the per-channel norms (``num_features`` channels, each with its own statistics): torch's batch
 # and instance norms, and the course's batch norms and batch renorms
@@ -227,6 +225,19 @@ class StackedConvNet(nn.Module):
             self.head.weight.copy_(weights[..., None] if sequences else weights[..., None, None])
             self.head.get_parameter("bias").copy_(torch.cat([m.get_parameter("head.bias") for m in models]))
 
+    def __len__(self) -> int:
+        return self.slots
+
+    @property
+    def ids(self) -> list[int]:
+        """The network in each slot (a conv-net stack keeps every slot: :func:`run_steps`'s ids)."""
+        return list(range(self.slots))
+
+    @property
+    def params(self) -> dict[str, torch.Tensor]:
+        """The trainable parameters by name (the slots' templates are not trained)."""
+        return {name: param for name, param in self.named_parameters() if param.requires_grad}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             x = block(x)
@@ -277,28 +288,6 @@ def _attribute(module: nn.Module, path: str) -> torch.Tensor:
     return cast(torch.Tensor, getattr(module.get_submodule(owner) if owner else module, name))
 
 
-def epoch_batches(
-    labels: torch.Tensor, batch_size: int, *, seed: int, epoch: int, order: str = "shuffled"
-) -> list[torch.Tensor]:
-    """The mini-batches (index tensors) of one epoch: ``"shuffled"`` as
-    :func:`bn_utils.data.batch_indices` (what :func:`bn_utils.training.train` uses), or
-    ``"sorted"``: consecutive examples of the class-sorted set (a loader without shuffling over
-    data stored class by class, one client's data, a stretch of a sequence), the batches taken in
-    a seeded random order; both drop a short last batch."""
-    valid.check_type("labels", labels, torch.Tensor, "a 1-D tensor of class labels")
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
-    if order == "shuffled":
-        return batch_indices(len(labels), batch_size, seed=seed, epoch=epoch)
-    valid.check_int("batch_size", batch_size, 1, len(labels))
-    sorted_idx = torch.sort(labels.cpu(), stable=True).indices
-    batches = list(sorted_idx.split(batch_size))
-    if len(batches[-1]) < batch_size:
-        batches.pop()
-    generator = torch.Generator().manual_seed(1_000_003 * seed + epoch)
-    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-
-
 def _slot_inputs(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """(B, slots * C, H, W) from x (N, C, H, W) and idx (slots, B): slot s sees x[idx[s]]."""
     batch = x[idx]  # (slots, B, C, H, W)
@@ -321,12 +310,15 @@ def train_stacked_convnets(
     momentum: float = 0.0,
     weight_decay: float = 0.0,
     order: str = "shuffled",
+    on_step: Callable[[StackedConvNet, int], None] | None = None,
 ) -> np.ndarray:
     """Train every slot of ``stack`` with SGD on the mean cross-entropy of its own mini-batches
     (slot s: the batches of ``seeds[s]``, from :func:`epoch_batches`), for ``epochs`` epochs;
     with ``order="shuffled"`` each slot takes exactly the steps ``bn_utils.training.train`` takes
     with that seed. Returns, per slot, the step at which its loss stopped being finite (-1: never);
-    such a slot stops learning (its loss is left out), the others go on."""
+    such a slot stops learning (its loss is left out), the others go on. ``on_step(stack, step)``
+    runs once with step 0 before the first step, then after every step, as in
+    :func:`bn_utils.stacked.train_stacked` (the step loop is theirs: :func:`~bn_utils.stacked.run_steps`)."""
     valid.check_type("stack", stack, StackedConvNet, "a StackedConvNet")
     check_dataset("data", data)
     seeds = valid.check_seeds("seeds", seeds, distinct=False)
@@ -338,27 +330,34 @@ def train_stacked_convnets(
     valid.check_optimizer("sgd", momentum, weight_decay)
     if order not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
-    opt = torch.optim.SGD(stack.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    diverged = np.full(stack.slots, -1)
-    slots = torch.arange(stack.slots)
-    step = 0
+    valid.check_callable("on_step", on_step)
+    params = stack.params
+    optimizer = torch.optim.SGD(stack.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+    def loss(stack: StackedConvNet, index: torch.Tensor) -> torch.Tensor:  # index (slots, B)
+        logits = stack(_slot_inputs(data.x_train, index))  # (B, slots, classes)
+        labels = data.y_train[index]  # (slots, B)
+        return nn.functional.cross_entropy(logits.permute(0, 2, 1), labels.T, reduction="none").mean(0)
+
     stack.train()
-    for epoch in range(epochs):
-        per_seed = [epoch_batches(data.y_train, batch_size, seed=s, epoch=epoch, order=order) for s in seeds]
-        idx_all = torch.stack([torch.stack(batches) for batches in per_seed], dim=1).to(data.x_train.device)
-        for idx in idx_all:  # (slots, B)
-            logits = stack(_slot_inputs(data.x_train, idx))  # (B, slots, classes)
-            labels = data.y_train[idx]  # (slots, B)
-            losses = nn.functional.cross_entropy(logits.permute(0, 2, 1), labels.T, reduction="none").mean(0)
-            finite = torch.isfinite(losses.detach())
-            newly = (~finite).numpy() & (diverged < 0)
-            diverged[newly] = step
-            opt.zero_grad(set_to_none=True)
-            losses[finite & torch.as_tensor(diverged < 0)].sum().backward()
-            opt.step()
-            step += 1
-    del slots
-    return diverged
+    if on_step is not None:
+        on_step(stack, 0)
+    diverged = run_steps(
+        stack,
+        data,
+        seeds=seeds,
+        batch_size=batch_size,
+        steps=epochs * (len(data.x_train) // batch_size),
+        loss=loss,
+        update=TorchOptimizerStep(optimizer, params),
+        order=order,
+        divergence="mask",
+        after_step=None if on_step is None else lambda step, losses: on_step(stack, step),
+    )
+    steps = np.full(stack.slots, -1)
+    for slot, step in diverged.items():
+        steps[slot] = step
+    return steps
 
 
 @torch.no_grad()

@@ -1,6 +1,10 @@
 """Unit tests of the chapter "Batch size": the from-scratch layer norm, group norm, instance norm
 and batch renormalization, the new norms' registration, the stacked conv nets (exact against
-separate training in float64), the sweep's result, plots and explorer, and bad inputs."""
+separate training in float64, and to the bit against their training loop written out by hand in
+float32), the sweep's result, plots and explorer, and bad inputs."""
+
+import copy
+from dataclasses import replace
 
 import matplotlib
 
@@ -275,6 +279,53 @@ def test_stacked_training_is_exactly_separate_training_in_float64(tiny_digits, o
         got = stack.model(slot).state_dict()
         for key, value in alone.state_dict().items():
             torch.testing.assert_close(got[key], value, rtol=0, atol=1e-9, msg=f"slot {slot} ({norm}) {key}")
+
+
+def _train_by_hand(stack, data, seeds, *, lr, epochs, batch_size, momentum, weight_decay, order):
+    """The conv nets' training loop written out: each slot's epoch_batches; the cross-entropy of
+    the (batch, slots) logits averaged over the batch; backward of the sum over the slots that
+    never diverged; torch.optim.SGD's step. Returns each slot's divergence step (-1: never)."""
+    opt = torch.optim.SGD(stack.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    diverged, step = [-1] * stack.slots, 0
+    stack.train()
+    for epoch in range(epochs):
+        per_slot = [bs.epoch_batches(data.y_train, batch_size, seed=s, epoch=epoch, order=order) for s in seeds]
+        for batches in zip(*per_slot, strict=True):
+            idx = torch.stack(batches)  # (slots, B)
+            x = data.x_train[idx].transpose(0, 1).reshape(batch_size, -1, *data.x_train.shape[2:])
+            losses = F.cross_entropy(stack(x).permute(0, 2, 1), data.y_train[idx].T, reduction="none").mean(0)
+            for slot, value in enumerate(losses.tolist()):
+                if not np.isfinite(value) and diverged[slot] < 0:
+                    diverged[slot] = step
+            opt.zero_grad(set_to_none=True)
+            losses[torch.tensor([d < 0 for d in diverged])].sum().backward()
+            opt.step()
+            step += 1
+    return diverged
+
+
+@pytest.mark.parametrize("order", bs.ORDERS)
+def test_stacked_conv_training_is_the_hand_written_loop_to_the_bit(tiny_digits, order):
+    """The one step loop of every stacked run (bn_utils.stacked.run_steps) trains a conv stack
+    with the conv nets' own arithmetic: in float32, the same weights, running statistics and
+    divergence steps as the loop written out by hand (torch.equal, not a tolerance), with
+    momentum, weight decay, and a slot that diverges at the first step and stops learning."""
+    data = replace(tiny_digits, x_train=tiny_digits.x_train.float(), x_test=tiny_digits.x_test.float())
+    norms, seeds = ["batch", "group", "none"], [0, 1, 2]
+    stack = bs.build_stack(norms, seeds, channels=(4, 6), norm_kwargs={"group": {"num_groups": 2}})
+    with torch.no_grad():  # slot 2's first convolution blows up: infinite logits, a NaN loss
+        stack.blocks[0][0].weight[8:12] *= 1e38
+    by_hand = copy.deepcopy(stack)
+    options = dict(lr=0.1, epochs=2, batch_size=16, momentum=0.9, weight_decay=1e-3, order=order)
+    steps = []
+    diverged = bs.train_stacked_convnets(
+        stack, data, seeds=seeds, on_step=lambda s, step: steps.append(step), **options
+    )
+    assert steps == list(range(9)), "the hook runs before the first step and after each of the 8"
+    assert diverged.tolist() == _train_by_hand(by_hand, data, seeds, **options) == [-1, -1, 0]
+    expected = by_hand.state_dict()
+    for key, value in stack.state_dict().items():
+        assert torch.equal(value.nan_to_num(7.0), expected[key].nan_to_num(7.0)), key
 
 
 def test_sorted_batches_are_consecutive_runs_of_the_class_sorted_set(tiny_digits):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import bn_utils as bu
-from bn_utils.stacked import StackedMLP, evaluate_stacked, train_stacked
+from bn_utils.stacked import StackedMLP, evaluate_stacked, run_steps, train_stacked
 
 
 @pytest.fixture(scope="module")
@@ -333,3 +333,21 @@ def test_a_diverged_model_can_stay_in_the_stack_without_touching_the_others():
     assert rule.kept == [] and rule.calls == 6, "nobody left the stack"
     alone = train_stacked([models[0], models[2]], data, lrs=[0.05] * 2, seeds=[0, 2], steps=6, optimizer=PlainSGD(0.05))
     assert [kept[0].loss, kept[2].loss] == [alone[0].loss, alone[1].loss], "the others train as without it"
+
+
+def test_sorted_batches_go_through_the_same_loop_as_the_conv_nets(digits64):
+    """train_stacked draws batches as the conv-net stack does (the one step loop, run_steps): with
+    order="sorted" each model of a stack trains as it does alone, on class-sorted batches."""
+    both = train_stacked([build(0), build(1)], digits64, lrs=[0.1, 0.1], seeds=[0, 1], steps=6, order="sorted")
+    for i, seed in enumerate([0, 1]):
+        alone = train_stacked([build(seed)], digits64, lrs=[0.1], seeds=[seed], steps=6, order="sorted")
+        assert both[i].loss == pytest.approx(alone[0].loss, rel=0, abs=1e-12)
+    shuffled = train_stacked([build(0)], digits64, lrs=[0.1], seeds=[0], steps=6)
+    assert both[0].loss[0] != pytest.approx(shuffled[0].loss[0], abs=1e-3), "a different first batch"
+    with pytest.raises(ValueError, match="order must be one of"):
+        train_stacked([build(0)], digits64, lrs=[0.1], seeds=[0], steps=2, order="random")
+    stack = StackedMLP([build(0)])
+    with pytest.raises(ValueError, match="divergence must be one of"):
+        run_steps(stack, digits64, seeds=[0], batch_size=8, steps=1, loss=None, update=None, divergence="stop")
+    with pytest.raises(ValueError, match="needs keep"):
+        run_steps(stack, digits64, seeds=[0], batch_size=8, steps=1, loss=None, update=None)
