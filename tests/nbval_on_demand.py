@@ -69,7 +69,7 @@ def _paths_can_hold_a_notebook(paths: list[str], root: Path) -> bool:
     return False
 
 
-def _needs_nbval(config: pytest.Config, args: list[str]) -> bool:
+def _needs_nbval(config: pytest.Config) -> bool:
     named = [*config.invocation_params.args, *shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))]
     if any(str(arg).startswith(NBVAL_OPTION_PREFIXES) for arg in named):
         return True
@@ -83,7 +83,7 @@ def _needs_nbval(config: pytest.Config, args: list[str]) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
-    if not _needs_nbval(early_config, args):
+    if not _needs_nbval(early_config):
         return
     import nbval.plugin
 
