@@ -4,7 +4,10 @@ Every collected test gets one marker by where it lives, so the suite can be run 
 ``pytest -m unit`` (the fast loop, well under a minute), ``pytest -m claims`` (the chapters'
 headline claims, over 5 seeds) and ``pytest -m notebooks`` (every notebook cell under nbval).
 Plain ``pytest`` still runs everything. ``pytest -m claims --claim-seeds 5-9`` runs the claims on a
-second, disjoint seed set (tests/claim_seeds.py).
+second, disjoint seed set (tests/claim_seeds.py). A test file or test can name its kind instead:
+``nbgrader`` and ``hub`` (the class), ``install`` (pip installs bn_utils, a kernel runs the install
+cell), ``notebooks`` (a test that executes a notebook in a kernel). nbval is loaded only in a run
+that can collect a notebook (tests/nbval_on_demand.py).
 
 ``pytest -n auto`` (pytest-xdist; the README's test command) runs one process per core, each with
 one thread: the course's small matrix products gain little from a second thread, and two processes
@@ -59,7 +62,7 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if any(item.get_closest_marker(name) for name in ("unit", "claims", "notebooks", "nbgrader", "hub")):
+        if any(item.get_closest_marker(name) for name in ("unit", "claims", "notebooks", "nbgrader", "hub", "install")):
             continue  # a test that names its kind keeps it
         path = item.path
         if path.suffix == ".ipynb":

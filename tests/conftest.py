@@ -31,3 +31,27 @@ def close_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+@pytest.fixture
+def unencoded_frames(monkeypatch):
+    """Kernel-free explorers built without their PNG step, for the tests of which frames an explorer
+    has (its grid of settings, labels, start) rather than of the images: every frame is still drawn
+    by the chapter's figure function, fitted to the column (bn_utils.explorers.fit_to_column) and
+    drawn again artist by artist (``draw_without_rendering``), so a setting that cannot be drawn still
+    fails the test; only rasterizing it and encoding the PNG, half of a frame's CPU, is left out
+    (tests/test_explorers.py tests that step). Each frame is the text ``frame <n>``, n counting from 0."""
+    import itertools
+
+    import matplotlib.pyplot as plt
+
+    import bn_utils.explorers
+
+    numbers = itertools.count()
+
+    def drawn_not_encoded(fig, dpi):
+        fig.draw_without_rendering()
+        plt.close(fig)
+        return f"frame {next(numbers)}"
+
+    monkeypatch.setattr(bn_utils.explorers, "_png", drawn_not_encoded)

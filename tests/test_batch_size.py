@@ -484,7 +484,7 @@ def test_sweep_rejects_bad_arguments():
         bs.batch_size_sweep(data, seeds=(0, 1), batch_sizes=(1,))
 
 
-def test_plots_and_explorer(tiny_sweep, shown_figures):
+def test_plots_and_explorer(tiny_sweep, shown_figures, unencoded_frames):
     ax = bs.plot_error_vs_batch_size(tiny_sweep)
     assert ax.get_xscale() == "log" and len(ax.get_lines()) == 3
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["BN (n=2)", "group norm (n=2)", "no BN (n=2)"]

@@ -82,7 +82,7 @@ def test_plot_layer_profile(digits):
         plot_layer_profile(diagnostics, "loss")
 
 
-def test_init_explorer_redraws_what_the_controls_say(digits, shown_figures):
+def test_init_explorer_redraws_what_the_controls_say(digits, shown_figures, unencoded_frames):
     from bn_utils.experiments.initialization import init_explorer
 
     explorer = init_explorer(digits)

@@ -322,7 +322,7 @@ def test_running_stats_explorer_redraws_what_the_sliders_say(shown_figures):
     assert "momentum 0.001:" in shown_figures[-1].axes[0].get_title(), "the title says the value the slider shows"
 
 
-def test_running_stats_explorer_without_a_kernel():
+def test_running_stats_explorer_without_a_kernel(unencoded_frames):
     from bn_utils.experiments.inference import RUNNING_STATS_BATCH_SIZES, RUNNING_STATS_MOMENTA, running_stats_explorer
 
     frames = running_stats_explorer(live=False)

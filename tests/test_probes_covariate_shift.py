@@ -123,7 +123,7 @@ def test_covariate_shift_run_records_every_layer_and_summarizes():
     plt.close(ax.figure)
 
 
-def test_covariate_shift_explorer_redraws_what_the_controls_say(shown_figures):
+def test_covariate_shift_explorer_redraws_what_the_controls_say(shown_figures, unencoded_frames):
     from bn_utils.experiments.covariate_shift import covariate_shift_explorer, precompute_shift_runs
 
     runs = precompute_shift_runs(load_digits(), steps=40, noise_levels=(1.0,))

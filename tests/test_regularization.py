@@ -107,7 +107,7 @@ def test_regularization_study_reports_per_seed_and_means(digits):
         regularization_study(digits, train_examples=10)
 
 
-def test_plot_batch_noise_and_explorer(digits, shown_figures):
+def test_plot_batch_noise_and_explorer(digits, shown_figures, unencoded_frames):
 
     from bn_utils.experiments.regularization import batch_noise_explorer
 

@@ -344,7 +344,7 @@ def test_depth_sweep_rejects_bad_arguments(digits):
         r.plot_depth_sweep(None)
 
 
-def test_explorer_draws_the_stream_and_the_sweep(digits, shown_figures):
+def test_explorer_draws_the_stream_and_the_sweep(digits, shown_figures, unencoded_frames):
     sweep = r.DepthSweep(
         (5, 10),
         (0, 1),

@@ -111,6 +111,7 @@ def test_keeps_the_cells_own_tags_when_updating(tmp_path):
     assert nb.cells[i].metadata["tags"] == ["nbval-skip", "remove-cell"]
 
 
+@pytest.mark.install  # starts a kernel: not a unit test (pytest -m install; the README's test command runs it)
 def test_the_cell_prints_nothing_where_bn_utils_is_installed(tmp_path):
     """What nbval compares: the install cell, run in a kernel that has bn_utils, has no output."""
     from nbclient import NotebookClient
@@ -140,6 +141,7 @@ def run(args: list[str], cwd: Path, clean: bool = True) -> subprocess.CompletedP
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.install  # clones the repository and pip-installs it (~13 s of CPU): not a unit test
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_the_cells_pip_command_installs_bn_utils_from_a_git_repository(tmp_path):
     """Offline: a bare clone of this repository's HEAD, and a fresh environment that has every

@@ -145,7 +145,7 @@ def test_sweep_explorer_redraws_what_the_controls_say(sweep, shown_figures):
         sweep_explorer(Sweep("lr", (0.1,), (0,), {"none": [[history([0.1, 0.9])]]}))
 
 
-def test_sweep_explorer_without_a_kernel_has_a_frame_for_every_setting(sweep):
+def test_sweep_explorer_without_a_kernel_has_a_frame_for_every_setting(sweep, unencoded_frames):
     from bn_utils.experiments.sweeps import sweep_explorer
 
     frames = sweep_explorer(sweep, live=False)

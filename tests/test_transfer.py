@@ -211,7 +211,7 @@ def test_plots_draw_what_they_say(grid):
     assert "read at step 10" in figure.axes[0].get_title()
 
 
-def test_the_explorer_offers_benchmark_learning_rate_and_budget(grid, shown_figures):
+def test_the_explorer_offers_benchmark_learning_rate_and_budget(grid, shown_figures, unencoded_frames):
     frames = tr.explorer({"spirals": grid}, lrs=(0.1, 1.0), budgets=(10, 20), live=False)
     assert len(frames.frames) == 4 and [c.name for c in frames.controls] == [
         "benchmark",
