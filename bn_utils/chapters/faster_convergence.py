@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data import Dataset, load_digits
+from ..experiments.landscape import LANDSCAPE_MEASURES as LANDSCAPE_MEASURES  # notebook 03 loops over them
 from ..experiments.landscape import (
     SCALED_MEASURES,
     LandscapeRun,
