@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 
 from . import _validate as valid
+from .grid import Axis, LabelledGrid
 
-__all__ = ["History", "stack_metric", "PARAMETER_LABELS", "Sweep"]
+__all__ = ["History", "stack_metric", "PARAMETER_LABELS", "FinalMetric", "FINAL_METRICS", "Sweep"]
 
 
 @dataclass
@@ -91,11 +93,16 @@ def stack_metric(histories: Sequence[History], metric: str = "test_acc") -> tupl
 # ---------------------------------------------------------------------------------------------
 # A sweep: the runs of a grid of one setting (chapters 3-5, and chapter 9 reading its grid)
 
+FinalMetric = Literal["loss", "train_acc", "test_acc", "test_loss"]
+"""What :meth:`Sweep.final` reads at the end of each run (mypy checks a literal name; a wrong one at
+run time is a ``ValueError`` naming these)."""
+FINAL_METRICS: tuple[FinalMetric, ...] = get_args(FinalMetric)
+
 PARAMETER_LABELS = {"lr": "learning rate", "init_scale": "initial weight scale", "depth": "depth (hidden layers)"}
 
 
 @dataclass
-class Sweep:
+class Sweep(LabelledGrid):
     """Histories of a sweep over ``parameter`` (``"lr"`` or ``"init_scale"``):
     ``histories[norm][i][j]`` is value ``values[i]``, seed ``seeds[j]``.
 
@@ -140,15 +147,24 @@ class Sweep:
         """The normalizations swept, in order."""
         return list(self.histories)
 
+    # what the grid's first axis holds, and how its errors read (:class:`PlacementStudy` says "position")
+    _key_name = "norm"
+    _key_missing = "was not swept"
+    _owner = "the sweep"
+    _value_missing = "is not on the grid"
+
+    def axes(self) -> dict[str, Axis]:
+        """The grid's axes: the norms (``histories``' keys) and the swept values (by ``parameter``)."""
+        return {
+            self._key_name: Axis(self._key_name, tuple(self.histories), self._key_missing, self._owner),
+            self.parameter: Axis(self.label, self.values, self._value_missing, self._owner),
+        }
+
     def _grid(self, norm: str) -> list[list[History]]:
-        if norm not in self.histories:
-            raise ValueError(f"norm {norm!r} was not swept; the sweep has: {', '.join(self.histories)}")
-        return self.histories[norm]
+        return self.histories[self.axis(self._key_name).check(norm)]
 
     def _index(self, value: float) -> int:
-        if value not in self.values:
-            raise ValueError(f"{self.label} {value:g} is not on the grid {[f'{v:g}' for v in self.values]}")
-        return self.values.index(value)
+        return self.axis(self.parameter).index(value)
 
     def runs(self, norm: str, value: float) -> list[History]:
         """The histories (one per seed) at one value of the grid."""
@@ -158,11 +174,11 @@ class Sweep:
         """(values, seeds) booleans: the loss became NaN or infinite."""
         return np.array([[h.diverged for h in row] for row in self._grid(norm)])
 
-    def final(self, norm: str, metric: str = "test_acc") -> np.ndarray:
+    def final(self, norm: str, metric: FinalMetric = "test_acc") -> np.ndarray:
         """(values, seeds) final values, NaN for diverged runs. ``metric`` is an evaluated metric
         (``test_acc``, ``test_loss``, ...) or ``loss``: the mean training loss of the last epoch."""
-        if metric not in ("loss", "train_acc", "test_acc", "test_loss"):
-            raise ValueError(f"unknown metric {metric!r}; valid names are: loss, train_acc, test_acc, test_loss")
+        if metric not in FINAL_METRICS:
+            raise ValueError(f"unknown metric {metric!r}; valid names are: {', '.join(FINAL_METRICS)}")
 
         def value(h: History) -> float:
             if h.diverged:

@@ -24,6 +24,8 @@ __all__ = [
     "accuracy_difference_interval",
     "AccuracyComparison",
     "compare_accuracies",
+    "MedianRatio",
+    "median_ratio",
 ]
 
 
@@ -244,3 +246,21 @@ def compare_accuracies(
     differences = tuple(float(v) for v in a.mean(1) - b.mean(1))
     test = accuracy_difference_interval(a, b, confidence=confidence, resamples=resamples, seed=seed)
     return AccuracyComparison(Estimate(differences, confidence), test)
+
+
+@dataclass(frozen=True)
+class MedianRatio:
+    """One setting's median over seeds / another's (``ratio``), and the same ratio seed by seed
+    (seed k against seed k)."""
+
+    ratio: float
+    per_seed: np.ndarray
+
+
+def median_ratio(numerator: np.ndarray, denominator: np.ndarray) -> MedianRatio:
+    """:class:`MedianRatio` of two per-seed arrays: the ratio of the medians (not the median of the
+    per-seed ratios), as chapter 2's verdicts compare networks."""
+    numerator, denominator = np.asarray(numerator), np.asarray(denominator)
+    if numerator.shape != denominator.shape:
+        raise ValueError(f"expected one value per seed on each side, got shapes {numerator.shape}, {denominator.shape}")
+    return MedianRatio(float(np.median(numerator)) / float(np.median(denominator)), numerator / denominator)

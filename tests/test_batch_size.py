@@ -387,9 +387,9 @@ def test_sweep_result_shapes_and_summaries(tiny_sweep):
     change = r.change("batch", 2, 8)
     np.testing.assert_allclose(change.values, r.values("batch", 8) - r.values("batch", 2))
     assert set(r.table()) == {"batch", "group", "none"} and r.markdown_table().startswith("| | batch 2 | batch 8 |")
-    with pytest.raises(ValueError, match="unknown norm"):
+    with pytest.raises(ValueError, match="norm 'layer' was not swept; the sweep has: batch, group, none"):
         r.values("layer", 2)
-    with pytest.raises(ValueError, match="not in the sweep"):
+    with pytest.raises(ValueError, match="batch size 4 was not swept; the sweep has: 2, 8"):
         r.values("batch", 4)
     with pytest.raises(ValueError, match="unknown metric"):
         r.values("batch", 2, "loss")

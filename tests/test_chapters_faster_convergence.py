@@ -152,17 +152,6 @@ def landscape(scale):
     return LandscapeRun("none", [], probe_steps=[0, 100, 200], probes=seeds)
 
 
-def test_per_seed_measures_leave_step_0_out_and_divide_the_gradient_out():
-    plain = landscape(1.0)
-    assert chapter.per_seed_measure(plain, "loss_range") == pytest.approx([3, 6])
-    assert chapter.per_seed_measure(plain, "gradient_change") == pytest.approx([5, 4])
-    assert chapter.per_seed_measure(plain, "gradient_norm") == pytest.approx([1.5, 1.5])
-    assert chapter.per_seed_measure(plain, "loss_range_per_squared_gradient") == pytest.approx([1.5, 3])
-    assert chapter.per_seed_measure(plain, "gradient_change_per_gradient") == pytest.approx([3, 3])
-    with pytest.raises(ValueError, match="loss_range"):
-        chapter.per_seed_measure(plain, "smoothness")
-
-
 def test_landscape_ratios_are_bn_over_plain():
     runs = {"none": landscape(1.0), "batch": landscape(0.5)}
     loss_range = chapter.landscape_ratio(runs, "loss_range")

@@ -93,12 +93,6 @@ def trace(init_scale, lr, weight_decay, sq_norm, sq_grad, final_test_acc=(0.9, 0
     )
 
 
-def test_growth_gaps_are_per_seed_over_the_largest_growth_of_all_seeds():
-    # lr 0.1: predicted growth 0.01 ||g||^2 = 2 and 1; seed 1's second step grew 1.5 instead of 1
-    growth = trace(0.1, 0.1, 0.0, [[1, 3, 5], [1, 2, 3.5]], [[200, 200], [100, 100]])
-    assert chapter.growth_gaps(growth) == pytest.approx([0.0, 0.5 / 2])
-
-
 def test_the_effective_lr_drop_is_relative_to_step_0_per_seed():
     growth = trace(0.1, 0.1, 0.0, [[1, 3, 5], [1, 2, 3.5]], [[200, 200], [100, 100]])
     drop = chapter.effective_lr_drop(growth)

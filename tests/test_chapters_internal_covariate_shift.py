@@ -68,20 +68,6 @@ def test_gradient_shift_is_one_minus_the_mean_cosine_over_checkpoints_per_layer(
     np.testing.assert_allclose(chapter.gradient_shift(runs), [[0.2, 0.3, 0.6], [0.25, 0.05, 0.1]])
 
 
-def test_median_ratio_is_the_ratio_of_the_medians_with_per_seed_ratios():
-    result = chapter.median_ratio(np.array([1.0, 2.0, 30.0]), np.array([10.0, 1.0, 4.0]))
-    assert result.ratio == pytest.approx(2 / 4)  # the median of the per-seed ratios would be 2
-    np.testing.assert_allclose(result.per_seed, [0.1, 2.0, 7.5])
-    with pytest.raises(ValueError, match="one value per seed"):
-        chapter.median_ratio(np.array([1.0, 2.0]), np.array([1.0]))
-
-
-def test_median_ratio_with_a_run_that_never_reaches_the_target():
-    result = chapter.median_ratio(np.array([20.0, np.inf, 40.0]), np.array([100.0, 200.0, np.inf]))
-    assert result.ratio == pytest.approx(40 / 200)
-    np.testing.assert_array_equal(result.per_seed, [0.2, np.inf, 0.0])
-
-
 def test_initial_network_is_seeded_just_before_it_is_built():
     first, again = chapter.initial_network("none", 3), chapter.initial_network("none", 3)
     other = chapter.initial_network("none", 4)

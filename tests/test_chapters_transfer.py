@@ -8,7 +8,6 @@ import pytest
 from bn_utils.chapters import transfer as chapter
 from bn_utils.experiments import transfer as tr
 from bn_utils.experiments.batch_size import SweepResult
-from bn_utils.history import History
 
 pytestmark = pytest.mark.unit
 
@@ -19,34 +18,6 @@ def test_baseline_gap_is_the_median_minus_the_published_accuracy():
     assert gap.published == tr.PUBLISHED["MLP"] == 0.68
     assert gap.median == pytest.approx(0.64) and gap.difference == pytest.approx(-0.04)  # the median, not the mean
     np.testing.assert_allclose(gap.per_seed, [-0.08, 0.02, -0.04])
-
-
-def _history(accuracies: list[float], diverged_at: int | None = None) -> History:
-    steps = 20 * (len(accuracies) - 1)
-    return History(
-        loss=[1.0] * steps,
-        eval_steps=[20 * i for i in range(len(accuracies))],
-        test_acc=accuracies,
-        test_loss=[1.0] * len(accuracies),
-        diverged_at=diverged_at,
-    )
-
-
-def test_final_validation_reads_the_budget_and_marks_diverged_runs_nan():
-    config = tr.MLPConfig("batch", lr=1.0)
-    runs = [_history([0.1, 0.3, 0.5, 0.6]), _history([0.1, 0.2, 0.4, 0.7], diverged_at=50)]
-    grid = tr.MLPGrid(
-        benchmark=tr.BENCHMARKS["mnist1d"],
-        configs=(config,),
-        seeds=(0, 1),
-        budgets=(40, 60),
-        histories={config: runs},
-        test_at={40: {config: np.zeros(2)}, 60: {config: np.zeros(2)}},
-    )
-    np.testing.assert_allclose(chapter.final_validation(grid, config, 40), [0.5, 0.4])  # not diverged by step 40
-    np.testing.assert_allclose(chapter.final_validation(grid, config, 60), [0.6, np.nan])
-    with pytest.raises(ValueError, match="not at 200"):
-        chapter.final_validation(grid, config, 200)
 
 
 def test_share_above_chance_lost_measures_from_chance_at_batch_32():

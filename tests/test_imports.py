@@ -22,8 +22,8 @@ PACKAGE = ROOT / "bn_utils"
 
 # Lower layers never import higher ones. A new module joins the lowest layer its imports allow.
 LAYERS: dict[str, tuple[str, ...]] = {
-    # argument checks and plain data: nothing of bn_utils
-    "base": ("_validate", "palette"),
+    # argument checks, plain data and labelled axes: nothing of bn_utils
+    "base": ("_validate", "palette", "grid"),
     # what everything else stands on: seeding, the device, run records, data sets, the maths, statistics, checks
     "foundations": ("seeding", "devices", "history", "data", "functional", "statistics", "checks", "cache"),
     # the normalization layers and their registry

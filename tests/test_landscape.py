@@ -7,6 +7,9 @@ from torch import nn  # noqa: E402
 
 import bn_utils as bu  # noqa: E402
 from bn_utils.experiments.landscape import (  # noqa: E402
+    LandscapeRun,
+    LandscapeSummary,
+    StepProbe,
     beta_by_step_size,
     beta_per_seed,
     gradient_scaled_landscape,
@@ -82,7 +85,15 @@ def test_landscape_run_probes_without_changing_training():
     low, high = run.gradient_change_band()
     assert np.all(low <= high)
     summary = summarize_landscape(run)
-    assert summary["loss_range"] == pytest.approx(np.median(run.measure("loss_range")[:, 1:]))
+    assert isinstance(summary, LandscapeSummary)
+    assert summary.loss_range == pytest.approx(np.median(run.measure("loss_range")[:, 1:]))
+    assert summary["loss_range"] == summary.loss_range and list(summary) == [
+        "loss_range",
+        "beta_smoothness",
+        "gradient_change",
+    ]
+    with pytest.raises(KeyError, match="has no 'sharpness'; it has: loss_range, beta_smoothness, gradient_change"):
+        summary["sharpness"]
     # the probes ran on copies: training is what it is without them
     bu.seed_everything(0)
     alone = bu.train(
@@ -106,8 +117,10 @@ def test_beta_by_step_size_is_the_ratio_before_the_max():
     np.testing.assert_allclose(values.max(axis=2), run.measure("beta_smoothness"))
     summary = beta_by_step_size(run)
     np.testing.assert_allclose(summary["step_sizes"], 0.1 * np.array([0.25, 0.5, 1.0, 2.0, 4.0]))
-    np.testing.assert_allclose(summary["median"], np.median(values[:, 1:].reshape(-1, 5), axis=0))
-    assert np.all(summary["low"] <= summary["median"]) and np.all(summary["median"] <= summary["high"])
+    np.testing.assert_allclose(summary.median, np.median(values[:, 1:].reshape(-1, 5), axis=0))
+    assert np.all(summary.low <= summary.median) and np.all(summary.median <= summary.high)
+    with pytest.raises(KeyError, match="has no 'mean'; it has: step_sizes, median, low, high"):
+        summary["mean"]
     ax = plot_beta_by_step_size({"plain": run})
     assert ax.get_xscale() == "log" and ax.get_legend().get_texts()[0].get_text() == "plain"
     assert tuple(ax.figure.get_size_inches()) == (5, 3.6)
@@ -130,8 +143,11 @@ def test_gradient_scaled_measures_and_per_step_views():
     np.testing.assert_allclose(
         scaled["loss_range_per_squared_gradient"], np.median((run.measure("loss_range") / norm**2)[:, 1:])
     )
+    assert list(scaled) == ["gradient_norm", "loss_range_per_squared_gradient", "gradient_change_per_gradient"]
+    assert scaled.gradient_norm == scaled["gradient_norm"]
     at_20 = landscape_at_step(run, 20)
-    np.testing.assert_allclose(at_20["loss"], np.median(run.probe_values("loss")[:, 2]))
+    np.testing.assert_allclose(at_20.loss, np.median(run.probe_values("loss")[:, 2]))
+    assert list(at_20) == ["loss_range", "gradient_change", "beta_smoothness", "loss", "gradient_norm"]
     per_seed = beta_per_seed(run, 0.1, start=0, stop=10)
     np.testing.assert_allclose(per_seed, run.beta_by_step_size()[:, 1, 2])
     with pytest.raises(ValueError, match="probed step"):
@@ -158,3 +174,30 @@ def test_landscape_overview_draws_the_three_measures_in_order():
     np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), mean)
     with pytest.raises(ValueError, match="LandscapeRun"):
         plot_landscape_overview({})
+
+
+def probe(loss_range, gradient_norm, gradient_change):
+    """A probe at step sizes 0.05 and 0.1 whose largest gradient change is at 0.1."""
+    return StepProbe(
+        step_sizes=np.array([0.05, 0.1]),
+        loss=1.0,
+        gradient_norm=gradient_norm,
+        losses=np.array([1.0, 1.0 + loss_range]),
+        gradient_changes=np.array([gradient_change / 2, gradient_change]),
+    )
+
+
+def test_per_seed_measures_leave_step_0_out_and_divide_the_gradient_out():
+    """Two seeds probed at steps 0, 100 and 200; step 0 is far off so that keeping it shows."""
+    seeds = [
+        [probe(100, 1, 100), probe(4, 2, 8), probe(2, 1, 2)],
+        [probe(100, 1, 100), probe(8, 2, 4), probe(4, 1, 4)],
+    ]
+    plain = LandscapeRun("none", [], probe_steps=[0, 100, 200], probes=seeds)
+    assert plain.per_seed("loss_range") == pytest.approx([3, 6])
+    assert plain.per_seed("gradient_change") == pytest.approx([5, 4])
+    assert plain.per_seed("gradient_norm") == pytest.approx([1.5, 1.5])
+    assert plain.per_seed("loss_range_per_squared_gradient") == pytest.approx([1.5, 3])
+    assert plain.per_seed("gradient_change_per_gradient") == pytest.approx([3, 3])
+    with pytest.raises(ValueError, match="unknown landscape measure 'smoothness'; valid names are: loss_range"):
+        plain.per_seed("smoothness")

@@ -11,6 +11,7 @@ from bn_utils.statistics import (
     accuracy_interval,
     binomial_interval,
     compare_accuracies,
+    median_ratio,
 )
 
 
@@ -116,3 +117,17 @@ def test_median_range_takes_one_seed_and_infinite_values():
     for bad in (np.array([]), np.ones((2, 2))):
         with pytest.raises(ValueError, match="a MedianRange needs a non-empty 1-D array, one value per seed"):
             MedianRange.of(bad)
+
+
+def test_median_ratio_is_the_ratio_of_the_medians_with_per_seed_ratios():
+    result = median_ratio(np.array([1.0, 2.0, 30.0]), np.array([10.0, 1.0, 4.0]))
+    assert result.ratio == pytest.approx(2 / 4)  # the median of the per-seed ratios would be 2
+    np.testing.assert_allclose(result.per_seed, [0.1, 2.0, 7.5])
+    with pytest.raises(ValueError, match="one value per seed"):
+        median_ratio(np.array([1.0, 2.0]), np.array([1.0]))
+
+
+def test_median_ratio_with_a_run_that_never_reaches_the_target():
+    result = median_ratio(np.array([20.0, np.inf, 40.0]), np.array([100.0, 200.0, np.inf]))
+    assert result.ratio == pytest.approx(40 / 200)
+    np.testing.assert_array_equal(result.per_seed, [0.2, np.inf, 0.0])

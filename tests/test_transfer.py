@@ -85,7 +85,7 @@ def test_the_grid_gives_the_test_accuracy_of_each_config_at_each_budget(grid):
     residual_bn = tr.MLPConfig("batch", depth=3, residual=True)
     assert grid.final_test(residual_bn, 20).shape == (2,)
     assert grid.final_test(residual_bn, 10) is grid.test_at[10][residual_bn]
-    with pytest.raises(ValueError, match="read at \\[10, 20\\] steps, not at 15"):
+    with pytest.raises(ValueError, match="budget of steps 15 was not read; the grid has: 10, 20"):
         grid.final_test(residual_bn, 15)
     with pytest.raises(ValueError, match="was not trained"):
         grid.runs(tr.MLPConfig("none", depth=7), 10)
@@ -250,3 +250,31 @@ def test_the_stored_grid_is_the_notebooks_and_what_the_code_computes():
         for mine, theirs in zip(short.histories[config], stored.histories[config], strict=True):
             np.testing.assert_allclose(theirs.loss[: len(mine.loss)], mine.loss, rtol=1e-4, atol=1e-5)
             np.testing.assert_allclose(theirs.test_acc[:2], mine.test_acc[:2], atol=1e-3)
+
+
+def _history(accuracies: list[float], diverged_at: int | None = None) -> bu.History:
+    steps = 20 * (len(accuracies) - 1)
+    return bu.History(
+        loss=[1.0] * steps,
+        eval_steps=[20 * i for i in range(len(accuracies))],
+        test_acc=accuracies,
+        test_loss=[1.0] * len(accuracies),
+        diverged_at=diverged_at,
+    )
+
+
+def test_final_validation_reads_the_budget_and_marks_diverged_runs_nan():
+    config = tr.MLPConfig("batch", lr=1.0)
+    runs = [_history([0.1, 0.3, 0.5, 0.6]), _history([0.1, 0.2, 0.4, 0.7], diverged_at=50)]
+    grid = tr.MLPGrid(
+        benchmark=tr.BENCHMARKS["mnist1d"],
+        configs=(config,),
+        seeds=(0, 1),
+        budgets=(40, 60),
+        histories={config: runs},
+        test_at={40: {config: np.zeros(2)}, 60: {config: np.zeros(2)}},
+    )
+    np.testing.assert_allclose(grid.final_validation(config, 40), [0.5, 0.4])  # not diverged by step 40
+    np.testing.assert_allclose(grid.final_validation(config, 60), [0.6, np.nan])
+    with pytest.raises(ValueError, match="budget of steps 200 was not read; the grid has: 40, 60"):
+        grid.final_validation(config, 200)

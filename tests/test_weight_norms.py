@@ -99,3 +99,16 @@ def test_plot_norm_growth_scatters_measured_against_predicted_growth(digits):
     assert right.get_title() == "effective learning rate, median" and len(right.lines) == 2
     with pytest.raises(ValueError, match="non-empty list of WeightNormTrace"):
         plot_norm_growth([])
+
+
+def test_growth_gaps_are_per_seed_over_the_largest_growth_of_all_seeds():
+    # one layer, lr 0.1: predicted growth 0.01 ||g||^2 = 2 and 1; seed 1's second step grew 1.5 instead of 1
+    growth = WeightNormTrace(
+        init_scale=0.1,
+        lr=0.1,
+        weight_decay=0.0,
+        sq_norm=np.array([[1, 3, 5], [1, 2, 3.5]], dtype=float)[:, :, None],
+        sq_grad=np.array([[200, 200], [100, 100]], dtype=float)[:, :, None],
+        final_test_acc=np.zeros(2),
+    )
+    assert growth.growth_gaps() == pytest.approx([0.0, 0.5 / 2])

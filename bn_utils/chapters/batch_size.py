@@ -120,7 +120,7 @@ def batch_2_minus_32(sweep: bs.SweepResult, norm: str) -> np.ndarray:
     return sweep.values(norm, 2) - sweep.values(norm, 32)
 
 
-def bn_batch_2_minus_32(sweep: bs.SweepResult, metric: str = "eval_acc") -> AccuracyComparison:
+def bn_batch_2_minus_32(sweep: bs.SweepResult, metric: bs.CorrectMetric = "eval_acc") -> AccuracyComparison:
     """BN at batch 2 minus at batch 32 (``eval_acc``: running statistics of training; ``recomputed_acc``:
     recomputed over the training images), over the seeds and over the test images: the loss Wu & He
     measured on ResNet-50 (11 points) is what this is compared with."""

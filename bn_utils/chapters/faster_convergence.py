@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data import Dataset, load_digits
+from ..experiments.landscape import LANDSCAPE_MEASURES as LANDSCAPE_MEASURES  # notebook 03 loops over them
 from ..experiments.landscape import (
+    SCALED_MEASURES,
     LandscapeRun,
     beta_per_seed,
     gradient_scaled_landscape,
@@ -21,7 +23,7 @@ from ..experiments.landscape import (
     summarize_landscape,
 )
 from ..experiments.sweeps import lr_sweep
-from ..history import Sweep
+from ..history import FinalMetric, Sweep
 from ..statistics import Estimate, accuracy_difference_interval
 
 NORMS = ("none", "batch")  # the plain network, then BN
@@ -29,8 +31,6 @@ EQUAL_LR = 0.1  # the learning rate both networks share: stable for both, the pl
 SMALL_LR = 0.01  # a small shared learning rate, where BN's lead is gone
 NEVER = 210.0  # a median that never reached the target within 200 steps counts as the next evaluation
 PHASES = ((0, 100), (100, 200))  # early and late training: checkpoints in (0, 100] and (100, 200]
-SCALED_MEASURES = ("gradient_norm", "loss_range_per_squared_gradient", "gradient_change_per_gradient")
-LANDSCAPE_MEASURES = ("loss_range", "gradient_change", "beta_smoothness", *SCALED_MEASURES)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ def best_lr_ratio(sweep: Sweep) -> float:
     return bn / plain
 
 
-def final_values(sweep: Sweep, metric: str = "test_acc", lr: float | None = None) -> PerSeedPair:
+def final_values(sweep: Sweep, metric: FinalMetric = "test_acc", lr: float | None = None) -> PerSeedPair:
     """Per seed, the final ``metric`` (``test_acc``: validation accuracy on this sweep; ``loss``: the
     training loss over the last epoch) of both networks at learning rate ``lr``, or each at its own best
     learning rate when ``lr`` is None. NaN for a diverged run."""
@@ -237,23 +237,6 @@ def final_test_gap(sweep: Sweep) -> FinalTestGap:
 # Claim quantities: the landscape
 
 
-def per_seed_measure(run: LandscapeRun, name: str) -> np.ndarray:
-    """Per seed, the median over the checkpoints after step 0 of a landscape measure (one of
-    :data:`LANDSCAPE_MEASURES`; the gradient-scaled ones divide the gradient's size out first)."""
-    if name not in LANDSCAPE_MEASURES:
-        raise ValueError(f"unknown landscape measure {name!r}; valid names are: {', '.join(LANDSCAPE_MEASURES)}")
-    after = np.asarray(run.probe_steps) > 0
-    if name == "gradient_norm":
-        values = run.probe_values("gradient_norm")
-    elif name == "loss_range_per_squared_gradient":
-        values = run.measure("loss_range") / run.probe_values("gradient_norm") ** 2
-    elif name == "gradient_change_per_gradient":
-        values = run.measure("gradient_change") / run.probe_values("gradient_norm")
-    else:
-        values = run.measure(name)
-    return np.nanmedian(values[:, after], axis=1)
-
-
 @dataclass(frozen=True)
 class MeasureRatio:
     """BN against the plain network on one landscape measure: ``ratio``, BN's median / the plain
@@ -272,10 +255,10 @@ class MeasureRatio:
 def landscape_ratio(landscapes: dict[str, LandscapeRun], name: str) -> MeasureRatio:
     """:class:`MeasureRatio` of a landscape measure after step 0: ``ratio`` from the medians over seeds
     and checkpoints together (:func:`summarize_landscape`, :func:`gradient_scaled_landscape`), the
-    per-seed values from :func:`per_seed_measure`."""
+    per-seed values from :meth:`LandscapeRun.per_seed`."""
     plain_run, bn_run = (landscapes[norm] for norm in NORMS)
     summary = gradient_scaled_landscape if name in SCALED_MEASURES else summarize_landscape
-    per_seed = [per_seed_measure(run, name) for run in (plain_run, bn_run)]  # checks the name too
+    per_seed = [run.per_seed(name) for run in (plain_run, bn_run)]  # checks the name too
     return MeasureRatio(summary(bn_run)[name] / summary(plain_run)[name], *per_seed)
 
 

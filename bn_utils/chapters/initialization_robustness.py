@@ -147,9 +147,8 @@ def effective_lr_gap(sweep: Sweep, same_lr: Sweep, scale: float) -> EffectiveLrG
 
 
 def growth_gaps(trace: WeightNormTrace) -> np.ndarray:
-    """Per seed, the largest |measured growth of ||W||^2 - lr^2 ||g||^2| over steps and layers, over the
-    largest measured growth of all seeds: how far from exact the scale invariance is (BN's eps)."""
-    return np.abs(trace.growth - trace.predicted_growth).max((1, 2)) / np.abs(trace.growth).max()
+    """Per seed, how far from exact the scale invariance is (:meth:`WeightNormTrace.growth_gaps`)."""
+    return trace.growth_gaps()
 
 
 def effective_lr_drop(trace: WeightNormTrace) -> np.ndarray:

@@ -9,7 +9,6 @@ evaluate at different intervals; the quantities take either.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,8 @@ from torch import nn
 from ..data import Dataset, load_digits
 from ..experiments.covariate_shift import ShiftRun, covariate_shift_run, ioffe_mlp
 from ..seeding import seed_everything
+from ..statistics import MedianRatio as MedianRatio  # chapter 2 compares its networks by these
+from ..statistics import median_ratio as median_ratio
 
 NORMS = ("none", "batch", "batch_noisy")  # plain, BN, noisy BN
 INITS: dict[str, dict[str, Any]] = {
@@ -147,21 +148,3 @@ def gradient_shift(runs: Sequence[ShiftRun]) -> np.ndarray:
     """(seeds, layers: hidden 2, hidden 3, output): 1 - cos(G, G'), the gradient-based measure of
     internal covariate shift, averaged over a run's checkpoints."""
     return np.array([1 - np.mean(r.ics_cosine, axis=0) for r in runs])
-
-
-@dataclass(frozen=True)
-class MedianRatio:
-    """One network's median over seeds / another's (``ratio``), and the same ratio seed by seed
-    (seed k against seed k)."""
-
-    ratio: float
-    per_seed: np.ndarray
-
-
-def median_ratio(numerator: np.ndarray, denominator: np.ndarray) -> MedianRatio:
-    """:class:`MedianRatio` of two per-seed arrays: the ratio of the medians (not the median of the
-    per-seed ratios), as the chapter's verdicts compare networks."""
-    numerator, denominator = np.asarray(numerator), np.asarray(denominator)
-    if numerator.shape != denominator.shape:
-        raise ValueError(f"expected one value per seed on each side, got shapes {numerator.shape}, {denominator.shape}")
-    return MedianRatio(float(np.median(numerator)) / float(np.median(denominator)), numerator / denominator)

@@ -132,8 +132,9 @@ def baseline_gap(baseline: tr.BaselineResult, name: str) -> BaselineGap:
 
 
 def final_validation(grid: tr.MLPGrid, config: tr.MLPConfig, steps: int) -> np.ndarray:
-    """Per seed, ``config``'s validation accuracy after ``steps`` steps; NaN where the run diverged."""
-    return np.array([np.nan if h.diverged else h.test_acc[-1] for h in grid.runs(config, steps)])
+    """Per seed, ``config``'s validation accuracy after ``steps`` steps; NaN where the run diverged
+    (:meth:`MLPGrid.final_validation`)."""
+    return grid.final_validation(config, steps)
 
 
 def share_above_chance_lost(sweep: bs.SweepResult) -> np.ndarray:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypedDict, cast
+from typing import TYPE_CHECKING, Literal, TypedDict, cast, get_args
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -37,6 +37,7 @@ from ..cache import remembered
 from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..functional import batch_norm, group_norm, instance_norm, layer_norm
+from ..grid import Axis, LabelledGrid
 from ..layers import GhostBatchNorm
 from ..models import NORM_LAYERS, make_convnet, make_convnet1d
 from ..stacked import StackedMLP
@@ -72,6 +73,9 @@ __all__ = [
     "epoch_batches",
     "train_stacked_convnets",
     "scaled_lr",
+    "Metric",
+    "METRICS",
+    "CorrectMetric",
     "SweepResult",
     "batch_size_sweep",
     "recompute_running_statistics",
@@ -356,8 +360,18 @@ def _statistics_gap(
     return (d_sq / len(idx_all)).sqrt().numpy(), (log_r_sq / len(idx_all)).sqrt().numpy()
 
 
+Metric = Literal[
+    "eval_acc", "train_mode_acc", "train_acc", "mode_gap", "stat_gap_mean", "stat_gap_log_std", "recomputed_acc"
+]
+"""What :meth:`SweepResult.values` reads, per seed (mypy checks a literal name; a wrong one at run
+time is a ``ValueError`` naming these)."""
+METRICS: tuple[Metric, ...] = get_args(Metric)
+CorrectMetric = Literal["eval_acc", "recomputed_acc"]
+"""The metrics whose per-example results :meth:`SweepResult.correct` reads."""
+
+
 @dataclass(frozen=True)
-class SweepResult:
+class SweepResult(LabelledGrid):
     """What :func:`batch_size_sweep` measured, as arrays indexed (norm, batch size, seed):
     eval-mode test accuracy (running statistics), train-mode test accuracy (test set predicted in
     batches of the training batch size, with batch statistics), eval-mode accuracy on the
@@ -387,42 +401,54 @@ class SweepResult:
     eval_correct: np.ndarray | None = None
     recomputed_correct: np.ndarray | None = None
 
-    def _at(self, norm: str, batch_size: int) -> tuple[int, int]:
-        if norm not in self.norms:
-            raise ValueError(f"unknown norm {norm!r}; the sweep has: {', '.join(self.norms)}")
-        if batch_size not in self.batch_sizes:
-            raise ValueError(f"batch size {batch_size!r} not in the sweep: {self.batch_sizes}")
-        return self.norms.index(norm), self.batch_sizes.index(batch_size)
+    def axes(self) -> dict[str, Axis]:
+        """The sweep's axes: the norms and the batch sizes (the seeds are the arrays' last axis)."""
+        return {
+            "norm": Axis("norm", self.norms, "was not swept", "the sweep"),
+            "batch_size": Axis("batch size", self.batch_sizes, "was not swept", "the sweep"),
+        }
 
-    def values(self, norm: str, batch_size: int, metric: str = "eval_acc") -> np.ndarray:
+    def _at(self, norm: str, batch_size: int) -> tuple[int, int]:
+        i, j = self.locate(norm=norm, batch_size=batch_size)
+        return i, j
+
+    def values(self, norm: str, batch_size: int, metric: Metric = "eval_acc") -> np.ndarray:
         """Per seed, ``eval_acc``, ``train_mode_acc``, ``train_acc``, ``mode_gap`` (train-mode
-        minus eval-mode accuracy), ``stat_gap_mean``, ``stat_gap_log_std`` or ``recomputed_acc``."""
+        minus eval-mode accuracy), ``stat_gap_mean``, ``stat_gap_log_std`` or ``recomputed_acc``
+        (:data:`METRICS`)."""
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; valid names are: {', '.join(METRICS)}")
         i, j = self._at(norm, batch_size)
         if metric == "mode_gap":
             return self.train_mode_acc[i, j] - self.eval_acc[i, j]
-        metrics = ("eval_acc", "train_mode_acc", "train_acc", "stat_gap_mean", "stat_gap_log_std", "recomputed_acc")
-        if metric not in metrics:
-            raise ValueError(f"unknown metric {metric!r}; valid names are: {', '.join(metrics)}, mode_gap")
         if metric == "recomputed_acc" and self.recomputed_acc is None:
             raise ValueError("this result has no recomputed_acc (fully_connected_sweep does not measure it)")
-        return getattr(self, metric)[i, j]
+        table = {
+            "eval_acc": self.eval_acc,
+            "train_mode_acc": self.train_mode_acc,
+            "train_acc": self.train_acc,
+            "stat_gap_mean": self.stat_gap_mean,
+            "stat_gap_log_std": self.stat_gap_log_std,
+            "recomputed_acc": self.recomputed_acc,
+        }
+        return cast(np.ndarray, table[metric])[i, j]
 
-    def correct(self, norm: str, batch_size: int, metric: str = "eval_acc") -> np.ndarray:
+    def correct(self, norm: str, batch_size: int, metric: CorrectMetric = "eval_acc") -> np.ndarray:
         """(seeds, test examples) booleans behind ``eval_acc`` or ``recomputed_acc``: each test
         example classified correctly, for :func:`bn_utils.statistics.accuracy_difference_interval`."""
-        i, j = self._at(norm, batch_size)
         table = {"eval_acc": self.eval_correct, "recomputed_acc": self.recomputed_correct}
         if metric not in table:
             raise ValueError(f"per-example results exist for eval_acc and recomputed_acc, not {metric!r}")
+        i, j = self._at(norm, batch_size)
         if table[metric] is None:
             raise ValueError(f"this result has no per-example {metric}")
         return cast(np.ndarray, table[metric])[i, j]
 
-    def estimate(self, norm: str, batch_size: int, metric: str = "eval_acc") -> Estimate:
+    def estimate(self, norm: str, batch_size: int, metric: Metric = "eval_acc") -> Estimate:
         """The per-seed values of :meth:`values` with their mean, spread and interval."""
         return Estimate(tuple(float(v) for v in self.values(norm, batch_size, metric)))
 
-    def change(self, norm: str, small: int, large: int, metric: str = "eval_acc") -> Estimate:
+    def change(self, norm: str, small: int, large: int, metric: Metric = "eval_acc") -> Estimate:
         """Per seed, ``metric`` at batch ``large`` minus at batch ``small`` (same seed, same init)."""
         return Estimate(tuple(float(v) for v in self.values(norm, large, metric) - self.values(norm, small, metric)))
 
@@ -435,7 +461,7 @@ class SweepResult:
             return float("nan")
         return float((self.values(norm, batch_size).mean() - bn_small) / lost)
 
-    def table(self, metric: str = "eval_acc", *, scale: float = 100, digits: int = 1) -> dict[str, dict[int, str]]:
+    def table(self, metric: Metric = "eval_acc", *, scale: float = 100, digits: int = 1) -> dict[str, dict[int, str]]:
         """'mean ± std' of ``metric`` (x ``scale``) per norm and batch size."""
         return {
             norm: {
@@ -444,7 +470,7 @@ class SweepResult:
             for norm in self.norms
         }
 
-    def markdown_table(self, metric: str = "eval_acc") -> str:
+    def markdown_table(self, metric: Metric = "eval_acc") -> str:
         """:meth:`table` as a Markdown table (norms as rows, batch sizes as columns)."""
         table = self.table(metric)
         head = "| | " + " | ".join(f"batch {s}" for s in self.batch_sizes) + " |"
@@ -611,7 +637,7 @@ def _log2_axis(ax: Axes, sizes: Sequence[int]) -> None:
 
 
 def plot_error_vs_batch_size(
-    result: SweepResult, *, ax: Axes | None = None, norms: Sequence[str] | None = None, metric: str = "eval_acc"
+    result: SweepResult, *, ax: Axes | None = None, norms: Sequence[str] | None = None, metric: Metric = "eval_acc"
 ) -> Axes:
     """Test error (%, 100 - accuracy) against batch size, mean over seeds with a +/- 1 std band,
     one line per norm (``metric``: ``eval_acc`` or ``train_mode_acc``)."""
@@ -682,10 +708,11 @@ def plot_statistics_gap(result: SweepResult, *, ax: Axes | None = None, norm: st
     valid.check_type("result", result, SweepResult, "a SweepResult")
     ax = _new_ax(ax)
     sizes = np.asarray(result.batch_sizes, dtype=float)
-    for metric, label, color in (
+    gaps: tuple[tuple[Metric, str, str], ...] = (
         ("stat_gap_mean", "mean: RMS of d", color_for(norm)),
         ("stat_gap_log_std", "std: RMS of log r", series_color(0)),
-    ):
+    )
+    for metric, label, color in gaps:
         values = np.array([result.values(norm, int(s), metric).mean() for s in sizes])
         ax.plot(sizes, values, marker="o", label=label, color=color)
         ax.plot(sizes, values[-1] * np.sqrt(sizes[-1] / sizes), linestyle=":", color=color, linewidth=1.2)
@@ -752,7 +779,7 @@ def plot_orders(
     return ax
 
 
-EXPLORER_MODES = {"eval mode": "eval_acc", "train mode": "train_mode_acc"}
+EXPLORER_MODES: dict[str, Metric] = {"eval mode": "eval_acc", "train mode": "train_mode_acc"}
 
 
 def batch_size_figure(result: SweepResult, batch_size: int, mode: str) -> Figure:

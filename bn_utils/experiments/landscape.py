@@ -17,8 +17,8 @@ each step size eta, look at the loss and the gradient at w - eta g:
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -42,7 +42,13 @@ __all__ = [
     "LandscapeRun",
     "landscape_run",
     "summarize_landscape",
+    "LandscapeSummary",
+    "GradientScaledSummary",
+    "LandscapeAtStep",
+    "LANDSCAPE_MEASURES",
+    "SCALED_MEASURES",
     "beta_by_step_size",
+    "BetaBySize",
     "plot_beta_by_step_size",
     "gradient_scaled_landscape",
     "landscape_at_step",
@@ -108,6 +114,12 @@ def probe_gradient_step(
     return StepProbe(sizes, loss, flat.norm().item(), np.array(losses), np.array(changes))
 
 
+SCALED_MEASURES = ("gradient_norm", "loss_range_per_squared_gradient", "gradient_change_per_gradient")
+"""The landscape measures with the gradient's size divided out (:func:`gradient_scaled_landscape`)."""
+LANDSCAPE_MEASURES = ("loss_range", "gradient_change", "beta_smoothness", *SCALED_MEASURES)
+"""Every measure :meth:`LandscapeRun.per_seed` reads."""
+
+
 @dataclass
 class LandscapeRun:
     """Training runs of one configuration (one per seed), probed along their trajectories."""
@@ -151,6 +163,22 @@ class LandscapeRun:
             low[i, : len(probes)] = [p.gradient_changes.min() for p in probes]
             high[i, : len(probes)] = [p.gradient_changes.max() for p in probes]
         return np.nanmean(low, axis=0), np.nanmean(high, axis=0)
+
+    def per_seed(self, name: str) -> np.ndarray:
+        """Per seed, the median over the checkpoints after step 0 of a landscape measure (one of
+        :data:`LANDSCAPE_MEASURES`; the gradient-scaled ones divide the gradient's size out first)."""
+        if name not in LANDSCAPE_MEASURES:
+            raise ValueError(f"unknown landscape measure {name!r}; valid names are: {', '.join(LANDSCAPE_MEASURES)}")
+        after = np.asarray(self.probe_steps) > 0
+        if name == "gradient_norm":
+            values = self.probe_values("gradient_norm")
+        elif name == "loss_range_per_squared_gradient":
+            values = self.measure("loss_range") / self.probe_values("gradient_norm") ** 2
+        elif name == "gradient_change_per_gradient":
+            values = self.measure("gradient_change") / self.probe_values("gradient_norm")
+        else:
+            values = self.measure(name)
+        return np.nanmedian(values[:, after], axis=1)
 
     def probe_values(self, name: str) -> np.ndarray:
         """(seeds, checkpoints) array of the probe's ``loss`` L(w) or ``gradient_norm`` ||g||;
@@ -218,17 +246,65 @@ def landscape_run(
     return run
 
 
-def summarize_landscape(run: LandscapeRun) -> dict[str, float]:
+@dataclass(frozen=True)
+class _Medians:
+    """Base of the landscape summaries: medians read as attributes (``summary.loss_range``), or by
+    name in a loop over them (``for name in summary: summary[name]``), in the order of the fields."""
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(f.name for f in fields(self))
+
+    def __getitem__(self, name: str) -> float:
+        if name not in list(self):
+            raise KeyError(f"{type(self).__name__} has no {name!r}; it has: {', '.join(self)}")
+        return float(getattr(self, name))
+
+
+@dataclass(frozen=True)
+class LandscapeSummary(_Medians):
+    """:func:`summarize_landscape`: medians over seeds and checkpoints (after step 0) of the three
+    landscape measures."""
+
+    loss_range: float
+    beta_smoothness: float
+    gradient_change: float
+
+
+@dataclass(frozen=True)
+class GradientScaledSummary(_Medians):
+    """:func:`gradient_scaled_landscape`: medians over seeds and checkpoints (after step 0) of ||g||,
+    loss range / ||g||^2 and gradient change / ||g||."""
+
+    gradient_norm: float
+    loss_range_per_squared_gradient: float
+    gradient_change_per_gradient: float
+
+
+@dataclass(frozen=True)
+class LandscapeAtStep(_Medians):
+    """:func:`landscape_at_step`: medians over seeds, at one checkpoint, of the three landscape
+    measures and of the probe's loss L(w) and gradient norm ||g||."""
+
+    loss_range: float
+    gradient_change: float
+    beta_smoothness: float
+    loss: float
+    gradient_norm: float
+
+
+def summarize_landscape(run: LandscapeRun) -> LandscapeSummary:
     """Medians over seeds and checkpoints (after step 0) of the three landscape measures."""
     valid.check_type("run", run, LandscapeRun, "a LandscapeRun (from landscape_run)")
     after_start = np.asarray(run.probe_steps) > 0
-    return {
-        name: float(np.nanmedian(run.measure(name)[:, after_start]))
-        for name in ("loss_range", "beta_smoothness", "gradient_change")
-    }
+    return LandscapeSummary(
+        **{
+            name: float(np.nanmedian(run.measure(name)[:, after_start]))
+            for name in ("loss_range", "beta_smoothness", "gradient_change")
+        }
+    )
 
 
-def gradient_scaled_landscape(run: LandscapeRun) -> dict[str, float]:
+def gradient_scaled_landscape(run: LandscapeRun) -> GradientScaledSummary:
     """Medians over seeds and checkpoints (after step 0) of ||g||, loss range / ||g||^2 and
     gradient change / ||g||: the landscape measures with the gradient's size divided out."""
     valid.check_type("run", run, LandscapeRun, "a LandscapeRun (from landscape_run)")
@@ -239,10 +315,12 @@ def gradient_scaled_landscape(run: LandscapeRun) -> dict[str, float]:
         "loss_range_per_squared_gradient": run.measure("loss_range") / norm**2,
         "gradient_change_per_gradient": run.measure("gradient_change") / norm,
     }
-    return {name: float(np.nanmedian(values[:, after_start])) for name, values in scaled.items()}
+    return GradientScaledSummary(
+        **{name: float(np.nanmedian(values[:, after_start])) for name, values in scaled.items()}
+    )
 
 
-def landscape_at_step(run: LandscapeRun, step: int) -> dict[str, float]:
+def landscape_at_step(run: LandscapeRun, step: int) -> LandscapeAtStep:
     """Medians over seeds, at the checkpoint ``step``, of the three landscape measures and of
     the probe's loss L(w) and gradient norm ||g||."""
     valid.check_type("run", run, LandscapeRun, "a LandscapeRun (from landscape_run)")
@@ -251,7 +329,7 @@ def landscape_at_step(run: LandscapeRun, step: int) -> dict[str, float]:
     j = run.probe_steps.index(step)
     values = {name: run.measure(name)[:, j] for name in ("loss_range", "gradient_change", "beta_smoothness")}
     values.update({name: run.probe_values(name)[:, j] for name in ("loss", "gradient_norm")})
-    return {name: float(np.nanmedian(v)) for name, v in values.items()}
+    return LandscapeAtStep(**{name: float(np.nanmedian(v)) for name, v in values.items()})
 
 
 def beta_per_seed(run: LandscapeRun, step_size: float, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -271,7 +349,25 @@ def beta_per_seed(run: LandscapeRun, step_size: float, start: int = 0, stop: int
     return np.nanmedian(run.beta_by_step_size()[:, keep, match[0]], axis=1)
 
 
-def beta_by_step_size(run: LandscapeRun, after: int = 0) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class BetaBySize:
+    """:func:`beta_by_step_size`: per probed step size (``step_sizes``), the ``median``, 10th
+    (``low``) and 90th (``high``) percentile of ||g - g'|| / ||eta g||; also read by name
+    (``summary["median"]``)."""
+
+    step_sizes: np.ndarray
+    median: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        names = [f.name for f in fields(self)]
+        if name not in names:
+            raise KeyError(f"BetaBySize has no {name!r}; it has: {', '.join(names)}")
+        return getattr(self, name)
+
+
+def beta_by_step_size(run: LandscapeRun, after: int = 0) -> BetaBySize:
     """Per step size (``step_sizes``), the median, 10th and 90th percentile over seeds and
     checkpoints after step ``after`` of ||g - g'|| / ||eta g||: the effective beta-smoothness
     before the max over step sizes is taken."""
@@ -281,12 +377,12 @@ def beta_by_step_size(run: LandscapeRun, after: int = 0) -> dict[str, np.ndarray
     if not keep.any():
         raise ValueError(f"no checkpoint after step {after}; probed at {run.probe_steps}")
     values = run.beta_by_step_size()[:, keep].reshape(-1, len(run.probes[0][0].step_sizes))
-    return {
-        "step_sizes": run.probes[0][0].step_sizes.copy(),
-        "median": np.nanmedian(values, axis=0),
-        "low": np.nanpercentile(values, 10, axis=0),
-        "high": np.nanpercentile(values, 90, axis=0),
-    }
+    return BetaBySize(
+        step_sizes=run.probes[0][0].step_sizes.copy(),
+        median=np.nanmedian(values, axis=0),
+        low=np.nanpercentile(values, 10, axis=0),
+        high=np.nanpercentile(values, 90, axis=0),
+    )
 
 
 def plot_beta_by_step_size(
@@ -309,13 +405,13 @@ def plot_beta_by_step_size(
     for i, (label, run) in enumerate(runs.items()):
         summary = beta_by_step_size(run, after=after)
         color = color_for(run.norm, i)
-        (line,) = ax.plot(summary["step_sizes"], summary["median"], marker="o", label=label, color=color)
-        ax.fill_between(summary["step_sizes"], summary["low"], summary["high"], color=line.get_color(), alpha=0.2)
+        (line,) = ax.plot(summary.step_sizes, summary.median, marker="o", label=label, color=color)
+        ax.fill_between(summary.step_sizes, summary.low, summary.high, color=line.get_color(), alpha=0.2)
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     ax.set_xscale("log")
     ax.set_yscale("log")
-    sizes = summary["step_sizes"]
+    sizes = summary.step_sizes
     ax.set_xticks(sizes, [f"{s:g}" for s in sizes])
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))

@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 
 from ..cache import remembered
 from ..data import Dataset
+from ..history import Sweep
 from ..models import NORM_POSITIONS, mlp_for
 from ..stacked import StackedMLP, train_stacked
 from ..statistics import Estimate, accuracy_difference_interval
@@ -31,51 +32,46 @@ __all__ = ["PLACEMENT_LABELS", "PlacementStudy", "placement_study", "plot_placem
 PLACEMENT_LABELS = {"before": "BN before ReLU (the paper)", "after": "BN after ReLU"}
 
 
-@dataclass
-class PlacementStudy:
-    """Histories of one MLP with its norm before and after the activation:
+@dataclass(init=False)
+class PlacementStudy(Sweep):
+    """Histories of one MLP with its norm before and after the activation: a :class:`Sweep` over
+    the learning rate whose first axis holds the two positions instead of norms.
     ``histories[position][i][j]`` was trained at ``lrs[i]`` with seed ``seeds[j]``.
     ``target`` is the test accuracy whose steps-to-reach measure speed. ``correct[position]``
     (lrs, seeds, test examples), where measured, says which test examples each trained network
     classifies correctly (False throughout for a diverged run): the test set's share of the
     uncertainty of a difference in final accuracy."""
 
-    lrs: tuple[float, ...]
-    seeds: tuple[int, ...]
-    histories: dict[str, list[list[History]]]
-    target: float
     correct: dict[str, np.ndarray] | None = None
 
-    def _grid(self, position: str) -> list[list[History]]:
-        if position not in self.histories:
-            raise ValueError(f"position must be one of {', '.join(self.histories)}, got {position!r}")
-        return self.histories[position]
+    _key_name = "position"
+    _key_missing = "was not trained"
+    _owner = "the study"
+    _value_missing = "was not trained"
 
-    def _index(self, lr: float) -> int:
-        if lr not in self.lrs:
-            raise ValueError(f"learning rate {lr:g} was not trained; the study has {[f'{v:g}' for v in self.lrs]}")
-        return self.lrs.index(lr)
+    def __init__(
+        self,
+        lrs: Sequence[float],
+        seeds: Sequence[int],
+        histories: dict[str, list[list[History]]],
+        target: float,
+        correct: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        super().__init__("lr", tuple(lrs), tuple(seeds), histories, target=target)
+        self.correct = correct
 
-    def runs(self, position: str, lr: float) -> list[History]:
-        """The histories (one per seed) of one placement at one learning rate."""
-        return self._grid(position)[self._index(lr)]
-
-    def steps_to_target(self, position: str) -> np.ndarray:
-        """(lrs, seeds) steps until the test accuracy first reached ``target``; inf where never."""
-        return np.array(
-            [[np.inf if (s := h.steps_to(self.target)) is None else s for h in row] for row in self._grid(position)],
-            dtype=float,
-        )
+    @property
+    def lrs(self) -> tuple[float, ...]:
+        """The learning rates trained (the sweep's ``values``)."""
+        return self.values
 
     def final_accuracy(self, position: str) -> np.ndarray:
         """(lrs, seeds) test accuracy at the end of training; NaN where the run diverged."""
-        return np.array(
-            [[np.nan if h.diverged else h.test_acc[-1] for h in row] for row in self._grid(position)], dtype=float
-        )
+        return self.final(position)
 
     def median_steps(self, position: str, lr: float) -> float:
         """Median over seeds of the steps to ``target`` at one learning rate."""
-        return float(np.median(self.steps_to_target(position)[self._index(lr)]))
+        return self.median_steps_to_target(position, lr)
 
     def median_final(self, position: str, lr: float) -> float:
         """Median over seeds of the final test accuracy at one learning rate."""

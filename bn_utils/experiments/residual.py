@@ -48,6 +48,7 @@ from ..cache import cache_key, cached, remembered
 from ..data import Dataset, check_dataset
 from ..diagnostics import class_contrast, layer_diagnostics
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
+from ..grid import Axis, LabelledGrid
 from ..models import ResidualBlock, ResidualMLP, hidden_blocks, make_mlp, make_residual_mlp
 from ..stacked import StackedMLP, set_running_statistics, train_stacked
 from ..style import FIGSIZE, FREEZE_COLORS, GUIDE, color_for, figsize, grid_figsize, series_color
@@ -441,7 +442,7 @@ def _nan_to_none(values: np.ndarray) -> list:
 
 
 @dataclass(frozen=True)
-class Grid:
+class Grid(LabelledGrid):
     """Test accuracy after SGD training, per architecture, depth, learning rate and seed.
 
     ``test_acc[name]`` has shape (depths, lrs, seeds, evaluations): the test accuracy after
@@ -466,28 +467,27 @@ class Grid:
     min_accuracy: float = 0.5
     config: dict = field(default_factory=dict)
 
+    def axes(self) -> dict[str, Axis]:
+        """The grid's axes: architectures, depths, learning rates (matched by :func:`math.isclose`)
+        and evaluated steps (the seeds are the arrays' own axis)."""
+        return {
+            "name": Axis("architecture", self.architectures, "is not in this grid", "the grid"),
+            "depth": Axis("depth", self.depths, "was not trained", "the grid"),
+            "lr": Axis("learning rate", self.lrs, "was not trained", "the grid", close=True),
+            "step": Axis("step", self.eval_steps, "was not evaluated", "the grid"),
+        }
+
     def _get(self, table: dict[str, np.ndarray], name: str) -> np.ndarray:
-        if name not in table:
-            raise ValueError(f"{name!r} is not in this grid; it has: {', '.join(table) or 'none'}")
-        return table[name]
+        return table[Axis("architecture", tuple(table), "is not in this grid", "the grid").check(name)]
 
     def _index(self, depth: int, lr: float, step: int | None = None) -> tuple[int, int, int]:
-        if depth not in self.depths:
-            raise ValueError(f"depth {depth} was not trained; depths: {list(self.depths)}")
-        matches = [i for i, value in enumerate(self.lrs) if math.isclose(value, lr)]
-        if not matches:
-            raise ValueError(f"learning rate {lr} was not trained; learning rates: {list(self.lrs)}")
-        step = self.steps if step is None else step
-        if step not in self.eval_steps:
-            raise ValueError(f"step {step} was not evaluated; evaluated steps: {list(self.eval_steps)}")
-        return self.depths.index(depth), matches[0], self.eval_steps.index(step)
+        d, j, k = self.locate(depth=depth, lr=lr, step=self.steps if step is None else step)
+        return d, j, k
 
     def final(self, name: str, step: int | None = None) -> np.ndarray:
         """(depths, lrs, seeds): test accuracy after ``step`` steps (default: all), NaN where diverged."""
-        step = self.steps if step is None else step
-        if step not in self.eval_steps:
-            raise ValueError(f"step {step} was not evaluated; evaluated steps: {list(self.eval_steps)}")
-        return self._get(self.test_acc, name)[..., self.eval_steps.index(step)]
+        (k,) = self.locate(step=self.steps if step is None else step)
+        return self._get(self.test_acc, name)[..., k]
 
     def at(self, name: str, depth: int, lr: float, step: int | None = None) -> np.ndarray:
         """(seeds,) test accuracies of ``name`` at ``depth`` and ``lr`` after ``step`` steps (NaN: diverged)."""
@@ -807,7 +807,7 @@ def grid(
 
 
 @dataclass(frozen=True)
-class DepthSweep:
+class DepthSweep(LabelledGrid):
     """Final test accuracy after ``steps`` SGD steps at one learning rate, per architecture:
     ``test_acc[name]`` has shape (depths, seeds), NaN where the run diverged (``diverged[name]``
     True, ``diverged_at[name]`` the step, 0 where it did not). A seed *trains* when it ends at
@@ -832,24 +832,27 @@ class DepthSweep:
         """The architectures trained, in order."""
         return tuple(self.test_acc)
 
+    def axes(self) -> dict[str, Axis]:
+        """The sweep's axes: the architectures trained and the depths (the seeds are the arrays' own axis)."""
+        return {
+            "name": Axis("architecture", self.architectures, "was not trained", "the sweep"),
+            "depth": Axis("depth", self.depths, "was not trained", "the sweep"),
+        }
+
     def _get(self, name: str) -> np.ndarray:
-        if name not in self.test_acc:
-            raise ValueError(f"{name!r} was not trained; trained: {', '.join(self.test_acc)}")
-        return self.test_acc[name]
+        return self.test_acc[self.axis("name").check(name)]
 
     def at(self, name: str, depth: int) -> np.ndarray:
         """(seeds,) final test accuracies of ``name`` at ``depth`` (NaN: diverged)."""
-        if depth not in self.depths:
-            raise ValueError(f"depth {depth} was not trained; depths: {list(self.depths)}")
-        return self._get(name)[self.depths.index(depth)]
+        (d,) = self.locate(depth=depth)
+        return self._get(name)[d]
 
     def correct_at(self, name: str, depth: int) -> np.ndarray:
         """(seeds, test examples) booleans: each test example classified correctly at the end."""
         if name not in self.correct:
             raise ValueError(f"{name!r} has no per-example results here")
-        if depth not in self.depths:
-            raise ValueError(f"depth {depth} was not trained; depths: {list(self.depths)}")
-        return self.correct[name][self.depths.index(depth)]
+        (d,) = self.locate(depth=depth)
+        return self.correct[name][d]
 
     def trained(self, name: str) -> np.ndarray:
         """(depths, seeds) booleans: the run ended at ``min_accuracy`` or more (a diverged run did not)."""
@@ -869,9 +872,8 @@ class DepthSweep:
         """(seeds,) test accuracies of ``name`` (an architecture with ``freeze_at``) at its freeze step."""
         if name not in self.at_freeze:
             raise ValueError(f"{name!r} has no freeze step here; with one: {', '.join(self.at_freeze) or 'none'}")
-        if depth not in self.depths:
-            raise ValueError(f"depth {depth} was not trained; depths: {list(self.depths)}")
-        return self.at_freeze[name][self.depths.index(depth)]
+        (d,) = self.locate(depth=depth)
+        return self.at_freeze[name][d]
 
     def table(self) -> str:
         """A text table: per architecture and depth, the median test accuracy (%) and the number of

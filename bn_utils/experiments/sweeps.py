@@ -24,7 +24,7 @@ from .. import _validate as valid
 from ..cache import remembered
 from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
-from ..history import PARAMETER_LABELS, Sweep, _check_accuracies
+from ..history import PARAMETER_LABELS, FinalMetric, Sweep, _check_accuracies
 from ..models import NORM_LAYERS, mlp_for
 from ..stacked import StackedMLP, evaluate_stacked, train_stacked
 from ..style import FIGSIZE, GUIDE, NORM_LABELS, color_for, plot_histories
@@ -238,7 +238,7 @@ def _reserve_top(ax: Axes, fraction: float) -> None:
 
 def plot_sweep(
     sweep: Sweep,
-    metric: str = "test_acc",
+    metric: FinalMetric = "test_acc",
     *,
     ax: Axes | None = None,
     title: str | None = None,

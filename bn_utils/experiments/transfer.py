@@ -41,6 +41,7 @@ from .. import _validate as valid
 from ..cache import remembered
 from ..data import Dataset, check_dataset, load_digits, load_mnist1d
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
+from ..grid import Axis, LabelledGrid
 from ..history import Sweep
 from ..models import make_convnet1d, make_mlp, make_residual_mlp, mlp_for
 from ..stacked import StackedMLP, evaluate_stacked, train_stacked
@@ -157,7 +158,7 @@ def truncate_history(history: History, steps: int) -> History:
 
 
 @dataclass
-class MLPGrid:
+class MLPGrid(LabelledGrid):
     """Every :class:`MLPConfig` trained with every seed on one benchmark's validation split for
     ``max(budgets)`` steps: ``histories[config][j]`` records the validation accuracy every
     ``eval_every`` steps (its ``test_acc``, as a sweep selected on validation does), and
@@ -171,15 +172,18 @@ class MLPGrid:
     test_at: dict[int, dict[MLPConfig, np.ndarray]]
     config: dict = field(default_factory=dict)
 
+    def axes(self) -> dict[str, Axis]:
+        """The grid's axes: the configurations trained and the budgets (steps) it was read at."""
+        return {
+            "config": Axis("configuration", tuple(self.histories), "was not trained", "the grid"),
+            "steps": Axis("budget of steps", self.budgets, "was not read", "the grid"),
+        }
+
     def _budget(self, steps: int) -> int:
-        if steps not in self.budgets:
-            raise ValueError(f"the grid was read at {list(self.budgets)} steps, not at {steps}")
-        return steps
+        return self.axis("steps").check(steps)
 
     def _config(self, config: MLPConfig) -> MLPConfig:
-        if config not in self.histories:
-            raise ValueError(f"{config} was not trained in this grid")
-        return config
+        return self.axis("config").check(config)
 
     def runs(self, config: MLPConfig, steps: int) -> list[History]:
         """One history per seed, as ``steps`` steps of training recorded it."""
@@ -220,6 +224,10 @@ class MLPGrid:
             selected_on="validation",
             final_test=final_test,
         )
+
+    def final_validation(self, config: MLPConfig, steps: int) -> np.ndarray:
+        """Per seed, ``config``'s validation accuracy after ``steps`` steps; NaN where the run diverged."""
+        return np.array([np.nan if h.diverged else h.test_acc[-1] for h in self.runs(config, steps)])
 
     def final_test(self, config: MLPConfig, steps: int) -> np.ndarray:
         """Test accuracy per seed of ``config`` after ``steps`` steps (NaN: diverged by then); e.g.

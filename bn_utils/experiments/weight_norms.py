@@ -59,6 +59,11 @@ class WeightNormTrace:
         he_sq_norm = self.sq_norm[:, :1] / self.init_scale**2
         return self.lr * he_sq_norm / self.sq_norm
 
+    def growth_gaps(self) -> np.ndarray:
+        """Per seed, the largest |measured growth of ||W||^2 - lr^2 ||g||^2| over steps and layers, over
+        the largest measured growth of all seeds: how far from exact the scale invariance is (BN's eps)."""
+        return np.abs(self.growth - self.predicted_growth).max((1, 2)) / np.abs(self.growth).max()
+
     def equilibrium_sq_norm(self, last: int = 50) -> np.ndarray:
         """Predicted equilibrium ||w||^2 = sqrt(lr E||g~||^2 / (2 wd)) per seed and layer, (seeds, layers),
         with g~ = ||w|| g the gradient at unit norm, averaged over the ``last`` steps."""
