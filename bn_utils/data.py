@@ -11,6 +11,7 @@ import functools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -169,6 +170,28 @@ def _split_and_standardize(
     )
 
 
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as ``load_digits()`` reads them (``data`` as float64, ``target`` as int),
+    read from the file scikit-learn bundles without importing scikit-learn: the import alone takes
+    about a second, more than a notebook spends on anything but training and plotting. Where the
+    file is not found (another layout of the package), from scikit-learn itself."""
+    import gzip
+    from importlib.util import find_spec
+
+    spec = find_spec("sklearn")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():  # what sklearn.datasets.load_gzip_compressed_csv_data does
+            with gzip.open(path, mode="rt", encoding="utf-8") as file:
+                table = np.loadtxt(file, delimiter=",")
+            return table[:, :-1], table[:, -1].astype(int, copy=False)
+    from sklearn.datasets import load_digits as _sklearn_digits
+
+    bunch = _sklearn_digits()
+    return bunch.data.astype(np.float64), bunch.target
+
+
 def load_digits(
     *, test_fraction: float = 0.25, seed: int = 0, images: bool = False, dtype: torch.dtype = torch.float32
 ) -> Dataset:
@@ -177,10 +200,8 @@ def load_digits(
     ``images=False`` gives flat vectors (N, 64) for MLPs; ``images=True`` gives (N, 1, 8, 8)
     for conv nets. The split depends only on ``seed``.
     """
-    from sklearn.datasets import load_digits as _sklearn_digits
-
-    bunch = _sklearn_digits()
-    data = _split_and_standardize("digits", bunch.data.astype(np.float64), bunch.target, 10, test_fraction, seed, dtype)
+    pixels, target = _digits_arrays()
+    data = _split_and_standardize("digits", pixels, target, 10, test_fraction, seed, dtype)
     if images:
         data = replace(
             data,

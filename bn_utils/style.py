@@ -393,6 +393,11 @@ def describe_figure(fig: Figure) -> str:
     return ("Figure: " if len(panels) == 1 else f"Figure with {len(panels)} panels: ") + "; ".join(panels) + "."
 
 
+def _has_visible_legend(fig: Figure) -> bool:
+    """Whether some axes of ``fig`` has a visible legend (what :func:`keep_legends_off_data` moves)."""
+    return any((legend := ax.get_legend()) is not None and legend.get_visible() for ax in fig.axes)
+
+
 def publish(fig: Figure, name: str) -> None:
     """Show ``fig`` in the notebook, with its description (:func:`describe_figure`) as alt text,
     glued under ``name`` so the book's prose can paste it; closes it so it is not shown twice. A
@@ -405,9 +410,10 @@ def publish(fig: Figure, name: str) -> None:
     from IPython.core.formatters import format_display_data
     from IPython.display import display
 
-    fig.draw_without_rendering()  # lay it out as it will be drawn
-    if keep_legends_off_data(fig):
-        relayout(fig)
+    if _has_visible_legend(fig):  # without one there is nothing to move: no draw before the one that shows it
+        fig.draw_without_rendering()  # lay it out as it will be drawn
+        if keep_legends_off_data(fig):
+            relayout(fig)
     bundle, metadata = format_display_data(fig)
     metadata["scrapbook"] = {"name": name, "mime_prefix": ""}
     metadata.setdefault("image/png", {})["alt"] = describe_figure(fig)

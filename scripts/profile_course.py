@@ -119,11 +119,16 @@ class Sampler:
             raise ValueError(f"interval must be positive, got {interval}")
         self.interval = interval
         self.seconds: dict[str, float] = {}
+        # CPU seconds of the sampled thread per category (its own CPU clock): unlike the wall time,
+        # not inflated by other processes on a shared machine
+        self.cpu_seconds: dict[str, float] = {}
         self.samples = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._target = 0
         self._last = 0.0
+        self._clock: int | None = None
+        self._last_cpu = 0.0
 
     def start(self) -> Sampler:
         """Start sampling the calling thread."""
@@ -131,12 +136,18 @@ class Sampler:
             raise RuntimeError("this sampler has already been started")
         self._target = threading.get_ident()
         self._last = time.perf_counter()
+        try:  # the sampled thread's CPU clock (POSIX); without one, only wall seconds are counted
+            self._clock = time.pthread_getcpuclockid(self._target)
+            self._last_cpu = time.clock_gettime(self._clock)
+        except (AttributeError, OSError):
+            self._clock = None
         self._thread = threading.Thread(target=self._run, name="course-profile-sampler", daemon=True)
         self._thread.start()
         return self
 
     def _sample(self) -> None:
         now = time.perf_counter()
+        cpu = time.clock_gettime(self._clock) if self._clock is not None else 0.0
         frame = sys._current_frames().get(self._target)
         stack: list[Frame] = []
         while frame is not None:
@@ -144,6 +155,9 @@ class Sampler:
             frame = frame.f_back
         category = _categorize(tuple(stack[::-1])) if stack else "other"
         self.seconds[category] = self.seconds.get(category, 0.0) + now - self._last
+        if self._clock is not None:
+            self.cpu_seconds[category] = self.cpu_seconds.get(category, 0.0) + cpu - self._last_cpu
+            self._last_cpu = cpu
         self.samples += 1
         self._last = now
 
@@ -152,7 +166,7 @@ class Sampler:
             self._sample()
 
     def stop(self) -> dict[str, float]:
-        """Stop sampling; the seconds per category."""
+        """Stop sampling; the (wall) seconds per category (the CPU seconds are in :attr:`cpu_seconds`)."""
         if self._thread is None:
             raise RuntimeError("this sampler was never started")
         self._stop.set()
@@ -168,6 +182,8 @@ class Profile:
     wall: float
     seconds: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    # CPU seconds of the sampled thread per category (empty where the platform has no thread clock)
+    cpu: dict[str, float] = field(default_factory=dict)
 
     def row(self) -> list[float]:
         return [self.seconds.get(column, 0.0) for column in COLUMNS]
@@ -182,12 +198,15 @@ _sys.path.insert(0, {scripts!r})
 import profile_course as _course_profile
 _course_profile_sampler = _course_profile.Sampler({interval!r}).start()"""
 _KERNEL_STOP = """import json as _json
+_course_profile_seconds = _course_profile_sampler.stop()
 with open({out!r}, "w") as _file:
-    _json.dump(_course_profile_sampler.stop(), _file)"""
+    _json.dump({{"seconds": _course_profile_seconds, "cpu": _course_profile_sampler.cpu_seconds}}, _file)"""
 
 
-def profile_notebook(path: Path, *, interval: float = 0.005, timeout: int = 900) -> Profile:
-    """Run the notebook at ``path`` in a fresh kernel with a sampler in it; nothing is written back."""
+def profile_notebook(path: Path, *, interval: float = 0.005, timeout: int = 900, write: Path | None = None) -> Profile:
+    """Run the notebook at ``path`` in a fresh kernel with a sampler in it; nothing is written back.
+    ``write``: save the executed notebook there (without the sampler's cells), e.g. to compare its
+    outputs with the committed ones."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -210,9 +229,13 @@ def profile_notebook(path: Path, *, interval: float = 0.005, timeout: int = 900)
                 error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
             ran = time.perf_counter() - started
         wall = time.perf_counter() - start
-        sampled = json.loads(out.read_text()) if out.exists() else {}
+        if write is not None:
+            nb.cells = nb.cells[1:-1]
+            nbformat.write(nb, write)
+        inner = json.loads(out.read_text()) if out.exists() else {"seconds": {}, "cpu": {}}
+    sampled = inner["seconds"]
     seconds = {"start": started - start, "messaging": max(ran - sum(sampled.values()), 0.0), **sampled}
-    return Profile(_name(path), wall, seconds, error)
+    return Profile(_name(path), wall, seconds, error, inner["cpu"])
 
 
 def profile_claims(path: Path, *, interval: float = 0.005, extra: Sequence[str] = ()) -> Profile:
@@ -224,11 +247,11 @@ def profile_claims(path: Path, *, interval: float = 0.005, extra: Sequence[str] 
         start = time.perf_counter()
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - start
-        inner = json.loads(out.read_text()) if out.exists() else {"seconds": {}, "ran": 0.0}
+        inner = json.loads(out.read_text()) if out.exists() else {"seconds": {}, "cpu": {}, "ran": 0.0}
     sampled = inner["seconds"]
     seconds = {"start": max(wall - inner["ran"], 0.0), "messaging": 0.0, **sampled}
     error = "" if done.returncode == 0 else f"pytest exited {done.returncode}: {_last_line(done.stdout)}"
-    return Profile(_name(path), wall, seconds, error)
+    return Profile(_name(path), wall, seconds, error, inner.get("cpu", {}))
 
 
 def _inner_pytest(out: Path, interval: float, arguments: list[str]) -> int:
@@ -241,7 +264,8 @@ def _inner_pytest(out: Path, interval: float, arguments: list[str]) -> int:
         code = pytest.main(arguments)
     finally:
         seconds = sampler.stop()
-        out.write_text(json.dumps({"seconds": seconds, "ran": time.perf_counter() - started}))
+        ran = time.perf_counter() - started
+        out.write_text(json.dumps({"seconds": seconds, "cpu": sampler.cpu_seconds, "ran": ran}))
     return int(code)
 
 
@@ -263,21 +287,30 @@ def _fmt(value: float, total: float) -> str:
     return f"{value:.1f} ({100 * value / total:.0f}%)" if total > 0 and value >= 0.05 else "-"
 
 
-def table(profiles: Iterable[Profile], *, markdown: bool = False) -> str:
+def table(profiles: Iterable[Profile], *, markdown: bool = False, cpu: bool = False) -> str:
     """One row per profile and a total row: wall seconds, then seconds (and share of the wall time) per
-    column of :data:`COLUMNS`; columns that are empty in every row are left out."""
+    column of :data:`COLUMNS`; columns that are empty in every row are left out. With ``cpu``, the
+    sampled thread's CPU seconds per category instead (and their share of its CPU total): on a shared
+    machine these are what another run can be compared with; start and messaging have none."""
     profiles = list(profiles)
     if not profiles:
         raise ValueError("no profile to tabulate")
+
+    def values(profile: Profile) -> dict[str, float]:
+        return profile.cpu if cpu else profile.seconds
+
+    def whole(profile: Profile) -> float:
+        return sum(profile.cpu.values()) if cpu else profile.wall
+
     totals = Profile("total", sum(p.wall for p in profiles))
     for profile in profiles:
-        for column, value in profile.seconds.items():
-            totals.seconds[column] = totals.seconds.get(column, 0.0) + value
-    columns = [c for c in COLUMNS if any(p.seconds.get(c, 0.0) >= 0.05 for p in profiles)]
-    header = ["what", "wall s", *columns]
+        for column, value in values(profile).items():
+            values(totals)[column] = values(totals).get(column, 0.0) + value
+    columns = [c for c in COLUMNS if any(values(p).get(c, 0.0) >= 0.05 for p in profiles)]
+    header = ["what", "wall s", *(["cpu s"] if cpu else []), *columns]
     rows = [
-        [p.target + (f" [{p.error}]" if p.error else ""), f"{p.wall:.1f}"]
-        + [_fmt(p.seconds.get(c, 0.0), p.wall) for c in columns]
+        [p.target + (f" [{p.error}]" if p.error else ""), f"{p.wall:.1f}", *([f"{whole(p):.1f}"] if cpu else [])]
+        + [_fmt(values(p).get(c, 0.0), whole(p)) for c in columns]
         for p in [*profiles, totals]
     ]
     if markdown:
@@ -314,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--json", type=Path, help="also write every profile to this JSON file")
     parser.add_argument("--claim-seeds", help="passed to the claim tests (e.g. 5-9)")
+    parser.add_argument("--write", type=Path, help="save each executed notebook in this folder (under its name)")
     arguments = parser.parse_args(argv)
     targets = arguments.targets or default_targets()
     extra = ["--claim-seeds", arguments.claim_seeds] if arguments.claim_seeds else []
@@ -321,7 +355,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for target in targets:
         target = target.resolve()
         if target.suffix == ".ipynb":
-            profile = profile_notebook(target, interval=arguments.interval)
+            written = None
+            if arguments.write:
+                arguments.write.mkdir(parents=True, exist_ok=True)
+                written = arguments.write / target.name
+            profile = profile_notebook(target, interval=arguments.interval, write=written)
         elif target.suffix == ".py":
             profile = profile_claims(target, interval=arguments.interval, extra=extra)
         else:
@@ -331,6 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = os.environ.get("OMP_NUM_THREADS", "torch's default")
     print(f"\nwhere the time goes (seconds, share of each row's wall time; OMP_NUM_THREADS={threads}):\n")
     print(table(profiles, markdown=arguments.markdown))
+    if any(p.cpu for p in profiles):
+        print("\nthe same in CPU seconds of the sampled thread (comparable on a shared machine):\n")
+        print(table(profiles, markdown=arguments.markdown, cpu=True))
     if arguments.json:
         arguments.json.write_text(json.dumps([p.__dict__ for p in profiles], indent=1))
     return 1 if any(p.error for p in profiles) else 0

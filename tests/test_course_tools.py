@@ -93,6 +93,25 @@ def test_the_profile_table_adds_up_rows_and_leaves_out_empty_columns():
         profile_course.table([])
 
 
+def test_the_sampler_counts_the_sampled_threads_cpu_seconds_not_its_waiting():
+    code = "import time\ndef check_range():\n    time.sleep(0.15)\n    end = time.thread_time() + 0.15\n"
+    code += "    while time.thread_time() < end:\n        pass\n"
+    scope: dict = {}
+    exec(compile(code, "/repo/bn_utils/checks.py", "exec"), scope)
+    sampler = profile_course.Sampler(interval=0.002).start()
+    scope["check_range"]()
+    wall = sampler.stop()["checks"]
+    cpu = sampler.cpu_seconds["checks"]
+    assert wall >= 0.29 and 0.12 <= cpu <= 0.25, f"0.15 s asleep and 0.15 s busy: wall {wall:.3f}, cpu {cpu:.3f}"
+
+
+def test_the_cpu_table_gives_each_category_its_share_of_the_cpu_seconds():
+    rows = [Profile("notebooks/a.ipynb", 10.0, {"start": 2.0, "import": 3.0}, cpu={"import": 1.0, "other": 3.0})]
+    lines = profile_course.table(rows, cpu=True).splitlines()
+    assert lines[0].split() == ["what", "wall", "s", "cpu", "s", "import", "other"]
+    assert lines[1].split() == ["notebooks/a.ipynb", "10.0", "4.0", "1.0", "(25%)", "3.0", "(75%)"]
+
+
 def test_profile_targets_default_to_every_notebook_and_claim_module():
     targets = profile_course.default_targets()
     assert [t.suffix for t in targets].count(".ipynb") >= 8
@@ -157,4 +176,4 @@ def test_the_claim_runner_hands_its_arguments_to_pytest_untouched(tmp_path, caps
     out = tmp_path / "seconds.json"
     assert profile_course.main([profile_course.INNER, str(out), "0.01", "--version"]) == 0
     inner = json.loads(out.read_text())
-    assert set(inner) == {"seconds", "ran"} and inner["ran"] >= 0
+    assert set(inner) == {"seconds", "cpu", "ran"} and inner["ran"] >= 0

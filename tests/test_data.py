@@ -176,3 +176,17 @@ def test_mnist1d_arguments_are_checked():
     with pytest.raises(TypeError, match="floating-point torch.dtype"):
         load_mnist1d(dtype=torch.int64)
     assert load_mnist1d(dtype=torch.float64).x_test.dtype == torch.float64
+
+
+def test_digits_are_scikit_learns_read_without_importing_it():
+    """The bundled file read directly: the same arrays as ``sklearn.datasets.load_digits`` (whose
+    import takes about a second of every notebook's start)."""
+    import numpy as np
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from bn_utils.data import _digits_arrays
+
+    pixels, target = _digits_arrays()
+    bunch = sklearn_digits()
+    assert pixels.dtype == np.float64 and np.array_equal(pixels, bunch.data.astype(np.float64))
+    assert target.dtype == bunch.target.dtype and np.array_equal(target, bunch.target)

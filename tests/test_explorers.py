@@ -148,3 +148,36 @@ def test_a_legend_with_no_free_place_goes_below_its_axes_and_a_clear_one_stays()
     fig.tight_layout()
     before = _legend_box(fig, ax)
     assert keep_legends_off_data(fig) == 0 and _legend_box(fig, ax).bounds == before.bounds
+
+
+def _log_panels(scale, _norm="none"):
+    """A frame with what costs the most to draw: log axes (mathtext tick labels), two panels, a legend."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for i, ax in enumerate(axes):
+        ax.plot(np.arange(1, 31), np.geomspace(1e-3, scale * 10 ** (i + 1), 30), marker="o", label=f"scale {scale}")
+        ax.plot(np.arange(1, 31), np.geomspace(1, scale, 30), label="scale 1")
+        ax.set_yscale("log")
+        ax.set(xlabel="hidden layer", ylabel="activation std", title=f"panel {i}")
+        ax.legend(fontsize=8, ncol=2)
+    return fig
+
+
+def test_a_frame_has_exactly_the_pixels_savefig_draws():
+    from bn_utils.explorers import FRAME_DPI, _png
+
+    def through_savefig(fig):  # what frames were made from before: a full-colour PNG, decoded again
+        buffer = io.BytesIO()
+        with plt.rc_context({"savefig.bbox": "standard"}):
+            fig.savefig(buffer, format="png", dpi=FRAME_DPI)
+        plt.close(fig)
+        image = Image.open(buffer).convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT)
+        small = io.BytesIO()
+        image.save(small, format="PNG", optimize=True)
+        return base64.b64encode(small.getvalue()).decode("ascii")
+
+    for scale in (0.5, 4.0):
+        expected, fig = _log_panels(scale), _log_panels(scale)
+        fit_to_column(expected)
+        fit_to_column(fig)
+        assert _png(fig, FRAME_DPI) == through_savefig(expected)
+        assert not plt.fignum_exists(fig.number), "the frame's figure is closed once drawn"

@@ -70,6 +70,36 @@ def test_publish_shows_the_figure_as_a_glue_record_with_its_description(monkeypa
     assert not plt.fignum_exists(fig.number), "publish closes the figure so it is not shown twice"
 
 
+def test_publish_draws_a_figure_without_legend_once_with_the_same_pixels(monkeypatch):
+    """Without a legend there is nothing to move, so no draw before the one that shows the figure:
+    the image is the same as with that draw (constrained layout, which lays out at each draw)."""
+    from IPython.core.formatters import format_display_data
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.core.pylabtools import select_figure_formats
+
+    select_figure_formats(InteractiveShell.instance(), {"png"})
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda bundle, raw, metadata: shown.append(bundle))
+
+    def figure():
+        fig, axes = plt.subplots(1, 2, figsize=style.FIGSIZE["pair"], layout="constrained")
+        for i, ax in enumerate(axes):
+            ax.plot([1, 10, 100], [3e-3, 1e-1, 10 ** (i + 1)], marker="o")
+            ax.set(yscale="log", title=f"panel {i}", xlabel="step", ylabel="gradient norm")
+        return fig
+
+    drawn = figure()
+    drawn.draw_without_rendering()  # what publish did before showing every figure
+    expected = format_display_data(drawn)[0]["image/png"]
+    plt.close(drawn)
+    draws = []
+    fig = figure()
+    monkeypatch.setattr(fig, "draw_without_rendering", lambda: draws.append(1))
+    publish(fig, "fig_plain")
+    assert not draws, "no legend: no extra draw"
+    assert shown[0]["image/png"] == expected
+
+
 # ---------------------------------------------------------------------------------------------
 # One colour, one meaning; every colour and size from the house style
 
