@@ -37,6 +37,9 @@ import numpy as np
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import course_toc  # noqa: E402  (scripts/course_toc.py: the chapters, read from _toc.yml)
+
 TESTS = ROOT / "tests" / "test_claims_transfer.py"
 MARGINS = ROOT / "scripts" / "scorecard_margins.json"
 PAGE = ROOT / "book" / "scorecard.md"
@@ -71,13 +74,22 @@ def glue(notebook: str, key: str) -> str:
     return f"{{glue:text}}`/notebooks/{notebook}.ipynb::{key}:s`"
 
 
-NB2, NB3, NB4, NB5 = (
-    "02_internal_covariate_shift",
-    "03_faster_convergence",
-    "04_initialization_robustness",
-    "05_gradient_flow",
+# each chapter's page name (book/<page>.md) -> its lab notebook's name and its title "ch. N", from _toc.yml
+CHAPTERS = course_toc.chapters(ROOT)
+NOTEBOOKS = {Path(chapter.page).stem: Path(chapter.notebooks[0]).stem for chapter in CHAPTERS}
+CHAPTER_TITLES = {Path(chapter.page).stem: f"ch. {number}" for number, chapter in enumerate(CHAPTERS, 1)}
+NB2, NB3, NB4, NB5, NB6, NB7, NB8 = (
+    NOTEBOOKS[page]
+    for page in (
+        "internal_covariate_shift",
+        "faster_convergence",
+        "initialization_robustness",
+        "gradient_flow",
+        "residual_networks",
+        "regularization_noise",
+        "batch_size",
+    )
 )
-NB6, NB7, NB8 = "06_residual_networks", "07_regularization_noise", "08_batch_size"
 
 ROWS: tuple[Row, ...] = (
     Row(
@@ -323,16 +335,6 @@ ROWS: tuple[Row, ...] = (
         ),
     ),
 )
-
-CHAPTER_TITLES = {
-    "internal_covariate_shift": "ch. 2",
-    "faster_convergence": "ch. 3",
-    "initialization_robustness": "ch. 4",
-    "gradient_flow": "ch. 5",
-    "residual_networks": "ch. 6",
-    "regularization_noise": "ch. 7",
-    "batch_size": "ch. 8",
-}
 
 
 @dataclass(frozen=True)

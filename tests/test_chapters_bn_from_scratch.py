@@ -130,3 +130,8 @@ def test_the_setups_train_what_the_chapter_says(monkeypatch):
     assert kw == dict(seeds=(0, 1), batch_sizes=[2, 8, 32, 128, 449], orders=["shuffled", "sorted"], lr=0.1, epochs=10)
     assert len(mlp.blocks) == 3
     assert placement_kw == dict(lrs=(0.1, 1.0), seeds=(3,), epochs=10, eval_every=7, target=0.9)
+
+
+def test_placement_speed_off_the_grid_raises_the_grids_error(placement):
+    with pytest.raises(ValueError, match="learning rate 0.3 was not trained; the study has: 0.1, 1"):
+        chapter.placement_speed(placement, 0.3)

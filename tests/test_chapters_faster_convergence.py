@@ -194,3 +194,13 @@ def test_the_phases_end_at_step_100_and_start_after_it():
     phases = chapter.beta_phases({"none": one_seed(1.0), "batch": one_seed(0.5)})
     assert phases.early.plain_per_seed == pytest.approx([15]) and phases.late.plain_per_seed == pytest.approx([60])
     assert phases.early.ratio == pytest.approx(0.5) and phases.late.ratio == pytest.approx(0.5)
+
+
+def test_a_learning_rate_off_the_grid_raises_the_grids_error(sweep):
+    """Each look-up goes through the sweep's learning-rate axis, which names the rates that exist."""
+    for call in (
+        lambda: chapter.steps_at_equal_lr(sweep, 0.9, lr=0.5),
+        lambda: chapter.final_values(sweep, lr=0.5),
+    ):
+        with pytest.raises(ValueError, match="learning rate 0.5 is not on the grid; the sweep has: 0.01, 0.1, 0.3"):
+            call()

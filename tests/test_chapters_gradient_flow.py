@@ -7,6 +7,7 @@ import pytest
 from bn_utils.chapters import gradient_flow as gf
 from bn_utils.diagnostics import LayerDiagnostics
 from bn_utils.experiments.layer_dynamics import LayerDynamics, layer_dynamics
+from bn_utils.grid import Axis, LabelledGrid
 
 pytestmark = pytest.mark.unit
 
@@ -67,8 +68,11 @@ def test_gradient_ratios_are_first_over_last_per_seed_and_depth():
         gf.gradient_ratios(profiles, (10, 80))
 
 
-class FakeSweep:
-    values = [5, 10, 20]
+class FakeSweep(LabelledGrid):
+    """A depth sweep's final accuracies (depths 5, 10, 20; two seeds), looked up on its depth axis."""
+
+    def axes(self):
+        return {"depth": Axis("depth (hidden layers)", (5, 10, 20), owner="the sweep")}
 
     def final(self, norm):
         offset = {"none": 0.0, "batch": 0.5}[norm]
@@ -78,6 +82,8 @@ class FakeSweep:
 def test_final_accuracy_picks_the_depth_and_counts_a_diverged_seed_as_zero():
     np.testing.assert_allclose(gf.final_accuracy(FakeSweep(), "none", 10), [0.3, 0.0])
     np.testing.assert_allclose(gf.final_accuracy(FakeSweep(), "batch", 20), [0.9, 0.95])
+    with pytest.raises(ValueError, match="depth \\(hidden layers\\) 40 is not on the grid; the sweep has: 5, 10, 20"):
+        gf.final_accuracy(FakeSweep(), "batch", 40)
 
 
 def test_first_steps_on_a_hand_built_run():

@@ -130,3 +130,9 @@ def test_the_decay_comparison_is_heavy_over_light_and_light_minus_heavy(decayed)
     assert decay.heavy_accuracy == pytest.approx(0.85) and decay.light_accuracy == pytest.approx(0.94)
     assert decay.accuracy_cost == pytest.approx(0.09)
     assert decay.accuracy_cost_per_seed == pytest.approx([0.95 - 0.82, 0.93 - 0.88])
+
+
+def test_a_scale_off_the_grid_raises_the_grids_error(scale_sweep):
+    for call in (chapter.final_accuracy, chapter.median_final):
+        with pytest.raises(ValueError, match="initial weight scale 3 is not on the grid; the sweep has: "):
+            call(scale_sweep, 3.0)

@@ -11,10 +11,10 @@ import torch
 from torch.nn import functional as F
 
 from bn_utils import norms
-from bn_utils.experiments.batch_size import StackedConvNet
 from bn_utils.functional import rms_norm
 from bn_utils.models import NORM_LAYERS, make_convnet, make_mlp, make_norm
 from bn_utils.stacked import StackedMLP
+from bn_utils.stacked_conv import StackedConvNet
 from bn_utils.style import NORM_STYLES, color_difference
 
 pytestmark = pytest.mark.unit

@@ -136,7 +136,7 @@ class PlacementSpeed:
 
 def placement_speed(study: PlacementStudy, lr: float) -> PlacementSpeed:
     """:class:`PlacementSpeed` at learning rate ``lr``: does the placement change how fast BN trains?"""
-    index = study.lrs.index(lr)
+    index = study.axis("lr").index(lr)
     return PlacementSpeed(
         lr=lr,
         before=study.steps_to_target("before")[index],

@@ -108,7 +108,7 @@ class PerSeedPair:
 def steps_at_equal_lr(sweep: Sweep, target: float, lr: float = EQUAL_LR) -> PerSeedPair:
     """Steps to ``target`` validation accuracy per seed (inf: never) at the shared learning rate ``lr``:
     does BN get there sooner at the same learning rate, seed by seed?"""
-    index = sweep.values.index(lr)
+    index = sweep.axis("lr").index(lr)
     plain, bn = (sweep.steps_to_target(norm, target)[index] for norm in NORMS)
     return PerSeedPair(plain, bn)
 
@@ -154,7 +154,7 @@ class SpeedupSplit:
 def speedup_split(sweep: Sweep, target: float) -> SpeedupSplit:
     """:class:`SpeedupSplit` to ``target`` validation accuracy: "BN trains faster" against "BN lets you
     use a larger learning rate"."""
-    equal, best = sweep.values.index(EQUAL_LR), sweep.values.index(sweep.best("batch"))
+    equal, best = sweep.locate(lr=EQUAL_LR) + sweep.locate(lr=sweep.best("batch"))
     return SpeedupSplit(
         target=target,
         plain_equal=sweep.median_steps_to_target("none", EQUAL_LR, target=target),
@@ -188,7 +188,7 @@ class StepsAtBest:
 
 def steps_at_best(sweep: Sweep) -> StepsAtBest:
     """:class:`StepsAtBest`: the headline speed-up, each network at the learning rate that suits it."""
-    plain_steps, bn_steps = (sweep.steps_to_target(norm)[sweep.values.index(sweep.best(norm))] for norm in NORMS)
+    plain_steps, bn_steps = (sweep.steps_to_target(norm)[sweep.axis("lr").index(sweep.best(norm))] for norm in NORMS)
     return StepsAtBest(
         plain=sweep.median_steps_to_target("none"),
         bn=sweep.median_steps_to_target("batch"),
@@ -209,7 +209,7 @@ def final_values(sweep: Sweep, metric: FinalMetric = "test_acc", lr: float | Non
     """Per seed, the final ``metric`` (``test_acc``: validation accuracy on this sweep; ``loss``: the
     training loss over the last epoch) of both networks at learning rate ``lr``, or each at its own best
     learning rate when ``lr`` is None. NaN for a diverged run."""
-    at = {norm: sweep.values.index(sweep.best(norm) if lr is None else lr) for norm in NORMS}
+    at = {norm: sweep.axis("lr").index(sweep.best(norm) if lr is None else lr) for norm in NORMS}
     plain, bn = (sweep.final(norm, metric)[at[norm]] for norm in NORMS)
     return PerSeedPair(plain, bn)
 

@@ -126,7 +126,7 @@ def gradient_ratios(profiles: Sequence[Mapping[int, LayerDiagnostics]], depths: 
 def final_accuracy(result: Sweep, norm: str, depth: int) -> np.ndarray:
     """(seeds,) the test accuracy after 200 steps of ``norm`` at ``depth`` in the depth sweep, a diverged
     seed counted as 0."""
-    return np.nan_to_num(result.final(norm)[result.values.index(depth)])
+    return np.nan_to_num(result.final(norm)[result.axis("depth").index(depth)])
 
 
 @dataclass(frozen=True)

@@ -114,12 +114,12 @@ def forward_blindness(bn: dict[float, LayerDiagnostics], plain: dict[float, Laye
 
 def final_accuracy(sweep: Sweep, value: float, norm: str = "batch") -> np.ndarray:
     """Final accuracy per seed at one value of the sweep, a diverged run counting as 0 (it did not train)."""
-    return np.nan_to_num(sweep.final(norm)[sweep.values.index(value)])
+    return np.nan_to_num(sweep.final(norm)[sweep.axis(sweep.parameter).index(value)])
 
 
 def median_final(sweep: Sweep, value: float, norm: str = "batch") -> float:
     """Median over seeds of the final accuracy at one value of the sweep (NaN if a diverged run is the median)."""
-    return float(np.median(sweep.final(norm)[sweep.values.index(value)]))
+    return float(np.median(sweep.final(norm)[sweep.axis(sweep.parameter).index(value)]))
 
 
 @dataclass(frozen=True)

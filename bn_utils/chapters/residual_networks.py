@@ -130,14 +130,14 @@ def frozen_versus_live(freeze: Grid, depths: Sequence[int] = (40, 80)) -> Frozen
             versus = compare_accuracies(
                 freeze.correct_at("residual_bn_frozen0", depth, lr), freeze.correct_at("residual_bn", depth, lr)
             )
-            trained = freeze.trained("residual_bn_frozen0")[freeze.depths.index(depth), freeze.lrs.index(lr)]
+            trained = freeze.trained("residual_bn_frozen0")[freeze.locate(depth=depth, lr=lr)]
             cells.append(FreezeCell(depth, lr, versus, trained))
     return FrozenVersusLive(tuple(cells))
 
 
 def divergence_steps(grid: Grid, name: str, depth: int, lr: float) -> np.ndarray:
     """(seeds,) the step at which each run's loss stopped being finite (inf: never)."""
-    steps = grid.diverged_at[name][grid.depths.index(depth), grid.lrs.index(lr)].astype(float)
+    steps = grid.diverged_at[grid.axis("name").check(name)][grid.locate(depth=depth, lr=lr)].astype(float)
     return np.where(steps >= 0, steps, np.inf)
 
 
