@@ -2,6 +2,8 @@
 reads the learning rate, the target, the network and the checkpoints it names (a swapped pair, the
 wrong learning rate's row or step 0 kept would change a number asserted here)."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -204,3 +206,31 @@ def test_a_learning_rate_off_the_grid_raises_the_grids_error(sweep):
     ):
         with pytest.raises(ValueError, match="learning rate 0.5 is not on the grid; the sweep has: 0.01, 0.1, 0.3"):
             call()
+
+
+def test_the_stability_limits_bracket_each_networks_limit(sweep):
+    limits = chapter.stability_limits(sweep)  # plain: trains at 0.1, a seed diverges at 0.3; BN: trains to 0.3
+    assert (limits.plain_stable, limits.plain_onset) == (0.1, 0.3)
+    assert (limits.bn_stable, limits.bn_onset) == (0.3, math.inf)  # BN trains up to the end of the grid
+    assert limits.ratio_low == pytest.approx(1) and limits.ratio_high == math.inf
+
+
+def test_the_limits_ratio_runs_from_bn_stable_over_plain_onset_to_bn_onset_over_plain_stable():
+    limits = chapter.StabilityLimits(plain_stable=0.1, plain_onset=0.3, bn_stable=1.0, bn_onset=3.0)
+    assert limits.ratio_low == pytest.approx(1 / 0.3) and limits.ratio_high == pytest.approx(30)
+
+
+def test_a_sweep_without_a_stable_plain_learning_rate_has_no_limits(sweep):
+    at_03 = Sweep("lr", (0.3,), (0, 1, 2), {norm: rows[2:] for norm, rows in sweep.histories.items()})
+    with pytest.raises(ValueError, match="plain stable to None, fails from 0.3; BN stable to 0.3"):
+        chapter.stability_limits(at_03)
+
+
+def test_the_start_ratio_is_bn_over_plain_at_step_0():
+    runs = {"none": landscape(1.0), "batch": landscape(0.5)}
+    assert chapter.start_ratio(runs, "loss_range") == pytest.approx(1)  # step 0 is the same probe in both
+    for seed in runs["batch"].probes:
+        seed[0] = probe(50, 4, 25)  # BN at step 0: half the loss range, a quarter of the change, 4x the gradient
+    assert chapter.start_ratio(runs, "loss_range") == pytest.approx(0.5)
+    assert chapter.start_ratio(runs, "gradient_change") == pytest.approx(0.25)
+    assert chapter.start_ratio(runs, "gradient_norm") == pytest.approx(4)

@@ -117,6 +117,20 @@ def test_forward_content_on_a_hand_built_run():
     assert medians == pytest.approx({10: 1.5 / 100 + 0.0083, 40: 2 / 100 + 0.0083})
 
 
+def test_the_ratio_drop_is_read_on_its_logarithm():
+    """log10 of the fall in the first step: 1 for tenfold, whatever the other fields hold."""
+    seeds = np.ones(3)
+    first = gf.FirstSteps(seeds, np.array([10.0, 100.0, 5.0]), seeds, np.ones((3, 2)), seeds, seeds, np.ones((3, 2)))
+    np.testing.assert_allclose(first.log_ratio_drop, [1.0, 2.0, 0.69897], rtol=1e-5)
+
+
+def test_the_late_loss_is_measured_from_the_loss_of_a_uniform_guess():
+    """|loss - ln 10| on both sides of ln 10 = 2.302585..., NaN (a diverged seed) kept."""
+    late = np.array([2.302585093, 2.402585093, 2.102585093, np.nan])
+    content = gf.ForwardContent(np.ones(4), np.ones((4, 2)), np.ones(4), late)
+    np.testing.assert_allclose(content.late_loss_from_chance, [0.0, 0.1, 0.2, np.nan], atol=1e-9)
+
+
 def test_the_first_step_grows_a_bn_layer_as_its_gradient_predicts(digits):
     """With BN after every layer the gradient is orthogonal to the weights, so one SGD step gives
     ||W1||^2 = ||W0||^2 + lr^2 ||g0||^2: the chapter's c after one step (not after step 0 or 2)."""

@@ -31,11 +31,10 @@ def landscape(digits):
 
 
 def test_bn_trains_every_seed_where_the_plain_network_already_fails(sweep):
-    plain, bn = sweep.largest_stable("none"), sweep.largest_stable("batch")
-    onset = sweep.instability_onset("none")
-    assert plain is not None and bn is not None and onset is not None, f"plain {plain}, onset {onset}, BN {bn}"
+    limits = chapter.stability_limits(sweep)  # raises where the grid does not bound the limits
+    bn, onset = limits.bn_stable, limits.plain_onset
     cc.compare(bn, ">", onset, "largest lr at which every BN seed trains, against the plain network's onset")
-    at_onset = sweep.values.index(onset)
+    at_onset = sweep.axis("lr").index(onset)
     # (some plain seed fails there by the onset's definition; BN's margin at that learning rate:)
     what = "BN, validation accuracy at the plain network's onset lr"
     cc.every(np.nan_to_num(sweep.final("batch")[at_onset]), ">=", TRAINS, what)

@@ -7,6 +7,7 @@ the 8x8 digits with 20% of the training digits held out for validation (split se
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from ..experiments.landscape import (
     LandscapeRun,
     beta_per_seed,
     gradient_scaled_landscape,
+    landscape_at_step,
     landscape_run,
     summarize_landscape,
 )
@@ -103,6 +105,42 @@ class PerSeedPair:
     def bn_above(self) -> int:
         """On how many seeds BN's value is above the plain network's (for steps: BN later)."""
         return int(np.sum(self.bn > self.plain))
+
+
+@dataclass(frozen=True)
+class StabilityLimits:
+    """Each network's learning-rate limit as far as the grid can tell: the largest learning rate at
+    which every seed trains (``*_stable``) and the grid's next one, at which some seed fails
+    (``*_onset``, inf if every learning rate up to the end of the grid trains). The true limit lies
+    between the two."""
+
+    plain_stable: float
+    plain_onset: float
+    bn_stable: float
+    bn_onset: float
+
+    @property
+    def ratio_low(self) -> float:
+        """The smallest BN / plain ratio of the limits the grid allows: BN's stable over the plain onset."""
+        return self.bn_stable / self.plain_onset
+
+    @property
+    def ratio_high(self) -> float:
+        """The largest BN / plain ratio of the limits the grid allows: BN's onset over the plain stable."""
+        return self.bn_onset / self.plain_stable
+
+
+def stability_limits(sweep: Sweep) -> StabilityLimits:
+    """:class:`StabilityLimits` of the learning-rate sweep: does BN train every seed where the plain
+    network already fails, and by how much further, as far as the grid can tell?"""
+    plain_stable, bn_stable = (sweep.largest_stable(norm) for norm in NORMS)
+    plain_onset, bn_onset = (sweep.instability_onset(norm) for norm in NORMS)
+    if plain_stable is None or bn_stable is None or plain_onset is None:
+        raise ValueError(
+            f"the sweep does not bound both limits: plain stable to {plain_stable}, fails from {plain_onset}; "
+            f"BN stable to {bn_stable}"
+        )
+    return StabilityLimits(plain_stable, plain_onset, bn_stable, math.inf if bn_onset is None else bn_onset)
 
 
 def steps_at_equal_lr(sweep: Sweep, target: float, lr: float = EQUAL_LR) -> PerSeedPair:
@@ -260,6 +298,14 @@ def landscape_ratio(landscapes: dict[str, LandscapeRun], name: str) -> MeasureRa
     summary = gradient_scaled_landscape if name in SCALED_MEASURES else summarize_landscape
     per_seed = [run.per_seed(name) for run in (plain_run, bn_run)]  # checks the name too
     return MeasureRatio(summary(bn_run)[name] / summary(plain_run)[name], *per_seed)
+
+
+def start_ratio(landscapes: dict[str, LandscapeRun], name: str) -> float:
+    """BN's median over seeds of a landscape measure (``loss_range``, ``gradient_change``,
+    ``beta_smoothness``, ``loss``, ``gradient_norm``) at step 0, before any update, over the plain
+    network's (:func:`landscape_at_step`): where the two networks start."""
+    plain, bn = (landscape_at_step(landscapes[norm], 0)[name] for norm in NORMS)
+    return bn / plain
 
 
 def beta_ratio(

@@ -147,6 +147,12 @@ class FirstSteps:
         """(seeds,) the first layer's weight growth c after one step."""
         return self.growth[:, 0]
 
+    @property
+    def log_ratio_drop(self) -> np.ndarray:
+        """(seeds,) log10 of :attr:`ratio_drop`: 1 is a tenfold fall in the first step (the seeds span
+        a decade, so a claim on the drop is read on its logarithm)."""
+        return np.log10(self.ratio_drop)
+
 
 def first_steps(run: LayerDynamics) -> FirstSteps:
     """:class:`FirstSteps` of a :func:`dynamics` run (recorded at steps 0, 1, 30 and 50 among others)."""
@@ -177,6 +183,12 @@ class ForwardContent:
     def contrast_last_at_init(self) -> np.ndarray:
         """(seeds,) the last layer's class contrast at init."""
         return self.contrast_at_init[:, -1]
+
+    @property
+    def late_loss_from_chance(self) -> np.ndarray:
+        """(seeds,) |:attr:`late_loss` - ln 10|: how far the mean training loss over steps 30-49 is from
+        the loss of a uniform guess over the 10 classes (NaN for a seed that diverged)."""
+        return np.abs(self.late_loss - np.log(10))
 
 
 def forward_content(run: LayerDynamics) -> ForwardContent:
