@@ -104,3 +104,15 @@ def test_budget_gain_at_depth_40_and_lr_0_1():
     np.testing.assert_allclose(gain.plain200, [0.3, 0.0, 0.4])  # a diverged seed counts as 0
     assert gain.median_gain == pytest.approx(0.6 - 0.3)
     assert gain.residual_margin == pytest.approx(0.8 - 0.7)
+
+
+def test_divergence_steps_name_a_label_off_the_grid():
+    freeze = freeze_grid()
+    np.testing.assert_array_equal(rn.divergence_steps(freeze, "residual_bn_frozen0", 40, 1.0), [4, 5, np.inf])
+    for args, message in (
+        (("residual_bn_frozen0", 60, 1.0), "depth 60 was not trained; the grid has: 40, 80"),
+        (("residual_bn_frozen0", 40, 0.5), "learning rate 0.5 was not trained; the grid has: "),
+        (("residual_lsuv", 40, 1.0), "architecture 'residual_lsuv' is not in this grid"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            rn.divergence_steps(freeze, *args)
