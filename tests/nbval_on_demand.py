@@ -56,13 +56,17 @@ def _marker_expression_admits_notebooks(expression: str) -> bool:
 
 def _paths_can_hold_a_notebook(paths: list[str], root: Path) -> bool:
     """Whether the paths named on the command line (none: the testpaths) can hold a notebook."""
-    if not paths:
-        return True
+    named = []
     for arg in paths:
         path = Path(arg.split("::")[0])
         path = path if path.is_absolute() else root / path
-        if path.suffix == ".py" or not path.exists():
-            continue  # a Python file; or no path at all (an unknown option's value, or pytest says it is missing)
+        if path.exists():  # not a path: the value of an option parsed later (--claim-seeds 5-9)
+            named.append(path)
+    if not named:
+        return True  # no path named: pytest collects its testpaths, the notebooks among them
+    for path in named:
+        if path.suffix == ".py":
+            continue
         if path.is_dir() and not any(path.rglob("*.ipynb")):
             continue
         return True  # a notebook, a folder with notebooks, or something pytest will explain
