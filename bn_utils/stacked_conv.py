@@ -11,7 +11,10 @@ runs (the conv-net counterpart of :mod:`bn_utils.stacked`'s MLPs).
   or class-sorted, and the divergence rule); what is the conv nets' own is the per-slot loss
   (over a (batch, slots) logit layout) and ``torch.optim.SGD``'s arithmetic for the update;
 - :func:`recompute_running_statistics`: any model's batch-norm running statistics replaced by
-  those of one batch.
+  those of one batch (:func:`recomputable_norms`: the layers it replaces them in);
+- :func:`slot_inputs` and :func:`repeat_inputs`: the stack's input layout (each slot its own
+  mini-batch; every slot the same examples), and :func:`stacked_running_statistics`: a stacked
+  norm's running statistics over every slot's channels.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ __all__ = [
     "epoch_batches",
     "train_stacked_convnets",
     "recompute_running_statistics",
+    "recomputable_norms",
+    "slot_inputs",
+    "repeat_inputs",
+    "stacked_running_statistics",
 ]
 
 ModelT = TypeVar("ModelT", bound=nn.Module)  # the model comes back as the type it went in
@@ -288,13 +295,13 @@ def _attribute(module: nn.Module, path: str) -> torch.Tensor:
     return cast(torch.Tensor, getattr(module.get_submodule(owner) if owner else module, name))
 
 
-def _slot_inputs(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+def slot_inputs(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """(B, slots * C, H, W) from x (N, C, H, W) and idx (slots, B): slot s sees x[idx[s]]."""
     batch = x[idx]  # (slots, B, C, H, W)
     return batch.transpose(0, 1).reshape(idx.shape[1], -1, *x.shape[2:])
 
 
-def _repeat_inputs(x: torch.Tensor, slots: int) -> torch.Tensor:
+def repeat_inputs(x: torch.Tensor, slots: int) -> torch.Tensor:
     """(N, slots * C, H, W) (or (N, slots * C, L)): every slot sees the same inputs (evaluation)."""
     return x.repeat(1, slots, *([1] * (x.dim() - 2)))
 
@@ -335,7 +342,7 @@ def train_stacked_convnets(
     optimizer = torch.optim.SGD(stack.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     def loss(stack: StackedConvNet, index: torch.Tensor) -> torch.Tensor:  # index (slots, B)
-        logits = stack(_slot_inputs(data.x_train, index))  # (B, slots, classes)
+        logits = stack(slot_inputs(data.x_train, index))  # (B, slots, classes)
         labels = data.y_train[index]  # (slots, B)
         return nn.functional.cross_entropy(logits.permute(0, 2, 1), labels.T, reduction="none").mean(0)
 
@@ -360,6 +367,40 @@ def train_stacked_convnets(
     return steps
 
 
+def stacked_running_statistics(norm: nn.Module, channels: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(running mean, running var, eps) over every channel of a stacked norm (a layer of a
+    :class:`StackedConvNet`, ``channels`` channels in all); NaN in the channels of slots whose norm
+    keeps no running statistics."""
+    parts, sizes = (norm.parts, norm.sizes) if isinstance(norm, _ChannelSplitNorm) else ([norm], [channels])
+    means: list[torch.Tensor] = []
+    variances: list[torch.Tensor] = []
+    eps = 1e-5
+    for part, size in zip(parts, sizes, strict=True):
+        part = part.bn if isinstance(part, GhostBatchNorm) else part
+        if isinstance(part, _PER_CHANNEL_NORMS) and part.running_mean is not None and part.running_var is not None:
+            means.append(part.running_mean)
+            variances.append(part.running_var)
+            eps = part.eps
+        else:
+            means.append(torch.full((size,), float("nan")))
+            variances.append(torch.full((size,), float("nan")))
+    device = next((m.device for m in means if m.device.type != "cpu"), torch.device("cpu"))
+    return torch.cat([m.to(device) for m in means]), torch.cat([v.to(device) for v in variances]), eps
+
+
+def recomputable_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The layers of ``model`` whose running statistics :func:`recompute_running_statistics`
+    replaces: every batch norm (``torch``'s or the course's) that keeps them, but not batch renorm,
+    whose corrections r and d are computed from them in training."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and m.running_mean is not None
+        and not type(m).__name__.startswith("BatchRenorm")
+    ]
+
+
 @torch.no_grad()
 def recompute_running_statistics(model: ModelT, inputs: torch.Tensor) -> ModelT:
     """Replace the running mean and variance of every batch norm in ``model`` (``torch`` BN
@@ -367,13 +408,7 @@ def recompute_running_statistics(model: ModelT, inputs: torch.Tensor) -> ModelT:
     normalizing with its new statistics); ``model`` is changed in place and returned."""
     valid.check_module("model", model)
     valid.check_type("inputs", inputs, torch.Tensor, "a torch.Tensor batch the model takes")
-    norms = [
-        m
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm)
-        and m.running_mean is not None
-        and not type(m).__name__.startswith("BatchRenorm")
-    ]
+    norms = recomputable_norms(model)
     if not norms:
         raise ValueError("model has no batch norm with running statistics to recompute")
     was_training = {m: m.training for m in model.modules()}

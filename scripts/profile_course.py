@@ -82,7 +82,7 @@ CATEGORIES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
         _any(
             _in("bn_utils/training.py", "evaluate"),
             _in("bn_utils/stacked.py", "evaluate_stacked"),
-            _in("bn_utils/experiments/batch_size.py", "_accuracy_eval_mode", "_accuracy_train_mode"),
+            _in("bn_utils/experiments/batch_size/sweep.py", "_accuracy_eval_mode", "_accuracy_train_mode"),
             _in("bn_utils/experiments/inference.py", "accuracy_in_mode"),
         ),
     ),

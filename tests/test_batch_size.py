@@ -404,11 +404,11 @@ def test_sweep_result_shapes_and_summaries(tiny_sweep):
 
 
 def test_chunks_cover_every_example_once_in_full_chunks():
-    assert bs._chunks(7, 2) == [(0, 2, 0), (2, 4, 2), (4, 6, 4), (5, 7, 6)]
-    assert bs._chunks(8, 4) == [(0, 4, 0), (4, 8, 4)]
-    assert bs._chunks(3, 8) == [(0, 3, 0)]
+    assert bs.overlapping_chunks(7, 2) == [(0, 2, 0), (2, 4, 2), (4, 6, 4), (5, 7, 6)]
+    assert bs.overlapping_chunks(8, 4) == [(0, 4, 0), (4, 8, 4)]
+    assert bs.overlapping_chunks(3, 8) == [(0, 3, 0)]
     for count, size in ((449, 2), (449, 32), (40, 8)):
-        chunks = bs._chunks(count, size)
+        chunks = bs.overlapping_chunks(count, size)
         counted = [i for start, end, first in chunks for i in range(first, end)]
         assert counted == list(range(count)) and all(end - start == min(size, count) for start, end, _ in chunks)
 

@@ -27,14 +27,15 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # what everything else stands on: seeding, the device, run records, data sets, the maths, statistics, checks
     "foundations": ("seeding", "devices", "history", "data", "functional", "statistics", "checks", "cache"),
     # the normalization layers and their registry
-    "layers": ("layers", "norms"),
+    "layers": ("layers", "norms", "norm_axes"),
     # networks built from them, and probes that watch a network
     "models": ("models", "probes"),
     # the engines that train networks, and what measures or checks a training step
     "training": ("training", "stacked", "stacked_conv", "diagnostics", "exercises"),
     # figures: the house style and the explorers (the first layer that may load matplotlib)
     "presentation": ("style", "explorers"),
-    # one module per experiment (bn_utils.experiments.*): none imports another
+    # one module (or one package of modules) per experiment (bn_utils.experiments.*): none imports
+    # another experiment; the modules of one experiment's package may import each other
     "experiments": ("experiments.*",),
     # one module per chapter (bn_utils.chapters.*): the computations a chapter's notebook and its claim
     # tests share; may use several experiment modules, never another chapter's module
@@ -66,7 +67,11 @@ def _imported(importer: str, node: ast.Import | ast.ImportFrom, modules: set[str
     found = set()
     for alias in node.names:  # "from package import module" imports the module itself
         submodule = _module(f"{base}.{alias.name}" if base else alias.name, modules, package_only=False)
-        target = submodule if submodule and not submodule.endswith("__init__") else _module(base, modules)
+        # "from package import subpackage" its __init__ (not for "from bn_utils import experiments")
+        subpackage = bool(base) and submodule == f"{base}.{alias.name}.__init__"
+        target = (
+            submodule if submodule and (subpackage or not submodule.endswith("__init__")) else _module(base, modules)
+        )
         if target:
             found.add(target)
     return found
@@ -139,13 +144,22 @@ def layer_of(module: str) -> str | None:
     return next((layer for layer, members in LAYERS.items() if module in members), None)
 
 
+def unit_of(module: str) -> str:
+    """The experiment or chapter ``module`` belongs to: ``experiments.batch_size`` for
+    ``experiments.batch_size.sweep`` (a package's modules are one experiment), the module itself
+    otherwise."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] in ("experiments", "chapters") and len(parts) > 2 else module
+
+
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
-    """Imports that point up a layer, or sideways from one experiment module to another."""
+    """Imports that point up a layer, or sideways from one experiment module to another (the modules
+    of one experiment's package may import each other)."""
     problems = []
     for module, targets in sorted(graph.items()):
         for target in sorted(targets):
             here, there = layer_of(module), layer_of(target)
-            if here is None or there is None:
+            if here is None or there is None or unit_of(module) == unit_of(target):
                 continue
             if ORDER.index(there) > ORDER.index(here):
                 problems.append(f"{module} ({here}) imports {target} ({there})")
@@ -199,7 +213,17 @@ def test_the_graph_reader_sees_deferred_relative_and_absolute_imports(tmp_path):
     (package / "experiments" / "__init__.py").write_text("")
     (package / "experiments" / "a.py").write_text("from ..style import y\nfrom .b import z\n")
     (package / "experiments" / "b.py").write_text("from bn_utils.experiments import a\n")
+    (package / "experiments" / "c").mkdir()
+    (package / "experiments" / "c" / "__init__.py").write_text("from .d import w\n")
+    (package / "experiments" / "c" / "d.py").write_text("from ...data import v\n")
+    (package / "chapters").mkdir()
+    (package / "chapters" / "__init__.py").write_text("")
+    (package / "chapters" / "e.py").write_text("from ..experiments import c\n")
     graph = import_graph(package)
+    assert graph["experiments.c.__init__"] == {"experiments.c.d"} and graph["chapters.e"] == {"experiments.c.__init__"}
+    assert upward_imports({"experiments.c.__init__": {"experiments.c.d"}, "experiments.c.d": {"experiments.a"}}) == [
+        "experiments.c.d imports the experiment module experiments.a: share through a core module"
+    ]
     assert graph["_validate"] == {"data"} and graph["data"] == {"_validate"} and graph["style"] == {"data"}
     assert graph["experiments.a"] == {"style", "experiments.b"} and graph["experiments.b"] == {"experiments.a"}
     assert cycles(graph) == [["_validate", "data"], ["experiments.a", "experiments.b"]]

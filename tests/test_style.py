@@ -179,10 +179,13 @@ def _style_leaks(source: str) -> list[str]:
     return sorted(leaks, key=lambda leak: int(leak.split(":")[0].removeprefix("line ")))
 
 
-EXPERIMENTS = sorted((Path(style.__file__).parent / "experiments").glob("*.py"))
+EXPERIMENTS_DIR = Path(style.__file__).parent / "experiments"
+EXPERIMENTS = sorted(EXPERIMENTS_DIR.rglob("*.py"))  # an experiment's package too
 
 
-@pytest.mark.parametrize("path", EXPERIMENTS, ids=[path.stem for path in EXPERIMENTS])
+@pytest.mark.parametrize(
+    "path", EXPERIMENTS, ids=[path.relative_to(EXPERIMENTS_DIR).with_suffix("").as_posix() for path in EXPERIMENTS]
+)
 def test_experiment_modules_take_every_colour_and_size_from_the_house_style(path):
     assert _style_leaks(path.read_text()) == []
 
