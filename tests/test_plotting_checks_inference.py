@@ -200,6 +200,7 @@ def test_mode_accuracy_names_what_was_measured_when_asked_for_something_else():
     )
     assert list(both.axes()) == ["order", "batch_size"] and tuple(both.axis("batch_size")) == (2, 8, 64)
     assert both.train_mode(8, "sorted").tolist() == [4.0] and both.train_mode(64).tolist() == [2.0]
+    assert both.train_mode(2, "sorted").tolist() == [3.0]  # order first, batch size second
     with pytest.raises(ValueError, match=r"orders must be some of \['shuffled', 'sorted'\], got \['by_class'\]"):
         ModeAccuracy(eval=results.eval, seeds=(0, 1), batch_sizes=(2, 64), orders=("by_class",), train=results.train)
     with pytest.raises(ValueError, match=r"expected eval of shape \(2,\) and train of shape \(1, 3, 2\)"):
