@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar, cast, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -56,6 +57,7 @@ __all__ = [
     "train_stacked",
     "evaluate_stacked",
     "set_running_statistics",
+    "keep_correct_at_end",
 ]
 
 
@@ -824,3 +826,21 @@ def train_stacked(
     for history in histories:
         history.wall_time = wall_time / len(histories)  # the stack's time, shared out
     return histories
+
+
+def keep_correct_at_end(total: int, data: Dataset, right: np.ndarray) -> Callable[[StackedMLP, int], None]:
+    """An ``on_step`` hook for :func:`train_stacked`: at step ``total`` (the last), the trained
+    networks of the stack predict ``data``'s test set in evaluation mode, and row ``stack.ids[i]``
+    of ``right`` (models, test examples; bool) records which examples network ``i`` got right."""
+    valid.check_int("total", total, 0)
+    valid.check_type("right", right, np.ndarray, "a numpy array")
+
+    def keep_correct(stack: StackedMLP, step: int) -> None:
+        if step == total:  # the trained networks, in evaluation mode, example by example
+            stack.eval()
+            with torch.no_grad():
+                predicted = stack(data.x_test).argmax(dim=2)
+            stack.train()
+            right[stack.ids] = (predicted == data.y_test).cpu().numpy()
+
+    return keep_correct

@@ -36,10 +36,10 @@ def study():
         {
             FULL: ([1.00, 1.00, 1.00], [0.96, 0.95, 0.97]),
             GHOST: ([0.99, 0.995, 0.99], [0.97, 0.95, 0.96]),
-            "layer norm": ([1.00, 1.00, 1.00], [0.94, 0.95, 0.96]),
+            "layer_norm": ([1.00, 1.00, 1.00], [0.94, 0.95, 0.96]),
             PLAIN: ([1.00, 1.00, 1.00], [0.95, 0.96, 0.95]),
         },
-        {FULL: 0.0, GHOST: 1.0, "layer norm": 0.0, PLAIN: 0.0},
+        {FULL: 0.0, GHOST: 1.0, "layer_norm": 0.0, PLAIN: 0.0},
     )
 
 
@@ -61,9 +61,10 @@ def test_ghost_versus_whole_batch_splits_the_gap_into_training_given_up_and_test
 
 def test_effects_of_normalization_leave_out_no_norm_and_take_the_largest_absolute_mean(study):
     effects = chapter.effects_of_normalization(study)
-    assert [effect.label for effect in effects] == [FULL, GHOST, "layer norm"]
-    means = {effect.label: effect.difference.mean for effect in effects}
-    assert means[FULL] == pytest.approx(0.02 / 3) and means["layer norm"] == pytest.approx(-0.01 / 3)
+    assert [effect.name for effect in effects] == [FULL, GHOST, "layer_norm"]
+    assert [effect.label for effect in effects] == [FULL, GHOST, "layer_norm"]  # no labels given: the names
+    means = {effect.name: effect.difference.mean for effect in effects}
+    assert means[FULL] == pytest.approx(0.02 / 3) and means["layer_norm"] == pytest.approx(-0.01 / 3)
     below = _result(
         {"a": ([1, 1, 1], [0.90, 0.90, 0.90]), "b": ([1, 1, 1], [0.96, 0.96, 0.96]), PLAIN: ([1, 1, 1], [0.95] * 3)},
         {},
@@ -77,13 +78,13 @@ def test_effects_of_normalization_leave_out_no_norm_and_take_the_largest_absolut
 def small():
     final = {
         "plain": ([1, 1, 1], [0.80, 0.82, 0.81]),
-        "BN": ([1, 1, 1], [0.81, 0.82, 0.83]),
-        "plain + dropout": ([1, 1, 1], [0.84, 0.85, 0.83]),
-        "BN + dropout": ([1, 1, 1], [0.82, 0.84, 0.84]),
-        "plain + L2": ([1, 1, 1], [0.85, 0.86, 0.86]),
-        "BN + L2": ([1, 1, 1], [0.84, 0.85, 0.86]),
+        "bn": ([1, 1, 1], [0.81, 0.82, 0.83]),
+        "plain_dropout": ([1, 1, 1], [0.84, 0.85, 0.83]),
+        "bn_dropout": ([1, 1, 1], [0.82, 0.84, 0.84]),
+        "plain_l2": ([1, 1, 1], [0.85, 0.86, 0.86]),
+        "bn_l2": ([1, 1, 1], [0.84, 0.85, 0.86]),
     }
-    rates = {"plain": 0, "BN": 1, "plain + dropout": 1, "BN + dropout": 0, "plain + L2": 0, "BN + L2": 0}
+    rates = {"plain": 0, "bn": 1, "plain_dropout": 1, "bn_dropout": 0, "plain_l2": 0, "bn_l2": 0}
     return _result(final, rates)
 
 
@@ -102,7 +103,9 @@ def test_regularizer_gains_are_per_network_and_their_difference_is_plain_minus_b
     np.testing.assert_allclose(dropout.plain_minus_bn.values, [0.03, 0.01, 0.01])
     assert dropout.bn_test_set == pytest.approx((-1.0, -1.0))  # BN + dropout all wrong, BN all right
     assert dropout.plain_minus_bn_test_set == pytest.approx((2.0, 2.0))  # (1 - 0) - (0 - 1)
-    l2 = chapter.regularizer_gains(small, "L2")
+    assert dropout.label == "dropout"
+    l2 = chapter.regularizer_gains(small, "l2")
     assert l2.plain_minus_bn_test_set == pytest.approx((1.0, 1.0))  # (0 - 0) - (0 - 1)
-    with pytest.raises(ValueError, match="dropout, L2"):
+    assert l2.label == "L2"
+    with pytest.raises(ValueError, match="dropout, l2"):
         chapter.regularizer_gains(small, "weight decay")

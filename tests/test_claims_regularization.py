@@ -22,6 +22,7 @@ from bn_utils.chapters import regularization_noise as chapter
 from bn_utils.chapters.regularization_noise import FULL, GHOST, GHOST_OF_TWO
 from bn_utils.experiments.regularization import (
     DROPOUT,
+    NETWORKS,
     SMALL_DATA,
     WEIGHT_DECAY,
     batch_noise,
@@ -98,9 +99,10 @@ def test_the_test_accuracy_differences_are_about_a_point_or_less(study):
 
 
 def test_with_256_images_bn_alone_does_not_measurably_reduce_the_overfitting(small):
-    for label in ("plain", "BN"):  # at the ceiling: no spread, margin 0 by nature (every seed, every path: 100%)
-        cc.every(small.final(label, "train_acc"), ">=", 1.0, f"{label}, 256 images: training accuracy (fits all)")
-    plain, bn = small.final("plain", "gap"), small.final("BN", "gap")
+    for name in ("plain", "bn"):  # at the ceiling: no spread, margin 0 by nature (every seed, every path: 100%)
+        what = f"{small.label(name)}, 256 images: training accuracy (fits all)"
+        cc.every(small.final(name, "train_acc"), ">=", 1.0, what)
+    plain, bn = small.final("plain", "gap"), small.final("bn", "gap")
     alone = chapter.bn_alone(small)
     cc.compare(
         alone.plain_gap, ">=", 5 * POINT, "the plain network's gap (mean): it should overfit clearly", values=plain
@@ -118,10 +120,10 @@ def test_dropout_and_l2_still_raise_bn_test_accuracy(small):
     """Both raise BN's mean test accuracy by 0.4 points or more. L2's gain exceeds the seeds' and the
     test set's uncertainty (both 95% intervals above zero); dropout's intervals reach to within a
     quarter of a point of zero (its seed interval's lower end was 0.1 to 0.4 points, not well clear)."""
-    for regularizer, floor in (("dropout", -0.25 * POINT), ("L2", 0.0)):
+    for regularizer, floor in (("dropout", -0.25 * POINT), ("l2", 0.0)):
         gains = chapter.regularizer_gains(small, regularizer)
         gain = gains.bn
-        what = f"test accuracy, BN + {regularizer} - BN"
+        what = f"test accuracy, BN + {gains.label} - BN"
         cc.compare(gain.mean, ">=", 0.4 * POINT, f"{what}, mean", values=gain.values)
         cc.compare(gain.interval[0], ">", floor, f"{what}, seed interval's lower end", values=gain.values)
         low, _ = gains.bn_test_set
@@ -133,7 +135,7 @@ def test_five_seeds_cannot_tell_whether_regularizers_help_bn_less(small):
         gains = chapter.regularizer_gains(small, regularizer)
         difference = gains.plain_minus_bn
         low, high = difference.interval
-        what = f"{regularizer}: the plain network's gain - BN's"
+        what = f"{gains.label}: the plain network's gain - BN's"
         cc.compare(low, "<", 0, f"{what}, seed interval's lower end", values=difference.values)
         cc.compare(high, ">", 0, f"{what}, seed interval's upper end", values=difference.values)
         low, high = gains.plain_minus_bn_test_set
@@ -144,12 +146,13 @@ def test_five_seeds_cannot_tell_whether_regularizers_help_bn_less(small):
 def test_a_reduction_of_two_points_is_not_supported_over_these_seeds(small):
     """Seed variation only: every seed trains on the same 256 images and tests on the same 449."""
     for regularizer in chapter.REGULARIZERS:
-        difference = chapter.regularizer_gains(small, regularizer).plain_minus_bn
+        gains = chapter.regularizer_gains(small, regularizer)
+        difference = gains.plain_minus_bn
         cc.compare(
             difference.interval[1],
             "<",
             2 * POINT,
-            f"{regularizer}: the plain network's gain - BN's, seed interval's upper end",
+            f"{gains.label}: the plain network's gain - BN's, seed interval's upper end",
             values=difference.values,
         )
 
@@ -172,17 +175,18 @@ def test_strengths_were_chosen_on_a_validation_split(digits):
         configs=strength_grid(dropouts, weight_decays),
         **SMALL_DATA,
     )
-    for network in ("plain", "BN"):
-        for name, values, chosen in (("dropout", dropouts, DROPOUT), ("L2", weight_decays, WEIGHT_DECAY)):
-            accuracy = {v: grid.spread(f"{network}, {name} {v:g}").mean for v in values}
+    for network in NETWORKS:
+        for name, values, chosen in (("dropout", dropouts, DROPOUT), ("l2", weight_decays, WEIGHT_DECAY)):
+            accuracy = {v: grid.spread(f"{network}_{name}_{v:g}").mean for v in values}
             best = max(accuracy, key=accuracy.get)
-            per_seed = grid.final(f"{network}, {name} {chosen:g}", "test_acc") - grid.final(
-                f"{network}, {name} {best:g}", "test_acc"
+            per_seed = grid.final(f"{network}_{name}_{chosen:g}", "test_acc") - grid.final(
+                f"{network}_{name}_{best:g}", "test_acc"
             )
             cc.compare(
                 accuracy[chosen] - accuracy[best],
                 ">=",
                 -0.5 * POINT,
-                f"{network}, {name}: mean validation accuracy at the chosen strength - at the grid's best",
+                f"{NETWORKS[network].label}, {chapter.EXPLICIT[name]}: mean validation accuracy at the chosen "
+                "strength - at the grid's best",
                 values=per_seed,
             )

@@ -46,7 +46,7 @@ from bn_utils.statistics import Estimate
 
 POINT = 0.01  # one percentage point of accuracy
 OPPOSITE = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
-GHOST, FULL, PLAIN = "BN, ghost batches of 8", "BN, batch of 128", "no norm"
+GHOST, FULL, PLAIN = "bn_ghost_8", "bn_batch_128", "no_norm"  # regularization.REGULARIZERS' names
 SMALL = {  # the regularization chapter's small-data configurations that its verdicts on BN compare
     "plain": Setting("none"),
     "BN": Setting("batch"),
@@ -893,7 +893,7 @@ def test_mnist1d_bn_with_the_whole_batch_tests_more_than_a_point_above_the_plain
         abs(differences[largest].mean),
         "<=",
         1.25 * POINT,
-        f"MNIST-1D: the largest |mean test accuracy minus the plain network's|, {largest} "
+        f"MNIST-1D: the largest |mean test accuracy minus the plain network's|, {study.label(largest)} "
         f"({differences[largest].format_interval()} points)",
         values=differences[largest].values,
     )

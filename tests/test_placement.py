@@ -80,3 +80,36 @@ def test_placement_study_checks_its_arguments(digits):
         placement_study(digits, seeds=())
     with pytest.raises(ValueError, match="target must be a test accuracy between 0 and 1, got 90"):
         placement_study(digits, target=90)
+
+
+def test_keep_correct_at_end_records_each_trained_network_in_eval_mode_at_the_last_step_only(digits):
+    """The one hook that placement and regularization studies use: rows by the stack's model ids,
+    eval-mode predictions of the trained networks, nothing before the last step."""
+    import torch
+
+    from bn_utils.stacked import StackedMLP, keep_correct_at_end, train_stacked
+
+    data = digits
+    models = [bu.mlp_for(data, seed=seed, depth=1, width=8, norm="batch") for seed in (0, 1)]
+    right = np.zeros((2, len(data.x_test)), dtype=bool)
+    total = 2 * (len(data.x_train) // 256)
+    hook = keep_correct_at_end(total, data, right)
+    seen: dict[str, object] = {}
+
+    def watch(stack: StackedMLP, step: int) -> None:
+        before = np.zeros_like(right)
+        keep_correct_at_end(total, data, before)(stack, step - 1)
+        assert not before.any()  # not the last step: nothing recorded
+        hook(stack, step)
+        if step == total:
+            assert stack.training  # left in training mode
+            stack.eval()
+            with torch.no_grad():
+                seen["expected"] = (stack(data.x_test).argmax(dim=2) == data.y_test).numpy()[np.argsort(stack.ids)]
+            stack.train()
+
+    train_stacked(models, data, lrs=[0.1, 0.1], seeds=(0, 1), epochs=2, batch_size=256, on_step=watch)
+    assert right.any() and not right.all()
+    np.testing.assert_array_equal(right, seen["expected"])
+    with pytest.raises(TypeError, match="right must be a numpy array, got list"):
+        keep_correct_at_end(total, data, [[False]])

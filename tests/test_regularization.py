@@ -9,6 +9,10 @@ from torch import nn  # noqa: E402
 
 import bn_utils as bu  # noqa: E402
 from bn_utils.experiments.regularization import (  # noqa: E402
+    METRICS,
+    NETWORKS,
+    REGULARIZERS,
+    Network,
     RegularizationResult,
     Setting,
     batch_noise,
@@ -153,7 +157,9 @@ def test_paired_differences_and_contrasts_go_seed_by_seed():
     assert result.spread("a").mean == pytest.approx(0.91)
     assert result.fits_training_set("a") and not result.fits_training_set("a + reg")
     assert not result.fits_training_set("b")
-    with pytest.raises(ValueError, match="unknown configuration 'c'"):
+    with pytest.raises(
+        ValueError, match="configuration 'c' was not trained; the study has: a, a \\+ reg, b, b \\+ reg$"
+    ):
         result.difference("a", "c")
     with pytest.raises(ValueError, match="unknown metric 'loss'"):
         result.final("a", "loss")
@@ -172,15 +178,33 @@ def test_settings_validation_split_and_the_configurations():
     with pytest.raises(ValueError, match="weight_decay must be non-negative"):
         Setting(weight_decay=-0.1)
     configs = explicit_regularizers(dropout=0.3, weight_decay=0.01)
-    assert list(configs) == ["plain", "plain + dropout", "plain + L2", "BN", "BN + dropout", "BN + L2"]
-    assert configs["BN + dropout"] == Setting("batch", dropout=0.3)
-    assert configs["plain + L2"] == Setting("none", weight_decay=0.01)
-    grid = strength_grid((0.1, 0.5), (0.003,), norms={"LN": "layer"})
+    assert list(configs) == ["plain", "plain_dropout", "plain_l2", "bn", "bn_dropout", "bn_l2"]
+    assert [c.label for c in configs.values()] == [
+        "plain",
+        "plain + dropout",
+        "plain + L2",
+        "BN",
+        "BN + dropout",
+        "BN + L2",
+    ]
+    assert configs["bn_dropout"] == Setting("batch", dropout=0.3, label="BN + dropout")
+    assert configs["plain_l2"] == Setting("none", weight_decay=0.01, label="plain + L2")
+    grid = strength_grid((0.1, 0.5), (0.003,), norms={"ln": Network("layer", "LN")})
     assert grid == {
-        "LN, dropout 0.1": Setting("layer", dropout=0.1),
-        "LN, dropout 0.5": Setting("layer", dropout=0.5),
-        "LN, L2 0.003": Setting("layer", weight_decay=0.003),
+        "ln_dropout_0.1": Setting("layer", dropout=0.1, label="LN, dropout 0.1"),
+        "ln_dropout_0.5": Setting("layer", dropout=0.5, label="LN, dropout 0.5"),
+        "ln_l2_0.003": Setting("layer", weight_decay=0.003, label="LN, L2 0.003"),
     }
+    assert list(strength_grid((0.1,), (), norms={"LN": "layer"}).values()) == [
+        Setting("layer", dropout=0.1, label="LN, dropout 0.1")
+    ]
+    assert [s.label for s in REGULARIZERS.values()] == [
+        "no norm",
+        "BN, ghost batches of 8",
+        "BN, batch of 128",
+        "layer norm",
+    ]
+    assert list(REGULARIZERS) == ["no_norm", "bn_ghost_8", "bn_batch_128", "layer_norm"]
 
 
 def test_validation_split_holds_out_the_rest_of_the_training_set(digits):
@@ -277,3 +301,28 @@ def test_plot_small_data_draws_accuracies_and_gains_in_the_norms_colours():
 def test_plot_batch_noise_sizes_its_own_figure():
     ax = plot_batch_noise({8: 0.4, 32: 0.2}, figsize=(6.4, 3.6))
     assert tuple(ax.figure.get_size_inches()) == pytest.approx((6.4, 3.6))
+
+
+def test_the_result_is_a_grid_of_configurations_by_name_shown_by_label():
+    result = _result({"bn": [(1.0, 0.9), (1.0, 0.8), (1.0, 0.7)], "bn_l2": [(0.9, 0.95), (0.8, 0.85), (1.0, 0.75)]})
+    result.labels, result.norms = {"bn": "BN", "bn_l2": "BN + L2"}, {"bn": "batch", "bn_l2": "batch"}
+    assert list(result.axes()) == ["config", "metric"]
+    assert tuple(result.axis("config")) == ("bn", "bn_l2") and tuple(result.axis("metric")) == METRICS
+    assert result.locate(config="bn_l2", metric="gap") == (1, 3)
+    assert result.label("bn_l2") == "BN + L2" and result.label("bn") == "BN"
+    # each metric reads its own number: a swapped pair (train for test, or the gap's sign) changes one
+    np.testing.assert_allclose(result.final("bn_l2", "train_acc"), [0.9, 0.8, 1.0])
+    np.testing.assert_allclose(result.final("bn_l2", "test_acc"), [0.95, 0.85, 0.75])
+    np.testing.assert_allclose(result.final("bn_l2", "gap"), [-0.05, -0.05, 0.25])
+    np.testing.assert_allclose(result.difference("bn_l2", "bn").values, [0.05, 0.05, 0.05])
+    with pytest.raises(ValueError, match="configuration 'BN \\+ L2' was not trained; the study has: bn, bn_l2$"):
+        result.difference("BN + L2", "bn")  # a label is not a name
+    with pytest.raises(ValueError, match="configuration 'BN' was not trained; the study has: bn, bn_l2$"):
+        result.label("BN")
+    with pytest.raises(ValueError, match="unknown metric 'gaps'; valid names are: train_acc, test_acc, test_loss, gap"):
+        result.final("bn", "gaps")  # type: ignore[arg-type]
+    ax = plot_generalization(result)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["BN", "BN + L2"]
+    ax = plot_small_data(result, {"L2, BN": result.difference("bn_l2", "bn")}, train_examples=256).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["BN", "BN + L2"]
+    assert NETWORKS["bn"] == Network("batch", "BN") and NETWORKS["plain"] == Network("none", "plain")

@@ -1161,7 +1161,7 @@ CASES = [
         "regularization_study-no-configs",
         lambda d: regularization.regularization_study(d, configs={}, seeds=[0], epochs=1),
         ValueError,
-        "configs must be a non-empty dict of label -> Setting or (norm, norm_kwargs), got {}",
+        "configs must be a non-empty dict of name -> Setting or (norm, norm_kwargs), got {}",
     ),
     (
         "regularization_study-unknown-norm",

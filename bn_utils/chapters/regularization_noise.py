@@ -16,6 +16,7 @@ from ..data import Dataset
 from ..experiments.regularization import (
     SMALL_DATA,
     RegularizationResult,
+    Setting,
     explicit_regularizers,
     regularization_study,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "PLAIN",
     "GHOST_OF_TWO",
     "REGULARIZERS",
+    "EXPLICIT",
     "study",
     "small_data",
     "ghost_batches_of_two",
@@ -42,9 +44,13 @@ __all__ = [
     "regularizer_gains",
 ]
 
-GHOST, FULL, PLAIN = "BN, ghost batches of 8", "BN, batch of 128", "no norm"
-GHOST_OF_TWO = "BN, ghost batches of 2"
-REGULARIZERS = ("dropout", "L2")  # the explicit regularizers of the small-data regime, as labelled there
+# the configurations' names in the study (experiments.regularization.REGULARIZERS), and exercise 1's
+GHOST, FULL, PLAIN = "bn_ghost_8", "bn_batch_128", "no_norm"
+GHOST_OF_TWO = "bn_ghost_2"
+# name -> label: the explicit regularizers of the small-data regime (explicit_regularizers' "bn_dropout",
+# "bn_l2", ...), and how figures and verdicts show them
+EXPLICIT: dict[str, str] = {"dropout": "dropout", "l2": "L2"}
+REGULARIZERS = tuple(EXPLICIT)
 
 
 # --- setup: the runs the chapter stands on ---
@@ -64,9 +70,10 @@ def small_data(digits: Dataset, seeds: Sequence[int]) -> RegularizationResult:
 
 
 def ghost_batches_of_two(digits: Dataset, seeds: Sequence[int]) -> RegularizationResult:
-    """BN over ghost batches of 2 (exercise 1), labelled :data:`GHOST_OF_TWO`: noise past the point
+    """BN over ghost batches of 2 (exercise 1), named :data:`GHOST_OF_TWO`: noise past the point
     where it regularizes."""
-    return regularization_study(digits, seeds=seeds, configs={GHOST_OF_TWO: ("batch_ghost", {"ghost_batch_size": 2})})
+    two = Setting("batch_ghost", {"ghost_batch_size": 2}, label="BN, ghost batches of 2")
+    return regularization_study(digits, seeds=seeds, configs={GHOST_OF_TWO: two})
 
 
 # --- claim quantities ---
@@ -109,8 +116,10 @@ def ghost_versus_whole_batch(study: RegularizationResult) -> GhostVersusWholeBat
 
 @dataclass(frozen=True)
 class NormEffect:
-    """One configuration's test accuracy minus no norm's, seed by seed."""
+    """One configuration's test accuracy minus no norm's, seed by seed: ``name`` in the study, ``label``
+    as figures show it."""
 
+    name: str
     label: str
     difference: Estimate
 
@@ -118,7 +127,9 @@ class NormEffect:
 def effects_of_normalization(study: RegularizationResult) -> tuple[NormEffect, ...]:
     """Every configuration of :func:`study` but no norm, against no norm (test accuracy): how large a
     regularizer BN's noise is here, in the order of the study's configurations."""
-    return tuple(NormEffect(label, study.difference(label, PLAIN)) for label in study.histories if label != PLAIN)
+    return tuple(
+        NormEffect(name, study.label(name), study.difference(name, PLAIN)) for name in study.histories if name != PLAIN
+    )
 
 
 def largest_effect(effects: Sequence[NormEffect]) -> float:
@@ -149,17 +160,18 @@ def bn_alone(small: RegularizationResult) -> BnAlone:
     """Does BN alone measurably reduce the overfitting of :func:`small_data`'s plain network?"""
     return BnAlone(
         plain_gap=small.spread("plain", "gap").mean,
-        bn_gap=small.spread("BN", "gap").mean,
-        difference=small.difference("BN", "plain"),
-        test_set=small.test_set_interval({"BN": 1, "plain": -1}),
+        bn_gap=small.spread("bn", "gap").mean,
+        difference=small.difference("bn", "plain"),
+        test_set=small.test_set_interval({"bn": 1, "plain": -1}),
     )
 
 
 @dataclass(frozen=True)
 class RegularizerGains:
-    """What one explicit regularizer (``"dropout"`` or ``"L2"``) adds on the 256 images, seed by seed:
-    ``plain`` and ``bn``, its gain in test accuracy for each network; ``plain_minus_bn``, how much more it
-    raises the plain network than BN (if BN were already regularizing, this would be positive).
+    """What one explicit regularizer (``"dropout"`` or ``"l2"``, shown :attr:`label`) adds on the 256
+    images, seed by seed: ``plain`` and ``bn``, its gain in test accuracy for each network;
+    ``plain_minus_bn``, how much more it raises the plain network than BN (if BN were already
+    regularizing, this would be positive).
     ``bn_test_set`` and ``plain_minus_bn_test_set``: the test digits' share of their uncertainty."""
 
     regularizer: str
@@ -169,17 +181,22 @@ class RegularizerGains:
     bn_test_set: tuple[float, float]
     plain_minus_bn_test_set: tuple[float, float]
 
+    @property
+    def label(self) -> str:
+        """How figures and verdicts show the regularizer ("dropout", "L2")."""
+        return EXPLICIT[self.regularizer]
+
 
 def regularizer_gains(small: RegularizationResult, regularizer: str) -> RegularizerGains:
     """:class:`RegularizerGains` of ``regularizer`` (one of :data:`REGULARIZERS`) in :func:`small_data`."""
     if regularizer not in REGULARIZERS:
         raise ValueError(f"regularizer must be one of {', '.join(REGULARIZERS)}, got {regularizer!r}")
-    more = {f"plain + {regularizer}": 1, "plain": -1, f"BN + {regularizer}": -1, "BN": 1}
+    more = {f"plain_{regularizer}": 1, "plain": -1, f"bn_{regularizer}": -1, "bn": 1}
     return RegularizerGains(
         regularizer=regularizer,
-        plain=small.difference(f"plain + {regularizer}", "plain"),
-        bn=small.difference(f"BN + {regularizer}", "BN"),
+        plain=small.difference(f"plain_{regularizer}", "plain"),
+        bn=small.difference(f"bn_{regularizer}", "bn"),
         plain_minus_bn=small.contrast(more),
-        bn_test_set=small.test_set_interval({f"BN + {regularizer}": 1, "BN": -1}),
+        bn_test_set=small.test_set_interval({f"bn_{regularizer}": 1, "bn": -1}),
         plain_minus_bn_test_set=small.test_set_interval(more),
     )

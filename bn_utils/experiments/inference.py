@@ -20,6 +20,7 @@ from .. import _validate as valid
 from ..cache import remembered
 from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
+from ..grid import Axis, LabelledGrid
 from ..layers import BatchNorm1d
 from ..style import FIGSIZE, GUIDE, MODE_COLORS, STATISTICS_COLORS
 from ..training import History, get_device, run_seeds
@@ -51,11 +52,11 @@ ORDERS = ("shuffled", "sorted")
 
 
 @dataclass(frozen=True, eq=False)
-class ModeAccuracy:
+class ModeAccuracy(LabelledGrid):
     """Test accuracy in eval mode and in training mode, one value per seed, as measured by
     :func:`forgotten_eval_study`: ``train_mode(batch_size, order)`` is the training-mode accuracy
     when the test set, in ``order`` (one of :data:`ORDERS`), is predicted in batches of
-    ``batch_size``."""
+    ``batch_size``. Its axes: ``order`` and ``batch_size`` (the first two of ``train``'s)."""
 
     eval: np.ndarray  # eval-mode (running statistics) accuracy, one per seed
     seeds: tuple[int, ...]
@@ -73,15 +74,15 @@ class ModeAccuracy:
                 f"seeds), got {np.shape(self.eval)} and {np.shape(self.train)}"
             )
 
+    def axes(self) -> dict[str, Axis]:
+        return {
+            "order": Axis("order", self.orders, "was not measured", "the study"),
+            "batch_size": Axis("batch size", self.batch_sizes, "was not measured", "the study"),
+        }
+
     def train_mode(self, batch_size: int, order: str = "shuffled") -> np.ndarray:
         """Training-mode accuracy per seed, the test set in ``order`` predicted in batches of ``batch_size``."""
-        if order not in self.orders:
-            raise ValueError(f"order {order!r} was not measured: these results have orders {list(self.orders)}")
-        if batch_size not in self.batch_sizes:
-            raise ValueError(
-                f"batch size {batch_size!r} was not measured: these results have batch sizes {list(self.batch_sizes)}"
-            )
-        return self.train[self.orders.index(order), self.batch_sizes.index(batch_size)]
+        return self.train[self.locate(order=order, batch_size=batch_size)]
 
 
 @dataclass

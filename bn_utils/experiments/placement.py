@@ -15,14 +15,13 @@ from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from matplotlib.axes import Axes
 
 from ..cache import remembered
 from ..data import Dataset
 from ..history import Sweep
 from ..models import NORM_POSITIONS, mlp_for
-from ..stacked import StackedMLP, train_stacked
+from ..stacked import keep_correct_at_end, train_stacked
 from ..statistics import Estimate, accuracy_difference_interval
 from ..style import FIGSIZE, GUIDE, PLACEMENT_COLORS, plot_band
 from ..training import History, get_device, stack_metric
@@ -131,15 +130,6 @@ def placement_study(
     total = epochs * (len(data.x_train) // batch_size)
     for position in NORM_POSITIONS:
         right = np.zeros((len(lrs) * len(seeds), len(data.x_test)), dtype=bool)
-
-        def keep_correct(stack: StackedMLP, step: int, right: np.ndarray = right) -> None:
-            if step == total:  # the trained networks, in evaluation mode, example by example
-                stack.eval()
-                with torch.no_grad():
-                    predicted = stack(data.x_test).argmax(dim=2)
-                stack.train()
-                right[stack.ids] = (predicted == data.y_test).cpu().numpy()
-
         models = []
         for _ in lrs:
             for seed in seeds:
@@ -162,7 +152,7 @@ def placement_study(
             batch_size=batch_size,
             eval_every=eval_every,
             eval_train=False,
-            on_step=keep_correct,
+            on_step=keep_correct_at_end(total, data, right),
         )
         histories[position] = [flat[i * len(seeds) : (i + 1) * len(seeds)] for i in range(len(lrs))]
         correct[position] = right.reshape(len(lrs), len(seeds), -1)

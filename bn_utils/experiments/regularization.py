@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,8 +27,9 @@ from .. import _validate as valid
 from ..cache import remembered
 from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
+from ..grid import Axis, LabelledGrid
 from ..models import NORM_LAYERS, mlp_for
-from ..stacked import StackedMLP, train_stacked
+from ..stacked import keep_correct_at_end, train_stacked
 from ..statistics import Estimate, accuracy_difference_interval
 from ..style import FIGSIZE, GUIDE, ON_COLOR, color_for, plot_histories, series_color
 from ..training import History, get_device
@@ -42,6 +43,10 @@ __all__ = [
     "batch_noise",
     "Setting",
     "REGULARIZERS",
+    "Network",
+    "NETWORKS",
+    "Metric",
+    "METRICS",
     "Estimate",
     "RegularizationResult",
     "regularization_study",
@@ -140,12 +145,14 @@ class Setting:
     """One configuration of :func:`regularization_study`: a normalization (``norm`` and its
     ``norm_kwargs``, as :func:`bn_utils.models.make_mlp` takes them) and the explicit
     regularizers: ``dropout`` after every hidden activation, ``weight_decay`` (L2, as
-    ``torch.optim.SGD`` applies it)."""
+    ``torch.optim.SGD`` applies it). ``label`` is how figures and tables show it ("BN + dropout");
+    the study keys it by a stable name ("bn_dropout"), and an empty label shows that name."""
 
     norm: str = "none"
     norm_kwargs: Mapping[str, object] = field(default_factory=dict)
     dropout: float = 0.0
     weight_decay: float = 0.0
+    label: str = ""
 
     def __post_init__(self) -> None:
         if not 0 <= self.dropout < 1:
@@ -154,60 +161,84 @@ class Setting:
             raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay}")
 
 
-# label -> (norm, norm_kwargs): the normalizations the chapter compares, from the noisiest batch
-# statistics to none at all.
-REGULARIZERS: dict[str, tuple[str, dict]] = {
-    "no norm": ("none", {}),
-    "BN, ghost batches of 8": ("batch_ghost", {"ghost_batch_size": 8}),
-    "BN, batch of 128": ("batch", {}),
-    "layer norm": ("layer", {}),
+# name -> Setting: the normalizations the chapter compares, from the noisiest batch statistics to none
+# at all; each Setting carries the label that figures and tables show.
+REGULARIZERS: dict[str, Setting] = {
+    "no_norm": Setting("none", label="no norm"),
+    "bn_ghost_8": Setting("batch_ghost", {"ghost_batch_size": 8}, label="BN, ghost batches of 8"),
+    "bn_batch_128": Setting("batch", label="BN, batch of 128"),
+    "layer_norm": Setting("layer", label="layer norm"),
 }
 
 
-def _as_setting(label: str, config: Setting | tuple[str, Mapping]) -> Setting:
+def _as_setting(name: str, config: Setting | tuple[str, Mapping]) -> Setting:
     if isinstance(config, Setting):
         return config
     if isinstance(config, tuple) and len(config) == 2:
         return Setting(norm=config[0], norm_kwargs=dict(config[1]))
-    raise ValueError(f"configuration {label!r} must be a Setting or a (norm, norm_kwargs) tuple, got {config!r}")
+    raise ValueError(f"configuration {name!r} must be a Setting or a (norm, norm_kwargs) tuple, got {config!r}")
+
+
+Metric = Literal["train_acc", "test_acc", "test_loss", "gap"]
+"""What :meth:`RegularizationResult.final` reads at the end of each run: a final accuracy or loss,
+or ``gap`` (final train minus final test accuracy). mypy checks a literal name; a wrong one at run
+time is a ``ValueError`` naming these."""
+METRICS: tuple[Metric, ...] = get_args(Metric)
+
+
+def _final(h: History, metric: Metric) -> float:
+    """One run's final ``metric``."""
+    if metric == "gap":
+        return h.train_acc[-1] - h.test_acc[-1]
+    if metric == "train_acc":
+        return h.train_acc[-1]
+    if metric == "test_acc":
+        return h.test_acc[-1]
+    return h.test_loss[-1]
 
 
 @dataclass
-class RegularizationResult:
-    """Histories per configuration (label -> one History per seed) and their final numbers;
-    ``norms`` gives each configuration's norm name (for colours). The seeds of every
-    configuration are the same, in the same order, so differences can be taken seed by seed."""
+class RegularizationResult(LabelledGrid):
+    """Histories per configuration (name -> one History per seed) and their final numbers, on two
+    axes: ``config``, the configurations' stable names ("bn_dropout"), and ``metric``
+    (:data:`METRICS`). ``norms`` gives each configuration's norm name (for colours), ``labels`` its
+    display label ("BN + dropout"; :meth:`label`). The seeds of every configuration are the same,
+    in the same order, so differences can be taken seed by seed."""
 
     histories: dict[str, list[History]]
     norms: dict[str, str] = field(default_factory=dict)
-    correct: dict[str, np.ndarray] | None = None  # label -> (seeds, test examples): right at the end?
+    correct: dict[str, np.ndarray] | None = None  # name -> (seeds, test examples): right at the end?
+    labels: dict[str, str] = field(default_factory=dict)  # name -> display label (missing: the name)
 
-    def _runs(self, label: str) -> list[History]:
-        if label not in self.histories:
-            raise ValueError(f"unknown configuration {label!r}; the study has: {', '.join(self.histories)}")
-        return self.histories[label]
+    def axes(self) -> dict[str, Axis]:
+        return {
+            "config": Axis("configuration", tuple(self.histories), "was not trained", "the study"),
+            "metric": Axis("metric", METRICS, "is not measured", "the study"),
+        }
 
-    def final(self, label: str, metric: str) -> np.ndarray:
+    def _runs(self, name: str) -> list[History]:
+        return self.histories[self.axis("config").check(name)]
+
+    def label(self, name: str) -> str:
+        """How figures and tables show configuration ``name`` (its Setting's label, else the name)."""
+        return self.labels.get(self.axis("config").check(name)) or name
+
+    def final(self, name: str, metric: Metric) -> np.ndarray:
         """Per seed, the final ``train_acc``, ``test_acc`` or ``test_loss``; or ``gap``:
         final train accuracy minus final test accuracy."""
-        if metric not in ("train_acc", "test_acc", "test_loss", "gap"):
-            raise ValueError(f"unknown metric {metric!r}; valid names are: train_acc, test_acc, test_loss, gap")
-        runs = self._runs(label)
-        if metric == "gap":
-            return np.array([h.train_acc[-1] - h.test_acc[-1] for h in runs])
-        if metric not in ("train_acc", "test_acc", "test_loss"):
-            raise ValueError(f"unknown metric {metric!r}; valid names are: gap, test_acc, test_loss, train_acc")
-        return np.array([getattr(h, metric)[-1] for h in runs])
+        if metric not in self.axis("metric"):
+            raise ValueError(f"unknown metric {metric!r}; valid names are: {', '.join(METRICS)}")
+        return np.array([_final(h, metric) for h in self._runs(name)])
 
     def seeds(self, label: str) -> list[int]:
         """The seeds of a configuration's runs, in order."""
         return [int(h.config["seed"]) for h in self._runs(label)]
 
-    def spread(self, label: str, metric: str = "test_acc") -> Estimate:
+    def spread(self, label: str, metric: Metric = "test_acc") -> Estimate:
         """The final ``metric`` of a configuration over its seeds (see :meth:`final`)."""
         return Estimate(tuple(float(v) for v in self.final(label, metric)))
 
-    def contrast(self, weights: Mapping[str, float], metric: str = "test_acc") -> Estimate:
+    def contrast(self, weights: Mapping[str, float], metric: Metric = "test_acc") -> Estimate:
         """Per seed, sum of ``weight * final(label, metric)`` over ``weights`` (label -> weight),
         taken seed by seed: e.g. {"a": 1, "b": -1} is a paired difference, and
         {"a + dropout": 1, "a": -1, "b + dropout": -1, "b": 1} how much more dropout helps a than b."""
@@ -224,7 +255,7 @@ class RegularizationResult:
         total = np.sum([weight * self.final(label, metric) for label, weight in weights.items()], axis=0)
         return Estimate(tuple(float(v) for v in total))
 
-    def difference(self, a: str, b: str, metric: str = "test_acc") -> Estimate:
+    def difference(self, a: str, b: str, metric: Metric = "test_acc") -> Estimate:
         """``a`` minus ``b``, seed by seed (runs with the same seed share their batch order and,
         when the architectures allow, their initial weights)."""
         return self.contrast({a: 1.0, b: -1.0}, metric)
@@ -258,7 +289,7 @@ class RegularizationResult:
         return bool(np.all(self.final(label, "train_acc") == 1.0))
 
     def table(self) -> dict[str, dict[str, float]]:
-        """Mean over seeds of train accuracy, test accuracy, gap and test loss, per configuration."""
+        """Mean over seeds of train accuracy, test accuracy, gap and test loss, per configuration's name."""
         return {
             label: {m: float(np.mean(self.final(label, m))) for m in ("train_acc", "test_acc", "gap", "test_loss")}
             for label in self.histories
@@ -279,8 +310,8 @@ def regularization_study(
     train_examples: int | None = None,
     eval_every: int | None = None,
 ) -> RegularizationResult:
-    """Train a ``depth`` x ``width`` ReLU MLP with each configuration of ``configs`` (label ->
-    :class:`Setting`, or a (norm, norm_kwargs) tuple), SGD at ``lr``, ``batch_size`` examples per
+    """Train a ``depth`` x ``width`` ReLU MLP with each configuration of ``configs`` (name ->
+    :class:`Setting`, or a (norm, norm_kwargs) tuple, shown by its name), SGD at ``lr``, ``batch_size`` examples per
     step for ``epochs`` epochs, one run per seed (the seeds of a configuration train together, as
     one stacked network; seed s draws its dropout masks from a generator seeded with s); train
     and test accuracy are measured every epoch (or every ``eval_every`` steps) and at the end.
@@ -288,9 +319,7 @@ def regularization_study(
     easier to see."""
     check_dataset("data", data)
     if not isinstance(configs, Mapping) or not configs:
-        raise ValueError(
-            f"configs must be a non-empty dict of label -> Setting or (norm, norm_kwargs), got {configs!r}"
-        )
+        raise ValueError(f"configs must be a non-empty dict of name -> Setting or (norm, norm_kwargs), got {configs!r}")
     settings = {label: _as_setting(label, config) for label, config in configs.items()}
     for label, setting in settings.items():
         if setting.norm not in NORM_LAYERS:
@@ -318,15 +347,6 @@ def regularization_study(
     total = epochs * (len(data.x_train) // batch_size)
     for label, setting in settings.items():  # the seeds of one configuration train as one stack
         right = np.zeros((len(seeds), len(data.x_test)), dtype=bool)
-
-        def keep_correct(stack: StackedMLP, step: int, right: np.ndarray = right) -> None:
-            if step == total:  # the trained networks, in evaluation mode, example by example
-                stack.eval()
-                with torch.no_grad():
-                    predicted = stack(data.x_test).argmax(dim=2)
-                stack.train()
-                right[stack.ids] = (predicted == data.y_test).cpu().numpy()
-
         models = []
         for seed in seeds:
             models.append(
@@ -349,11 +369,14 @@ def regularization_study(
             batch_size=batch_size,
             weight_decay=setting.weight_decay,
             eval_every=eval_every,
-            on_step=keep_correct,
+            on_step=keep_correct_at_end(total, data, right),
         )
         correct[label] = right
     return RegularizationResult(
-        histories, norms={label: setting.norm for label, setting in settings.items()}, correct=correct
+        histories,
+        norms={label: setting.norm for label, setting in settings.items()},
+        correct=correct,
+        labels={label: setting.label or label for label, setting in settings.items()},
     )
 
 
@@ -390,30 +413,55 @@ DROPOUT = 0.2
 WEIGHT_DECAY = 0.03
 
 
+@dataclass(frozen=True)
+class Network:
+    """A network that the explicit regularizers are added to: its ``norm`` and how figures show it."""
+
+    norm: str
+    label: str
+
+
+# name -> Network: the plain network and the BN network that the small-data regime compares
+NETWORKS: dict[str, Network] = {"plain": Network("none", "plain"), "bn": Network("batch", "BN")}
+
+
+def _networks(norms: Mapping[str, str | Network] | None) -> dict[str, Network]:
+    """``norms`` as name -> Network (a bare norm name is shown by the network's name)."""
+    if norms is None:
+        return dict(NETWORKS)
+    return {name: n if isinstance(n, Network) else Network(n, name) for name, n in norms.items()}
+
+
 def explicit_regularizers(
-    *, dropout: float = DROPOUT, weight_decay: float = WEIGHT_DECAY, norms: Mapping[str, str] | None = None
+    *, dropout: float = DROPOUT, weight_decay: float = WEIGHT_DECAY, norms: Mapping[str, str | Network] | None = None
 ) -> dict[str, Setting]:
-    """Per network of ``norms`` (label -> norm name; default: "plain" without norm, "BN" with
-    batch norm), three configurations: no explicit regularizer, ``+ dropout``, ``+ L2``."""
-    norms = {"plain": "none", "BN": "batch"} if norms is None else norms
+    """Per network of ``norms`` (name -> :class:`Network` or a norm name; default :data:`NETWORKS`:
+    "plain" without norm, "bn" with batch norm), three configurations: no explicit regularizer
+    (``"bn"``, shown "BN"), dropout (``"bn_dropout"``, "BN + dropout") and L2 (``"bn_l2"``, "BN + L2")."""
     configs = {}
-    for name, norm in norms.items():
-        configs[name] = Setting(norm)
-        configs[f"{name} + dropout"] = Setting(norm, dropout=dropout)
-        configs[f"{name} + L2"] = Setting(norm, weight_decay=weight_decay)
+    for name, network in _networks(norms).items():
+        norm, label = network.norm, network.label
+        configs[name] = Setting(norm, label=label)
+        configs[f"{name}_dropout"] = Setting(norm, dropout=dropout, label=f"{label} + dropout")
+        configs[f"{name}_l2"] = Setting(norm, weight_decay=weight_decay, label=f"{label} + L2")
     return configs
 
 
 def strength_grid(
-    dropouts: Sequence[float], weight_decays: Sequence[float], *, norms: Mapping[str, str] | None = None
+    dropouts: Sequence[float], weight_decays: Sequence[float], *, norms: Mapping[str, str | Network] | None = None
 ) -> dict[str, Setting]:
     """Per network of ``norms`` (as in :func:`explicit_regularizers`), one configuration per
-    dropout rate (``"BN, dropout 0.2"``) and per weight decay (``"BN, L2 0.03"``)."""
-    norms = {"plain": "none", "BN": "batch"} if norms is None else norms
+    dropout rate (``"bn_dropout_0.2"``, shown "BN, dropout 0.2") and per weight decay
+    (``"bn_l2_0.03"``, shown "BN, L2 0.03")."""
     configs = {}
-    for name, norm in norms.items():
-        configs.update({f"{name}, dropout {p:g}": Setting(norm, dropout=p) for p in dropouts})
-        configs.update({f"{name}, L2 {wd:g}": Setting(norm, weight_decay=wd) for wd in weight_decays})
+    for name, network in _networks(norms).items():
+        norm, label = network.norm, network.label
+        configs.update(
+            {f"{name}_dropout_{p:g}": Setting(norm, dropout=p, label=f"{label}, dropout {p:g}") for p in dropouts}
+        )
+        configs.update(
+            {f"{name}_l2_{wd:g}": Setting(norm, weight_decay=wd, label=f"{label}, L2 {wd:g}") for wd in weight_decays}
+        )
     return configs
 
 
@@ -449,19 +497,19 @@ def plot_generalization(result: RegularizationResult, *, ax: Axes | None = None,
     written on each bar. Returns the axes."""
     if ax is None:
         _, ax = plt.subplots()
-    labels = list(result.histories)
-    gaps = [result.spread(label, "gap") for label in labels]
+    names = list(result.histories)
+    gaps = [result.spread(name, "gap") for name in names]
     bars = ax.bar(
-        range(len(labels)),
+        range(len(names)),
         [100 * g.mean for g in gaps],
         yerr=[100 * g.std for g in gaps],
         capsize=4,
-        color=[color_for(result.norms.get(label, label), i) for i, label in enumerate(labels)],
+        color=[color_for(result.norms.get(name, name), i) for i, name in enumerate(names)],
     )
-    upright = len(labels) > 5  # narrow bars: the label runs up the bar
-    for bar, label in zip(bars, labels, strict=True):
+    upright = len(names) > 5  # narrow bars: the label runs up the bar
+    for bar, name in zip(bars, names, strict=True):
         ax.annotate(
-            f"test {100 * result.spread(label, 'test_acc').mean:.1f}%",
+            f"test {100 * result.spread(name, 'test_acc').mean:.1f}%",
             (bar.get_x() + bar.get_width() / 2, 0),
             xytext=(0, 4),
             textcoords="offset points",
@@ -471,7 +519,7 @@ def plot_generalization(result: RegularizationResult, *, ax: Axes | None = None,
             rotation=90 if upright else 0,
             va="bottom",
         )
-    ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
+    ax.set_xticks(range(len(names)), [result.label(name) for name in names], rotation=20, ha="right")
     ax.set_ylabel("train − test accuracy (points)")
     if title:
         ax.set_title(title)
@@ -522,7 +570,11 @@ def plot_regularization(result: RegularizationResult, *, ylim: tuple[float, floa
     first = next(iter(result.histories.values()))
     fig, axes = plt.subplots(1, 2, figsize=FIGSIZE["pair_wider"])
     plot_histories(
-        result.histories, "test_acc", ax=axes[0], title=f"test accuracy ({len(first)} seeds)", norms=result.norms
+        {result.label(name): runs for name, runs in result.histories.items()},
+        "test_acc",
+        ax=axes[0],
+        title=f"test accuracy ({len(first)} seeds)",
+        norms={result.label(name): norm for name, norm in result.norms.items()},
     )
     axes[0].set_ylim(*ylim)
     axes[0].set_xlabel(f"training step ({first[0].steps_per_epoch} per epoch)")
@@ -540,9 +592,9 @@ def plot_small_data(result: RegularizationResult, gains: Mapping[str, Estimate],
     seeds = len(next(iter(result.histories.values())))
     fig, axes = plt.subplots(1, 2, figsize=FIGSIZE["pair_wider"])
     plot_estimates(
-        {label: result.spread(label) for label in result.histories},
+        {result.label(name): result.spread(name) for name in result.histories},
         ax=axes[0],
-        colors={label: color_for(result.norms[label]) for label in result.histories},
+        colors={result.label(name): color_for(result.norms[name]) for name in result.histories},
         ylabel="test accuracy (%)",
         title=f"{train_examples} training images: test accuracy ({seeds} seeds)",
     )
