@@ -20,8 +20,8 @@ PALETTE = {
     "black": "#000000",
 }
 
-# Beyond Okabe & Ito's eight: Paul Tol's "muted" colours (also safe for colour-vision deficiencies),
-# a darker yellow that shows on white, and the greys of guides and outlines.
+# Beyond Okabe & Ito's eight: colours of Paul Tol's schemes (also safe for colour-vision deficiencies;
+# "muted" unless marked), a darker yellow that shows on white, and the greys of guides and outlines.
 EXTRA = {
     "wine": "#882255",
     "dark_yellow": "#B8A000",
@@ -32,6 +32,11 @@ EXTRA = {
     "olive": "#999933",
     "tol_purple": "#AA4499",
     "sand": "#DDCC77",
+    "navy": "#222255",  # Tol's "dark" scheme
+    "magenta": "#EE3377",  # Tol's "vibrant" scheme
+    "dark_khaki": "#666633",  # Tol's "dark" scheme (his dark yellow)
+    "salmon": "#EE8866",  # Tol's "light" scheme (his orange)
+    "pear": "#BBCC33",  # Tol's "light" scheme
     "grey": "#777777",
     "dark_grey": "#333333",
     "light_grey": "#BBBBBB",

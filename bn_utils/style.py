@@ -38,6 +38,7 @@ __all__ = [
     "OUTLINE",
     "FAINT",
     "ON_COLOR",
+    "ON_LIGHT",
     "STATISTICS_COLORS",
     "MODE_COLORS",
     "PLACEMENT_COLORS",
@@ -85,7 +86,8 @@ NORM_LABELS = {name: style.label for name, style in NORM_STYLES.items()}
 GUIDE = EXTRA["grey"]  # reference lines: thresholds, predictions, true values, zero lines, markers
 OUTLINE = EXTRA["dark_grey"]  # edges of bars and cells
 FAINT = EXTRA["light_grey"]  # context only (the cells a statistic does not average over)
-ON_COLOR = "#FFFFFF"  # text written on a coloured bar
+ON_COLOR = "#FFFFFF"  # text written on a coloured bar or a dark cell
+ON_LIGHT = EXTRA["dark_grey"]  # text written on a light cell (ink, not a mark: the outlines' dark grey)
 # Batch and running statistics, and the modes that normalize with them: training mode uses the
 # batch's statistics, eval mode the running ones ("sorted": batches of a class-sorted set).
 STATISTICS_COLORS = {"batch": EXTRA["rose"], "running": EXTRA["dark_green"], "batch_sorted": EXTRA["brown"]}
@@ -99,8 +101,10 @@ MODE_COLORS = {
 PLACEMENT_COLORS = {"before": NORM_COLORS["batch"], "after": EXTRA["olive"]}
 # BN's statistics frozen at a step (chapter 6): greys, darker for an earlier freeze.
 FREEZE_COLORS = {0: "#3C3C3C", 1: "#6F6F6F", 10: "#A8A8A8"}
-# Series that are not norms (depths, scales, steps, architectures), in order: colours no norm has.
-SERIES = [EXTRA[name] for name in ("rose", "dark_green", "brown", "olive", "tol_purple", "sand")]
+# Series that are not norms (depths, scales, steps, architectures), in order: colours that no norm and
+# no role above has (tests/test_style.py checks it). A figure shows at most 5 at once (chapter 6's
+# residual architectures); more repeat (series_color cycles), e.g. chapter 9's 10 MNIST-1D classes.
+SERIES = [EXTRA[name] for name in ("tol_purple", "navy", "magenta", "dark_khaki", "salmon", "sand", "pear")]
 CYCLE = SERIES  # the former name: matplotlib's colour cycle in the house style
 
 # Figure sizes (inches) by kind of figure: every figure of bn_utils takes its size from here. A

@@ -1,8 +1,15 @@
 """Fixtures shared by the test files."""
 
+import sys
+
 import pytest
 
 from bn_utils import load_digits
+
+# jsonschema (which nbformat imports) checks the "iri" format with rfc3987_syntax where that is
+# installed, and importing it builds a Lark grammar: ~1.1 s of CPU in every test process, for a
+# format that no test and no notebook schema checks. Without it, jsonschema leaves that one check out.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The stacked trainer gives each model exactly what `train` gives it alone."""
 
 from collections import OrderedDict
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,13 @@ from bn_utils.stacked import StackedMLP, evaluate_stacked, run_steps, train_stac
 @pytest.fixture(scope="module")
 def digits64():
     return bu.load_digits(dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def short_epochs(digits64):
+    """The digits with 200 training examples: 3 batches of 64 an epoch and 8 examples left out, so
+    that 10 steps cross three epoch boundaries (a new shuffle each) where the full set needs 63 steps."""
+    return replace(digits64, x_train=digits64.x_train[:200], y_train=digits64.y_train[:200])
 
 
 def build(seed, norm="batch", depth=3, width=24, dtype=torch.float64, **kw):
@@ -35,33 +43,33 @@ NORMS = {  # name -> norm_kwargs: every norm the stack supports
     "optimizer,momentum,lrs",
     [("sgd", 0.0, [0.05, 0.3, 0.1]), ("sgd", 0.9, [0.01, 0.05, 0.02]), ("adam", 0.0, [1e-3, 1e-2, 3e-3])],
 )
-def test_each_stacked_model_trains_exactly_as_alone(digits64, norm, optimizer, momentum, lrs):
+def test_each_stacked_model_trains_exactly_as_alone(short_epochs, norm, optimizer, momentum, lrs):
     seeds = [0, 1, 0]
     final = {}
     kw = {"norm_kwargs": NORMS[norm]}
 
     def keep_final(stack, step):
-        if step == 45:
+        if step == 10:
             final.update({i: stack.model(slot) for slot, i in enumerate(stack.ids)})
 
     stacked = train_stacked(
         [build(s, norm, **kw) for s in seeds],
-        digits64,
+        short_epochs,
         lrs=lrs,
         seeds=seeds,
-        steps=45,
+        steps=10,
         optimizer=optimizer,
         momentum=momentum,
-        eval_every=20,
+        eval_every=4,
         on_step=keep_final,
     )
     for i, (lr, seed, h) in enumerate(zip(lrs, seeds, stacked, strict=True)):
         model = build(seed, norm, **kw)
         alone = bu.train(
-            model, digits64, lr=lr, steps=45, seed=seed, optimizer=optimizer, momentum=momentum, eval_every=20
+            model, short_epochs, lr=lr, steps=10, seed=seed, optimizer=optimizer, momentum=momentum, eval_every=4
         )
         np.testing.assert_allclose(h.loss, alone.loss, rtol=0, atol=1e-10)
-        assert h.eval_steps == alone.eval_steps == [0, 20, 40, 45]
+        assert h.eval_steps == alone.eval_steps == [0, 4, 8, 10]
         np.testing.assert_allclose(h.test_loss, alone.test_loss, rtol=0, atol=1e-10)
         assert h.test_acc == alone.test_acc and h.train_acc == alone.train_acc
         assert h.config["lr"] == lr and h.config["seed"] == seed and h.config["stacked_with"] == 3
@@ -76,7 +84,7 @@ def test_each_stacked_model_trains_exactly_as_alone(digits64, norm, optimizer, m
 )
 @pytest.mark.parametrize("dropout,weight_decay", [(0.0, 1e-2), (0.3, 0.0), (0.3, 1e-3)])
 def test_weight_decay_and_dropout_train_exactly_as_alone(
-    digits64, norm, optimizer, momentum, lrs, dropout, weight_decay
+    short_epochs, norm, optimizer, momentum, lrs, dropout, weight_decay
 ):
     """L2 as torch.optim applies it; each model's dropout masks from its own generator, as
     train() draws them from the global one seeded with the model's dropout seed."""
@@ -85,20 +93,20 @@ def test_weight_decay_and_dropout_train_exactly_as_alone(
     final = {}
 
     def keep_final(stack, step):
-        if step == 30:
+        if step == 10:
             final.update({i: stack.model(slot) for slot, i in enumerate(stack.ids)})
 
     stacked = train_stacked(
         [build(s, norm, **kw) for s in seeds],
-        digits64,
+        short_epochs,
         lrs=lrs,
         seeds=seeds,
-        steps=30,
+        steps=10,
         optimizer=optimizer,
         momentum=momentum,
         weight_decay=weight_decay,
         dropout_seeds=dropout_seeds,
-        eval_every=20,
+        eval_every=4,
         on_step=keep_final,
     )
     for i, (lr, seed, h) in enumerate(zip(lrs, seeds, stacked, strict=True)):
@@ -106,14 +114,14 @@ def test_weight_decay_and_dropout_train_exactly_as_alone(
         torch.manual_seed(dropout_seeds[i])
         alone = bu.train(
             model,
-            digits64,
+            short_epochs,
             lr=lr,
-            steps=30,
+            steps=10,
             seed=seed,
             optimizer=optimizer,
             momentum=momentum,
             weight_decay=weight_decay,
-            eval_every=20,
+            eval_every=4,
         )
         np.testing.assert_allclose(h.loss, alone.loss, rtol=0, atol=1e-10)
         np.testing.assert_allclose(h.test_loss, alone.test_loss, rtol=0, atol=1e-10)
@@ -140,16 +148,16 @@ def test_dropout_masks_differ_between_models_and_follow_keep(digits64):
 
 
 @pytest.mark.parametrize("norm", ["none", "batch", "batch_ghost", "layer"])
-def test_stacked_models_with_the_norm_after_the_activation_train_exactly_as_alone(digits64, norm):
+def test_stacked_models_with_the_norm_after_the_activation_train_exactly_as_alone(short_epochs, norm):
     seeds, lrs = [0, 1], [0.1, 0.3]
     kw = {"norm_kwargs": NORMS[norm], "norm_position": "after"}
-    stacked = train_stacked([build(s, norm, **kw) for s in seeds], digits64, lrs=lrs, seeds=seeds, steps=30)
+    stacked = train_stacked([build(s, norm, **kw) for s in seeds], short_epochs, lrs=lrs, seeds=seeds, steps=10)
     for lr, seed, h in zip(lrs, seeds, stacked, strict=True):
-        alone = bu.train(build(seed, norm, **kw), digits64, lr=lr, steps=30, seed=seed)
-        # float64; ghost BN after the ReLU parts by 1.8e-10 after 30 steps with 2 threads (reduction order)
+        alone = bu.train(build(seed, norm, **kw), short_epochs, lr=lr, steps=10, seed=seed)
+        # float64; ghost BN after the ReLU parted by 1.8e-10 after 30 steps of the full set, 2 threads (reduction order)
         np.testing.assert_allclose(h.loss, alone.loss, rtol=0, atol=1e-9)
         assert h.test_acc == alone.test_acc
-    before = train_stacked([build(0, norm, norm_kwargs=NORMS[norm])], digits64, lrs=[0.1], seeds=[0], steps=30)
+    before = train_stacked([build(0, norm, norm_kwargs=NORMS[norm])], short_epochs, lrs=[0.1], seeds=[0], steps=10)
     if norm != "none":  # the stack follows each block's order, not a fixed one
         assert before[0].loss != stacked[0].loss
 

@@ -103,23 +103,67 @@ def test_publish_draws_a_figure_without_legend_once_with_the_same_pixels(monkeyp
 # ---------------------------------------------------------------------------------------------
 # One colour, one meaning; every colour and size from the house style
 
-ROLE_COLORS = {
+# The roles that are not series (each a meaning of its own), and every colour that must not look like a norm's.
+NON_SERIES_ROLES = {
     "guide": style.GUIDE,
     "outline": style.OUTLINE,
     "faint": style.FAINT,
     "text on a bar": style.ON_COLOR,
+    "text on a light cell": style.ON_LIGHT,
     **{f"{name} statistics": color for name, color in style.STATISTICS_COLORS.items()},
-    "BN after the activation": style.PLACEMENT_COLORS["after"],
-    **{f"series {i}": color for i, color in enumerate(style.SERIES)},
+    **{f"{mode} mode": color for mode, color in style.MODE_COLORS.items()},
+    **{f"BN {place} the activation": color for place, color in style.PLACEMENT_COLORS.items()},
     **{f"statistics frozen at step {step}": color for step, color in style.FREEZE_COLORS.items()},
 }
+ROLE_COLORS = {  # BN before the activation has BN's colour, on purpose
+    **{role: color for role, color in NON_SERIES_ROLES.items() if role != "BN before the activation"},
+    **{f"series {i}": color for i, color in enumerate(style.SERIES)},
+}
+
+
+def _looks_like(first: str, second: str) -> str | None:
+    """Why two colours of different meanings cannot be told apart (None if they can)."""
+    distance = style.color_difference(first, second)
+    return f"Delta E {distance:.0f} < 20" if distance < 20 else None
 
 
 @pytest.mark.parametrize("role", ROLE_COLORS)
 def test_no_role_takes_a_colour_that_looks_like_a_norms(role):
     for norm, color in style.NORM_COLORS.items():
-        distance = style.color_difference(ROLE_COLORS[role], color)
-        assert distance >= 20, f"the {role} colour looks like {norm}'s (Delta E {distance:.0f} < 20)"
+        reason = _looks_like(ROLE_COLORS[role], color)
+        assert reason is None, f"the {role} colour {ROLE_COLORS[role]} looks like {norm}'s {color} ({reason})"
+
+
+def _series_clashes(series: list[str], roles: dict[str, str]) -> list[str]:
+    """Each series colour that looks like a role's colour, as a message naming both."""
+    return [
+        f"series {index}'s colour {color} looks like the {role} colour {role_color} ({reason})"
+        for index, color in enumerate(series)
+        for role, role_color in roles.items()
+        if (reason := _looks_like(color, role_color))
+    ]
+
+
+def test_no_series_takes_a_colour_that_looks_like_a_roles():
+    assert _series_clashes(style.SERIES, NON_SERIES_ROLES) == []
+
+
+def test_a_series_colour_reused_by_a_role_is_found_and_named():
+    earlier = ["#CC6677", "#117733", "#AA4499"]  # the series as they were: batch and running statistics' colours
+    assert _series_clashes(earlier, NON_SERIES_ROLES) == [
+        "series 0's colour #CC6677 looks like the batch statistics colour #CC6677 (Delta E 0 < 20)",
+        "series 0's colour #CC6677 looks like the train mode colour #CC6677 (Delta E 0 < 20)",
+        "series 1's colour #117733 looks like the running statistics colour #117733 (Delta E 0 < 20)",
+        "series 1's colour #117733 looks like the eval mode colour #117733 (Delta E 0 < 20)",
+    ]
+
+
+def test_the_series_colours_cover_the_largest_figure():
+    """Chapter 6 draws 5 residual architectures in series colours at once (residual.ARCHITECTURES)."""
+    from bn_utils.experiments.residual import ARCHITECTURES
+
+    drawn = [arch.color for arch in ARCHITECTURES.values() if arch.color in style.SERIES]
+    assert len(drawn) == len(set(drawn)) == 5 <= len(style.SERIES)
 
 
 def test_the_colours_of_one_figure_kind_are_told_apart():

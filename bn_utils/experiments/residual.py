@@ -51,7 +51,7 @@ from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..grid import Axis, LabelledGrid
 from ..models import ResidualBlock, ResidualMLP, hidden_blocks, make_mlp, make_residual_mlp
 from ..stacked import StackedMLP, set_running_statistics, train_stacked
-from ..style import FIGSIZE, FREEZE_COLORS, GUIDE, color_for, figsize, grid_figsize, series_color
+from ..style import FIGSIZE, FREEZE_COLORS, GUIDE, ON_COLOR, ON_LIGHT, color_for, figsize, grid_figsize, series_color
 from ..training import get_device, seed_everything
 
 if TYPE_CHECKING:
@@ -1114,7 +1114,7 @@ def plot_grid(
             ok, crashed = result.count(name, step)[d], result.diverged(name)[d].sum(-1)
             for j in range(len(result.lrs)):
                 text = f"{ok[j]}/{len(result.seeds)}\n{100 * medians[i, j]:.0f}%" + (" ✗" if crashed[j] else "")
-                colour = "black" if medians[i, j] > 0.6 else "white"
+                colour = ON_LIGHT if medians[i, j] > 0.6 else ON_COLOR
                 ax.text(j, i, text, ha="center", va="center", fontsize=7.5, color=colour)
         ax.set_xticks(range(len(result.lrs)), [f"{lr:g}" for lr in result.lrs])
         ax.set_xlabel("learning rate")
