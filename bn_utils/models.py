@@ -318,7 +318,7 @@ def make_convnet1d(
             kernel_size=size,
             stride=stride,
             padding=size // 2,
-            bias=(norm == "none" or norm_position == "after"),
+            bias=_keeps_bias(norm, norm_position),
         )
         _init_weight(conv, activation, init_scale, weight_std)
         layers = dict(

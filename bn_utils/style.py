@@ -115,6 +115,7 @@ FIGSIZE: dict[str, tuple[float, float]] = {
     "panel_mid": (6.4, 3.6),  # one panel, a little lower
     "panel_low": (6.4, 3.4),  # one panel, lower still
     "panel_small": (5.0, 3.6),  # one small panel
+    "panel_narrow": (6.0, 3.8),  # one panel, a little narrower
     "frame": (7.0, 3.6),  # one frame of a kernel-free explorer (drawn at the width it is shown)
     "pair": (11.0, 3.8),  # two panels side by side
     "pair_mid": (11.0, 3.6),

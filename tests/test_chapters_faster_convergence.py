@@ -6,10 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from landscape_probes import probe
 
 import bn_utils as bu
 from bn_utils.chapters import faster_convergence as chapter
-from bn_utils.experiments.landscape import LandscapeRun, StepProbe
+from bn_utils.experiments.landscape import LandscapeRun
 from bn_utils.history import Sweep
 
 pytestmark = pytest.mark.unit
@@ -131,17 +132,6 @@ def test_the_final_test_gap_is_bn_minus_plain_at_the_best_lrs(sweep):
     assert gap.seeds.values == pytest.approx((0.10, 0.11, 0.08))
     low, high = gap.test_set_interval
     assert 0 < low <= 0.1 <= high  # BN got 20 more of 200 right on every seed: 10 points
-
-
-def probe(loss_range, gradient_norm, gradient_change):
-    """A probe at step sizes 0.05 and 0.1 whose largest gradient change is at 0.1."""
-    return StepProbe(
-        step_sizes=np.array([0.05, 0.1]),
-        loss=1.0,
-        gradient_norm=gradient_norm,
-        losses=np.array([1.0, 1.0 + loss_range]),
-        gradient_changes=np.array([gradient_change / 2, gradient_change]),
-    )
 
 
 def landscape(scale):

@@ -338,7 +338,7 @@ def behind_at_small_lr(request, grids, key, steps):
     size: the mean over seeds of BN's final validation accuracy minus the plain network's, against -5
     points. Five seeds cannot settle the sign of a difference of a point or two; they can its size."""
     sweep = lr_sweep(grids, key, steps)
-    i = sweep.values.index(0.01)
+    i = sweep.axis("lr").index(0.01)
     difference = sweep.final("batch")[i] - sweep.final("none")[i]
     verdict(
         request,

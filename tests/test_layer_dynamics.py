@@ -139,6 +139,8 @@ def test_relative_step_moves_every_layer_by_the_same_fraction(digits64):
 def test_layer_dynamics_rejects_bad_arguments(digits64):
     bad = [
         (dict(norm="layer"), "layer_dynamics trains norm"),
+        # the registry says which: no norm, and the norms StackedMLP holds as one batch norm (not ghost BN)
+        (dict(norm="batch_ghost"), "trains norm 'none', 'batch', 'batch_scratch'; got 'batch_ghost'"),
         (dict(depth=1), "at least 2 hidden layers"),
         (dict(lr=0.0), "must be positive"),
         (dict(relative_step=-1.0), "must be positive"),

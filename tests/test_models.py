@@ -192,6 +192,9 @@ def test_convnet1d_mirrors_the_digits_convnet_and_takes_the_published_baseline_s
     assert [type(layer) for layer in model.blocks[0].children()] == [nn.Conv1d, nn.BatchNorm1d, nn.ReLU, nn.MaxPool1d]
     assert [block.linear.out_channels for block in model.blocks] == [16, 32]
     assert all(block.linear.bias is None for block in model.blocks)  # the norm's shift replaces the bias
+    # no norm, or the norm after the activation: nothing replaces the bias, so the conv layers keep theirs
+    assert all(block.linear.bias is not None for block in make_convnet1d(norm="none").blocks)
+    assert all(block.linear.bias is not None for block in make_convnet1d(norm="batch", norm_position="after").blocks)
     assert isinstance(model.pool, nn.AdaptiveAvgPool1d) and model(torch.randn(3, 1, 40)).shape == (3, 10)
     assert make_convnet1d(norm="batch")(torch.randn(3, 1, 17)).shape == (3, 10)  # any length, averaged
     # Greydanus & Kobak's ConvBase: 25 channels, kernels 5, 3, 3, stride 2, the last map (25 x 5) flattened

@@ -155,6 +155,8 @@ def test_speed_runs_train_the_figure1_network_with_each_norm(spirals):
     assert set(runs) == {"none", "batch", "batch_noisy"}
     assert all(len(h) == 2 and h[0].steps == 10 and h[0].eval_steps == [0, 5, 10] for h in runs.values())
     assert runs["none"][0].config["lr"] == 0.5 and runs["batch_noisy"][1].config["batch_size"] == 60
+    # the norms StackedMLP holds (the registry's mlp_stacking) train as one stack, noisy BN seed by seed
+    assert [runs[norm][0].config.get("stacked_with") for norm in runs] == [2, 2, None]
     with pytest.raises(ValueError, match="flat examples"):
         tr.speed_runs(bu.load_mnist1d(sequences=True), network=ioffe_mlp, steps=1)
     with pytest.raises(TypeError, match="network must build"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from ..data import Dataset, load_digits
 from ..experiments.landscape import LANDSCAPE_MEASURES as LANDSCAPE_MEASURES  # notebook 03 loops over them
 from ..experiments.landscape import (
     SCALED_MEASURES,
+    LandscapeAtStep,
     LandscapeRun,
     beta_per_seed,
     gradient_scaled_landscape,
@@ -297,14 +298,17 @@ def landscape_ratio(landscapes: dict[str, LandscapeRun], name: str) -> MeasureRa
     plain_run, bn_run = (landscapes[norm] for norm in NORMS)
     summary = gradient_scaled_landscape if name in SCALED_MEASURES else summarize_landscape
     per_seed = [run.per_seed(name) for run in (plain_run, bn_run)]  # checks the name too
-    return MeasureRatio(summary(bn_run)[name] / summary(plain_run)[name], *per_seed)
+    return MeasureRatio(getattr(summary(bn_run), name) / getattr(summary(plain_run), name), *per_seed)
 
 
 def start_ratio(landscapes: dict[str, LandscapeRun], name: str) -> float:
     """BN's median over seeds of a landscape measure (``loss_range``, ``gradient_change``,
     ``beta_smoothness``, ``loss``, ``gradient_norm``) at step 0, before any update, over the plain
     network's (:func:`landscape_at_step`): where the two networks start."""
-    plain, bn = (landscape_at_step(landscapes[norm], 0)[name] for norm in NORMS)
+    measures = [f.name for f in fields(LandscapeAtStep)]
+    if name not in measures:
+        raise ValueError(f"unknown measure {name!r} at a step; valid names are: {', '.join(measures)}")
+    plain, bn = (getattr(landscape_at_step(landscapes[norm], 0), name) for norm in NORMS)
     return bn / plain
 
 

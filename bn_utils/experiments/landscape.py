@@ -17,8 +17,8 @@ each step size eta, look at the loss and the gradient at w - eta g:
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -247,21 +247,7 @@ def landscape_run(
 
 
 @dataclass(frozen=True)
-class _Medians:
-    """Base of the landscape summaries: medians read as attributes (``summary.loss_range``), or by
-    name in a loop over them (``for name in summary: summary[name]``), in the order of the fields."""
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(f.name for f in fields(self))
-
-    def __getitem__(self, name: str) -> float:
-        if name not in list(self):
-            raise KeyError(f"{type(self).__name__} has no {name!r}; it has: {', '.join(self)}")
-        return float(getattr(self, name))
-
-
-@dataclass(frozen=True)
-class LandscapeSummary(_Medians):
+class LandscapeSummary:
     """:func:`summarize_landscape`: medians over seeds and checkpoints (after step 0) of the three
     landscape measures."""
 
@@ -271,7 +257,7 @@ class LandscapeSummary(_Medians):
 
 
 @dataclass(frozen=True)
-class GradientScaledSummary(_Medians):
+class GradientScaledSummary:
     """:func:`gradient_scaled_landscape`: medians over seeds and checkpoints (after step 0) of ||g||,
     loss range / ||g||^2 and gradient change / ||g||."""
 
@@ -281,7 +267,7 @@ class GradientScaledSummary(_Medians):
 
 
 @dataclass(frozen=True)
-class LandscapeAtStep(_Medians):
+class LandscapeAtStep:
     """:func:`landscape_at_step`: medians over seeds, at one checkpoint, of the three landscape
     measures and of the probe's loss L(w) and gradient norm ||g||."""
 
@@ -352,19 +338,12 @@ def beta_per_seed(run: LandscapeRun, step_size: float, start: int = 0, stop: int
 @dataclass(frozen=True)
 class BetaBySize:
     """:func:`beta_by_step_size`: per probed step size (``step_sizes``), the ``median``, 10th
-    (``low``) and 90th (``high``) percentile of ||g - g'|| / ||eta g||; also read by name
-    (``summary["median"]``)."""
+    (``low``) and 90th (``high``) percentile of ||g - g'|| / ||eta g||."""
 
     step_sizes: np.ndarray
     median: np.ndarray
     low: np.ndarray
     high: np.ndarray
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        names = [f.name for f in fields(self)]
-        if name not in names:
-            raise KeyError(f"BetaBySize has no {name!r}; it has: {', '.join(names)}")
-        return getattr(self, name)
 
 
 def beta_by_step_size(run: LandscapeRun, after: int = 0) -> BetaBySize:

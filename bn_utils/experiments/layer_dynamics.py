@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from torch.nn import functional as F
 
+from .. import norms as norm_registry
 from ..cache import remembered
-from ..data import Dataset, batch_indices
+from ..data import Dataset
 from ..diagnostics import class_contrast, mean_cosine_similarity
 from ..models import mlp_for
 from ..stacked import StackedMLP, evaluate_stacked, train_stacked
@@ -70,7 +70,15 @@ DYNAMICS_QUANTITIES = {
     "class_contrast": "class contrast (same − different class)",
 }
 
-_NORMS = ("none", "batch", "batch_scratch")
+# The norms it trains: none, or a batch norm that StackedMLP holds as one batch norm over every
+# model's units (its registry entry's ``mlp_stacking``), i.e. the networks whose hidden weights are
+# (or, without a norm, are not) scale-invariant unit by unit, the subject of this module.
+_STACKINGS = ("identity", "batch")
+
+
+def _trained_norms() -> tuple[str, ...]:
+    """The registered norms :func:`layer_dynamics` trains (no norm, BN, BN from scratch)."""
+    return norm_registry.names(lambda spec: spec.mlp_stacking in _STACKINGS)
 
 
 @dataclass(frozen=True)
@@ -157,7 +165,8 @@ class _LayerwiseSGD:
     """Plain SGD for :func:`layer_dynamics`, as a :class:`bn_utils.stacked.StackedUpdate`: one step size
     per hidden weight matrix (``lr``, or ``relative_step * ||W|| / ||dL/dW||``), optionally every
     hidden unit's incoming weights held at their initial norm, and the per-layer measurements taken
-    before the update of each step in ``record``."""
+    before the update of each step in ``record``. After ``updates`` updates it only measures: a
+    step run after the last update (on the next batch of the engine's batch order) updates nothing."""
 
     def __init__(
         self,
@@ -165,13 +174,14 @@ class _LayerwiseSGD:
         lr: float,
         depth: int,
         record: tuple[int, ...],
+        updates: int,
         models: int,
         relative_step: float | None,
         hold_weight_norm: bool,
         probe: tuple[torch.Tensor, torch.Tensor],
     ) -> None:
         self.lr, self.record, self.relative_step, self.hold_weight_norm = lr, record, relative_step, hold_weight_norm
-        self.probe = probe
+        self.probe, self.updates = probe, updates
         self.weight_keys = [f"blocks.{i}.linear.weight" for i in range(depth)]
         self.stack: StackedMLP | None = None
         self.initial_unit_norms: dict[str, torch.Tensor] = {}
@@ -211,6 +221,8 @@ class _LayerwiseSGD:
     def step(self, stack: StackedMLP, grads: dict[str, torch.Tensor]) -> None:
         sizes = self.measure(stack, grads, self.steps)
         self.steps += 1
+        if self.steps > self.updates:  # the measurement after the last update
+            return
         for key, grad in grads.items():
             param = stack.params[key]
             if key in self.weight_keys:
@@ -267,13 +279,14 @@ def layer_dynamics(
     A seed whose loss becomes NaN or infinite has diverged (:attr:`LayerDynamics.diverged`): its
     later records and its test accuracy are NaN, and the other seeds train on, unaffected.
     """
-    if norm not in _NORMS:
-        raise ValueError(f"layer_dynamics trains norm {', '.join(map(repr, _NORMS))}; got {norm!r}")
+    trained = _trained_norms()
+    if norm not in trained:
+        raise ValueError(f"layer_dynamics trains norm {', '.join(map(repr, trained))}; got {norm!r}")
     if depth < 2:
         raise ValueError(f"need at least 2 hidden layers to compare the first with the last, got depth={depth}")
     if lr <= 0 or (relative_step is not None and relative_step <= 0):
         raise ValueError(f"lr and relative_step must be positive, got lr={lr} and relative_step={relative_step}")
-    if hold_weight_norm and norm == "none":
+    if hold_weight_norm and not norm_registry.get(norm).batch_statistics:
         raise ValueError("hold_weight_norm needs a BN network: without BN, rescaling the weights changes the function")
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
@@ -299,38 +312,31 @@ def layer_dynamics(
         lr=lr,
         depth=depth,
         record=record,
+        updates=total,
         models=len(seeds),
         relative_step=relative_step,
         hold_weight_norm=hold_weight_norm,
         probe=(data.x_train[:probe_size], data.y_train[:probe_size]),
     )
-    if total:  # the loop, batch order and divergence rule of every stacked run; the rule records
-        histories = train_stacked(
-            models,
-            data,
-            lrs=[lr] * len(seeds),
-            seeds=seeds,
-            steps=total,
-            batch_size=batch_size,
-            optimizer=rule,
-            eval_every=total,
-            eval_train=False,
-            drop_diverged=False,  # a diverged seed's later records are NaN; the others train on
-        )
-        losses = np.array([history.loss for history in histories])
-    else:
-        rule.stack = StackedMLP(models, dropout_seeds=list(seeds)).train()
-        losses = np.zeros((len(seeds), 0))
+    # the loop, batch order and divergence rule of every stacked run; the rule records. A last
+    # recorded step after the last update is one more step of the loop that only measures, on the
+    # batch the next update would take
+    measured_after = 1 if total in record else 0
+    histories = train_stacked(
+        models,
+        data,
+        lrs=[lr] * len(seeds),
+        seeds=seeds,
+        steps=total + measured_after,
+        batch_size=batch_size,
+        optimizer=rule,
+        eval_every=total + measured_after,
+        eval_train=False,
+        drop_diverged=False,  # a diverged seed's later records are NaN; the others train on
+    )
+    losses = np.array([history.loss[:total] for history in histories]).reshape(len(seeds), total)
     stack = rule.stack
     assert stack is not None
-    if total in record:  # after the last update: measure on the next batch, without updating
-        epoch, b = divmod(total, steps_per_epoch)
-        index = torch.stack([batch_indices(len(data.x_train), batch_size, seed=s, epoch=epoch)[b] for s in seeds])
-        logits = stack(data.x_train[index.to(device)])
-        batch_losses = F.cross_entropy(logits.transpose(1, 2), data.y_train[index.to(device)], reduction="none")
-        keys = list(stack.params)
-        grads = torch.autograd.grad(batch_losses.mean(1).sum(), [stack.params[k] for k in keys])
-        rule.measure(stack, dict(zip(keys, grads, strict=True)), total)
     gradient_norm, weight_norm, step_size = rule.gradient_norm, rule.weight_norm, rule.step_size
     similarity, contrast = rule.similarity, rule.class_contrast
     test_acc, _ = evaluate_stacked(stack, data.x_test, data.y_test)

@@ -38,6 +38,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import _validate as valid
+from .. import norms as norm_registry
 from ..cache import remembered
 from ..data import Dataset, check_dataset, load_digits, load_mnist1d
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
@@ -526,7 +527,8 @@ def speed_runs(
     100 sigmoid units, weights N(0, 0.1^2)), with each norm,
     SGD at 0.5 on batches of 60 for ``steps`` steps, the test accuracy every ``eval_every`` steps:
     the runs of :func:`~bn_utils.experiments.covariate_shift.covariate_shift_run` without its probes.
-    No norm and BN train their seeds as one stack; noisy BN (not stackable) one seed at a time."""
+    A norm that :class:`~bn_utils.stacked.StackedMLP` holds (its registry entry's ``mlp_stacking``:
+    no norm, BN) trains its seeds as one stack; the others (noisy BN) one seed at a time."""
     check_dataset("data", data)
     if not callable(network):
         raise TypeError(f"network must build the chapter's network, e.g. covariate_shift.ioffe_mlp; got {network!r}")
@@ -539,7 +541,7 @@ def speed_runs(
     data = data.to(device)
     runs: dict[str, list[History]] = {}
     for norm in norms:
-        if norm in ("none", "batch"):
+        if norm_registry.get(norm).mlp_stacking is not None:
             models = []
             for seed in seeds:
                 seed_everything(seed)
