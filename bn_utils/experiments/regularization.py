@@ -485,17 +485,18 @@ def strength_grid(
     dropout rate (``"bn_dropout_0.2"``, shown "BN, dropout 0.2") and per weight decay
     (``"bn_l2_0.03"``, shown "BN, L2 0.03"), named by :func:`config_name`."""
     configs = {}
+    shown = REGULARIZER_LABELS
     for name, network in _networks(norms).items():
         norm, label = network.norm, network.label
         configs.update(
             {
-                config_name(name, "dropout", p): Setting(norm, dropout=p, label=f"{label}, dropout {p:g}")
+                config_name(name, "dropout", p): Setting(norm, dropout=p, label=f"{label}, {shown['dropout']} {p:g}")
                 for p in dropouts
             }
         )
         configs.update(
             {
-                config_name(name, "l2", wd): Setting(norm, weight_decay=wd, label=f"{label}, L2 {wd:g}")
+                config_name(name, "l2", wd): Setting(norm, weight_decay=wd, label=f"{label}, {shown['l2']} {wd:g}")
                 for wd in weight_decays
             }
         )
