@@ -449,6 +449,14 @@ def test_fully_connected_sweep_measures_both_modes_and_recomputed_statistics():
         bs.fully_connected_sweep(bu.load_digits(), norms=("batch_renorm",), **kw)
 
 
+def test_the_fully_connected_sweep_trains_the_norms_the_registry_says_a_stack_holds():
+    from bn_utils.experiments.batch_size import fully_connected
+
+    # derived from the registry's mlp_stacking: the same tuple, in the same order, as the list it replaced
+    assert fully_connected._STACKABLE == ("none", "batch", "batch_scratch", "layer", "group", "rms", "batch_ghost")
+    assert bs.FC_NORMS == ("batch", "layer", "none") and set(bs.FC_NORMS) <= set(fully_connected._STACKABLE)
+
+
 def test_recovered_fraction():
     acc = np.zeros((2, 2, 2))
     acc[0, :, :] = [[0.6, 0.6], [0.9, 0.9]]  # BN: 60% at batch 2, 90% at batch 32

@@ -150,6 +150,28 @@ def test_landscape_ratios_are_bn_over_plain():
     assert loss_range.ratio == pytest.approx(0.5) and loss_range.per_seed == pytest.approx([0.5, 0.5])
     assert chapter.landscape_ratio(runs, "gradient_norm").ratio == pytest.approx(1)
     assert chapter.landscape_ratio(runs, "gradient_change_per_gradient").ratio == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="unknown landscape measure 'gradient'; valid names are: loss_range, "):
+        chapter.landscape_ratio(runs, "gradient")  # type: ignore[arg-type]
+
+
+def test_the_measure_names_are_the_summaries_fields():
+    from dataclasses import fields
+    from typing import get_args
+
+    from bn_utils.experiments import landscape as ls
+
+    assert ls.LANDSCAPE_MEASURES == (
+        "loss_range",
+        "gradient_change",
+        "beta_smoothness",
+        "gradient_norm",
+        "loss_range_per_squared_gradient",
+        "gradient_change_per_gradient",
+    )
+    summaries = [f.name for f in (*fields(ls.LandscapeSummary), *fields(ls.GradientScaledSummary))]
+    assert sorted(ls.LANDSCAPE_MEASURES) == sorted(summaries)
+    assert ls.SCALED_MEASURES == tuple(f.name for f in fields(ls.GradientScaledSummary))
+    assert sorted(get_args(ls.StepMeasure)) == sorted(f.name for f in fields(ls.LandscapeAtStep))
 
 
 def test_beta_phases_split_training_at_step_100():
@@ -224,3 +246,5 @@ def test_the_start_ratio_is_bn_over_plain_at_step_0():
     assert chapter.start_ratio(runs, "loss_range") == pytest.approx(0.5)
     assert chapter.start_ratio(runs, "gradient_change") == pytest.approx(0.25)
     assert chapter.start_ratio(runs, "gradient_norm") == pytest.approx(4)
+    with pytest.raises(ValueError, match="unknown measure 'gradient_change_per_gradient' at a step; valid names"):
+        chapter.start_ratio(runs, "gradient_change_per_gradient")  # type: ignore[arg-type]

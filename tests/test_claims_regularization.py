@@ -26,6 +26,7 @@ from bn_utils.experiments.regularization import (
     SMALL_DATA,
     WEIGHT_DECAY,
     batch_noise,
+    config_name,
     regularization_study,
     strength_grid,
     validation_split,
@@ -120,7 +121,8 @@ def test_dropout_and_l2_still_raise_bn_test_accuracy(small):
     """Both raise BN's mean test accuracy by 0.4 points or more. L2's gain exceeds the seeds' and the
     test set's uncertainty (both 95% intervals above zero); dropout's intervals reach to within a
     quarter of a point of zero (its seed interval's lower end was 0.1 to 0.4 points, not well clear)."""
-    for regularizer, floor in (("dropout", -0.25 * POINT), ("l2", 0.0)):
+    for regularizer in chapter.REGULARIZERS:
+        floor = chapter.BN_GAIN_FLOOR[regularizer] * POINT
         gains = chapter.regularizer_gains(small, regularizer)
         gain = gains.bn
         what = f"test accuracy, BN + {gains.label} - BN"
@@ -177,10 +179,10 @@ def test_strengths_were_chosen_on_a_validation_split(digits):
     )
     for network in NETWORKS:
         for name, values, chosen in (("dropout", dropouts, DROPOUT), ("l2", weight_decays, WEIGHT_DECAY)):
-            accuracy = {v: grid.spread(f"{network}_{name}_{v:g}").mean for v in values}
+            accuracy = {v: grid.spread(config_name(network, name, v)).mean for v in values}
             best = max(accuracy, key=accuracy.get)
-            per_seed = grid.final(f"{network}_{name}_{chosen:g}", "test_acc") - grid.final(
-                f"{network}_{name}_{best:g}", "test_acc"
+            per_seed = grid.final(config_name(network, name, chosen), "test_acc") - grid.final(
+                config_name(network, name, best), "test_acc"
             )
             cc.compare(
                 accuracy[chosen] - accuracy[best],

@@ -30,28 +30,28 @@ from bn_utils.chapters import faster_convergence
 from bn_utils.chapters import gradient_flow as gf
 from bn_utils.chapters import internal_covariate_shift as ics
 from bn_utils.chapters import transfer as chapter
+from bn_utils.chapters.regularization_noise import FULL, GHOST, PLAIN, REGULARIZERS
 from bn_utils.chapters.transfer import DEPTHS, LRS, SCALES
 from bn_utils.experiments import batch_size as bs
 from bn_utils.experiments import transfer as tr
 from bn_utils.experiments.covariate_shift import covariate_shift_run, ioffe_mlp
 from bn_utils.experiments.initialization import RELU_BN_GRADIENT_GROWTH
 from bn_utils.experiments.regularization import (
-    DROPOUT,
+    REGULARIZER_LABELS,
     SMALL_DATA,
     WEIGHT_DECAY,
-    Setting,
+    config_name,
+    explicit_regularizers,
     regularization_study,
 )
 from bn_utils.statistics import Estimate
 
 POINT = 0.01  # one percentage point of accuracy
 OPPOSITE = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
-GHOST, FULL, PLAIN = "bn_ghost_8", "bn_batch_128", "no_norm"  # regularization.REGULARIZERS' names
 SMALL = {  # the regularization chapter's small-data configurations that its verdicts on BN compare
-    "plain": Setting("none"),
-    "BN": Setting("batch"),
-    "BN + dropout": Setting("batch", dropout=DROPOUT),
-    "BN + L2": Setting("batch", weight_decay=WEIGHT_DECAY),
+    name: setting
+    for name, setting in explicit_regularizers().items()
+    if name in (config_name("plain"), config_name("bn"), *(config_name("bn", reg) for reg in REGULARIZERS))
 }
 SMALL_STEPS = 40 * 256 // 32  # the chapter's 40 epochs on 256 examples
 BENCHMARKS = ("mnist1d", "digits")
@@ -902,7 +902,7 @@ def test_mnist1d_bn_with_the_whole_batch_tests_more_than_a_point_above_the_plain
 def bn_alone(request, small, key, steps):
     """BN alone, on 256 examples: its test accuracy minus the plain network's, mean over seeds, against
     2 points (the chapter: not measurably different on the digits)."""
-    difference = tr.regularization_at(small[key], steps).difference("BN", "plain")
+    difference = tr.regularization_at(small[key], steps).difference(config_name("bn"), config_name("plain"))
     verdict(
         request,
         difference.mean,
@@ -948,7 +948,8 @@ def test_mnist1d_at_160_epochs_bn_alone_still_raises_test_accuracy(request, smal
 
 def explicit_gains(small, key, steps):
     result = tr.regularization_at(small[key], steps)
-    return {reg: result.difference(f"BN + {reg}", "BN") for reg in ("dropout", "L2")}
+    bn = config_name("bn")
+    return {REGULARIZER_LABELS[reg]: result.difference(config_name("bn", reg), bn) for reg in REGULARIZERS}
 
 
 @pytest.mark.scorecard(

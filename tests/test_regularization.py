@@ -9,13 +9,16 @@ from torch import nn  # noqa: E402
 
 import bn_utils as bu  # noqa: E402
 from bn_utils.experiments.regularization import (  # noqa: E402
+    EXPLICIT_REGULARIZERS,
     METRICS,
     NETWORKS,
     REGULARIZERS,
     Network,
     RegularizationResult,
+    RegularizerGains,
     Setting,
     batch_noise,
+    config_name,
     explicit_regularizers,
     normalized_in_random_batches,
     plot_batch_noise,
@@ -283,8 +286,9 @@ def test_plot_regularization_draws_curves_and_gaps():
 
 def test_plot_small_data_draws_accuracies_and_gains_in_the_norms_colours():
     study = made_up_study()
-    gains = {"dropout, plain": Estimate((0.01, 0.02)), "dropout, BN": Estimate((0.0, -0.01))}
-    fig = plot_small_data(study, gains, train_examples=256)
+    none = Estimate((0.0, 0.0))
+    gains = RegularizerGains("dropout", Estimate((0.01, 0.02)), Estimate((0.0, -0.01)), none, (0, 0), (0, 0))
+    fig = plot_small_data(study, [gains], train_examples=256)
     accuracy, gain = fig.axes
     assert tuple(fig.get_size_inches()) == (13, 4)
     assert accuracy.get_title() == "256 training images: test accuracy (2 seeds)"
@@ -294,8 +298,29 @@ def test_plot_small_data_draws_accuracies_and_gains_in_the_norms_colours():
     dots = [c for c in gain.collections if isinstance(c, matplotlib.collections.PathCollection)]
     colors = [matplotlib.colors.to_hex(c.get_facecolor()[0]) for c in dots]
     assert colors == ["#d55e00", "#0072b2"] and gain.get_ylabel() == "gain in test accuracy (points)"
-    with pytest.raises(ValueError, match="gains must be a non-empty dict"):
-        plot_small_data(study, {}, train_examples=256)
+    assert [t.get_text() for t in gain.get_xticklabels()] == ["dropout, plain", "dropout, BN"]
+    np.testing.assert_allclose(dots[1].get_offsets()[:, 1], [0, -1])  # BN's gain per seed, in points
+    with pytest.raises(ValueError, match="gains must be a non-empty sequence of RegularizerGains"):
+        plot_small_data(study, [], train_examples=256)
+    with pytest.raises(ValueError, match="gains must be a non-empty sequence of RegularizerGains"):
+        plot_small_data(study, {"dropout, BN": gains.bn}, train_examples=256)  # type: ignore[arg-type]
+
+
+def test_config_names_are_made_in_one_place():
+    assert [config_name("bn"), config_name("bn", "dropout"), config_name("plain", "l2", 0.03)] == [
+        "bn",
+        "bn_dropout",
+        "plain_l2_0.03",
+    ]
+    assert set(explicit_regularizers()) == {
+        config_name(network, regularizer) for network in NETWORKS for regularizer in (None, *EXPLICIT_REGULARIZERS)
+    }
+    assert explicit_regularizers()["bn_l2"].label == "BN + L2"
+    assert "bn_dropout_0.2" in strength_grid([0.2], [0.03]) and "plain_l2_0.03" in strength_grid([0.2], [0.03])
+    with pytest.raises(ValueError, match="regularizer must be one of dropout, l2, got 'L2'"):
+        config_name("bn", "L2")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="a strength"):
+        config_name("bn", None, 0.1)
 
 
 def test_plot_batch_noise_sizes_its_own_figure():
@@ -323,6 +348,8 @@ def test_the_result_is_a_grid_of_configurations_by_name_shown_by_label():
         result.final("bn", "gaps")  # type: ignore[arg-type]
     ax = plot_generalization(result)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["BN", "BN + L2"]
-    ax = plot_small_data(result, {"L2, BN": result.difference("bn_l2", "bn")}, train_examples=256).axes[0]
+    l2 = result.difference("bn_l2", "bn")
+    gains = RegularizerGains("l2", l2, l2, l2, (0, 0), (0, 0))
+    ax = plot_small_data(result, [gains], train_examples=256).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["BN", "BN + L2"]
     assert NETWORKS["bn"] == Network("batch", "BN") and NETWORKS["plain"] == Network("none", "plain")

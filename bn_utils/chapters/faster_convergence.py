@@ -18,7 +18,9 @@ from ..experiments.landscape import LANDSCAPE_MEASURES as LANDSCAPE_MEASURES  # 
 from ..experiments.landscape import (
     SCALED_MEASURES,
     LandscapeAtStep,
+    LandscapeMeasure,
     LandscapeRun,
+    StepMeasure,
     beta_per_seed,
     gradient_scaled_landscape,
     landscape_at_step,
@@ -291,7 +293,7 @@ class MeasureRatio:
         return self.bn_per_seed / self.plain_per_seed
 
 
-def landscape_ratio(landscapes: dict[str, LandscapeRun], name: str) -> MeasureRatio:
+def landscape_ratio(landscapes: dict[str, LandscapeRun], name: LandscapeMeasure) -> MeasureRatio:
     """:class:`MeasureRatio` of a landscape measure after step 0: ``ratio`` from the medians over seeds
     and checkpoints together (:func:`summarize_landscape`, :func:`gradient_scaled_landscape`), the
     per-seed values from :meth:`LandscapeRun.per_seed`."""
@@ -301,7 +303,7 @@ def landscape_ratio(landscapes: dict[str, LandscapeRun], name: str) -> MeasureRa
     return MeasureRatio(getattr(summary(bn_run), name) / getattr(summary(plain_run), name), *per_seed)
 
 
-def start_ratio(landscapes: dict[str, LandscapeRun], name: str) -> float:
+def start_ratio(landscapes: dict[str, LandscapeRun], name: StepMeasure) -> float:
     """BN's median over seeds of a landscape measure (``loss_range``, ``gradient_change``,
     ``beta_smoothness``, ``loss``, ``gradient_norm``) at step 0, before any update, over the plain
     network's (:func:`landscape_at_step`): where the two networks start."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -45,8 +46,11 @@ __all__ = [
     "LandscapeSummary",
     "GradientScaledSummary",
     "LandscapeAtStep",
+    "LandscapeMeasure",
     "LANDSCAPE_MEASURES",
+    "ScaledMeasure",
     "SCALED_MEASURES",
+    "StepMeasure",
     "beta_by_step_size",
     "BetaBySize",
     "plot_beta_by_step_size",
@@ -114,10 +118,17 @@ def probe_gradient_step(
     return StepProbe(sizes, loss, flat.norm().item(), np.array(losses), np.array(changes))
 
 
-SCALED_MEASURES = ("gradient_norm", "loss_range_per_squared_gradient", "gradient_change_per_gradient")
+ScaledMeasure = Literal["gradient_norm", "loss_range_per_squared_gradient", "gradient_change_per_gradient"]
+"""A landscape measure with the gradient's size divided out: a field of :class:`GradientScaledSummary`."""
+SCALED_MEASURES: tuple[ScaledMeasure, ...] = get_args(ScaledMeasure)
 """The landscape measures with the gradient's size divided out (:func:`gradient_scaled_landscape`)."""
-LANDSCAPE_MEASURES = ("loss_range", "gradient_change", "beta_smoothness", *SCALED_MEASURES)
+LandscapeMeasure = Literal["loss_range", "gradient_change", "beta_smoothness", ScaledMeasure]
+"""A measure :meth:`LandscapeRun.per_seed` reads: a field of :class:`LandscapeSummary` or of
+:class:`GradientScaledSummary`. mypy checks a literal name; a wrong one at run time is a ``ValueError``."""
+LANDSCAPE_MEASURES: tuple[LandscapeMeasure, ...] = get_args(LandscapeMeasure)  # a nested Literal is flattened
 """Every measure :meth:`LandscapeRun.per_seed` reads."""
+StepMeasure = Literal["loss_range", "gradient_change", "beta_smoothness", "loss", "gradient_norm"]
+"""A measure :func:`landscape_at_step` reads at one checkpoint: a field of :class:`LandscapeAtStep`."""
 
 
 @dataclass

@@ -47,14 +47,19 @@ __all__ = [
     "NETWORKS",
     "Metric",
     "METRICS",
-    "Estimate",
     "RegularizationResult",
     "regularization_study",
     "validation_split",
     "SMALL_DATA",
     "DROPOUT",
     "WEIGHT_DECAY",
+    "Regularizer",
+    "EXPLICIT_REGULARIZERS",
+    "REGULARIZER_LABELS",
+    "config_name",
     "explicit_regularizers",
+    "RegularizerGains",
+    "regularizer_gains",
     "strength_grid",
     "plot_batch_noise",
     "plot_generalization",
@@ -230,29 +235,30 @@ class RegularizationResult(LabelledGrid):
             raise ValueError(f"unknown metric {metric!r}; valid names are: {', '.join(METRICS)}")
         return np.array([_final(h, metric) for h in self._runs(name)])
 
-    def seeds(self, label: str) -> list[int]:
+    def seeds(self, name: str) -> list[int]:
         """The seeds of a configuration's runs, in order."""
-        return [int(h.config["seed"]) for h in self._runs(label)]
+        return [int(h.config["seed"]) for h in self._runs(name)]
 
-    def spread(self, label: str, metric: Metric = "test_acc") -> Estimate:
+    def spread(self, name: str, metric: Metric = "test_acc") -> Estimate:
         """The final ``metric`` of a configuration over its seeds (see :meth:`final`)."""
-        return Estimate(tuple(float(v) for v in self.final(label, metric)))
+        return Estimate(tuple(float(v) for v in self.final(name, metric)))
 
     def contrast(self, weights: Mapping[str, float], metric: Metric = "test_acc") -> Estimate:
-        """Per seed, sum of ``weight * final(label, metric)`` over ``weights`` (label -> weight),
+        """Per seed, sum of ``weight * final(name, metric)`` over ``weights`` (name -> weight),
         taken seed by seed: e.g. {"a": 1, "b": -1} is a paired difference, and
-        {"a + dropout": 1, "a": -1, "b + dropout": -1, "b": 1} how much more dropout helps a than b."""
+        {"plain_dropout": 1, "plain": -1, "bn_dropout": -1, "bn": 1} how much more dropout helps the
+        plain network than BN."""
         if not weights:
             raise ValueError("contrast needs at least one configuration")
-        labels = list(weights)
-        seeds = self.seeds(labels[0])
-        for label in labels[1:]:
-            if self.seeds(label) != seeds:
+        names = list(weights)
+        seeds = self.seeds(names[0])
+        for name in names[1:]:
+            if self.seeds(name) != seeds:
                 raise ValueError(
-                    f"configurations {labels[0]!r} and {label!r} ran different seeds "
-                    f"({seeds} and {self.seeds(label)}); a paired contrast needs the same seeds"
+                    f"configurations {names[0]!r} and {name!r} ran different seeds "
+                    f"({seeds} and {self.seeds(name)}); a paired contrast needs the same seeds"
                 )
-        total = np.sum([weight * self.final(label, metric) for label, weight in weights.items()], axis=0)
+        total = np.sum([weight * self.final(name, metric) for name, weight in weights.items()], axis=0)
         return Estimate(tuple(float(v) for v in total))
 
     def difference(self, a: str, b: str, metric: Metric = "test_acc") -> Estimate:
@@ -269,30 +275,30 @@ class RegularizationResult(LabelledGrid):
             raise ValueError("this result kept no per-example correctness: run regularization_study to get it")
         if not weights or any(w not in (1, -1) for w in weights.values()):
             raise ValueError(f"test_set_interval takes weights of +1 and -1, got {dict(weights)}")
-        plus = [label for label, w in weights.items() if w == 1]
-        minus = [label for label, w in weights.items() if w == -1]
+        plus = [name for name, w in weights.items() if w == 1]
+        minus = [name for name, w in weights.items() if w == -1]
         if len(plus) != len(minus):
             raise ValueError(f"test_set_interval needs as many +1 as -1 weights, got {dict(weights)}")
-        for label in weights:
-            self._runs(label)
+        for name in weights:
+            self._runs(name)
         # stacking k configurations' seeds averages them: the interval of (sum plus - sum minus) / k
         low, high = accuracy_difference_interval(
-            np.concatenate([self.correct[label] for label in plus]),
-            np.concatenate([self.correct[label] for label in minus]),
+            np.concatenate([self.correct[name] for name in plus]),
+            np.concatenate([self.correct[name] for name in minus]),
             confidence=confidence,
         )
         return len(plus) * low, len(plus) * high
 
-    def fits_training_set(self, label: str) -> bool:
+    def fits_training_set(self, name: str) -> bool:
         """True when every seed of the configuration ends at 100% training accuracy: its
         "generalization gap" is then just its test error."""
-        return bool(np.all(self.final(label, "train_acc") == 1.0))
+        return bool(np.all(self.final(name, "train_acc") == 1.0))
 
     def table(self) -> dict[str, dict[str, float]]:
         """Mean over seeds of train accuracy, test accuracy, gap and test loss, per configuration's name."""
         return {
-            label: {m: float(np.mean(self.final(label, m))) for m in ("train_acc", "test_acc", "gap", "test_loss")}
-            for label in self.histories
+            name: {m: float(np.mean(self.final(name, m))) for m in ("train_acc", "test_acc", "gap", "test_loss")}
+            for name in self.histories
         }
 
 
@@ -320,11 +326,11 @@ def regularization_study(
     check_dataset("data", data)
     if not isinstance(configs, Mapping) or not configs:
         raise ValueError(f"configs must be a non-empty dict of name -> Setting or (norm, norm_kwargs), got {configs!r}")
-    settings = {label: _as_setting(label, config) for label, config in configs.items()}
-    for label, setting in settings.items():
+    settings = {name: _as_setting(name, config) for name, config in configs.items()}
+    for name, setting in settings.items():
         if setting.norm not in NORM_LAYERS:
             raise ValueError(
-                f"configs[{label!r}] has norm {setting.norm!r}; valid norms are {', '.join(sorted(NORM_LAYERS))}"
+                f"configs[{name!r}] has norm {setting.norm!r}; valid norms are {', '.join(sorted(NORM_LAYERS))}"
             )
     seeds = valid.check_seeds("seeds", seeds)
     valid.check_int("epochs", epochs)
@@ -345,7 +351,7 @@ def regularization_study(
     histories = {}
     correct = {}
     total = epochs * (len(data.x_train) // batch_size)
-    for label, setting in settings.items():  # the seeds of one configuration train as one stack
+    for name, setting in settings.items():  # the seeds of one configuration train as one stack
         right = np.zeros((len(seeds), len(data.x_test)), dtype=bool)
         models = []
         for seed in seeds:
@@ -360,7 +366,7 @@ def regularization_study(
                     dropout=setting.dropout,
                 ).to(device)
             )
-        histories[label] = train_stacked(
+        histories[name] = train_stacked(
             models,
             data,
             lrs=[lr] * len(seeds),
@@ -371,12 +377,12 @@ def regularization_study(
             eval_every=eval_every,
             on_step=keep_correct_at_end(total, data, right),
         )
-        correct[label] = right
+        correct[name] = right
     return RegularizationResult(
         histories,
-        norms={label: setting.norm for label, setting in settings.items()},
+        norms={name: setting.norm for name, setting in settings.items()},
         correct=correct,
-        labels={label: setting.label or label for label, setting in settings.items()},
+        labels={name: setting.label or name for name, setting in settings.items()},
     )
 
 
@@ -432,18 +438,43 @@ def _networks(norms: Mapping[str, str | Network] | None) -> dict[str, Network]:
     return {name: n if isinstance(n, Network) else Network(n, name) for name, n in norms.items()}
 
 
+Regularizer = Literal["dropout", "l2"]
+"""An explicit regularizer of the small-data regime: dropout after every hidden activation, or L2
+(weight decay, as ``torch.optim.SGD`` applies it)."""
+EXPLICIT_REGULARIZERS: tuple[Regularizer, ...] = get_args(Regularizer)
+# regularizer -> how figures and verdicts show it
+REGULARIZER_LABELS: dict[Regularizer, str] = {"dropout": "dropout", "l2": "L2"}
+
+
+def config_name(network: str, regularizer: Regularizer | None = None, strength: float | None = None) -> str:
+    """The study's name of the configuration ``network`` (a key of :data:`NETWORKS`, or of the
+    ``norms`` given to :func:`explicit_regularizers`) with ``regularizer`` (None: alone), at
+    ``strength`` (None: the chosen one; a number: :func:`strength_grid`'s): "bn", "bn_dropout",
+    "bn_l2_0.03". Every configuration name of the small-data regime is made here."""
+    if regularizer is None:
+        if strength is not None:
+            raise ValueError(f"a strength ({strength!r}) needs a regularizer ({', '.join(EXPLICIT_REGULARIZERS)})")
+        return network
+    if regularizer not in REGULARIZER_LABELS:
+        raise ValueError(f"regularizer must be one of {', '.join(EXPLICIT_REGULARIZERS)}, got {regularizer!r}")
+    name = f"{network}_{regularizer}"
+    return name if strength is None else f"{name}_{strength:g}"
+
+
 def explicit_regularizers(
     *, dropout: float = DROPOUT, weight_decay: float = WEIGHT_DECAY, norms: Mapping[str, str | Network] | None = None
 ) -> dict[str, Setting]:
     """Per network of ``norms`` (name -> :class:`Network` or a norm name; default :data:`NETWORKS`:
-    "plain" without norm, "bn" with batch norm), three configurations: no explicit regularizer
-    (``"bn"``, shown "BN"), dropout (``"bn_dropout"``, "BN + dropout") and L2 (``"bn_l2"``, "BN + L2")."""
+    "plain" without norm, "bn" with batch norm), three configurations (named by :func:`config_name`):
+    no explicit regularizer (``"bn"``, shown "BN"), dropout (``"bn_dropout"``, "BN + dropout") and L2
+    (``"bn_l2"``, "BN + L2")."""
     configs = {}
     for name, network in _networks(norms).items():
         norm, label = network.norm, network.label
-        configs[name] = Setting(norm, label=label)
-        configs[f"{name}_dropout"] = Setting(norm, dropout=dropout, label=f"{label} + dropout")
-        configs[f"{name}_l2"] = Setting(norm, weight_decay=weight_decay, label=f"{label} + L2")
+        shown = {regularizer: f"{label} + {REGULARIZER_LABELS[regularizer]}" for regularizer in EXPLICIT_REGULARIZERS}
+        configs[config_name(name)] = Setting(norm, label=label)
+        configs[config_name(name, "dropout")] = Setting(norm, dropout=dropout, label=shown["dropout"])
+        configs[config_name(name, "l2")] = Setting(norm, weight_decay=weight_decay, label=shown["l2"])
     return configs
 
 
@@ -452,17 +483,70 @@ def strength_grid(
 ) -> dict[str, Setting]:
     """Per network of ``norms`` (as in :func:`explicit_regularizers`), one configuration per
     dropout rate (``"bn_dropout_0.2"``, shown "BN, dropout 0.2") and per weight decay
-    (``"bn_l2_0.03"``, shown "BN, L2 0.03")."""
+    (``"bn_l2_0.03"``, shown "BN, L2 0.03"), named by :func:`config_name`."""
     configs = {}
+    shown = REGULARIZER_LABELS
     for name, network in _networks(norms).items():
         norm, label = network.norm, network.label
         configs.update(
-            {f"{name}_dropout_{p:g}": Setting(norm, dropout=p, label=f"{label}, dropout {p:g}") for p in dropouts}
+            {
+                config_name(name, "dropout", p): Setting(norm, dropout=p, label=f"{label}, {shown['dropout']} {p:g}")
+                for p in dropouts
+            }
         )
         configs.update(
-            {f"{name}_l2_{wd:g}": Setting(norm, weight_decay=wd, label=f"{label}, L2 {wd:g}") for wd in weight_decays}
+            {
+                config_name(name, "l2", wd): Setting(norm, weight_decay=wd, label=f"{label}, {shown['l2']} {wd:g}")
+                for wd in weight_decays
+            }
         )
     return configs
+
+
+@dataclass(frozen=True)
+class RegularizerGains:
+    """What one explicit regularizer (:attr:`regularizer`, shown :attr:`label`) adds on the small-data
+    regime's :data:`NETWORKS`, seed by seed: ``plain`` and ``bn``, its gain in test accuracy for each
+    network (:meth:`gain` by the network's name); ``plain_minus_bn``, how much more it raises the
+    plain network than BN (if BN were already regularizing, this would be positive).
+    ``bn_test_set`` and ``plain_minus_bn_test_set``: the test digits' share of their uncertainty."""
+
+    regularizer: Regularizer
+    plain: Estimate
+    bn: Estimate
+    plain_minus_bn: Estimate
+    bn_test_set: tuple[float, float]
+    plain_minus_bn_test_set: tuple[float, float]
+
+    @property
+    def label(self) -> str:
+        """How figures and verdicts show the regularizer ("dropout", "L2")."""
+        return REGULARIZER_LABELS[self.regularizer]
+
+    def gain(self, network: str) -> Estimate:
+        """The regularizer's gain for ``network`` ("plain" or "bn", the keys of :data:`NETWORKS`)."""
+        gains = {"plain": self.plain, "bn": self.bn}
+        if network not in gains:
+            raise ValueError(f"network must be one of {', '.join(gains)}, got {network!r}")
+        return gains[network]
+
+
+def regularizer_gains(small: RegularizationResult, regularizer: Regularizer) -> RegularizerGains:
+    """:class:`RegularizerGains` of ``regularizer`` (one of :data:`EXPLICIT_REGULARIZERS`) in a
+    study of :func:`explicit_regularizers` (the chapter's ``small_data``)."""
+    if regularizer not in EXPLICIT_REGULARIZERS:
+        raise ValueError(f"regularizer must be one of {', '.join(EXPLICIT_REGULARIZERS)}, got {regularizer!r}")
+    plain, bn = config_name("plain"), config_name("bn")
+    plain_with, bn_with = config_name("plain", regularizer), config_name("bn", regularizer)
+    more = {plain_with: 1, plain: -1, bn_with: -1, bn: 1}
+    return RegularizerGains(
+        regularizer=regularizer,
+        plain=small.difference(plain_with, plain),
+        bn=small.difference(bn_with, bn),
+        plain_minus_bn=small.contrast(more),
+        bn_test_set=small.test_set_interval({bn_with: 1, bn: -1}),
+        plain_minus_bn_test_set=small.test_set_interval(more),
+    )
 
 
 def plot_batch_noise(
@@ -536,7 +620,7 @@ def plot_estimates(
     zero_line: bool = False,
     title: str | None = None,
 ) -> Axes:
-    """Per entry of ``estimates`` (label -> :class:`bn_utils.experiments.regularization.Estimate`), one dot per
+    """Per entry of ``estimates`` (label -> :class:`bn_utils.statistics.Estimate`), one dot per
     seed, the mean (a bar across) and its confidence interval (error bar), times ``scale``;
     ``colors`` maps labels to colours, ``zero_line`` draws y = 0. Returns the axes."""
     if not estimates:
@@ -582,12 +666,16 @@ def plot_regularization(result: RegularizationResult, *, ylim: tuple[float, floa
     return fig
 
 
-def plot_small_data(result: RegularizationResult, gains: Mapping[str, Estimate], *, train_examples: int) -> Figure:
-    """Test accuracy per configuration (left) and each regularizer's gain per network (right), with intervals."""
+def plot_small_data(result: RegularizationResult, gains: Sequence[RegularizerGains], *, train_examples: int) -> Figure:
+    """Test accuracy per configuration (left) and each regularizer's gain per network of
+    :data:`NETWORKS` (right, "dropout, plain", in the colour of the network's norm), with intervals."""
     if not isinstance(result, RegularizationResult):
         raise ValueError(f"plot_small_data needs a RegularizationResult, got {type(result).__name__}")
-    if not isinstance(gains, Mapping) or not gains:
-        raise ValueError("gains must be a non-empty dict label -> Estimate (labels ending in 'BN' are drawn as BN)")
+    if isinstance(gains, str | Mapping) or not isinstance(gains, Sequence) or not gains:
+        raise ValueError(f"gains must be a non-empty sequence of RegularizerGains, got {gains!r}")
+    for g in gains:
+        if not isinstance(g, RegularizerGains):
+            raise ValueError(f"gains must be a non-empty sequence of RegularizerGains, got an item {g!r}")
     valid.check_int("train_examples", train_examples)
     seeds = len(next(iter(result.histories.values())))
     fig, axes = plt.subplots(1, 2, figsize=FIGSIZE["pair_wider"])
@@ -598,10 +686,11 @@ def plot_small_data(result: RegularizationResult, gains: Mapping[str, Estimate],
         ylabel="test accuracy (%)",
         title=f"{train_examples} training images: test accuracy ({seeds} seeds)",
     )
+    shown = {f"{g.label}, {NETWORKS[network].label}": (g.gain(network), network) for g in gains for network in NETWORKS}
     plot_estimates(
-        gains,
+        {label: estimate for label, (estimate, _) in shown.items()},
         ax=axes[1],
-        colors={label: color_for("batch" if label.endswith("BN") else "none") for label in gains},
+        colors={label: color_for(NETWORKS[network].norm) for label, (_, network) in shown.items()},
         ylabel="gain in test accuracy (points)",
         zero_line=True,
         title="what dropout and L2 add, per network",

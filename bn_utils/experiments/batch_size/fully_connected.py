@@ -21,6 +21,15 @@ from .sweep import SETUP, SweepResult, ghost_options, overlapping_chunks, scaled
 __all__ = ["FC_NORMS", "fully_connected_sweep"]
 
 FC_NORMS = ("batch", "layer", "none")
+# The norms this sweep can train: those an MLP stack holds (the registry's ``mlp_stacking``), in
+# registration order, those stacked in ghost batches last (the sweep gives them their ghost batch size,
+# ghost_options, instead of the registry's example_options).
+_STACKABLE = tuple(
+    sorted(
+        norm_registry.names(lambda spec: spec.mlp_stacking is not None),
+        key=lambda name: norm_registry.NORMS[name].mlp_stacking == "ghost",
+    )
+)
 
 
 @torch.no_grad()
@@ -82,14 +91,9 @@ def fully_connected_sweep(
     seeds = valid.check_seeds("seeds", seeds)
     norms = valid.check_values("norms", norms, lambda n, v: valid.check_type(n, v, str, "a norm name"), distinct=True)
     for norm in norms:
-        # the norms an MLP stack holds, and ghost batch norm, which this sweep stacks itself
-        stackable = (
-            *norm_registry.names(lambda spec: spec.mlp_stacking is not None and not spec.example_options),
-            "batch_ghost",
-        )
-        if norm not in stackable:
+        if norm not in _STACKABLE:
             raise ValueError(
-                f"fully_connected_sweep trains the norms an MLP stack holds ({', '.join(stackable)}), got {norm!r}"
+                f"fully_connected_sweep trains the norms an MLP stack holds ({', '.join(_STACKABLE)}), got {norm!r}"
             )
     epochs = SETUP["epochs"] if epochs is None else valid.check_int("epochs", epochs)
     n_train = SETUP["train_examples"] if train_examples is None else train_examples
