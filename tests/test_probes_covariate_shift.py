@@ -124,10 +124,12 @@ def test_covariate_shift_run_records_every_layer_and_summarizes():
 
 
 def test_covariate_shift_explorer_redraws_what_the_controls_say(shown_figures, unencoded_frames):
-    from bn_utils.experiments.covariate_shift import covariate_shift_explorer, precompute_shift_runs
+    from bn_utils.experiments.covariate_shift import ShiftSetting, covariate_shift_explorer, precompute_shift_runs
 
     runs = precompute_shift_runs(load_digits(), steps=40, noise_levels=(1.0,))
-    assert set(runs) == {("none", 0.0), ("batch", 0.0), ("batch", 1.0)}
+    noisy = ShiftSetting("batch_noisy", 1.0)
+    assert list(runs) == [ShiftSetting("none"), ShiftSetting("batch"), noisy]  # keyed by the norm trained
+    assert runs[noisy].history.loss != runs[ShiftSetting("batch")].history.loss  # the noise was trained
     explorer = covariate_shift_explorer(runs)
     layer, network, unit = explorer.children[:3]
     assert [value for _, value in network.options] == ["plain", "BN", "noisy BN (level 1)"]
@@ -141,8 +143,31 @@ def test_covariate_shift_explorer_redraws_what_the_controls_say(shown_figures, u
     frames = covariate_shift_explorer(runs, live=False)
     assert [len(control.labels) for control in frames.controls] == [3, 3] and len(frames.frames) == 9
     with pytest.raises(ValueError, match="plain network's run"):
-        covariate_shift_explorer({("batch", 0.0): runs[("batch", 0.0)]})
+        covariate_shift_explorer({ShiftSetting("batch"): runs[ShiftSetting("batch")]})
+    with pytest.raises(ValueError, match="keyed by ShiftSetting"):
+        covariate_shift_explorer({("none", 0.0): runs[ShiftSetting("none")]})
     plt.close("all")
+
+
+def test_shift_setting_names_and_colours_each_network_once():
+    from bn_utils.experiments.covariate_shift import PLAIN_SETTING, ShiftSetting
+    from bn_utils.style import color_for
+
+    noisy = ShiftSetting("batch_noisy", 0.5)
+    assert [s.label for s in (PLAIN_SETTING, ShiftSetting("batch"), noisy)] == ["plain", "BN", "noisy BN (level 0.5)"]
+    assert [s.color for s in (PLAIN_SETTING, ShiftSetting("batch"), noisy)] == [
+        color_for("none"),
+        color_for("batch"),
+        color_for("batch_noisy"),
+    ]
+    assert noisy.norm_kwargs == {"max_shift": 0.5, "max_scale": 1.5} and ShiftSetting("batch").norm_kwargs is None
+    for bad, match in [
+        (lambda: ShiftSetting("layer"), "norm must be one of"),
+        (lambda: ShiftSetting("batch_noisy"), "noise level > 0"),
+        (lambda: ShiftSetting("batch", 1.0), "only noisy BN"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            bad()
 
 
 def test_paused_probe_neither_records_nor_counts():

@@ -67,6 +67,8 @@ __all__ = [
     "plot_noisy_bn",
     "plot_gradient_shift",
     "plot_gradient_shift_by_init",
+    "ShiftSetting",
+    "PLAIN_SETTING",
     "precompute_shift_runs",
     "covariate_shift_explorer",
     "shift_setting_figure",
@@ -455,8 +457,45 @@ def plot_layer_bars(
     return ax
 
 
-# how the chapter's figures name the two networks it compares
-NETWORK_NAMES = {"none": "plain", "batch": "BN"}
+# how the chapter's figures and explorer name the networks it trains (the one place for these names)
+NETWORK_NAMES = {"none": "plain", "batch": "BN", "batch_noisy": "noisy BN"}
+
+
+@dataclass(frozen=True)
+class ShiftSetting:
+    """One network of :func:`covariate_shift_explorer`: the norm it trains ("none", "batch" or
+    "batch_noisy") and, for noisy BN only, its noise level (shift up to +/- level, scale between
+    1/(1+level) and 1+level). Its display name and colour are derived here and nowhere else."""
+
+    norm: str
+    level: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.norm not in NETWORK_NAMES:
+            raise ValueError(f"norm must be one of {list(NETWORK_NAMES)}, got {self.norm!r}")
+        noisy = self.norm == "batch_noisy"
+        if noisy and not self.level > 0:
+            raise ValueError(f"noisy BN needs a noise level > 0, got {self.level!r}")
+        if not noisy and self.level != 0:
+            raise ValueError(f"only noisy BN has a noise level; {self.norm!r} got level {self.level!r}")
+
+    @property
+    def label(self) -> str:
+        """The explorer's name: "plain", "BN" or "noisy BN (level x)"."""
+        name = NETWORK_NAMES[self.norm]
+        return f"{name} (level {self.level:g})" if self.norm == "batch_noisy" else name
+
+    @property
+    def color(self) -> str:
+        return color_for(self.norm)
+
+    @property
+    def norm_kwargs(self) -> dict[str, float] | None:
+        """What the noisy BN layer takes (``None`` for the other norms)."""
+        return {"max_shift": self.level, "max_scale": 1 + self.level} if self.norm == "batch_noisy" else None
+
+
+PLAIN_SETTING = ShiftSetting("none")
 
 
 def _check_runs(runs: Mapping, keys: Sequence) -> None:
@@ -613,50 +652,45 @@ def plot_gradient_shift_by_init(
 
 def precompute_shift_runs(
     data: Dataset, *, seed: int = 0, steps: int = 600, noise_levels: Sequence[float] = (0.5, 1.0, 2.0)
-) -> dict[tuple[str, float], ShiftRun]:
+) -> dict[ShiftSetting, ShiftRun]:
     """One run per setting for :func:`covariate_shift_explorer`: plain, BN, and noisy BN at
     each noise level (shift up to +/- level, scale between 1/(1+level) and 1+level)."""
-
-    runs = {
-        ("none", 0.0): covariate_shift_run("none", data, seed=seed, steps=steps, ics_every=None),
-        ("batch", 0.0): covariate_shift_run("batch", data, seed=seed, steps=steps, ics_every=None),
-    }
-    for level in noise_levels:
-        runs[("batch", level)] = covariate_shift_run(
-            "batch_noisy",
-            data,
-            seed=seed,
-            steps=steps,
-            ics_every=None,
-            norm_kwargs={"max_shift": level, "max_scale": 1 + level},
+    settings = [PLAIN_SETTING, ShiftSetting("batch")] + [ShiftSetting("batch_noisy", level) for level in noise_levels]
+    return {
+        setting: covariate_shift_run(
+            setting.norm, data, seed=seed, steps=steps, ics_every=None, norm_kwargs=setting.norm_kwargs
         )
-    return runs
+        for setting in settings
+    }
 
 
-def _networks(runs: Mapping[tuple[str, float], ShiftRun]) -> dict[str, tuple[str, float]]:
-    """Display name -> key of each precomputed run: plain, BN, noisy BN at each level."""
-    names = {}
-    for norm, level in sorted(runs, key=lambda key: (key[0] != "none", key[1])):
-        names["plain" if norm == "none" else ("BN" if level == 0 else f"noisy BN (level {level:g})")] = (norm, level)
-    return names
+def _networks(runs: Mapping[ShiftSetting, ShiftRun]) -> dict[str, ShiftSetting]:
+    """Display name -> setting of each precomputed run: plain, BN, noisy BN at each level."""
+    if not all(isinstance(setting, ShiftSetting) for setting in runs):
+        raise ValueError("runs must be keyed by ShiftSetting (from precompute_shift_runs)")
+    order = list(NETWORK_NAMES)
+    return {s.label: s for s in sorted(runs, key=lambda s: (order.index(s.norm), s.level))}
 
 
-def shift_setting_figure(runs: Mapping[tuple[str, float], ShiftRun], layer: int, network: str, unit: int = 0) -> Figure:
+def shift_setting_figure(runs: Mapping[ShiftSetting, ShiftRun], layer: int, network: str, unit: int = 0) -> Figure:
     """One precomputed run (``network``: "plain", "BN" or "noisy BN (level x)"): the percentiles of
     one unit's input over training at a hidden ``layer``, and its test accuracy beside the plain
     network's, with the drift and jitter of that layer."""
     networks = _networks(runs)
     if network not in networks:
         raise ValueError(f"unknown network {network!r}; precomputed: {list(networks)}")
-    norm, level = networks[network]
-    run, plain = runs[(norm, level)], runs[("none", 0.0)]
-    color = color_for("none" if norm == "none" else ("batch" if level == 0 else "batch_noisy"))
+    setting = networks[network]
+    run, plain = runs[setting], runs[PLAIN_SETTING]
     fig, (left, right) = plt.subplots(1, 2, figsize=FIGSIZE["pair_mid"])
     plot_percentiles(
-        run.records[layer - 1], unit=unit, ax=left, color=color, title=f"{network}, hidden layer {layer}, unit {unit}"
+        run.records[layer - 1],
+        unit=unit,
+        ax=left,
+        color=setting.color,
+        title=f"{setting.label}, hidden layer {layer}, unit {unit}",
     )
-    for name, r, c in (("plain", plain, color_for("none")), (network, run, color)):
-        right.plot(r.history.eval_steps, r.history.test_acc, color=c, label=name)
+    for s, r in ((PLAIN_SETTING, plain), (setting, run)):
+        right.plot(r.history.eval_steps, r.history.test_acc, color=s.color, label=s.label)
     right.set_xlabel("training step")
     right.set_ylabel("test accuracy")
     right.legend(loc="lower right")
@@ -667,14 +701,14 @@ def shift_setting_figure(runs: Mapping[tuple[str, float], ShiftRun], layer: int,
 
 
 def covariate_shift_explorer(
-    runs: Mapping[tuple[str, float], ShiftRun], *, live: bool = True
+    runs: Mapping[ShiftSetting, ShiftRun], *, live: bool = True
 ) -> interactive | FrameExplorer:
     """The hidden layer and the network (plain, BN, noisy BN at each noise level), and live also the
     unit: the percentile plot and the test accuracy redraw from ``runs`` (see
     :func:`precompute_shift_runs`), with no training. ``live=False``: the kernel-free version (unit 0)."""
-    if ("none", 0.0) not in runs:
-        raise ValueError("the explorer needs the plain network's run, key ('none', 0.0)")
     networks = list(_networks(runs))
+    if PLAIN_SETTING not in runs:
+        raise ValueError(f"the explorer needs the plain network's run, key {PLAIN_SETTING}")
     start = {"hidden layer": 3, "network": "BN" if "BN" in networks else networks[0]}
     if live:
         controls: dict[str, Sequence[object]] = {"hidden layer": [1, 2, 3], "network": networks, "unit": range(100)}
