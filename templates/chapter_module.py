@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from bn_utils.experiments.sweeps import lr_sweep
 from bn_utils.history import Sweep
 
 LRS = (0.1, 1.0)
+Network = Literal["none", "batch"]  # a measurement's name is a Literal (mypy checks it) and a ValueError at run time
 
 
 def sweep(seeds: Sequence[int], data: Dataset | None = None) -> Sweep:
@@ -35,12 +37,15 @@ class FinalAccuracy:
     plain: np.ndarray
     bn: np.ndarray
 
-    def mean(self, norm: str) -> float:
+    def mean(self, norm: Network) -> float:
         """The mean over seeds of network ``norm`` ("none" or "batch")."""
-        return float({"none": self.plain, "batch": self.bn}[norm].mean())
+        if norm not in ("none", "batch"):
+            raise ValueError(f"unknown network {norm!r}; valid names are: none, batch")
+        return float((self.plain if norm == "none" else self.bn).mean())
 
 
 def final_accuracy(result: Sweep, lr: float = 0.1) -> FinalAccuracy:
-    """Each network's final test accuracy at learning rate ``lr``, per seed."""
-    index = result.values.index(lr)
+    """Each network's final test accuracy at learning rate ``lr``, per seed (a learning rate not on
+    the grid raises naming the ones that are: look labels up through the result's axes)."""
+    index = result.axis("lr").index(lr)
     return FinalAccuracy(lr, result.final("none")[index], result.final("batch")[index])
