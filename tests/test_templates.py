@@ -16,6 +16,7 @@ NOTEBOOK = TEMPLATES / "chapter_notebook.ipynb"
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "tests"))
 import course_toc  # noqa: E402
+from test_claim_references import unmarked_sentences, verdict_blocks  # noqa: E402
 from test_exercise_ratings import notebook_problems, page_problems  # noqa: E402
 
 
@@ -79,6 +80,15 @@ def test_page_template_has_the_chapter_sections_and_rated_exercises():
         assert section in page, f"the page template lost its {section!r} section"
     assert "{claim}`tests/test_claims_" in page, "the verdict shows how a sentence names its claim test"
     assert page.count("{exercise}") >= 2 and page_problems(page) == []
+
+
+@pytest.mark.unit
+def test_page_templates_verdict_passes_the_verdict_sentence_check():
+    """A chapter copied from the template and its placeholders filled in passes
+    tests/test_claim_references.py's check: every sentence ends with its claim mark."""
+    blocks = verdict_blocks(TEMPLATES / "chapter_page.md")
+    assert len(blocks) >= 2, "the template's verdict shows a lead-in with its sentences, and a limit"
+    assert [problem for _, prose in blocks for problem in unmarked_sentences(prose)] == []
 
 
 @pytest.mark.notebooks
