@@ -307,7 +307,8 @@ def private_names_used_across_modules(package: Path = PACKAGE) -> list[str]:
             ours, target = bound[value.id]
             full = ".".join([target, *parts])
             if ours and full.removeprefix("bn_utils").lstrip(".") not in paths:
-                problems.append(f"{where}:{node.lineno} uses {ast.unparse(node)}, private to bn_utils.{target}")
+                owner = ".".join(["bn_utils", *full.removeprefix("bn_utils").lstrip(".").split(".")[:-1]])
+                problems.append(f"{where}:{node.lineno} uses {ast.unparse(node)}, private to {owner}")
             elif not ours and full not in THIRD_PARTY_PRIVATES and not any(map(_is_private, parts[:-1])):
                 problems.append(f"{where}:{node.lineno} uses {full}")
     return problems
