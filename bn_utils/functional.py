@@ -17,6 +17,9 @@ from . import _validate as valid
 
 __all__ = [
     "batch_norm",
+    "batch_norm_unchecked",
+    "check_batch_norm_input",
+    "check_eps",
     "batch_statistics",
     "batch_norm_gradients",
     "layer_norm",
@@ -176,7 +179,12 @@ class _BatchNormFunction(torch.autograd.Function):
         raise RuntimeError(SINGLE_DIFFERENTIABLE.format(what="forward-mode differentiation (jvp, jacfwd)"))
 
 
-def _check_input(x: object, running_mean: torch.Tensor | None, weight: torch.Tensor | None, training: bool) -> None:
+def check_batch_norm_input(
+    x: object, running_mean: torch.Tensor | None, weight: torch.Tensor | None, training: bool
+) -> None:
+    """Raise the error :func:`batch_norm` gives for a bad input: not a tensor, fewer than 2 dimensions,
+    channels that do not match ``running_mean`` or ``weight``, or one value per channel in training
+    (the layers of :mod:`bn_utils.layers` check their inputs with it too)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"batch_norm expected a torch.Tensor input, got {type(x).__name__}")
     if x.dim() < 2:
@@ -196,9 +204,9 @@ def _check_input(x: object, running_mean: torch.Tensor | None, weight: torch.Ten
         )
 
 
-def _check_eps(name: str, eps: object, uses_batch_statistics: bool) -> None:
-    """torch's rule: eps > 0 whenever the batch's statistics are used (a constant channel has variance 0),
-    eps >= 0 with running statistics."""
+def check_eps(name: str, eps: object, uses_batch_statistics: bool) -> None:
+    """torch's rule for ``eps``: eps > 0 whenever the batch's statistics are used (a constant channel has
+    variance 0), eps >= 0 with running statistics; the errors name ``name`` (the function or layer)."""
     if not valid.is_real(eps):
         raise TypeError(f"{name}: eps must be a number, got {type(eps).__name__}")
     if uses_batch_statistics and not eps > 0:
@@ -230,18 +238,18 @@ def batch_norm(
     running estimates.
     """
     valid.check_momentum("momentum", momentum)
-    _check_eps("batch_norm", eps, training)
-    _check_input(x, running_mean, weight, training)
+    check_eps("batch_norm", eps, training)
+    check_batch_norm_input(x, running_mean, weight, training)
     for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
         if t is not None and t.numel() != x.shape[1]:
             raise ValueError(
                 f"batch_norm expected {name} of shape ({x.shape[1]},), one value per channel of the "
                 f"input of shape {tuple(x.shape)}, got shape {tuple(t.shape)}"
             )
-    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
+    return batch_norm_unchecked(x, running_mean, running_var, weight, bias, training, momentum, eps)
 
 
-def _batch_norm(
+def batch_norm_unchecked(
     x: torch.Tensor,
     running_mean: torch.Tensor | None,
     running_var: torch.Tensor | None,
@@ -251,7 +259,9 @@ def _batch_norm(
     momentum: float,
     eps: float,
 ) -> torch.Tensor:
-    """:func:`batch_norm` after its argument checks; the layers call it with arguments they checked once."""
+    """:func:`batch_norm` without its argument checks (all arguments required): the layers of
+    :mod:`bn_utils.layers` call it with arguments they checked once, with :func:`check_eps` and
+    :func:`check_batch_norm_input`."""
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm in inference mode needs running_mean and running_var")
     if training:

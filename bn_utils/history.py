@@ -15,7 +15,7 @@ import numpy as np
 from . import _validate as valid
 from .grid import Axis, LabelledGrid
 
-__all__ = ["History", "stack_metric", "PARAMETER_LABELS", "FinalMetric", "FINAL_METRICS", "Sweep"]
+__all__ = ["History", "stack_metric", "PARAMETER_LABELS", "FinalMetric", "FINAL_METRICS", "Sweep", "check_accuracies"]
 
 
 @dataclass
@@ -135,7 +135,7 @@ class Sweep(LabelledGrid):
             raise ValueError(f"selected_on must be 'test' or 'validation', got {self.selected_on!r}")
         if self.selected_on == "validation" and self.final_test is None:
             raise ValueError("a sweep selected on validation needs final_test, the test accuracies at the end")
-        _check_accuracies(self.target, self.min_accuracy)
+        check_accuracies(self.target, self.min_accuracy)
 
     @property
     def label(self) -> str:
@@ -261,6 +261,8 @@ class Sweep(LabelledGrid):
         return float(np.median(self.steps_to_target(norm, target)[self._index(value)]))
 
 
-def _check_accuracies(target: object, min_accuracy: object) -> None:
+def check_accuracies(target: object, min_accuracy: object) -> None:
+    """Check a sweep's ``target`` and ``min_accuracy``: each a fraction in [0, 1], else an error naming it
+    (:class:`Sweep` and the sweeps of :mod:`bn_utils.experiments.sweeps` check theirs with it)."""
     valid.check_number("target", target, 0, 1)
     valid.check_number("min_accuracy", min_accuracy, 0, 1)

@@ -15,9 +15,17 @@ import torch
 from torch import nn
 
 from . import _validate as valid
-from .functional import _batch_norm, _check_eps, _check_input
+from .functional import batch_norm_unchecked, check_batch_norm_input, check_eps
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "NoisyBatchNorm", "GhostBatchNorm", "BatchRenorm1d", "BatchRenorm2d"]
+__all__ = [
+    "BatchNormBase",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "NoisyBatchNorm",
+    "GhostBatchNorm",
+    "BatchRenorm1d",
+    "BatchRenorm2d",
+]
 
 
 def _check_layer_input(module: nn.modules.batchnorm._NormBase, x: object) -> torch.Tensor:
@@ -35,7 +43,7 @@ def _check_layer_input(module: nn.modules.batchnorm._NormBase, x: object) -> tor
     return x
 
 
-class _BatchNorm(nn.modules.batchnorm._BatchNorm):
+class BatchNormBase(nn.modules.batchnorm._BatchNorm):
     """The drop-ins' base: torch's batch-norm state, our maths.
 
     The state and its bookkeeping are torch's own (``torch.nn.modules.batchnorm._BatchNorm``):
@@ -94,7 +102,7 @@ class _BatchNorm(nn.modules.batchnorm._BatchNorm):
         _check_layer_input(self, x)
         # Batch statistics in training, and in eval mode too when there are no running buffers.
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        _check_eps(type(self).__name__, self.eps, use_batch_stats)
+        check_eps(type(self).__name__, self.eps, use_batch_stats)
         # momentum=None means a cumulative moving average: factor 1/k at the k-th batch.
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
@@ -105,16 +113,18 @@ class _BatchNorm(nn.modules.batchnorm._BatchNorm):
         pass_buffers = not self.training or self.track_running_stats
         running_mean = self.running_mean if pass_buffers else None
         running_var = self.running_var if pass_buffers else None
-        _check_input(x, running_mean, self.weight, use_batch_stats)
-        return _batch_norm(x, running_mean, running_var, self.weight, self.bias, use_batch_stats, factor, self.eps)
+        check_batch_norm_input(x, running_mean, self.weight, use_batch_stats)
+        return batch_norm_unchecked(
+            x, running_mean, running_var, self.weight, self.bias, use_batch_stats, factor, self.eps
+        )
 
 
-class BatchNorm1d(_BatchNorm):
+class BatchNorm1d(BatchNormBase):
     """From-scratch drop-in for ``torch.nn.BatchNorm1d``: input (N, C) or (N, C, L).
 
     Same constructor, parameters, buffers and ``state_dict`` as torch's, same numbers (PyTorch's
     own module test data, ``tests/test_module_db.py``); a ``torch.nn.modules.batchnorm._BatchNorm``.
-    Its backward pass is differentiable once (see :class:`_BatchNorm`): double backward and
+    Its backward pass is differentiable once (see :class:`BatchNormBase`): double backward and
     forward-mode derivatives raise a RuntimeError that says so.
     """
 
@@ -122,12 +132,12 @@ class BatchNorm1d(_BatchNorm):
     _shapes = "2D (N, C) or 3D (N, C, L)"
 
 
-class BatchNorm2d(_BatchNorm):
+class BatchNorm2d(BatchNormBase):
     """From-scratch drop-in for ``torch.nn.BatchNorm2d``: input (N, C, H, W).
 
     Same constructor, parameters, buffers and ``state_dict`` as torch's, same numbers (PyTorch's
     own module test data, ``tests/test_module_db.py``); a ``torch.nn.modules.batchnorm._BatchNorm``.
-    Its backward pass is differentiable once (see :class:`_BatchNorm`): double backward and
+    Its backward pass is differentiable once (see :class:`BatchNormBase`): double backward and
     forward-mode derivatives raise a RuntimeError that says so.
     """
 
@@ -282,14 +292,16 @@ class _BatchRenorm(nn.modules.batchnorm._NormBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_layer_input(self, x)
-        _check_eps(type(self).__name__, self.eps, self.training)
+        check_eps(type(self).__name__, self.eps, self.training)
         if not self.training:  # batch norm's inference: the running statistics
-            _check_input(x, self.running_mean, self.weight, False)
-            return _batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
-        _check_input(x, None, None, True)
+            check_batch_norm_input(x, self.running_mean, self.weight, False)
+            return batch_norm_unchecked(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+            )
+        check_batch_norm_input(x, None, None, True)
         self.num_batches_tracked.add_(1)
         if x.numel() == 0:  # an empty batch: an empty output, the running statistics left alone (as batch norm)
-            return _batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+            return batch_norm_unchecked(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
         r_max, d_max = self.limits(int(self.num_batches_tracked))
         dims = [0, *range(2, x.dim())]
         shape = (1, -1, *([1] * (x.dim() - 2)))

@@ -475,7 +475,7 @@ def make_residual_mlp(
         )
     if branch_init not in BRANCH_INITS:
         raise ValueError(f"unknown branch_init {branch_init!r}; valid names are: {', '.join(BRANCH_INITS)}")
-    if branch_init in ("scaled", "bn_like") and norm != "none":
+    if branch_init in ("scaled", "bn_like") and norms.get(norm).averages_over:  # a norm that normalizes
         raise ValueError(
             f"branch_init={branch_init!r} replaces normalization: use it with norm='none', got norm={norm!r}"
         )

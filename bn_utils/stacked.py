@@ -41,7 +41,8 @@ from . import _validate as valid
 from . import norms
 from .data import Dataset, batch_indices, check_dataset
 from .history import History
-from .layers import BatchNorm1d, GhostBatchNorm, _BatchNorm
+from .layers import BatchNorm1d, GhostBatchNorm
+from .layers import BatchNormBase as _BatchNorm
 from .models import ResidualMLP
 
 __all__ = [

@@ -30,7 +30,8 @@ from torch import nn
 from . import _validate as valid
 from . import norms as norm_registry
 from .data import Dataset, check_dataset
-from .layers import GhostBatchNorm, _BatchNorm
+from .layers import BatchNormBase as _BatchNorm
+from .layers import GhostBatchNorm
 from .models import hidden_blocks
 from .stacked import ORDERS, TorchOptimizerStep, epoch_batches, run_steps
 

@@ -245,3 +245,93 @@ def test_import_bn_utils_loads_no_plotting_library_and_the_lazy_names_still_work
     before, after, _ = json.loads(out.stdout.strip().splitlines()[-1])
     assert before == [], f"import bn_utils loaded {before}"
     assert after, "bn_utils.forgotten_eval_study loads its experiment module (and matplotlib) on first use"
+
+
+# The private names of other packages that bn_utils may use, each because nothing public does the job:
+# torch's batch-norm base (the course's drop-ins subclass it, so that torch code that selects batch
+# norms by it, e.g. torch.optim.swa_utils.update_bn, finds them) and the base it shares with the
+# instance norms (the only type common to torch's per-channel norms and the course's batch renorm).
+THIRD_PARTY_PRIVATES = frozenset({"torch.nn.modules.batchnorm._BatchNorm", "torch.nn.modules.batchnorm._NormBase"})
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_names_used_across_modules(package: Path = PACKAGE) -> list[str]:
+    """Every place where a bn_utils module reaches into another module's private names: ``from .x import
+    _y``, ``x._y`` on an imported bn_utils module, or a private name of another package outside
+    :data:`THIRD_PARTY_PRIVATES`. A package-private module (``_validate``) may be imported anywhere in
+    the package: its underscore keeps it out of the package's public face, not out of its modules."""
+    paths = {module_name(path, package): path for path in sorted(package.rglob("*.py"))}
+    problems = []
+    for name, path in paths.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        where = f"bn_utils/{path.relative_to(package).as_posix()}"
+        bound: dict[str, tuple[bool, str]] = {}  # local name -> (a bn_utils module?, what it names)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    ours = alias.name.split(".")[0] == "bn_utils"
+                    target = alias.name if alias.asname else alias.name.split(".")[0]
+                    bound[alias.asname or target] = (ours, target)
+            elif isinstance(node, ast.ImportFrom):
+                ours = bool(node.level) or (node.module or "").split(".")[0] == "bn_utils"
+                if node.level:
+                    package_parts = name.split(".")[:-1]
+                    base = ".".join(
+                        package_parts[: len(package_parts) - node.level + 1] + ([node.module] if node.module else [])
+                    )
+                else:
+                    base = (node.module or "").removeprefix("bn_utils").lstrip(".") if ours else node.module or ""
+                for alias in node.names:
+                    full = f"{base}.{alias.name}" if base else alias.name
+                    is_module = ours and (full in paths or f"{full}.__init__" in paths)
+                    if _is_private(alias.name) and not is_module:
+                        if ours:
+                            problems.append(
+                                f"{where}:{node.lineno} imports {alias.name} from bn_utils.{base or '__init__'}"
+                            )
+                        elif full not in THIRD_PARTY_PRIVATES:
+                            problems.append(f"{where}:{node.lineno} imports {full}")
+                    bound[alias.asname or alias.name] = (is_module, full)
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and _is_private(node.attr)):
+                continue
+            parts, value = [node.attr], node.value
+            while isinstance(value, ast.Attribute):
+                parts.insert(0, value.attr)
+                value = value.value
+            if not isinstance(value, ast.Name) or value.id not in bound:
+                continue  # an attribute of an object: a module's own private attributes are its business
+            ours, target = bound[value.id]
+            full = ".".join([target, *parts])
+            if ours and full.removeprefix("bn_utils").lstrip(".") not in paths:
+                owner = ".".join(["bn_utils", *full.removeprefix("bn_utils").lstrip(".").split(".")[:-1]])
+                problems.append(f"{where}:{node.lineno} uses {ast.unparse(node)}, private to {owner}")
+            elif not ours and full not in THIRD_PARTY_PRIVATES and not any(map(_is_private, parts[:-1])):
+                problems.append(f"{where}:{node.lineno} uses {full}")
+    return problems
+
+
+def test_no_module_uses_another_modules_private_names(tmp_path):
+    package = tmp_path / "bn_utils"
+    (package / "experiments").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "_validate.py").write_text("def check():\n    pass\n")
+    (package / "data.py").write_text("from . import _validate as valid\nfrom ._validate import check\n_ROWS = 1\n")
+    (package / "layers.py").write_text(
+        "import torch\nfrom torch import nn\nfrom .data import _ROWS\n"
+        "class B(nn.modules.batchnorm._BatchNorm):\n    x = torch._C\n"
+    )
+    (package / "experiments" / "__init__.py").write_text("")
+    (package / "experiments" / "a.py").write_text("from .. import data\nfrom ..data import valid\nrows = data._ROWS\n")
+    assert private_names_used_across_modules(package) == [
+        "bn_utils/experiments/a.py:3 uses data._ROWS, private to bn_utils.data",
+        "bn_utils/layers.py:3 imports _ROWS from bn_utils.data",
+        "bn_utils/layers.py:5 uses torch._C",
+    ]
+    problems = private_names_used_across_modules()
+    assert not problems, "make these names public (with a docstring) or move them to their user:\n" + "\n".join(
+        problems
+    )

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from bn_utils import BatchNorm1d, BatchNorm2d, make_convnet, make_mlp, make_norm
-from bn_utils.models import NORM_LAYERS
+from bn_utils import BatchNorm1d, BatchNorm2d, make_convnet, make_mlp, make_norm, norms
+from bn_utils.models import NORM_LAYERS, make_residual_mlp
 
 
 @pytest.mark.parametrize(
@@ -225,3 +225,16 @@ def test_convnet1d_rejects_bad_arguments(kwargs, message):
 
     with pytest.raises(ValueError, match=message):
         make_convnet1d(**kwargs)
+
+
+@pytest.mark.parametrize("branch_init", ["scaled", "bn_like"])
+@pytest.mark.parametrize("norm", norms.names())
+def test_branch_inits_that_replace_normalization_refuse_every_norm_that_normalizes(norm, branch_init):
+    # the registry says which norms normalize (average over some axes); the others are the identity
+    spec = norms.get(norm)
+    if spec.averages_over:
+        with pytest.raises(ValueError, match="replaces normalization"):
+            make_residual_mlp(64, 10, depth=2, width=8, norm=norm, branch_init=branch_init, norm_kwargs=None)
+    else:
+        model = make_residual_mlp(64, 10, depth=2, width=8, norm=norm, branch_init=branch_init)
+        assert all(isinstance(block.norm, nn.Identity) for block in model.blocks)

@@ -15,7 +15,7 @@ import numpy as np
 from torch import nn
 
 from ..data import Dataset, load_digits
-from ..experiments.covariate_shift import ShiftRun, covariate_shift_run, ioffe_mlp
+from ..experiments.covariate_shift import ShiftRun, ShiftSetting, covariate_shift_run, ioffe_mlp
 from ..seeding import seed_everything
 from ..statistics import MedianRatio as MedianRatio  # chapter 2 compares its networks by these
 from ..statistics import median_ratio as median_ratio
@@ -27,7 +27,8 @@ INITS: dict[str, dict[str, Any]] = {
 }  # the control
 WIDE: dict[str, Any] = {"weight_std": None, "init_scale": 4.0}  # 4 / sqrt(fan_in): the sigmoid's slope 1/4 undone
 RELATIVE_STEP = 0.003  # the gradient measure at equal update size: layers below move by 0.3% of their weights
-LOUD_NOISE: dict[str, Any] = {"max_shift": 4, "max_scale": 5}  # noisy BN's loud setting (exercise 3)
+# noisy BN's loud setting (exercise 3): noise level 4, i.e. shift up to +/-4, scale between 1/5 and 5
+LOUD_NOISE = ShiftSetting("batch_noisy", 4).norm_kwargs
 
 
 # --------------------------------------------------------------------------------------------------

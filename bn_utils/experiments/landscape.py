@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 from torch import nn
 
 from .. import _validate as valid
@@ -386,8 +387,6 @@ def plot_beta_by_step_size(
     """Effective beta-smoothness against step size, one line (median) and band (10th to 90th
     percentile over seeds and checkpoints after step ``after``) per run, in its norm's colour; log-log
     axes, in a new figure of ``figsize`` unless ``ax`` is given. Returns the axes."""
-    import matplotlib.pyplot as plt
-
     if not runs:
         raise ValueError("need at least one run to plot")
     ax = ax if ax is not None else plt.subplots(figsize=figsize)[1]
@@ -397,7 +396,6 @@ def plot_beta_by_step_size(
         color = color_for(run.norm, i)
         (line,) = ax.plot(summary.step_sizes, summary.median, marker="o", label=label, color=color)
         ax.fill_between(summary.step_sizes, summary.low, summary.high, color=line.get_color(), alpha=0.2)
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -24,7 +24,7 @@ from .. import _validate as valid
 from ..cache import remembered
 from ..data import Dataset, check_dataset
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
-from ..history import PARAMETER_LABELS, FinalMetric, Sweep, _check_accuracies
+from ..history import PARAMETER_LABELS, FinalMetric, Sweep, check_accuracies
 from ..models import NORM_LAYERS, mlp_for
 from ..stacked import StackedMLP, evaluate_stacked, train_stacked
 from ..style import FIGSIZE, GUIDE, NORM_LABELS, color_for, plot_histories
@@ -120,7 +120,7 @@ def run_sweep(
     for name, value in (("lr", lr), ("init_scale", init_scale)):
         valid.check_number(name, value, 0, low_open=True)
     valid.check_int("depth", depth, 0)
-    _check_accuracies(target, min_accuracy)
+    check_accuracies(target, min_accuracy)
     device = get_device()
     data = data.to(device)
     seen = data.validation_view() if select_on == "validation" else data
