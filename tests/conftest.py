@@ -4,8 +4,6 @@ import sys
 
 import pytest
 
-from bn_utils import load_digits
-
 # jsonschema (which nbformat imports) checks the "iri" format with rfc3987_syntax where that is
 # installed, and importing it builds a Lark grammar: ~1.1 s of CPU in every test process, for a
 # format that no test and no notebook schema checks. Without it, jsonschema leaves that one check out.
@@ -15,6 +13,10 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 @pytest.fixture(scope="session")
 def digits():
     """The handwritten digits (float32, the default split), loaded once per test run."""
+    # imported here, not at the top: pytest-xdist's controlling process loads this file too, and runs no
+    # test; bn_utils would bring torch into it (about 1 s of CPU)
+    from bn_utils import load_digits
+
     return load_digits()
 
 

@@ -25,6 +25,7 @@ The pages that restate the verdicts carry the same marks, where a verdict is res
 """
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -117,10 +118,13 @@ def references(page: Path) -> list[tuple[int, str]]:
     return found
 
 
-def claim_tests(file: str) -> set[str]:
+@functools.cache  # parsed once per run, not once per reference (a page names the same file dozens of times)
+def claim_tests(file: str) -> frozenset[str]:
     """The test functions defined in a claim-test file."""
     tree = ast.parse((ROOT / file).read_text())
-    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+    return frozenset(
+        node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    )
 
 
 def test_sentence_counting_ignores_roles_abbreviations_and_decimals():

@@ -14,10 +14,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbgrader import utils as nbgrader_utils
-from nbgrader.nbgraderformat import MetadataValidator
-from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
-from traitlets.config.loader import PyFileConfigLoader
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,10 +27,26 @@ def _load(name: str):
     return sys.modules[name]
 
 
-ma = _load("make_assignments")
-mse = ma.mse
-COURSE_ID, ASSIGNMENTS = ma.load_assignments()
-BY_ID = {a.id: a for a in ASSIGNMENTS}
+# scripts/make_assignments.py and nbgrader, loaded by the fixture below before this file's first test, not
+# at collection: nbgrader costs about 0.8 s of CPU, which a pytest-xdist worker that runs no test of this
+# file (and a run that deselects them) need not pay
+ma = mse = COURSE_ID = ASSIGNMENTS = BY_ID = None
+nbgrader_utils = MetadataValidator = ClearHiddenTests = ClearSolutions = PyFileConfigLoader = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _scripts_and_nbgrader():
+    global ma, mse, COURSE_ID, ASSIGNMENTS, BY_ID
+    global nbgrader_utils, MetadataValidator, ClearHiddenTests, ClearSolutions, PyFileConfigLoader
+    from nbgrader import utils as nbgrader_utils
+    from nbgrader.nbgraderformat import MetadataValidator
+    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+    from traitlets.config.loader import PyFileConfigLoader
+
+    ma = _load("make_assignments")
+    mse = ma.mse
+    COURSE_ID, ASSIGNMENTS = ma.load_assignments()
+    BY_ID = {a.id: a for a in ASSIGNMENTS}
 
 
 @functools.cache

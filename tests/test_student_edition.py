@@ -8,7 +8,6 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -253,6 +252,8 @@ def _errors(nb):
 
 
 def _execute(nb, folder):
+    from nbclient import NotebookClient  # here, not at collection: it brings jupyter_client
+
     NotebookClient(
         nb, timeout=300, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(folder)}}
     ).execute()

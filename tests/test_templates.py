@@ -8,7 +8,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
@@ -94,6 +93,8 @@ def test_page_templates_verdict_passes_the_verdict_sentence_check():
 @pytest.mark.notebooks
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_notebook_template_runs_top_to_bottom():
+    from nbclient import NotebookClient  # here, not at collection: it brings jupyter_client
+
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": TEMPLATES}}).execute()
 
