@@ -64,3 +64,11 @@ def unencoded_frames(monkeypatch):
         return f"frame {next(numbers)}"
 
     monkeypatch.setattr(bn_utils.explorers, "_png", drawn_not_encoded)
+
+
+@pytest.fixture
+def computed_afresh(monkeypatch):
+    """Switch bn_utils.cache off for one test: a test that spies on what a remembered computation
+    calls (``train_stacked``, say) must see it run, also when ``BN_CACHE_DIR`` already holds the
+    result from an earlier run, and must not leave a result computed under its spy behind."""
+    monkeypatch.setenv("BN_CACHE", "off")

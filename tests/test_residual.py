@@ -216,6 +216,7 @@ def test_measure_at_init_rejects_bad_arguments(digits):
         r.plot_stream_variance("nope")
 
 
+@pytest.mark.usefixtures("computed_afresh")
 def test_depth_sweep_summaries_and_freezing(digits, monkeypatch):
     calls = []
     original = train_stacked
@@ -254,6 +255,7 @@ def test_depth_sweep_summaries_and_freezing(digits, monkeypatch):
         sweep.at("residual_bn", 7)
 
 
+@pytest.mark.usefixtures("computed_afresh")
 def test_freezing_stops_the_running_statistics(digits, monkeypatch):
     """After freeze_at steps BN normalizes with its running statistics (set once, at the freeze, from
     a large batch), which stop changing."""
@@ -276,6 +278,7 @@ def test_freezing_stops_the_running_statistics(digits, monkeypatch):
     assert (tracked == 4).all() and not stacks[-1].training, tracked  # 3 training steps and the freeze's pass
 
 
+@pytest.mark.usefixtures("computed_afresh")
 def test_freezing_at_step_0_normalizes_with_the_initial_network_s_statistics(digits, monkeypatch):
     stacks = []
     original = train_stacked
@@ -376,6 +379,7 @@ def test_plots_and_explorer_reject_what_they_cannot_draw(digits):
         r.depth_sweep(digits, architectures=("resnet50",))
 
 
+@pytest.mark.usefixtures("computed_afresh")
 def test_grid_stacks_by_structure_and_records_every_run(digits, monkeypatch):
     calls = []
     original = train_stacked
