@@ -106,6 +106,11 @@ FREEZE_COLORS = {0: "#3C3C3C", 1: "#6F6F6F", 10: "#A8A8A8"}
 # residual architectures); more repeat (series_color cycles), e.g. chapter 9's 10 MNIST-1D classes.
 SERIES = [EXTRA[name] for name in ("tol_purple", "navy", "magenta", "dark_khaki", "salmon", "sand", "pear")]
 CYCLE = SERIES  # the former name: matplotlib's colour cycle in the house style
+# The colour map of every figure that maps a value to a colour (heat maps, a numeric series coloured
+# by its value): viridis, perceptually uniform (equal steps in value look like equal steps in colour)
+# and readable by colour-blind readers and in greyscale (the map every figure has used). Named here
+# only: a module asks for SEQUENTIAL_CMAP, never a map by name (tests/test_style.py checks it).
+SEQUENTIAL_CMAP = "viridis"
 
 # Figure sizes (inches) by kind of figure: every figure of bn_utils takes its size from here. A
 # notebook's stored output shows its figure's size as text ("<Figure size 1100x380 with 2 Axes>",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bn_utils.chapters import residual_networks as rn
-from bn_utils.experiments.residual import AtInit, Grid
+from bn_utils.experiments.residual import ArchitectureAtInit, AtInit, Grid
 
 pytestmark = pytest.mark.unit
 
@@ -19,12 +19,19 @@ def at_init(depth=4):
     stream[1, -1] *= 1.1
     none = np.tile(2.0 ** np.arange(depth + 1), (3, 1))
     nan = np.full((3, depth), np.nan)
+    unmeasured, no_heads = np.full((3, depth + 1), np.nan), np.full(3, np.nan)
+
+    def arrays(stream_var, branch_var):
+        return ArchitectureAtInit(stream_var, branch_var, nan, unmeasured, no_heads)
+
     return AtInit(
         depth=depth,
         seeds=SEEDS,
-        stream_var={"residual_none": none, "residual_bn": stream, "residual_bn_like": stream},
-        branch_var={"residual_none": nan, "residual_bn": branch, "residual_bn_like": 2 * branch},
-        gradient_norm={},
+        measured={
+            "residual_none": arrays(none, nan),
+            "residual_bn": arrays(stream, branch),
+            "residual_bn_like": arrays(stream, 2 * branch),
+        },
     )
 
 

@@ -141,10 +141,10 @@ def test_residual_bn_gradient_ratio_stays_small(at_init40, at_init80):
 def test_skip_connections_keep_the_class_contrast_that_the_plain_bn_stack_loses(at_init80):
     """Chapter 5's class contrast at initialisation, at block 80: at least 0.1 in the residual BN
     network's stream in every seed, within 0.02 of zero for the plain BN stack's layer 80."""
-    residual, plain = at_init80.contrast["residual_bn"][:, 80], at_init80.contrast["plain_bn"][:, 80]
+    residual, plain = at_init80.of("residual_bn").contrast[:, 80], at_init80.of("plain_bn").contrast[:, 80]
     cc.every(residual, ">", 0.1, "residual BN: class contrast of the stream after block 80")
     cc.every(np.abs(plain), "<", 0.02, "plain BN stack: |class contrast| of layer 80's output")
-    cc.every(at_init80.head_contrast["residual_bn"], ">", 0.05, "residual BN: class contrast of what the head reads")
+    cc.every(at_init80.of("residual_bn").head_contrast, ">", 0.05, "residual BN: class contrast of what the head reads")
 
 
 def test_bn_forward_sizes_without_bn_do_not_give_bn_gradients(at_init80):

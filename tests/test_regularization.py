@@ -102,7 +102,15 @@ def test_regularization_study_reports_per_seed_and_means(digits):
     assert h.steps == 4 and len(h.train_acc) == 3  # 2 steps per epoch; evaluated at 0, 2, 4
     gap = study.final("ghost", "gap")
     np.testing.assert_allclose(gap, study.final("ghost", "train_acc") - study.final("ghost", "test_acc"))
-    assert study.table()["ghost"]["gap"] == pytest.approx(np.mean(gap))
+    table = study.table()
+    assert [row.config for row in table.rows] == ["no norm", "ghost"]
+    ghost = table.row("ghost")
+    assert ghost.gap == pytest.approx(np.mean(gap)) and ghost.test_loss == pytest.approx(
+        study.final("ghost", "test_loss").mean()
+    )
+    assert (ghost.train_acc, ghost.test_acc) == (study.spread("ghost", "train_acc").mean, study.spread("ghost").mean)
+    with pytest.raises(ValueError, match="^configuration 'bn' was not trained; the study has: no norm, ghost$"):
+        table.row("bn")
     assert study.seeds("ghost") == [0, 1]
     assert study.norms == {"no norm": "none", "ghost": "batch_ghost"}
     ax = plot_generalization(study)

@@ -179,14 +179,14 @@ def test_measure_at_init_shapes_and_identities(digits):
         "residual_scaled",
         "residual_bn_like",
     )
-    assert result.contrast["residual_bn"].shape == (2, 7) and np.isnan(result.contrast["plain_bn"][:, 0]).all()
-    assert result.head_contrast["plain_bn"].shape == (2,)
-    np.testing.assert_allclose(result.head_contrast["plain_bn"], result.contrast["plain_bn"][:, -1])
+    assert result.of("residual_bn").contrast.shape == (2, 7) and np.isnan(result.of("plain_bn").contrast[:, 0]).all()
+    assert result.of("plain_bn").head_contrast.shape == (2,)
+    np.testing.assert_allclose(result.of("plain_bn").head_contrast, result.of("plain_bn").contrast[:, -1])
     # zero branches leave the stream as the stem made it: the same class contrast after every block
-    zero = result.contrast["residual_bn_zero"]
+    zero = result.of("residual_bn_zero").contrast
     np.testing.assert_allclose(zero, np.repeat(zero[:, :1], zero.shape[1], axis=1))
-    assert result.stream_var["residual_bn"].shape == (2, 7) and result.gradient_norm["plain_bn"].shape == (2, 6)
-    assert np.isnan(result.stream_var["plain_bn"][:, 0]).all() and np.isnan(result.branch_var["plain_bn"]).all()
+    assert result.of("residual_bn").stream_var.shape == (2, 7) and result.of("plain_bn").gradient_norm.shape == (2, 6)
+    assert np.isnan(result.of("plain_bn").stream_var[:, 0]).all() and np.isnan(result.of("plain_bn").branch_var).all()
     np.testing.assert_allclose(result.variance_growth("residual_bn_zero"), 1.0)
     np.testing.assert_allclose(result.gradient_ratio("residual_bn_zero"), 1.0, rtol=1e-5)
     assert (result.branch_ratio("residual_bn_zero") == 0).all()
@@ -194,13 +194,18 @@ def test_measure_at_init_shapes_and_identities(digits):
         result.growth_per_block("residual_bn") ** 6, result.variance_growth("residual_bn"), rtol=1e-12
     )
     # the first branch of a BN block has unit-variance BN outputs through a ReLU and He weights: about 1
-    first = result.branch_var["residual_bn"][:, 0]
+    first = result.of("residual_bn").branch_var[:, 0]
     assert ((first > 0.6) & (first < 1.5)).all(), first
     fig = r.plot_at_init(result)
     assert len(fig.axes) == 3
     assert len(r.plot_class_contrast(result, names=["plain_bn", "residual_bn"]).get_lines()) == 3  # and the zero line
-    with pytest.raises(ValueError, match="was not measured"):
+    names = "plain_bn, residual_none, residual_bn, residual_bn_zero, residual_scaled, residual_bn_like"
+    with pytest.raises(
+        ValueError, match=f"^architecture 'residual_bn_frozen10' was not measured; the measurement has: {names}$"
+    ):
         result.variance_growth("residual_bn_frozen10")
+    with pytest.raises(ValueError, match="architecture 'plain' was not measured"):
+        result.of("plain")
 
 
 def test_measure_at_init_rejects_bad_arguments(digits):

@@ -251,3 +251,52 @@ def test_the_leak_finder_finds_each_kind_of_leak():
         "line 4: color='grey'",
         "line 5: figsize=(...)",
     ]
+
+
+def _colormaps_named(source: str) -> list[str]:
+    """Where a module names a colour map itself instead of taking the house style's
+    (``style.SEQUENTIAL_CMAP``): ``cmap="..."``, ``get_cmap("...")``, ``colormaps["..."]``."""
+    named = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.keyword) and node.arg == "cmap" and isinstance(node.value, ast.Constant):
+            named.append(f"line {node.lineno}: cmap={node.value.value!r}")
+        elif isinstance(node, ast.Call):
+            function = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if function == "get_cmap" and any(isinstance(arg, ast.Constant) for arg in node.args):
+                named.append(f"line {node.lineno}: get_cmap({', '.join(ast.unparse(a) for a in node.args)})")
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            owner = node.value.attr if isinstance(node.value, ast.Attribute) else getattr(node.value, "id", "")
+            if owner == "colormaps":
+                named.append(f"line {node.lineno}: colormaps[{node.slice.value!r}]")
+    return sorted(named, key=lambda leak: int(leak.split(":")[0].removeprefix("line ")))
+
+
+PACKAGE_DIR = Path(style.__file__).parent
+MODULES = sorted(path for path in PACKAGE_DIR.rglob("*.py") if path != PACKAGE_DIR / "style.py")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[path.relative_to(PACKAGE_DIR).as_posix() for path in MODULES])
+def test_no_module_but_the_style_names_a_colour_map(path):
+    assert _colormaps_named(path.read_text()) == []
+
+
+def test_the_colour_map_finder_finds_each_way_of_naming_one():
+    source = (
+        "cmap = mpl.colormaps['viridis']\n"
+        "cmap = plt.get_cmap('magma')\n"
+        "ax.imshow(values, cmap='Blues')\n"
+        "cmap = get_cmap('plasma', 8)\n"
+        "cmap = mpl.colormaps[SEQUENTIAL_CMAP]\n"
+        "cmap = plt.get_cmap(SEQUENTIAL_CMAP)\n"
+        "ax.imshow(values, cmap=SEQUENTIAL_CMAP)\n"
+    )
+    assert _colormaps_named(source) == [
+        "line 1: colormaps['viridis']",
+        "line 2: get_cmap('magma')",
+        "line 3: cmap='Blues'",
+        "line 4: get_cmap('plasma', 8)",
+    ]
+
+
+def test_the_house_colour_map_is_a_matplotlib_map():
+    assert style.SEQUENTIAL_CMAP in plt.colormaps()

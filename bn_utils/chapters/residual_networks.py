@@ -77,8 +77,8 @@ class StreamGrowth:
 
 def stream_growth(result: AtInit) -> StreamGrowth:
     """:class:`StreamGrowth` of :func:`at_init`'s networks (needs residual_none, residual_bn, residual_bn_like)."""
-    var = result.stream_var["residual_bn"]
-    branch = result.branch_var["residual_bn"]
+    bn = result.of("residual_bn")
+    var, branch = bn.stream_var, bn.branch_var
     summed = var[:, :1] + np.concatenate([np.zeros((len(var), 1)), np.cumsum(branch, 1)], 1)
     share = result.branch_ratio("residual_bn")
     return StreamGrowth(

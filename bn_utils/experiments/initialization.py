@@ -25,7 +25,7 @@ from ..data import Dataset, check_dataset
 from ..diagnostics import LayerDiagnostics, layer_diagnostics
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..models import mlp_for
-from ..style import FIGSIZE, GUIDE, NORM_LABELS, color_for, figsize, label_for, series_color
+from ..style import FIGSIZE, GUIDE, NORM_LABELS, SEQUENTIAL_CMAP, color_for, figsize, label_for, series_color
 from ..training import get_device
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def plot_layer_profile(
         raise ValueError(f"unknown quantity {quantity!r}; valid names are: {', '.join(PROFILE_LABELS)}")
     if ax is None:
         _, ax = plt.subplots()
-    cmap = mpl.colormaps["viridis"]
+    cmap = mpl.colormaps[SEQUENTIAL_CMAP]
     for i, (key, diagnosed) in enumerate(diagnostics.items()):
         values = getattr(diagnosed, quantity)
         color: str | tuple[float, float, float, float]

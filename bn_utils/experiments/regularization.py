@@ -47,6 +47,8 @@ __all__ = [
     "NETWORKS",
     "Metric",
     "METRICS",
+    "ConfigMeans",
+    "MeansTable",
     "RegularizationResult",
     "regularization_study",
     "validation_split",
@@ -202,6 +204,33 @@ def _final(h: History, metric: Metric) -> float:
     return h.test_loss[-1]
 
 
+@dataclass(frozen=True)
+class ConfigMeans:
+    """One configuration's final numbers, each the mean over its seeds (:meth:`RegularizationResult.table`):
+    train accuracy, test accuracy, their gap (train minus test) and test loss."""
+
+    config: str
+    train_acc: float
+    test_acc: float
+    gap: float
+    test_loss: float
+
+
+@dataclass(frozen=True)
+class MeansTable(LabelledGrid):
+    """:class:`ConfigMeans` per configuration, in the study's order, on one axis ``config``:
+    :meth:`row` looks one up by name and names the configurations trained when asked for another."""
+
+    rows: tuple[ConfigMeans, ...]
+
+    def axes(self) -> dict[str, Axis]:
+        return {"config": Axis("configuration", tuple(row.config for row in self.rows), "was not trained", "the study")}
+
+    def row(self, name: str) -> ConfigMeans:
+        """The means of configuration ``name``."""
+        return self.rows[self.axis("config").index(name)]
+
+
 @dataclass
 class RegularizationResult(LabelledGrid):
     """Histories per configuration (name -> one History per seed) and their final numbers, on two
@@ -294,12 +323,24 @@ class RegularizationResult(LabelledGrid):
         "generalization gap" is then just its test error."""
         return bool(np.all(self.final(name, "train_acc") == 1.0))
 
-    def table(self) -> dict[str, dict[str, float]]:
-        """Mean over seeds of train accuracy, test accuracy, gap and test loss, per configuration's name."""
-        return {
-            name: {m: float(np.mean(self.final(name, m))) for m in ("train_acc", "test_acc", "gap", "test_loss")}
-            for name in self.histories
-        }
+    def table(self) -> MeansTable:
+        """Mean over seeds of train accuracy, test accuracy, gap and test loss, one row per configuration."""
+
+        def mean(name: str, metric: Metric) -> float:
+            return float(np.mean(self.final(name, metric)))
+
+        return MeansTable(
+            tuple(
+                ConfigMeans(
+                    config=name,
+                    train_acc=mean(name, "train_acc"),
+                    test_acc=mean(name, "test_acc"),
+                    gap=mean(name, "gap"),
+                    test_loss=mean(name, "test_loss"),
+                )
+                for name in self.histories
+            )
+        )
 
 
 @remembered("experiments.regularization")

@@ -45,13 +45,24 @@ from torch import nn
 
 from .. import _validate as valid
 from ..cache import cache_key, cached, remembered
-from ..data import Dataset, check_dataset
+from ..data import Dataset, check_dataset, load_digits
 from ..diagnostics import class_contrast, layer_diagnostics
 from ..explorers import FrameExplorer, frame_explorer, live_explorer
 from ..grid import Axis, LabelledGrid
 from ..models import ResidualBlock, ResidualMLP, hidden_blocks, make_mlp, make_residual_mlp
 from ..stacked import StackedMLP, set_running_statistics, train_stacked
-from ..style import FIGSIZE, FREEZE_COLORS, GUIDE, ON_COLOR, ON_LIGHT, color_for, figsize, grid_figsize, series_color
+from ..style import (
+    FIGSIZE,
+    FREEZE_COLORS,
+    GUIDE,
+    ON_COLOR,
+    ON_LIGHT,
+    SEQUENTIAL_CMAP,
+    color_for,
+    figsize,
+    grid_figsize,
+    series_color,
+)
 from ..training import get_device, seed_everything
 
 if TYPE_CHECKING:
@@ -66,6 +77,7 @@ __all__ = [
     "Architecture",
     "build",
     "lsuv_init",
+    "ArchitectureAtInit",
     "AtInit",
     "measure_at_init",
     "Grid",
@@ -226,38 +238,52 @@ def _median_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 @dataclass(frozen=True)
-class AtInit:
+class ArchitectureAtInit:
+    """One architecture's measurements at initialisation (:class:`AtInit`), rows = seeds:
+    ``stream_var`` (seeds, depth + 1), the variance over the batch of each unit of the stream,
+    averaged over units, after the stem and after each block (for the plain stack: its input-side
+    first block's output, and so on: ``stream_var[:, 0]`` is NaN); ``branch_var`` (seeds, depth),
+    the same for each branch's output (NaN for the plain stack); ``gradient_norm`` (seeds, depth),
+    each block's weight-gradient norm; ``contrast`` (seeds, depth + 1), chapter 5's class contrast
+    of the stream after the stem and after each block (plain stack: of each block's output,
+    ``[:, 0]`` NaN); ``head_contrast`` (seeds,), that of the representation the head reads (after
+    the final norm and activation)."""
+
+    stream_var: np.ndarray
+    branch_var: np.ndarray
+    gradient_norm: np.ndarray
+    contrast: np.ndarray
+    head_contrast: np.ndarray
+
+
+@dataclass(frozen=True)
+class AtInit(LabelledGrid):
     """Networks of ``depth`` blocks at initialisation, one per seed, on one batch of training
-    examples in training mode. Arrays per architecture, rows = seeds: ``stream_var`` (seeds, depth
-    + 1), the variance over the batch of each unit of the stream, averaged over units, after the stem
-    and after each block (for the plain stack: its input-side first block's output, and so on:
-    ``stream_var[:, 0]`` is NaN); ``branch_var`` (seeds, depth), the same for each branch's output
-    (NaN for the plain stack); ``gradient_norm`` (seeds, depth), each block's weight-gradient norm;
-    ``contrast`` (seeds, depth + 1), chapter 5's class contrast of the stream after the stem and
-    after each block (plain stack: of each block's output, ``[:, 0]`` NaN); ``head_contrast``
-    (seeds,), that of the representation the head reads (after the final norm and activation)."""
+    examples in training mode: one :class:`ArchitectureAtInit` per architecture measured, read with
+    :meth:`of` (``at_init.of("residual_bn").stream_var``), which names the architectures measured
+    when asked for another."""
 
     depth: int
     seeds: tuple[int, ...]
-    stream_var: dict[str, np.ndarray]
-    branch_var: dict[str, np.ndarray]
-    gradient_norm: dict[str, np.ndarray]
-    contrast: dict[str, np.ndarray] = field(default_factory=dict)
-    head_contrast: dict[str, np.ndarray] = field(default_factory=dict)
+    measured: dict[str, ArchitectureAtInit]
 
     @property
     def architectures(self) -> tuple[str, ...]:
         """The architectures measured, in order."""
-        return tuple(self.stream_var)
+        return tuple(self.measured)
 
-    def _get(self, table: dict[str, np.ndarray], name: str) -> np.ndarray:
-        if name not in table:
-            raise ValueError(f"{name!r} was not measured; measured: {', '.join(table)}")
-        return table[name]
+    def axes(self) -> dict[str, Axis]:
+        """The result's one axis: the architectures measured (the seeds are the arrays' own axis)."""
+        return {"name": Axis("architecture", self.architectures, "was not measured", "the measurement")}
+
+    def of(self, name: str) -> ArchitectureAtInit:
+        """The arrays of architecture ``name``; a ``ValueError`` naming the architectures measured
+        if it was not."""
+        return self.measured[self.axis("name").check(name)]
 
     def variance_growth(self, name: str) -> np.ndarray:
         """(seeds,): the stream's variance after the last block over its variance after the stem."""
-        var = self._get(self.stream_var, name)
+        var = self.of(name).stream_var
         return var[:, -1] / var[:, 0]
 
     def growth_per_block(self, name: str) -> np.ndarray:
@@ -266,11 +292,12 @@ class AtInit:
 
     def branch_ratio(self, name: str) -> np.ndarray:
         """(seeds, depth): each branch's variance over the variance of the stream it is added to."""
-        return self._get(self.branch_var, name) / self._get(self.stream_var, name)[:, :-1]
+        arrays = self.of(name)
+        return arrays.branch_var / arrays.stream_var[:, :-1]
 
     def gradient_ratio(self, name: str) -> np.ndarray:
         """(seeds,): the first block's weight-gradient norm over the last block's (chapter 5's ratio)."""
-        norm = self._get(self.gradient_norm, name)
+        norm = self.of(name).gradient_norm
         return norm[:, 0] / norm[:, -1]
 
 
@@ -311,7 +338,7 @@ def measure_at_init(
     valid.check_int("init_examples", init_examples, 2, len(data.x_train))
     x, y = data.x_train[:batch_size].to(device), data.y_train[:batch_size].to(device)
     init_batch = data.x_train[:init_examples].to(device)
-    stream_var, branch_var, gradient_norm, contrast, head_contrast = {}, {}, {}, {}, {}
+    measured: dict[str, ArchitectureAtInit] = {}
     for name in names:
         streams = np.full((len(seeds), depth + 1), np.nan)
         branches = np.full((len(seeds), depth), np.nan)
@@ -342,9 +369,8 @@ def measure_at_init(
                         outputs.append(h)
                     contrasts[row, 1:] = class_contrast(torch.stack(outputs), y).cpu().numpy()
                     heads[row] = contrasts[row, -1]
-        stream_var[name], branch_var[name], gradient_norm[name] = streams, branches, grads
-        contrast[name], head_contrast[name] = contrasts, heads
-    return AtInit(depth, seeds, stream_var, branch_var, gradient_norm, contrast, head_contrast)
+        measured[name] = ArchitectureAtInit(streams, branches, grads, contrasts, heads)
+    return AtInit(depth, seeds, measured)
 
 
 def _style(ax: Axes, name: str, index: int) -> dict:
@@ -368,7 +394,7 @@ def plot_stream_variance(result: AtInit, *, ax: Axes | None = None, names: Seque
     blocks = np.arange(result.depth + 1)
     starts = []
     for i, name in enumerate(names or result.architectures):
-        values = result._get(result.stream_var, name)
+        values = result.of(name).stream_var
         keep = ~np.all(np.isnan(values), 0)
         _band(ax, blocks[keep], values[:, keep], **_style(ax, name, i))
         starts.extend(values[:, 0][np.isfinite(values[:, 0])])
@@ -411,7 +437,7 @@ def plot_gradient_norms(result: AtInit, *, ax: Axes | None = None, names: Sequen
         _, ax = plt.subplots()
     blocks = np.arange(1, result.depth + 1)
     for i, name in enumerate(names or result.architectures):
-        norm = result._get(result.gradient_norm, name)
+        norm = result.of(name).gradient_norm
         if np.any(np.isnan(norm)) or not np.all(norm > 0) or not np.all(np.isfinite(norm)):
             continue
         _band(ax, blocks, norm, **_style(ax, name, i))
@@ -1106,7 +1132,7 @@ def plot_grid(
         squeeze=False,
         sharey=True,
     )
-    cmap = plt.get_cmap("viridis")
+    cmap = plt.get_cmap(SEQUENTIAL_CMAP)
     for d, (ax, depth) in enumerate(zip(axes[0], result.depths, strict=True)):
         medians = np.array([[np.median(result.scored(n, depth, lr, step)) for lr in result.lrs] for n in names])
         ax.imshow(medians, cmap=cmap, vmin=0, vmax=1, aspect="auto")
@@ -1165,7 +1191,7 @@ def plot_class_contrast(result: AtInit, *, names: Sequence[str] | None = None, a
         _, ax = plt.subplots(figsize=FIGSIZE["panel"])
     blocks = np.arange(result.depth + 1)
     for i, name in enumerate(names or result.architectures):
-        values = result._get(result.contrast, name)
+        values = result.of(name).contrast
         keep = ~np.all(np.isnan(values), 0)
         _band(ax, blocks[keep], values[:, keep], **_style(ax, name, i))
     ax.axhline(0, color=GUIDE, lw=1)
@@ -1221,8 +1247,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     :func:`chapter_grids` and store them with the package (:data:`STORED_GRIDS`)."""
     import argparse
     import time
-
-    from ..data import load_digits
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default 0-4)")
