@@ -43,6 +43,7 @@ __all__ = [
     "MODE_COLORS",
     "PLACEMENT_COLORS",
     "FREEZE_COLORS",
+    "SEQUENTIAL_CMAP",
     "FIGSIZE",
     "FIGSIZE_PER_ITEM",
     "figsize",
