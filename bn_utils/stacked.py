@@ -58,6 +58,8 @@ __all__ = [
     "train_stacked",
     "evaluate_stacked",
     "set_running_statistics",
+    "recompute_running_statistics",
+    "recomputable_norms",
     "keep_correct_at_end",
 ]
 
@@ -416,30 +418,96 @@ class StackedResidualMLP(StackedMLP):
         return self._linear(h, self.params["head.weight"], self.params["head.bias"]), hidden
 
 
+# what recompute_running_statistics takes and gives back: any module (a network, a conv-net stack)
+# or a stack of MLPs, returned as the type it went in
+RecomputedT = TypeVar("RecomputedT", bound=nn.Module | StackedMLP)
+
+
+def recomputable_norms(model: nn.Module | StackedMLP) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The layers whose running statistics :func:`recompute_running_statistics` replaces: every
+    batch norm of ``model`` that keeps them, i.e. every ``torch.nn.modules.batchnorm._BatchNorm``
+    with a running mean (torch's batch norms, the course's from-scratch ones, which derive from it,
+    and the batch norm inside a ghost or noisy batch norm); for a :class:`StackedMLP`, those of its
+    template (the stack holds every model's statistics under the same names).
+
+    Batch renorm is never listed, and needs no test by name to keep it out: it derives from
+    ``_NormBase``, not ``_BatchNorm`` (:class:`bn_utils.layers._BatchRenorm`), and its running
+    statistics are part of what it trains with (its corrections r and d are computed from them)."""
+    valid.check_type("model", model, (nn.Module, StackedMLP), "a torch.nn.Module or a bn_utils.stacked.StackedMLP")
+    modules = model._template.modules() if isinstance(model, StackedMLP) else model.modules()
+    return [m for m in modules if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None]
+
+
 @torch.no_grad()
-def set_running_statistics(stack: StackedMLP, x: torch.Tensor) -> None:
-    """Set every batch norm's running mean and (unbiased) variance in ``stack`` to those of the batch
-    ``x`` (shared by all models, or one per model), layer after layer: one training-mode pass with
-    momentum 1 and whole-batch statistics (ghost batch norms too), no gradient. The stack's mode is
-    left as it was; the models' own modules are not touched (the stack holds copies)."""
-    valid.check_type("stack", stack, StackedMLP, "a StackedMLP")
-    valid.check_type("x", x, torch.Tensor, "a batch of inputs")
-    layers = [m for m in stack._template.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm | _BatchNorm)]
-    ghosts = [m for m in stack._template.modules() if isinstance(m, GhostBatchNorm)]
-    saved = [(layer, layer.momentum) for layer in layers], [(ghost, ghost.ghost_batch_size) for ghost in ghosts]
-    was_training = stack.training
+def recompute_running_statistics(model: RecomputedT, inputs: torch.Tensor) -> RecomputedT:
+    """Replace the running mean and (unbiased) variance of every batch norm in ``model`` (the layers
+    :func:`recomputable_norms` lists) by those of ``inputs`` fed as one batch, layer after layer
+    (each normalizing with its new statistics): one forward pass, no gradient, momentum 1.
+
+    ``model`` is any module (a network, a :class:`~bn_utils.stacked_conv.StackedConvNet` fed
+    :func:`~bn_utils.stacked_conv.repeat_inputs`) or a :class:`StackedMLP` (``inputs`` as its call
+    takes them: (B, features) shared by every model, or (M, B, features) one batch per model). The
+    one rule for both: during the pass the batch norms are in training mode and every other layer
+    in eval mode, so dropout is off (as in the eval mode the recomputed statistics are used in;
+    with dropout on they would carry its variance, Li et al. 2019's "variance shift"), and a ghost
+    batch norm's statistics are the whole batch's, not its ghost batches' (a module's ghost batch
+    norm stays in eval mode and its inner batch norm trains; a stack's ghost size is set to the
+    batch). Momenta, ghost sizes, dropout rates and every mode are restored afterwards; ``model`` is
+    changed in place and returned. ``ValueError`` when it has no batch norm to recompute."""
+    valid.check_type("model", model, (nn.Module, StackedMLP), "a torch.nn.Module or a bn_utils.stacked.StackedMLP")
+    valid.check_type("inputs", inputs, torch.Tensor, "a torch.Tensor batch the model takes")
+    norms = recomputable_norms(model)
+    if not norms:
+        raise ValueError("model has no batch norm with running statistics to recompute")
+    momenta = [m.momentum for m in norms]
+    if isinstance(model, StackedMLP):  # one training flag for the whole stack: set what it reads instead
+        if inputs.dim() not in (2, 3) or inputs.shape[-2] < 2:
+            raise ValueError(
+                f"a stack's batch norms need a batch of at least 2 examples, (batch, features) or "
+                f"(models, batch, features); got shape {tuple(inputs.shape)}"
+            )
+        ghosts = [(m, m.ghost_batch_size) for m in model._template.modules() if isinstance(m, GhostBatchNorm)]
+        drops = [(m, m.p) for m in model._template.modules() if isinstance(m, nn.Dropout)]
+        stack_was_training = model.training
+        try:
+            for m in norms:
+                m.momentum = 1.0  # the running statistics become this batch's (variance: unbiased)
+            for ghost, _ in ghosts:
+                ghost.ghost_batch_size = inputs.shape[-2]  # one ghost batch: the whole batch
+            for drop, _ in drops:
+                drop.p = 0.0  # the stack's dropout is off at p = 0 (no mask drawn, no generator moved)
+            model.train()(inputs)
+        finally:
+            for m, momentum in zip(norms, momenta, strict=True):
+                m.momentum = momentum
+            for ghost, size in ghosts:
+                ghost.ghost_batch_size = size
+            for drop, p in drops:
+                drop.p = p
+            model.train(stack_was_training)
+        return model
+    was_training = {m: m.training for m in model.modules()}
+    model.eval()
     try:
-        for layer in layers:
-            layer.momentum = 1.0
-        for ghost in ghosts:
-            ghost.ghost_batch_size = x.shape[-2]  # one chunk: the whole batch
-        stack.train()(x)
+        for m in norms:
+            m.train()
+            m.momentum = 1.0  # the running statistics become this batch's (variance: unbiased)
+        model(inputs)
     finally:
-        for layer, momentum in saved[0]:
-            layer.momentum = momentum
-        for ghost, size in saved[1]:
-            ghost.ghost_batch_size = size
-        stack.train(was_training)
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        for module, training in was_training.items():
+            module.training = training
+    return model
+
+
+def set_running_statistics(stack: StackedMLP, x: torch.Tensor) -> None:
+    """:func:`recompute_running_statistics` for a :class:`StackedMLP` (chapter 6 fixes its residual
+    networks' statistics with it): every batch norm's running mean and (unbiased) variance become
+    those of the batch ``x`` (shared by all models, or one per model), layer after layer; the stack's
+    mode is left as it was, the models' own modules are not touched (the stack holds copies)."""
+    valid.check_type("stack", stack, StackedMLP, "a StackedMLP")
+    recompute_running_statistics(stack, x)
 
 
 @torch.no_grad()

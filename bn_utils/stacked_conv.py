@@ -10,8 +10,9 @@ runs (the conv-net counterpart of :mod:`bn_utils.stacked`'s MLPs).
   :func:`~bn_utils.stacked.epoch_batches`, shuffled as :func:`bn_utils.training.train` draws them
   or class-sorted, and the divergence rule); what is the conv nets' own is the per-slot loss
   (over a (batch, slots) logit layout) and ``torch.optim.SGD``'s arithmetic for the update;
-- :func:`recompute_running_statistics`: any model's batch-norm running statistics replaced by
-  those of one batch (:func:`recomputable_norms`: the layers it replaces them in);
+- recomputing a stack's batch-norm running statistics from one batch is not here but in
+  :func:`bn_utils.stacked.recompute_running_statistics`, the one function for any module (this
+  stack too) and for MLP stacks;
 - :func:`slot_inputs` and :func:`repeat_inputs`: the stack's input layout (each slot its own
   mini-batch; every slot the same examples), and :func:`stacked_running_statistics`: a stacked
   norm's running statistics over every slot's channels.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from typing import Any, TypedDict, TypeVar, cast
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import torch
@@ -40,14 +41,10 @@ __all__ = [
     "StackedConvNet",
     "epoch_batches",
     "train_stacked_convnets",
-    "recompute_running_statistics",
-    "recomputable_norms",
     "slot_inputs",
     "repeat_inputs",
     "stacked_running_statistics",
 ]
-
-ModelT = TypeVar("ModelT", bound=nn.Module)  # the model comes back as the type it went in
 
 # the per-channel norms (``num_features`` channels, each with its own statistics): torch's batch
 # and instance norms, and the course's batch norms and batch renorms
@@ -387,42 +384,3 @@ def stacked_running_statistics(norm: nn.Module, channels: int) -> tuple[torch.Te
             variances.append(torch.full((size,), float("nan")))
     device = next((m.device for m in means if m.device.type != "cpu"), torch.device("cpu"))
     return torch.cat([m.to(device) for m in means]), torch.cat([v.to(device) for v in variances]), eps
-
-
-def recomputable_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    """The layers of ``model`` whose running statistics :func:`recompute_running_statistics`
-    replaces: every batch norm (``torch``'s or the course's) that keeps them, but not batch renorm,
-    whose corrections r and d are computed from them in training."""
-    return [
-        m
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm)
-        and m.running_mean is not None
-        and not type(m).__name__.startswith("BatchRenorm")
-    ]
-
-
-@torch.no_grad()
-def recompute_running_statistics(model: ModelT, inputs: torch.Tensor) -> ModelT:
-    """Replace the running mean and variance of every batch norm in ``model`` (``torch`` BN
-    layers, not batch renorm) by those of ``inputs`` fed as one batch, layer after layer (each BN
-    normalizing with its new statistics); ``model`` is changed in place and returned."""
-    valid.check_module("model", model)
-    valid.check_type("inputs", inputs, torch.Tensor, "a torch.Tensor batch the model takes")
-    norms = recomputable_norms(model)
-    if not norms:
-        raise ValueError("model has no batch norm with running statistics to recompute")
-    was_training = {m: m.training for m in model.modules()}
-    momenta = [m.momentum for m in norms]
-    model.eval()
-    try:
-        for m in norms:
-            m.train()
-            m.momentum = 1.0  # the running statistics become this batch's (variance: unbiased)
-        model(inputs)
-    finally:
-        for m, momentum in zip(norms, momenta, strict=True):
-            m.momentum = momentum
-        for module, training in was_training.items():
-            module.training = training
-    return model

@@ -1,5 +1,6 @@
 """The stacked trainer gives each model exactly what `train` gives it alone."""
 
+import copy
 from collections import OrderedDict
 from dataclasses import replace
 
@@ -8,7 +9,15 @@ import pytest
 import torch
 
 import bn_utils as bu
-from bn_utils.stacked import StackedMLP, evaluate_stacked, run_steps, train_stacked
+from bn_utils.stacked import (
+    StackedMLP,
+    evaluate_stacked,
+    recomputable_norms,
+    recompute_running_statistics,
+    run_steps,
+    set_running_statistics,
+    train_stacked,
+)
 
 
 @pytest.fixture(scope="module")
@@ -359,3 +368,120 @@ def test_sorted_batches_go_through_the_same_loop_as_the_conv_nets(digits64):
         run_steps(stack, digits64, seeds=[0], batch_size=8, steps=1, loss=None, update=None, divergence="stop")
     with pytest.raises(ValueError, match="needs keep"):
         run_steps(stack, digits64, seeds=[0], batch_size=8, steps=1, loss=None, update=None)
+
+
+# --- recomputing running statistics: one function for modules and stacks ---
+
+
+def _batch_norm_reference(model, x):
+    """What recompute_running_statistics must give ``model`` (a module): its batch norms in training
+    mode with momentum 1, everything else (dropout, a ghost batch norm's chunking) in eval mode."""
+    reference = copy.deepcopy(model).eval()
+    for m in bu.stacked.recomputable_norms(reference):
+        m.train()
+        m.momentum = 1.0
+    with torch.no_grad():
+        reference(x)
+    return reference
+
+
+@pytest.mark.parametrize(
+    "norm,kw", [("batch", {}), ("batch_scratch", {}), ("batch_ghost", {"ghost_batch_size": 8}), ("batch_noisy", {})]
+)
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+@pytest.mark.parametrize("training", [True, False])
+def test_recompute_gives_a_module_the_statistics_of_one_batch_with_dropout_off(digits64, norm, kw, dropout, training):
+    model = build(0, norm=norm, depth=3, norm_kwargs=kw, dropout=dropout).train(training)
+    x = digits64.x_train[:96]
+    expected = _batch_norm_reference(model, x).state_dict()
+    modes = [m.training for m in model.modules()]
+    assert recompute_running_statistics(model, x) is model
+    assert [m.training for m in model.modules()] == modes  # every module's mode restored
+    state = model.state_dict()
+    assert any(key.endswith("running_var") for key in state)
+    for key, value in expected.items():
+        assert torch.equal(state[key], value), key
+    for m in bu.stacked.recomputable_norms(model):
+        assert m.momentum == 0.1  # momenta restored
+    first = model.blocks[0]
+    pre = first.linear(x)
+    bn = bu.stacked.recomputable_norms(model)[0]  # a ghost batch norm's too: the whole batch's statistics
+    torch.testing.assert_close(bn.running_mean, pre.mean(0), rtol=0, atol=1e-12)
+    torch.testing.assert_close(bn.running_var, pre.var(0), rtol=0, atol=1e-12)
+    if norm == "batch_ghost":
+        assert first.norm.ghost_batch_size == 8
+
+
+@pytest.mark.parametrize("norm,kw", [("batch", {}), ("batch_scratch", {}), ("batch_ghost", {"ghost_batch_size": 8})])
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+@pytest.mark.parametrize("training", [True, False])
+def test_recompute_gives_a_stack_what_it_gives_each_model_alone(digits64, norm, kw, dropout, training):
+    models = [build(seed, norm=norm, norm_kwargs=kw, dropout=dropout) for seed in (0, 1, 2)]
+    stack = StackedMLP(models, dropout_seeds=[10, 11, 12]).train(training)
+    fresh = StackedMLP(models, dropout_seeds=[10, 11, 12])
+    x = digits64.x_train[:96]
+    assert recompute_running_statistics(stack, x) is stack
+    assert stack.training == training
+    for slot, model in enumerate(models):
+        expected = _batch_norm_reference(model, x).state_dict()
+        got = stack.model(slot).state_dict()
+        for key, value in expected.items():
+            torch.testing.assert_close(got[key], value, rtol=1e-12, atol=1e-12, msg=key)
+    template = stack._template
+    assert all(m.momentum == 0.1 for m in bu.stacked.recomputable_norms(stack))
+    assert all(m.p == dropout for m in template.modules() if isinstance(m, torch.nn.Dropout))
+    assert all(m.ghost_batch_size == 8 for m in template.modules() if isinstance(m, bu.layers.GhostBatchNorm))
+    # no dropout mask was drawn: the next training pass draws the masks a fresh stack draws first
+    stack.buffers.update({k: v.clone() for k, v in fresh.buffers.items()})
+    with torch.no_grad():
+        assert torch.equal(stack.train()(x), fresh.train()(x))
+
+
+def test_set_running_statistics_is_recompute_for_a_stack(digits64):
+    models = [build(seed) for seed in (0, 1)]
+    one, other = StackedMLP(models).eval(), StackedMLP(models).eval()
+    x = digits64.x_train[:64]
+    assert set_running_statistics(one, x) is None and not one.training
+    recompute_running_statistics(other, x)
+    for key, value in one.buffers.items():
+        assert torch.equal(value, other.buffers[key]), key
+    with pytest.raises(TypeError, match="StackedMLP"):
+        set_running_statistics(models[0], x)
+
+
+def test_recompute_leaves_batch_renorm_alone_and_lists_only_batch_norms(digits64):
+    renorm = bu.make_convnet(1, 10, channels=(4, 6), norm="batch_renorm")
+    assert recomputable_norms(renorm) == []  # it derives from _NormBase, not _BatchNorm
+    with pytest.raises(ValueError, match="no batch norm"):
+        recompute_running_statistics(renorm, torch.randn(4, 1, 8, 8))
+    mixed = torch.nn.Sequential(
+        torch.nn.Linear(64, 8), bu.layers.BatchRenorm1d(8), torch.nn.Linear(8, 8), torch.nn.BatchNorm1d(8)
+    ).double()
+    assert [type(m) for m in recomputable_norms(mixed)] == [torch.nn.BatchNorm1d]
+    before = {k: v.clone() for k, v in mixed[1].state_dict().items()}
+    recompute_running_statistics(mixed, digits64.x_train[:32])
+    assert all(torch.equal(v, mixed[1].state_dict()[k]) for k, v in before.items())  # renorm untouched
+    assert not torch.equal(mixed[3].running_var, torch.ones(8, dtype=torch.float64))
+    untracked = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.BatchNorm1d(8, track_running_stats=False))
+    assert recomputable_norms(untracked) == []
+
+
+def test_recompute_rejects_bad_input_clearly(digits64):
+    x = digits64.x_train[:8]
+    with pytest.raises(TypeError, match="torch.nn.Module or a bn_utils.stacked.StackedMLP"):
+        recompute_running_statistics("model", x)
+    with pytest.raises(TypeError, match="torch.nn.Module or a bn_utils.stacked.StackedMLP"):
+        recomputable_norms([build(0)])
+    with pytest.raises(TypeError, match="inputs must be a torch.Tensor"):
+        recompute_running_statistics(build(0), x.tolist())
+    with pytest.raises(ValueError, match="no batch norm"):
+        recompute_running_statistics(build(0, norm="layer"), x)
+    with pytest.raises(ValueError, match="no batch norm"):
+        recompute_running_statistics(StackedMLP([build(0, norm="layer")]), x)
+    stack = StackedMLP([build(0), build(1)])
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        recompute_running_statistics(stack, x[:1])
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        recompute_running_statistics(stack, x[0])
+    with pytest.raises(ValueError, match=r"expected inputs of shape \(2, batch, 64\)"):
+        recompute_running_statistics(stack, torch.zeros(3, 8, 64, dtype=torch.float64))

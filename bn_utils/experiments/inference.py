@@ -142,8 +142,18 @@ def accuracy_in_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batc
     """Accuracy when predicting ``x`` in chunks of ``batch_size`` with the model in training
     mode (batch statistics: what a forgotten ``model.eval()`` does) or eval mode (running
     statistics). The model itself is left untouched: a copy predicts, so its running
-    statistics are not polluted by the test data. With ``batch_size > 1`` a last chunk of a
-    single example joins the chunk before it, so only ``batch_size=1`` predicts alone."""
+    statistics are not polluted by the test data.
+
+    How it chunks: consecutive, disjoint chunks of ``batch_size`` from the start, as a loader
+    without ``drop_last`` would feed a model whose ``eval()`` was forgotten, so the last chunk holds
+    what is left (fewer examples); with ``batch_size > 1`` a last chunk of a single example joins the
+    chunk before it (training-mode batch norm refuses one example), so only ``batch_size=1``
+    predicts alone. Chapter 8's train-mode accuracy chunks differently on purpose
+    (:func:`bn_utils.experiments.batch_size.overlapping_chunks`: every chunk exactly the batch size,
+    the last overlapping the one before), since it measures the statistics of batch B and nothing
+    else. The two give the same chunks only where ``batch_size`` divides ``len(x)`` (or is at least
+    ``len(x)``): on the 449 test digits, for the course's batch sizes (2 to 128) only at the whole
+    test set; so they are kept apart, each chapter's numbers as measured."""
     valid.check_module("model", model)
     valid.check_inputs_and_labels(x, y)
     valid.check_int("batch_size", batch_size)

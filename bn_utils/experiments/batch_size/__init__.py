@@ -21,11 +21,11 @@ al., 2016) and no normalization. One job per module, every public name importabl
 from __future__ import annotations
 
 from ...norm_axes import AXES_NORMS, reference_normalization, statistic_support
+from ...stacked import recompute_running_statistics
 from ...stacked_conv import (
     ORDERS,
     StackedConvNet,
     epoch_batches,
-    recompute_running_statistics,
     train_stacked_convnets,
 )
 from .fully_connected import FC_NORMS, fully_connected_sweep

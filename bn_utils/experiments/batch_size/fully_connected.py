@@ -14,7 +14,7 @@ from ... import norms as norm_registry
 from ...cache import remembered
 from ...data import Dataset, check_dataset
 from ...models import make_mlp
-from ...stacked import StackedMLP, set_running_statistics, train_stacked
+from ...stacked import StackedMLP, recomputable_norms, recompute_running_statistics, train_stacked
 from ...training import seed_everything
 from .sweep import SETUP, SweepResult, ghost_options, overlapping_chunks, scaled_lr
 
@@ -54,7 +54,8 @@ def _stacked_mlp_results(
         for start, end, first in overlapping_chunks(len(data.x_test), batch_size):
             hits += correct(data.x_test[start:end], data.y_test[start:end])[:, first - start :].sum(1)
         stack.buffers.update({key: value.clone() for key, value in saved.items()})
-        set_running_statistics(stack, data.x_train)
+        if recomputable_norms(stack):  # layer norm and no norm keep no statistics: eval mode as it was
+            recompute_running_statistics(stack, data.x_train)
         stack.eval()
         recomputed = correct(data.x_test, data.y_test)
     finally:

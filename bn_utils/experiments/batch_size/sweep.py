@@ -24,12 +24,11 @@ from ...cache import remembered
 from ...data import Dataset, check_dataset
 from ...grid import Axis, LabelledGrid
 from ...models import NORM_LAYERS, make_convnet, make_convnet1d
+from ...stacked import recomputable_norms, recompute_running_statistics
 from ...stacked_conv import (
     ORDERS,
     StackedConvNet,
     epoch_batches,
-    recomputable_norms,
-    recompute_running_statistics,
     repeat_inputs,
     slot_inputs,
     stacked_running_statistics,
@@ -169,7 +168,15 @@ def _accuracy_eval_mode(stack: StackedConvNet, x: torch.Tensor, y: torch.Tensor)
 def overlapping_chunks(count: int, size: int) -> list[tuple[int, int, int]]:
     """(start, end, first counted) of consecutive chunks of ``size`` examples covering ``count``: every
     chunk has ``size`` examples (when ``count`` allows); the last one overlaps the one before it, and
-    only the examples it adds are counted."""
+    only the examples it adds are counted. So the train-mode accuracy at batch B (this sweep's and
+    :func:`~bn_utils.experiments.batch_size.fully_connected_sweep`'s) is measured with batch
+    statistics of B examples only, never of a smaller remainder.
+
+    Chapter 1's :func:`bn_utils.experiments.inference.accuracy_in_mode` chunks differently on
+    purpose: disjoint chunks with a smaller last one (a lone last example joining the chunk before),
+    as a loader feeds a model whose ``eval()`` was forgotten. The two agree only where ``size``
+    divides ``count`` (or is at least ``count``): on the 449 test digits, for no batch size from 2
+    to 128 (the last chunk differs), so they are kept apart, each chapter's numbers as measured."""
     chunks = []
     for start in range(0, count, size):
         end = min(start + size, count)
@@ -427,7 +434,8 @@ def batch_size_sweep(
         correct = _correct_eval_mode(stack, subset.x_test, subset.y_test)
         results["eval"] = correct.mean(1)
         # the norms that keep running statistics (the registry says which), where the stack holds
-        # one whose statistics recompute_running_statistics replaces (not batch renorm's)
+        # one whose statistics recompute_running_statistics replaces (a batch norm: not batch
+        # renorm, which recomputable_norms never lists)
         keeps_running = any(norm_registry.get(norm).running_statistics for norm in norms)
         if keeps_running and recomputable_norms(stack):
             refreshed = recompute_running_statistics(copy.deepcopy(stack), repeat_inputs(subset.x_train, stack.slots))
