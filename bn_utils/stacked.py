@@ -41,8 +41,7 @@ from . import _validate as valid
 from . import norms
 from .data import Dataset, batch_indices, check_dataset
 from .history import History
-from .layers import BatchNorm1d, GhostBatchNorm
-from .layers import BatchNormBase as _BatchNorm
+from .layers import BatchNorm1d, BatchNormBase, GhostBatchNorm
 from .models import ResidualMLP
 
 __all__ = [
@@ -98,7 +97,7 @@ def _unstackable(where: str, norm: nn.Module, engine: str) -> ValueError:
 
 
 # the batch norms a stack can hold: torch's and the course's from-scratch ones
-BatchNormLayer = nn.modules.batchnorm._BatchNorm | _BatchNorm
+BatchNormLayer = nn.modules.batchnorm._BatchNorm | BatchNormBase
 
 
 def _momentum(layer: BatchNormLayer) -> float:
