@@ -166,12 +166,18 @@ def test_at_the_training_step_size_bns_median_beta_is_below_the_plain_networks(l
     cc.compare(beta.ratio, "<", 1, "median beta at step size 0.1, BN / plain", values=beta.per_seed)
 
 
-def test_bns_beta_gap_opens_early_and_narrows_late(landscape):
+def test_bns_beta_gap_opens_early_and_narrows_late_in_the_median(landscape):
     """Over steps 20-100 BN's median beta is at most 70% of the plain network's; over steps 120-200
-    the gap narrows: BN's beta relative to the plain network's rises from the first phase to the
-    second on at least 4 of 5 seeds. Whether it closes, 5 seeds do not say (late ratios per seed from
-    0.6 to 5 times the plain network's over seeds 0-9)."""
+    the gap between the medians narrows: BN's median beta over seeds, relative to the plain network's,
+    is larger than over steps 20-100. The control: seeds 0-29 as six sets of 5, one thread, natively
+    (avx2 agreed to 3 decimals) and on the portable path; in all 12 sets the medians' ratio rose (log10
+    0.12 to 0.57, at least 0.45 of the seeds' spread) and the early ratio lay between 0.51 and 0.69
+    (0.687 on seeds 10-14 natively: the tightest). Not seed by seed: the per-seed ratio fell on 4 of 30
+    seeds natively and 2 of 30 on the portable path, and seeds 25-29 natively had only 3 of 5 rising,
+    so a count "at least 4 of 5" would fail on another machine. Whether the gap closes, 5 seeds do not
+    say (late ratios per seed from 0.4 to 5 times the plain network's over seeds 0-29)."""
     phases = chapter.beta_phases(landscape, 0.1)  # steps 20-100 and 120-200
     what = "median beta at step size 0.1 over steps 20-100, BN / plain"
     cc.compare(phases.early.ratio, "<=", 0.7, what, values=phases.early.per_seed)
-    cc.at_least(np.log10(phases.rise), ">", 0, 4, "log10 (BN/plain beta ratio, steps 120-200 / steps 20-100), per seed")
+    what = "log10 (BN/plain median beta, steps 120-200 / steps 20-100)"
+    cc.compare(np.log10(phases.narrowing), ">", 0, what, values=np.log10(phases.rise))

@@ -327,7 +327,8 @@ def beta_ratio(
 @dataclass(frozen=True)
 class BetaPhases:
     """:func:`beta_ratio` at one step size over early (steps 20-100) and late (120-200) training: does
-    BN's beta gap open early and narrow late?"""
+    BN's beta gap open early and narrow late, in the medians over seeds (:attr:`narrowing`) and seed by
+    seed (:attr:`rise`)?"""
 
     early: MeasureRatio
     late: MeasureRatio
@@ -336,6 +337,12 @@ class BetaPhases:
     def rise(self) -> np.ndarray:
         """Per seed, BN / plain late over BN / plain early (above 1: the gap narrowed)."""
         return self.late.per_seed / self.early.per_seed
+
+    @property
+    def narrowing(self) -> float:
+        """BN's median beta over seeds relative to the plain network's, late over early:
+        ``late.ratio / early.ratio`` (above 1: the gap between the medians narrowed)."""
+        return self.late.ratio / self.early.ratio
 
     @property
     def seeds_rising(self) -> int:
