@@ -14,6 +14,8 @@ in 4 s stacked against 19 s one at a time.
 - :class:`StackedMLP` (and :class:`StackedResidualMLP`) with :func:`train_stacked`: MLPs, with
   per-model learning rates, SGD or Adam computed on the stack (or an experiment's own
   :class:`StackedUpdate`), and :class:`~bn_utils.training.History` objects;
+- :func:`recompute_running_statistics`: a network's or a stack's running statistics replaced by
+  those of one batch (the batch-size sweeps' recomputed accuracy, chapter 6's fixed statistics);
 - the conv nets (:class:`bn_utils.stacked_conv.StackedConvNet`, grouped convolutions) go through
   the same :func:`run_steps` from :func:`bn_utils.stacked_conv.train_stacked_convnets`, with
   ``torch.optim.SGD``'s own arithmetic (:class:`TorchOptimizerStep`).
@@ -41,7 +43,7 @@ from . import _validate as valid
 from . import norms
 from .data import Dataset, batch_indices, check_dataset
 from .history import History
-from .layers import BatchNorm1d, BatchNormBase, GhostBatchNorm
+from .layers import BatchNorm1d, GhostBatchNorm
 from .models import ResidualMLP
 
 __all__ = [
@@ -96,8 +98,8 @@ def _unstackable(where: str, norm: nn.Module, engine: str) -> ValueError:
     )
 
 
-# the batch norms a stack can hold: torch's and the course's from-scratch ones
-BatchNormLayer = nn.modules.batchnorm._BatchNorm | BatchNormBase
+# the batch norms a stack can hold: torch's, and the course's from-scratch ones (which derive from it)
+BatchNormLayer = nn.modules.batchnorm._BatchNorm
 
 
 def _momentum(layer: BatchNormLayer) -> float:
@@ -430,7 +432,7 @@ def recomputable_norms(model: nn.Module | StackedMLP) -> list[nn.modules.batchno
     template (the stack holds every model's statistics under the same names).
 
     Batch renorm is never listed, and needs no test by name to keep it out: it derives from
-    ``_NormBase``, not ``_BatchNorm`` (:class:`bn_utils.layers._BatchRenorm`), and its running
+    ``_NormBase``, not ``_BatchNorm`` (:class:`bn_utils.layers.BatchRenorm1d`, ``BatchRenorm2d``), and its running
     statistics are part of what it trains with (its corrections r and d are computed from them)."""
     valid.check_type("model", model, (nn.Module, StackedMLP), "a torch.nn.Module or a bn_utils.stacked.StackedMLP")
     modules = model._template.modules() if isinstance(model, StackedMLP) else model.modules()
@@ -451,7 +453,8 @@ def recompute_running_statistics(model: RecomputedT, inputs: torch.Tensor) -> Re
     with dropout on they would carry its variance, Li et al. 2019's "variance shift"), and a ghost
     batch norm's statistics are the whole batch's, not its ghost batches' (a module's ghost batch
     norm stays in eval mode and its inner batch norm trains; a stack's ghost size is set to the
-    batch). Momenta, ghost sizes, dropout rates and every mode are restored afterwards; ``model`` is
+    batch). Momenta, ghost sizes, dropout rates and every mode are restored afterwards (each batch
+    norm's ``num_batches_tracked`` counts the pass, as any training-mode batch would); ``model`` is
     changed in place and returned. ``ValueError`` when it has no batch norm to recompute."""
     valid.check_type("model", model, (nn.Module, StackedMLP), "a torch.nn.Module or a bn_utils.stacked.StackedMLP")
     valid.check_type("inputs", inputs, torch.Tensor, "a torch.Tensor batch the model takes")
@@ -460,11 +463,12 @@ def recompute_running_statistics(model: RecomputedT, inputs: torch.Tensor) -> Re
         raise ValueError("model has no batch norm with running statistics to recompute")
     momenta = [m.momentum for m in norms]
     if isinstance(model, StackedMLP):  # one training flag for the whole stack: set what it reads instead
-        if inputs.dim() not in (2, 3) or inputs.shape[-2] < 2:
+        if inputs.dim() not in (2, 3):
             raise ValueError(
-                f"a stack's batch norms need a batch of at least 2 examples, (batch, features) or "
-                f"(models, batch, features); got shape {tuple(inputs.shape)}"
+                f"a stack takes inputs (batch, features) or (models, batch, features); got shape {tuple(inputs.shape)}"
             )
+        if inputs.shape[-2] < 2:
+            raise ValueError(f"a stack's batch norms need a batch of at least 2 examples; got {tuple(inputs.shape)}")
         ghosts = [(m, m.ghost_batch_size) for m in model._template.modules() if isinstance(m, GhostBatchNorm)]
         drops = [(m, m.p) for m in model._template.modules() if isinstance(m, nn.Dropout)]
         stack_was_training = model.training
@@ -504,7 +508,11 @@ def set_running_statistics(stack: StackedMLP, x: torch.Tensor) -> None:
     """:func:`recompute_running_statistics` for a :class:`StackedMLP` (chapter 6 fixes its residual
     networks' statistics with it): every batch norm's running mean and (unbiased) variance become
     those of the batch ``x`` (shared by all models, or one per model), layer after layer; the stack's
-    mode is left as it was, the models' own modules are not touched (the stack holds copies)."""
+    mode is left as it was, the models' own modules are not touched (the stack holds copies).
+
+    Since 2026-12-08 it follows that function's one rule: a stack's dropout is off during the pass
+    (it used to be on, drawing masks and moving the random generators; no course run has dropout
+    here), and a stack with no batch norm raises ``ValueError`` (it used to do nothing)."""
     valid.check_type("stack", stack, StackedMLP, "a StackedMLP")
     recompute_running_statistics(stack, x)
 

@@ -31,7 +31,7 @@ from torch import nn
 from . import _validate as valid
 from . import norms as norm_registry
 from .data import Dataset, check_dataset
-from .layers import BatchNormBase, GhostBatchNorm
+from .layers import GhostBatchNorm
 from .models import hidden_blocks
 from .stacked import ORDERS, TorchOptimizerStep, epoch_batches, run_steps
 
@@ -47,7 +47,7 @@ __all__ = [
 
 # the per-channel norms (``num_features`` channels, each with its own statistics): torch's batch
 # and instance norms, and the course's batch norms and batch renorms
-_PER_CHANNEL_NORMS = (nn.modules.batchnorm._NormBase, BatchNormBase)
+_PER_CHANNEL_NORMS = (nn.modules.batchnorm._NormBase,)
 
 
 def _stack_norm(norms: Sequence[nn.Module], slots: int, spatial: int = 2) -> nn.Module:

@@ -481,7 +481,9 @@ def test_recompute_rejects_bad_input_clearly(digits64):
     stack = StackedMLP([build(0), build(1)])
     with pytest.raises(ValueError, match="at least 2 examples"):
         recompute_running_statistics(stack, x[:1])
-    with pytest.raises(ValueError, match="at least 2 examples"):
+    with pytest.raises(ValueError, match=r"a stack takes inputs \(batch, features\)"):
         recompute_running_statistics(stack, x[0])
+    with pytest.raises(ValueError, match=r"a stack takes inputs \(batch, features\)"):
+        recompute_running_statistics(stack, x.reshape(1, 1, *x.shape))
     with pytest.raises(ValueError, match=r"expected inputs of shape \(2, batch, 64\)"):
         recompute_running_statistics(stack, torch.zeros(3, 8, 64, dtype=torch.float64))
