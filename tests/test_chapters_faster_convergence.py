@@ -185,7 +185,9 @@ def test_beta_phases_split_training_at_step_100():
     assert phases.early.per_seed == pytest.approx([0.5, 0.5]) and phases.late.per_seed == pytest.approx([2, 0.5])
     assert phases.late.ratio == pytest.approx(np.median([40, 20]) / np.median([20, 40]))
     assert phases.seeds_rising == 1 and phases.rise == pytest.approx([4, 1])
-    assert phases.narrowing == pytest.approx(2)  # medians over seeds: late 30 / 30 over early 15 / 30
+    assert phases.relative_rise == pytest.approx(2)  # medians over seeds: late 30 / 30 over early 15 / 30
+    # which network moved: the plain network's median beta 30 both times, BN's 15 early and 30 late
+    assert phases.plain_change == pytest.approx(1) and phases.bn_change == pytest.approx(2)
     whole = chapter.beta_ratio(runs, 0.1)  # every checkpoint after step 0
     assert whole.bn_per_seed == pytest.approx([30, 15])
 

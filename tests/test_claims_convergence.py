@@ -166,18 +166,26 @@ def test_at_the_training_step_size_bns_median_beta_is_below_the_plain_networks(l
     cc.compare(beta.ratio, "<", 1, "median beta at step size 0.1, BN / plain", values=beta.per_seed)
 
 
-def test_bns_beta_gap_opens_early_and_narrows_late_in_the_median(landscape):
-    """Over steps 20-100 BN's median beta is at most 70% of the plain network's; over steps 120-200
-    the gap between the medians narrows: BN's median beta over seeds, relative to the plain network's,
-    is larger than over steps 20-100. The control: seeds 0-29 as six sets of 5, one thread, natively
-    (avx2 agreed to 3 decimals) and on the portable path; in all 12 sets the medians' ratio rose (log10
-    0.12 to 0.57, at least 0.45 of the seeds' spread) and the early ratio lay between 0.51 and 0.69
-    (0.687 on seeds 10-14 natively: the tightest). Not seed by seed: the per-seed ratio fell on 4 of 30
-    seeds natively and 2 of 30 on the portable path, and seeds 25-29 natively had only 3 of 5 rising,
-    so a count "at least 4 of 5" would fail on another machine. Whether the gap closes, 5 seeds do not
-    say (late ratios per seed from 0.4 to 5 times the plain network's over seeds 0-29)."""
+def test_bns_beta_lead_is_large_early_and_shrinks_late_as_the_plain_networks_beta_falls(landscape):
+    """At step size 0.1, over steps 20-100 BN's median beta over seeds is at most 80% of the plain
+    network's; over steps 120-200 BN's median beta relative to the plain network's is larger than
+    over steps 20-100 (the early lead shrinks, closes or reverses), and the plain network's own median
+    beta is lower than over steps 20-100.
+
+    The control (scripts/beta_phase_control.py): seeds 0-29 as six sets of 5, one thread, natively
+    (avx2 agreed to 3 decimals, so two distinct paths) and on the portable path. Early ratio 0.51 to
+    0.69 in all 12 sets (0.687 on seeds 10-14 natively: a bound of 70% would hold there by 0.013, so
+    the sentence claims 80%); the medians' late/early rise positive in all 12 (log10 0.12 to 0.57);
+    the plain network's median beta late/early 0.23 to 0.61, BN's 0.79 to 1.22. Not seed by seed:
+    the per-seed ratio fell on 4 of 30 seeds natively and 2 of 30 on the portable path, and seeds
+    25-29 natively had only 3 of 5 rising, so a count "at least 4 of 5" would fail on another
+    machine. Where the medians end late, 5 seeds do not say: BN / plain 0.79 to 2.03 over the 12
+    sets, 0.4 to 5 per seed."""
     phases = chapter.beta_phases(landscape, 0.1)  # steps 20-100 and 120-200
     what = "median beta at step size 0.1 over steps 20-100, BN / plain"
-    cc.compare(phases.early.ratio, "<=", 0.7, what, values=phases.early.per_seed)
+    cc.compare(phases.early.ratio, "<=", 0.8, what, values=phases.early.per_seed)
     what = "log10 (BN/plain median beta, steps 120-200 / steps 20-100)"
-    cc.compare(np.log10(phases.narrowing), ">", 0, what, values=np.log10(phases.rise))
+    cc.compare(np.log10(phases.relative_rise), ">", 0, what, values=np.log10(phases.rise))
+    what = "log10 (plain network's median beta, steps 120-200 / steps 20-100)"
+    plain_per_seed = phases.late.plain_per_seed / phases.early.plain_per_seed
+    cc.compare(np.log10(phases.plain_change), "<", 0, what, values=np.log10(plain_per_seed))

@@ -326,23 +326,36 @@ def beta_ratio(
 
 @dataclass(frozen=True)
 class BetaPhases:
-    """:func:`beta_ratio` at one step size over early (steps 20-100) and late (120-200) training: does
-    BN's beta gap open early and narrow late, in the medians over seeds (:attr:`narrowing`) and seed by
-    seed (:attr:`rise`)?"""
+    """:func:`beta_ratio` at one step size over early (steps 20-100) and late (120-200) training: is
+    BN's median beta well below the plain network's early, and does that lead shrink late, in the
+    medians over seeds (:attr:`relative_rise`) and seed by seed (:attr:`rise`)? :attr:`plain_change`
+    and :attr:`bn_change` say which network's beta moved."""
 
     early: MeasureRatio
     late: MeasureRatio
 
     @property
     def rise(self) -> np.ndarray:
-        """Per seed, BN / plain late over BN / plain early (above 1: the gap narrowed)."""
+        """Per seed, BN / plain late over BN / plain early (above 1: BN's beta gained on the plain
+        network's; the gap is narrower only if the late ratio is also nearer 1 than the early one)."""
         return self.late.per_seed / self.early.per_seed
 
     @property
-    def narrowing(self) -> float:
+    def relative_rise(self) -> float:
         """BN's median beta over seeds relative to the plain network's, late over early:
-        ``late.ratio / early.ratio`` (above 1: the gap between the medians narrowed)."""
+        ``late.ratio / early.ratio`` (above 1: BN's median beta gained on the plain network's; the
+        early lead shrank, closed or reversed)."""
         return self.late.ratio / self.early.ratio
+
+    @property
+    def plain_change(self) -> float:
+        """The plain network's median beta over seeds, late over early (below 1: it fell)."""
+        return float(np.median(self.late.plain_per_seed) / np.median(self.early.plain_per_seed))
+
+    @property
+    def bn_change(self) -> float:
+        """BN's median beta over seeds, late over early (below 1: it fell)."""
+        return float(np.median(self.late.bn_per_seed) / np.median(self.early.bn_per_seed))
 
     @property
     def seeds_rising(self) -> int:
