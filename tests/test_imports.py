@@ -266,8 +266,9 @@ def _is_private(name: str) -> bool:
 def private_names_used_across_modules(package: Path = PACKAGE) -> list[str]:
     """Every place where a bn_utils module reaches into another module's private names: ``from .x import
     _y``, ``x._y`` on an imported bn_utils module, class or function, or a private name of another
-    package outside :data:`THIRD_PARTY_PRIVATES` (names reached through an import only; see there). A package-private module (``_validate``) may be imported anywhere in
-    the package: its underscore keeps it out of the package's public face, not out of its modules."""
+    package outside :data:`THIRD_PARTY_PRIVATES` (names reached through an import only; see there). A
+    package-private module (``_validate``) may be imported anywhere in the package: its underscore
+    keeps it out of the package's public face, not out of its modules."""
     paths = {module_name(path, package): path for path in sorted(package.rglob("*.py"))}
     problems = []
     for name, path in paths.items():
