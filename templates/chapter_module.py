@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -19,7 +19,9 @@ from bn_utils.experiments.sweeps import lr_sweep
 from bn_utils.history import Sweep
 
 LRS = (0.1, 1.0)
-Network = Literal["none", "batch"]  # a measurement's name is a Literal (mypy checks it) and a ValueError at run time
+Network = Literal["none", "batch"]
+"""A network's name: mypy checks a literal one; a wrong one at run time is a ``ValueError`` naming these."""
+NETWORKS: tuple[Network, ...] = get_args(Network)  # the names, written once (in the Literal)
 
 
 def sweep(seeds: Sequence[int], data: Dataset | None = None) -> Sweep:
@@ -38,9 +40,9 @@ class FinalAccuracy:
     bn: np.ndarray
 
     def mean(self, norm: Network) -> float:
-        """The mean over seeds of network ``norm`` ("none" or "batch")."""
-        if norm not in ("none", "batch"):
-            raise ValueError(f"unknown network {norm!r}; valid names are: none, batch")
+        """The mean over seeds of network ``norm`` (one of :data:`NETWORKS`)."""
+        if norm not in NETWORKS:
+            raise ValueError(f"unknown network {norm!r}; valid names are: {', '.join(NETWORKS)}")
         return float((self.plain if norm == "none" else self.bn).mean())
 
 

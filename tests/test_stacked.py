@@ -373,11 +373,22 @@ def test_sorted_batches_go_through_the_same_loop_as_the_conv_nets(digits64):
 # --- recomputing running statistics: one function for modules and stacks ---
 
 
+def _batch_norms(model):
+    """Every batch norm of ``model`` that keeps running statistics, found by type and not by
+    recomputable_norms (the function under test), so that a batch norm it leaves out is not left
+    out of the reference too."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None
+    ]
+
+
 def _batch_norm_reference(model, x):
     """What recompute_running_statistics must give ``model`` (a module): its batch norms in training
     mode with momentum 1, everything else (dropout, a ghost batch norm's chunking) in eval mode."""
     reference = copy.deepcopy(model).eval()
-    for m in bu.stacked.recomputable_norms(reference):
+    for m in _batch_norms(reference):
         m.train()
         m.momentum = 1.0
     with torch.no_grad():
@@ -393,7 +404,8 @@ def _batch_norm_reference(model, x):
 def test_recompute_gives_a_module_the_statistics_of_one_batch_with_dropout_off(digits64, norm, kw, dropout, training):
     model = build(0, norm=norm, depth=3, norm_kwargs=kw, dropout=dropout).train(training)
     x = digits64.x_train[:96]
-    expected = _batch_norm_reference(model, x).state_dict()
+    reference = _batch_norm_reference(model, x)
+    expected = reference.state_dict()
     modes = [m.training for m in model.modules()]
     assert recompute_running_statistics(model, x) is model
     assert [m.training for m in model.modules()] == modes  # every module's mode restored
@@ -401,8 +413,11 @@ def test_recompute_gives_a_module_the_statistics_of_one_batch_with_dropout_off(d
     assert any(key.endswith("running_var") for key in state)
     for key, value in expected.items():
         assert torch.equal(state[key], value), key
-    for m in bu.stacked.recomputable_norms(model):
-        assert m.momentum == 0.1  # momenta restored
+    checked = _batch_norms(model)
+    assert len(checked) == 3, "one batch norm per hidden block (a ghost or noisy batch norm's inner one)"
+    for got, want in zip(checked, _batch_norms(reference), strict=True):
+        assert got.momentum == 0.1  # momenta restored
+        assert torch.equal(got.running_mean, want.running_mean) and torch.equal(got.running_var, want.running_var)
     first = model.blocks[0]
     pre = first.linear(x)
     bn = bu.stacked.recomputable_norms(model)[0]  # a ghost batch norm's too: the whole batch's statistics
@@ -410,6 +425,19 @@ def test_recompute_gives_a_module_the_statistics_of_one_batch_with_dropout_off(d
     torch.testing.assert_close(bn.running_var, pre.var(0), rtol=0, atol=1e-12)
     if norm == "batch_ghost":
         assert first.norm.ghost_batch_size == 8
+
+
+def test_the_reference_finds_a_batch_norm_that_recomputable_norms_leaves_out(digits64, monkeypatch):
+    """The tests above would miss a recompute that skips a batch norm if their reference skipped it
+    too: an injected recomputable_norms that forgets the last batch norm makes them fail."""
+    model, x = build(0), digits64.x_train[:96]
+    everything = bu.stacked.recomputable_norms
+    monkeypatch.setattr(bu.stacked, "recomputable_norms", lambda m: everything(m)[:-1])
+    reference = _batch_norm_reference(model, x)
+    recompute_running_statistics(model, x)
+    [*rest, last], [*expected, wanted] = _batch_norms(model), _batch_norms(reference)
+    assert all(torch.equal(a.running_var, b.running_var) for a, b in zip(rest, expected, strict=True))
+    assert not torch.equal(last.running_var, wanted.running_var), "the forgotten batch norm kept its statistics"
 
 
 @pytest.mark.parametrize("norm,kw", [("batch", {}), ("batch_scratch", {}), ("batch_ghost", {"ghost_batch_size": 8})])
@@ -428,7 +456,7 @@ def test_recompute_gives_a_stack_what_it_gives_each_model_alone(digits64, norm, 
         for key, value in expected.items():
             torch.testing.assert_close(got[key], value, rtol=1e-12, atol=1e-12, msg=key)
     template = stack._template
-    assert all(m.momentum == 0.1 for m in bu.stacked.recomputable_norms(stack))
+    assert all(m.momentum == 0.1 for m in _batch_norms(template))
     assert all(m.p == dropout for m in template.modules() if isinstance(m, torch.nn.Dropout))
     assert all(m.ghost_batch_size == 8 for m in template.modules() if isinstance(m, bu.layers.GhostBatchNorm))
     # no dropout mask was drawn: the next training pass draws the masks a fresh stack draws first

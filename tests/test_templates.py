@@ -141,3 +141,7 @@ def test_the_chapter_module_template_follows_the_contract():
     at_01 = module.final_accuracy(result, lr=0.1)
     assert at_01.mean("none") == pytest.approx(0.85) and at_01.mean("batch") == pytest.approx(0.96)
     assert module.final_accuracy(result, lr=1.0).mean("batch") == pytest.approx(0.91)
+    with pytest.raises(ValueError, match=r"unknown network 'bn'; valid names are: none, batch"):
+        at_01.mean("bn")  # a wrong name is named, with the right ones
+    with pytest.raises(ValueError, match=r"learning rate 0\.5 is not on the grid; the sweep has: 0\.1, 1$"):
+        module.final_accuracy(result, lr=0.5)  # a learning rate off the grid, with those on it
