@@ -8,23 +8,13 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib.util
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from course_scripts import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load(name: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 # scripts/make_assignments.py and nbgrader, loaded by the fixture below before this file's first test, not
@@ -43,7 +33,7 @@ def _scripts_and_nbgrader():
     from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
     from traitlets.config.loader import PyFileConfigLoader
 
-    ma = _load("make_assignments")
+    ma = load_script("make_assignments")
     mse = ma.mse
     COURSE_ID, ASSIGNMENTS = ma.load_assignments()
     BY_ID = {a.id: a for a in ASSIGNMENTS}

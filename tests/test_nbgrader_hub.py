@@ -19,7 +19,6 @@ but does not start fails, with its log."""
 from __future__ import annotations
 
 import html
-import importlib.util
 import json
 import os
 import re
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from course_scripts import LazyScript
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -46,26 +46,7 @@ COURSE_ID = "bn-measured"
 pytestmark = pytest.mark.hub
 
 
-def _load(name: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-class _Script:
-    """scripts/make_assignments.py, loaded at its first use: it imports nbgrader (about 0.8 s of CPU),
-    which a run that deselects every test here (``pytest -m unit``) need not pay at collection."""
-
-    def __getattr__(self, name: str):
-        if name.startswith("_"):  # pytest's questions at collection (__test__, fixture markers): not the script's
-            raise AttributeError(name)
-        return getattr(_load("make_assignments"), name)
-
-
-ma = _Script()
+ma = LazyScript("make_assignments")  # nbgrader loaded at the first use, not at collection
 
 
 def find_proxy() -> str | None:

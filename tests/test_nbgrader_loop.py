@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import html
-import importlib.util
 import os
 import re
 import sqlite3
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from course_scripts import LazyScript
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "bn_from_scratch_quiz"
@@ -29,26 +29,7 @@ NOTEBOOK = "01_bn_from_scratch"
 pytestmark = pytest.mark.nbgrader
 
 
-def _load(name: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-class _Script:
-    """scripts/make_assignments.py, loaded at its first use: it imports nbgrader (about 0.8 s of CPU),
-    which a run that deselects every test here (``pytest -m unit``) need not pay at collection."""
-
-    def __getattr__(self, name: str):
-        if name.startswith("_"):  # pytest's questions at collection (__test__, fixture markers): not the script's
-            raise AttributeError(name)
-        return getattr(_load("make_assignments"), name)
-
-
-ma = _Script()
+ma = LazyScript("make_assignments")  # nbgrader loaded at the first use, not at collection
 
 
 def nbgrader_env() -> dict[str, str]:
